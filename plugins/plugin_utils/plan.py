@@ -1,0 +1,594 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The pod-CIDR planner: pure functions, no Ansible, no I/O.
+
+``make_plan`` takes the cluster configuration, the inventory's nodes and the
+previous state (as read from the state file) and returns every node's pod
+subnets plus the new state.  Every problem is collected and raised together as
+one :class:`PlanError` whose lines name the variable, the host and the
+arithmetic, so that nothing is changed anywhere when a plan is bad.
+
+Rules (see docs/plan.md):
+
+* sticky: a node recorded in the state keeps its blocks while it stays in the
+  inventory; an explicit ``podnet_pod_cidrs`` is honoured when valid;
+* deterministic: new nodes, in natural name order, take the lowest never-used
+  block; blocks freed by removed nodes are recorded as ``released`` and handed
+  out again, oldest first, only when no never-used block is left;
+* validated: networks, host bits, node prefixes, overlaps among cluster,
+  service and reserved CIDRs, node IPs, explicit claims, exhaustion.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+try:
+    import netaddr
+except ImportError as _exc:  # pragma: no cover - exercised only without netaddr
+    netaddr = None
+    NETADDR_IMPORT_ERROR: Optional[ImportError] = _exc
+else:
+    NETADDR_IMPORT_ERROR = None
+
+STATE_VERSION = 1
+FAMILIES = (4, 6)
+FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
+PREFIX_VAR = {4: "podnet_node_prefix_ipv4", 6: "podnet_node_prefix_ipv6"}
+# A node needs its gateway and at least one pod address.
+MIN_USABLE = 2
+
+
+class PlanError(ValueError):
+    """Raised with every problem found; ``errors`` holds one line each."""
+
+    def __init__(self, errors: Sequence[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class NodeInput:
+    """What the inventory says about one node."""
+
+    name: str
+    # podnet_node_ip as given (str or list); None when unset.
+    node_ip: Any = None
+    # Default addresses from facts, e.g. ansible_default_ipv4 / _ipv6 dicts.
+    fact_ipv4: Optional[Mapping[str, Any]] = None
+    fact_ipv6: Optional[Mapping[str, Any]] = None
+    # podnet_pod_cidrs as given (str or list); None when unset.
+    pod_cidrs: Any = None
+
+
+@dataclass
+class PlanConfig:
+    cluster_cidrs: Sequence[str] = ("10.244.0.0/16",)
+    node_prefix_ipv4: Any = 24
+    node_prefix_ipv6: Any = 64
+    service_cidrs: Sequence[str] = ()
+    reserved_cidrs: Sequence[str] = ()
+
+
+@dataclass
+class NodePlan:
+    name: str
+    node_ips: List[str]
+    node_cidrs: List[str]
+    pod_cidrs: List[str]
+    gateways: List[str]
+    bridge_addresses: List[str]
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "node_ips": list(self.node_ips),
+            "node_cidrs": list(self.node_cidrs),
+            "pod_cidrs": list(self.pod_cidrs),
+            "gateways": list(self.gateways),
+            "bridge_addresses": list(self.bridge_addresses),
+        }
+
+
+@dataclass
+class PlanResult:
+    cluster_cidrs: List[str]
+    service_cidrs: List[str]
+    reserved_cidrs: List[str]
+    node_prefixes: Dict[int, int]
+    nodes: Dict[str, NodePlan]
+    state: Dict[str, Any]
+    added: Dict[str, List[str]] = field(default_factory=dict)
+    released: Dict[str, List[str]] = field(default_factory=dict)
+
+    def node_cidrs(self) -> List[str]:
+        """Underlay networks known from the nodes' addresses, merged."""
+        nets = [netaddr.IPNetwork(c) for n in self.nodes.values() for c in n.node_cidrs]
+        return [str(n) for n in netaddr.cidr_merge(nets)]
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "cluster_cidrs": list(self.cluster_cidrs),
+            "service_cidrs": list(self.service_cidrs),
+            "reserved_cidrs": list(self.reserved_cidrs),
+            "node_prefix_ipv4": self.node_prefixes.get(4),
+            "node_prefix_ipv6": self.node_prefixes.get(6),
+            "node_cidrs": self.node_cidrs(),
+            "nodes": {name: node.as_dict() for name, node in self.nodes.items()},
+        }
+
+
+def require_netaddr() -> None:
+    if netaddr is None:
+        raise PlanError(
+            ["the podnet.cluster planner needs the Python library 'netaddr' on the controller: "
+             "pip install netaddr (%s)" % NETADDR_IMPORT_ERROR]
+        )
+
+
+def natural_key(name: str) -> Tuple[Any, ...]:
+    """node2 before node10; ties broken by the plain name, so the order is total."""
+    parts = re.split(r"(\d+)", name)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts) + ((2, 0, name),)
+
+
+def as_list(value: Any) -> List[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def parse_network(value: Any, what: str, errors: List[str]) -> Optional["netaddr.IPNetwork"]:
+    """A network in CIDR form with no host bits, or None with an error recorded."""
+    text = str(value).strip() if value is not None else ""
+    if "/" not in text:
+        errors.append("%s: %r is not a network in CIDR form (address/prefix)" % (what, value))
+        return None
+    try:
+        net = netaddr.IPNetwork(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        errors.append("%s: %r is not a network in CIDR form (address/prefix)" % (what, value))
+        return None
+    if net.ip != net.network:
+        errors.append(
+            "%s: %s has host bits set: the /%d network that holds it is %s"
+            % (what, text, net.prefixlen, net.cidr)
+        )
+        return None
+    return net
+
+
+def parse_prefix(value: Any, family: int, errors: List[str]) -> Optional[int]:
+    var = PREFIX_VAR[family]
+    bits = 32 if family == 4 else 128
+    try:
+        prefix = int(str(value).lstrip("/"))
+    except (TypeError, ValueError):
+        errors.append("%s: %r is not a prefix length" % (var, value))
+        return None
+    if not 0 < prefix <= bits:
+        errors.append("%s: %d is not a prefix length for %s (1..%d)" % (var, prefix, FAMILY_NAME[family], bits))
+        return None
+    size = 2 ** (bits - prefix)
+    usable = size - 2 if family == 4 else size - 1
+    if usable < MIN_USABLE:
+        reserved_note = "network and broadcast" if family == 4 else "the subnet-router anycast address"
+        errors.append(
+            "%s: /%d leaves 2^(%d-%d) = %d address%s, %d usable after %s; a node needs at least %d "
+            "(the gateway on the bridge and one pod): use /%d or shorter"
+            % (var, prefix, bits, prefix, size, "" if size == 1 else "es", max(usable, 0), reserved_note,
+               MIN_USABLE, bits - 2)
+        )
+        return None
+    return prefix
+
+
+def _intervals_overlap(a: "netaddr.IPNetwork", b: "netaddr.IPNetwork") -> bool:
+    return a.version == b.version and a.first <= b.last and b.first <= a.last
+
+
+class _Family:
+    """Allocation bookkeeping for one address family of the cluster."""
+
+    def __init__(self, cluster: "netaddr.IPNetwork", prefix: int, var: str):
+        self.cluster = cluster
+        self.prefix = prefix
+        self.var = var
+        self.block_size = 2 ** ((32 if cluster.version == 4 else 128) - prefix)
+        self.total = 2 ** (prefix - cluster.prefixlen)
+        self.owner: Dict[int, str] = {}  # block start -> node
+        self.released: List[int] = []  # block starts, oldest release first
+
+    def block(self, start: int) -> "netaddr.IPNetwork":
+        return netaddr.IPNetwork((start, self.prefix), version=self.cluster.version)
+
+    def describe(self) -> str:
+        return "%s (%s)" % (self.cluster, self.var)
+
+    def allocate(self, names: Sequence[str]) -> Dict[str, int]:
+        """Lowest never-used blocks first, then released ones, oldest first."""
+        taken = set(self.owner)
+        released = set(self.released)
+        result: Dict[str, int] = {}
+        pending = list(names)
+        index = 0
+        start = self.cluster.first
+        while pending and index < self.total:
+            block = start + index * self.block_size
+            index += 1
+            if block in taken or block in released:
+                continue
+            result[pending.pop(0)] = block
+        for block in list(self.released):
+            if not pending:
+                break
+            if block in taken:
+                continue
+            result[pending.pop(0)] = block
+            self.released.remove(block)
+        return result
+
+
+def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IPAddress"], Dict[int, "netaddr.IPNetwork"]]:
+    """The node's first address of each family and, where known, its network."""
+    addresses: Dict[int, netaddr.IPAddress] = {}
+    networks: Dict[int, netaddr.IPNetwork] = {}
+    if node.node_ip is not None and node.node_ip != [] and node.node_ip != "":
+        for i, raw in enumerate(as_list(node.node_ip)):
+            what = "host %s: podnet_node_ip%s" % (node.name, "" if isinstance(node.node_ip, str) else "[%d]" % i)
+            try:
+                iface = netaddr.IPNetwork(str(raw).strip())
+                if "/" not in str(raw):
+                    addr, net = iface.ip, None
+                else:
+                    addr, net = iface.ip, iface.cidr
+            except (netaddr.AddrFormatError, ValueError, TypeError):
+                errors.append("%s: %r is not an IP address (address or address/prefix)" % (what, raw))
+                continue
+            if addr.version not in addresses:
+                addresses[addr.version] = addr
+                if net is not None:
+                    networks[addr.version] = net
+        return addresses, networks
+    for fact in (node.fact_ipv4, node.fact_ipv6):
+        if not isinstance(fact, Mapping) or not fact.get("address"):
+            continue
+        try:
+            addr = netaddr.IPAddress(str(fact["address"]).split("%")[0])
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            continue
+        addresses.setdefault(addr.version, addr)
+        try:
+            if addr.version == 4 and fact.get("netmask"):
+                networks[4] = netaddr.IPNetwork("%s/%s" % (addr, fact["netmask"])).cidr
+            elif addr.version == 6 and fact.get("prefix"):
+                networks[6] = netaddr.IPNetwork("%s/%s" % (addr, fact["prefix"])).cidr
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            pass
+    return addresses, networks
+
+
+def parse_state(state: Any, source: str = "state file") -> Tuple[Dict[str, List["netaddr.IPNetwork"]], List["netaddr.IPNetwork"]]:
+    """Recorded assignments and released blocks; PlanError when the state is not valid."""
+    if state is None:
+        return {}, []
+    errors: List[str] = []
+    if not isinstance(state, Mapping):
+        raise PlanError(["%s is not valid: its top level must be a mapping with key 'nodes', not %s"
+                         % (source, type(state).__name__)])
+    version = state.get("version", STATE_VERSION)
+    if version != STATE_VERSION:
+        errors.append("%s is not valid: version %r is not supported (this planner writes version %d)"
+                      % (source, version, STATE_VERSION))
+    raw_nodes = state.get("nodes", {})
+    if raw_nodes is None:
+        raw_nodes = {}
+    if not isinstance(raw_nodes, Mapping):
+        raise PlanError(errors + ["%s is not valid: 'nodes' must map each inventory hostname to a list of "
+                                  "pod CIDRs, not %s" % (source, type(raw_nodes).__name__)])
+    nodes: Dict[str, List[netaddr.IPNetwork]] = {}
+    seen: List[Tuple[netaddr.IPNetwork, str]] = []
+    for name, cidrs in raw_nodes.items():
+        if not isinstance(cidrs, (list, tuple)) or not cidrs:
+            errors.append("%s is not valid: nodes.%s must be a non-empty list of pod CIDRs, not %r"
+                          % (source, name, cidrs))
+            continue
+        nets = []
+        for i, cidr in enumerate(cidrs):
+            net = parse_network(cidr, "%s is not valid: nodes.%s[%d]" % (source, name, i), errors)
+            if net is not None:
+                if any(n.version == net.version for n in nets):
+                    errors.append("%s is not valid: nodes.%s records two %s pod CIDRs (%s and %s)"
+                                  % (source, name, FAMILY_NAME[net.version],
+                                     [n for n in nets if n.version == net.version][0], net))
+                    continue
+                nets.append(net)
+                seen.append((net, str(name)))
+        nodes[str(name)] = nets
+    seen.sort(key=lambda item: (item[0].version, item[0].first))
+    for (a, an), (b, bn) in zip(seen, seen[1:]):
+        if _intervals_overlap(a, b):
+            errors.append("%s is not valid: nodes.%s (%s) and nodes.%s (%s) overlap" % (source, an, a, bn, b))
+    released: List[netaddr.IPNetwork] = []
+    raw_released = state.get("released", []) or []
+    if not isinstance(raw_released, (list, tuple)):
+        errors.append("%s is not valid: 'released' must be a list of CIDRs" % source)
+    else:
+        for i, cidr in enumerate(raw_released):
+            net = parse_network(cidr, "%s is not valid: released[%d]" % (source, i), errors)
+            if net is not None:
+                released.append(net)
+    if errors:
+        raise PlanError(errors)
+    return nodes, released
+
+
+def _check_config(config: PlanConfig, errors: List[str]):
+    clusters: Dict[int, netaddr.IPNetwork] = {}
+    cluster_list = as_list(config.cluster_cidrs)
+    if not cluster_list:
+        errors.append("podnet_cluster_cidrs: empty; give one IPv4 and/or one IPv6 network")
+    named: List[Tuple[str, netaddr.IPNetwork]] = []
+    for i, raw in enumerate(cluster_list):
+        net = parse_network(raw, "podnet_cluster_cidrs[%d]" % i, errors)
+        if net is None:
+            continue
+        if net.version in clusters:
+            errors.append(
+                "podnet_cluster_cidrs: two %s networks (%s and %s); give at most one per family (dual-stack is "
+                "one IPv4 and one IPv6)" % (FAMILY_NAME[net.version], clusters[net.version], net))
+            continue
+        clusters[net.version] = net
+        named.append(("podnet_cluster_cidrs[%d] %s" % (i, net), net))
+    prefixes: Dict[int, int] = {}
+    for family, raw in ((4, config.node_prefix_ipv4), (6, config.node_prefix_ipv6)):
+        if family not in clusters:
+            continue
+        prefix = parse_prefix(raw, family, errors)
+        if prefix is None:
+            continue
+        cluster = clusters[family]
+        if prefix <= cluster.prefixlen:
+            errors.append(
+                "%s: /%d is not longer than the cluster network %s (/%d, podnet_cluster_cidrs): each node's "
+                "subnet must be a part of it, so the node prefix must be greater than %d"
+                % (PREFIX_VAR[family], prefix, cluster, cluster.prefixlen, cluster.prefixlen))
+            continue
+        prefixes[family] = prefix
+    extra: Dict[str, List[netaddr.IPNetwork]] = {}
+    for var, values in (("podnet_service_cidrs", config.service_cidrs),
+                        ("podnet_reserved_cidrs", config.reserved_cidrs)):
+        extra[var] = []
+        for i, raw in enumerate(as_list(values)):
+            net = parse_network(raw, "%s[%d]" % (var, i), errors)
+            if net is not None:
+                extra[var].append(net)
+                named.append(("%s[%d] %s" % (var, i, net), net))
+    for i, (an, a) in enumerate(named):
+        for bn, b in named[i + 1:]:
+            if _intervals_overlap(a, b):
+                errors.append("%s overlaps %s (addresses %s-%s are in both); cluster, service and reserved "
+                              "networks must be disjoint"
+                              % (bn, an, netaddr.IPAddress(max(a.first, b.first), a.version),
+                                 netaddr.IPAddress(min(a.last, b.last), a.version)))
+    return clusters, prefixes, extra
+
+
+def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
+              state_source: str = "state file") -> PlanResult:
+    """Compute the whole plan or raise PlanError listing every problem."""
+    require_netaddr()
+    errors: List[str] = []
+    clusters, prefixes, extra = _check_config(config, errors)
+    try:
+        recorded, released = parse_state(state, state_source)
+    except PlanError as exc:
+        errors.extend(exc.errors)
+        recorded, released = {}, []
+    if errors:
+        raise PlanError(errors)
+
+    names = [n.name for n in nodes]
+    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+    if duplicates:
+        raise PlanError(["nodes listed twice: %s" % ", ".join(duplicates)])
+    in_inventory = set(names)
+
+    families: Dict[int, _Family] = {f: _Family(clusters[f], prefixes[f], "podnet_cluster_cidrs")
+                                    for f in FAMILIES if f in clusters and f in prefixes}
+    service_nets = extra["podnet_service_cidrs"]
+
+    # Node IPs.
+    node_addrs: Dict[str, Dict[int, netaddr.IPAddress]] = {}
+    node_nets: Dict[str, Dict[int, netaddr.IPNetwork]] = {}
+    ip_owner: Dict[netaddr.IPAddress, str] = {}
+    for node in nodes:
+        addrs, nets = _node_ips(node, errors)
+        node_addrs[node.name], node_nets[node.name] = addrs, nets
+        source = "podnet_node_ip" if node.node_ip not in (None, "", []) else \
+            "the default address in its facts (ansible_default_ipv4/_ipv6)"
+        for family in families:
+            if family not in addrs:
+                errors.append(
+                    "host %s: no %s node IP: %s gives none, and the cluster has the %s network %s; set "
+                    "podnet_node_ip to the node's %s underlay address"
+                    % (node.name, FAMILY_NAME[family], source if node.node_ip not in (None, "", []) else
+                       "podnet_node_ip is unset and its facts give", FAMILY_NAME[family], clusters[family],
+                       FAMILY_NAME[family]))
+        for family, addr in addrs.items():
+            var = "podnet_node_ip" if node.node_ip not in (None, "", []) else "its default %s address" % FAMILY_NAME[family]
+            if family in clusters and addr in clusters[family]:
+                errors.append("host %s: node IP %s (%s) lies inside the cluster network %s "
+                              "(podnet_cluster_cidrs); pods and nodes must not share addresses"
+                              % (node.name, addr, var, clusters[family]))
+            for i, svc in enumerate(service_nets):
+                if addr in svc:
+                    errors.append("host %s: node IP %s (%s) lies inside the service network %s "
+                                  "(podnet_service_cidrs[%d])" % (node.name, addr, var, svc, i))
+            if addr in ip_owner:
+                errors.append("hosts %s and %s have the same node IP %s" % (ip_owner[addr], node.name, addr))
+            else:
+                ip_owner[addr] = node.name
+
+    # Explicit claims.
+    explicit: Dict[str, Dict[int, netaddr.IPNetwork]] = {}
+    for node in nodes:
+        raw = node.pod_cidrs
+        if raw is None or raw == [] or raw == "":
+            continue
+        claims: Dict[int, netaddr.IPNetwork] = {}
+        for i, value in enumerate(as_list(raw)):
+            what = "host %s: podnet_pod_cidrs%s" % (node.name, "" if isinstance(raw, str) else "[%d]" % i)
+            net = parse_network(value, what, errors)
+            if net is None:
+                continue
+            family = net.version
+            if family not in clusters:
+                errors.append("%s: %s is %s, but podnet_cluster_cidrs has no %s network (%s)"
+                              % (what, net, FAMILY_NAME[family], FAMILY_NAME[family],
+                                 ", ".join(str(c) for c in clusters.values())))
+                continue
+            if family not in families:
+                continue
+            fam = families[family]
+            if net not in fam.cluster:
+                errors.append("%s: %s lies outside the cluster network %s (podnet_cluster_cidrs)"
+                              % (what, net, fam.cluster))
+                continue
+            if net.prefixlen != fam.prefix:
+                errors.append("%s: %s is a /%d, but %s is %d: each node gets exactly one /%d of %s"
+                              % (what, net, net.prefixlen, PREFIX_VAR[family], fam.prefix, fam.prefix, fam.cluster))
+                continue
+            if family in claims:
+                errors.append("%s: a second %s subnet (%s, after %s); a node has one per family"
+                              % (what, FAMILY_NAME[family], net, claims[family]))
+                continue
+            claims[family] = net
+        explicit[node.name] = claims
+
+    # Claims against each other and against the state.
+    for family in families:
+        spans = sorted(((c[family], name) for name, c in explicit.items() if family in c),
+                       key=lambda item: (item[0].first, item[1]))
+        for (a, an), (b, bn) in zip(spans, spans[1:]):
+            if _intervals_overlap(a, b):
+                errors.append("hosts %s and %s both claim %s in podnet_pod_cidrs" % (an, bn, b if a == b else "%s / %s" % (a, b)))
+        recorded_spans = sorted(((n, owner) for owner, nets in recorded.items() if owner in in_inventory
+                                 for n in nets if n.version == family), key=lambda item: item[0].first)
+        for net, name in spans:
+            for rnet, owner in recorded_spans:
+                if owner != name and _intervals_overlap(net, rnet):
+                    errors.append("host %s: podnet_pod_cidrs claims %s, but the state file assigns %s to host %s"
+                                  % (name, net, rnet, owner))
+
+    # Recorded assignments still valid for this configuration?
+    for name in names:
+        for net in recorded.get(name, []):
+            if net.version not in clusters:
+                errors.append("host %s: the state file assigns it %s, but podnet_cluster_cidrs has no %s network "
+                              "any more; removing a family re-addresses pods: delete that entry from the state file "
+                              "to confirm" % (name, net, FAMILY_NAME[net.version]))
+                continue
+            fam = families.get(net.version)
+            if fam is None:
+                continue
+            if net not in fam.cluster:
+                errors.append("host %s: the state file assigns it %s, which lies outside the cluster network %s "
+                              "(podnet_cluster_cidrs); changing the cluster network re-addresses pods: delete the "
+                              "entry from the state file to confirm" % (name, net, fam.cluster))
+            elif net.prefixlen != fam.prefix:
+                errors.append("host %s: the state file assigns it %s (/%d), but %s is %d; changing the node "
+                              "prefix re-addresses pods: delete the entry from the state file to confirm"
+                              % (name, net, net.prefixlen, PREFIX_VAR[net.version], fam.prefix))
+    if errors:
+        raise PlanError(errors)
+
+    # Allocation.
+    assigned: Dict[str, Dict[int, netaddr.IPNetwork]] = {name: {} for name in names}
+    newly_released: Dict[str, List[str]] = {}
+    for family, fam in families.items():
+        for net in released:
+            if net.version == family and net in fam.cluster and net.prefixlen == fam.prefix \
+                    and net.first not in fam.released:
+                fam.released.append(net.first)
+    for name in names:
+        for family, net in explicit.get(name, {}).items():
+            assigned[name][family] = net
+        for net in recorded.get(name, []):
+            if net.version in families and net.version not in assigned[name]:
+                assigned[name][net.version] = net
+    # Blocks left behind: by nodes gone from the inventory, or replaced by an explicit claim.
+    for owner in sorted(recorded, key=natural_key):
+        for net in recorded[owner]:
+            still = owner in in_inventory and assigned[owner].get(net.version) == net
+            if not still and net.version in families:
+                newly_released.setdefault(owner, []).append(str(net))
+                fam = families[net.version]
+                if net in fam.cluster and net.prefixlen == fam.prefix and net.first not in fam.released:
+                    fam.released.append(net.first)
+    added: Dict[str, List[str]] = {}
+    for family, fam in families.items():
+        for name in names:
+            if family in assigned[name]:
+                net = assigned[name][family]
+                fam.owner[net.first] = name
+                if net.first in fam.released:
+                    fam.released.remove(net.first)
+        need = sorted((n for n in names if family not in assigned[n]), key=natural_key)
+        free = fam.total - len(fam.owner)
+        if len(need) > free:
+            errors.append(
+                "podnet_cluster_cidrs: %s holds %d /%d blocks (2^(%d-%d), %s=%d); %d are assigned and %d more "
+                "node%s need%s one (%s): %d short. Use a larger cluster network or a longer %s"
+                % (fam.cluster, fam.total, fam.prefix, fam.prefix, fam.cluster.prefixlen, PREFIX_VAR[family],
+                   fam.prefix, len(fam.owner), len(need), "" if len(need) == 1 else "s",
+                   "s" if len(need) == 1 else "", _short_list(need), len(need) - free, PREFIX_VAR[family]))
+            continue
+        for name, start in fam.allocate(need).items():
+            net = fam.block(start)
+            assigned[name][family] = net
+            fam.owner[start] = name
+            added.setdefault(name, []).append(str(net))
+    if errors:
+        raise PlanError(errors)
+
+    plans: Dict[str, NodePlan] = {}
+    for name in names:
+        nets = [assigned[name][f] for f in FAMILIES if f in assigned[name]]
+        gateways = [netaddr.IPAddress(n.first + 1, n.version) for n in nets]
+        plans[name] = NodePlan(
+            name=name,
+            node_ips=[str(node_addrs[name][f]) for f in FAMILIES if f in node_addrs[name]],
+            node_cidrs=[str(node_nets[name][f]) for f in FAMILIES if f in node_nets[name]],
+            pod_cidrs=[str(n) for n in nets],
+            gateways=[str(g) for g in gateways],
+            bridge_addresses=["%s/%d" % (g, n.prefixlen) for g, n in zip(gateways, nets)],
+        )
+    new_state = {
+        "version": STATE_VERSION,
+        "nodes": {name: plans[name].pod_cidrs for name in sorted(names, key=natural_key)},
+        "released": [str(fam.block(b)) for f, fam in families.items() for b in fam.released],
+    }
+    return PlanResult(
+        cluster_cidrs=[str(clusters[f]) for f in FAMILIES if f in clusters],
+        service_cidrs=[str(n) for n in service_nets],
+        reserved_cidrs=[str(n) for n in extra["podnet_reserved_cidrs"]],
+        node_prefixes=dict(prefixes),
+        nodes=plans,
+        state=new_state,
+        added=added,
+        released=newly_released,
+    )
+
+
+def _short_list(names: Iterable[str], limit: int = 10) -> str:
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return "%s and %d more" % (", ".join(names[:limit]), len(names) - limit)
