@@ -42,7 +42,7 @@ collection:
 	@ln -sfn ../../.. $(COLLECTION)
 
 demo: setup
-	$(BIN)/ansible-playbook playbooks/demo.yml
+	$(BIN)/ansible-playbook podnet.cluster.plan -i inventories/example
 
 lab: setup
 	$(BIN)/ansible-playbook podnet.cluster.lab

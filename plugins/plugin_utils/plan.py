@@ -23,6 +23,7 @@ Rules (see docs/plan.md):
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -105,8 +106,8 @@ class PlanResult:
 
     def node_cidrs(self) -> List[str]:
         """Underlay networks known from the nodes' addresses, merged."""
-        nets = [netaddr.IPNetwork(c) for n in self.nodes.values() for c in n.node_cidrs]
-        return [str(n) for n in netaddr.cidr_merge(nets)]
+        nets = {c for n in self.nodes.values() for c in n.node_cidrs}
+        return [fmt_network(n) for n in netaddr.cidr_merge([to_ipnetwork(c) for c in nets])]
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -144,6 +145,38 @@ def as_list(value: Any) -> List[Any]:
     return [value]
 
 
+def to_ipnetwork(text: str) -> "netaddr.IPNetwork":
+    """netaddr.IPNetwork of ``address/prefix`` (or a bare address, as a host route).
+
+    Strict (inet_pton) parsing; the tuple form skips netaddr's slower string parser,
+    which matters for the 10,000 CIDRs of a 5,000-node dual-stack state file.
+    """
+    address, slash, prefix = text.partition("/")
+    family, version, bits = (socket.AF_INET6, 6, 128) if ":" in address else (socket.AF_INET, 4, 32)
+    try:
+        value = int.from_bytes(socket.inet_pton(family, address), "big")
+    except OSError:
+        raise netaddr.AddrFormatError("invalid address %r" % address)
+    if slash:
+        if not prefix.isdigit() or int(prefix) > bits:
+            raise netaddr.AddrFormatError("invalid prefix %r" % prefix)
+        length = int(prefix)
+    else:
+        length = bits
+    return netaddr.IPNetwork((value, length), version=version)
+
+
+def fmt_address(value: int, version: int) -> str:
+    """Canonical text of an address (RFC 5952 for IPv6), faster than str(netaddr.IPAddress)."""
+    if version == 4:
+        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+
+
+def fmt_network(net: "netaddr.IPNetwork") -> str:
+    return "%s/%d" % (fmt_address(net.first, net.version), net.prefixlen)
+
+
 def parse_network(value: Any, what: str, errors: List[str]) -> Optional["netaddr.IPNetwork"]:
     """A network in CIDR form with no host bits, or None with an error recorded."""
     text = str(value).strip() if value is not None else ""
@@ -151,7 +184,7 @@ def parse_network(value: Any, what: str, errors: List[str]) -> Optional["netaddr
         errors.append("%s: %r is not a network in CIDR form (address/prefix)" % (what, value))
         return None
     try:
-        net = netaddr.IPNetwork(text)
+        net = to_ipnetwork(text)
     except (netaddr.AddrFormatError, ValueError, TypeError):
         errors.append("%s: %r is not a network in CIDR form (address/prefix)" % (what, value))
         return None
@@ -243,7 +276,7 @@ def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IP
         for i, raw in enumerate(as_list(node.node_ip)):
             what = "host %s: podnet_node_ip%s" % (node.name, "" if isinstance(node.node_ip, str) else "[%d]" % i)
             try:
-                iface = netaddr.IPNetwork(str(raw).strip())
+                iface = to_ipnetwork(str(raw).strip())
                 if "/" not in str(raw):
                     addr, net = iface.ip, None
                 else:
@@ -561,13 +594,14 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
     plans: Dict[str, NodePlan] = {}
     for name in names:
         nets = [assigned[name][f] for f in FAMILIES if f in assigned[name]]
-        gateways = [netaddr.IPAddress(n.first + 1, n.version) for n in nets]
+        gateways = [fmt_address(n.first + 1, n.version) for n in nets]
+        addrs = node_addrs[name]
         plans[name] = NodePlan(
             name=name,
-            node_ips=[str(node_addrs[name][f]) for f in FAMILIES if f in node_addrs[name]],
-            node_cidrs=[str(node_nets[name][f]) for f in FAMILIES if f in node_nets[name]],
-            pod_cidrs=[str(n) for n in nets],
-            gateways=[str(g) for g in gateways],
+            node_ips=[fmt_address(int(addrs[f]), f) for f in FAMILIES if f in addrs],
+            node_cidrs=[fmt_network(node_nets[name][f]) for f in FAMILIES if f in node_nets[name]],
+            pod_cidrs=[fmt_network(n) for n in nets],
+            gateways=gateways,
             bridge_addresses=["%s/%d" % (g, n.prefixlen) for g, n in zip(gateways, nets)],
         )
     new_state = {

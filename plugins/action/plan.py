@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Action for podnet.cluster.plan: runs on the controller, once (see the module doc)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
+from ansible_collections.podnet.cluster.plugins.plugin_utils import state as statefile
+
+ARGUMENT_SPEC: Dict[str, Any] = {
+    "cluster_cidrs": {"type": "list", "elements": "raw", "default": ["10.244.0.0/16"]},
+    "node_prefix_ipv4": {"type": "raw", "default": 24},
+    "node_prefix_ipv6": {"type": "raw", "default": 64},
+    "service_cidrs": {"type": "list", "elements": "raw", "default": []},
+    "reserved_cidrs": {"type": "list", "elements": "raw", "default": []},
+    "state_file": {"type": "path", "required": True},
+    "group": {"type": "str", "default": "podnet_nodes"},
+}
+
+
+def _plain(value: Any) -> Any:
+    """Strip Ansible's tagged/lazy containers down to plain Python data."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+
+        group = args["group"]
+        hosts: List[str] = list(task_vars.get("groups", {}).get(group, []))
+        if not hosts:
+            raise AnsibleActionFail("podnet.cluster.plan: the inventory group %r has no hosts; put every node of "
+                                    "the cluster in it" % group)
+        hostvars = task_vars["hostvars"]
+        nodes = []
+        for host in hosts:
+            hv = hostvars[host]
+            facts = _plain(hv.get("ansible_facts", {}) or {})
+            nodes.append(planner.NodeInput(
+                name=str(host),
+                node_ip=_plain(hv.get("podnet_node_ip")),
+                fact_ipv4=facts.get("default_ipv4"),
+                fact_ipv6=facts.get("default_ipv6"),
+                pod_cidrs=_plain(hv.get("podnet_pod_cidrs")),
+            ))
+        config = planner.PlanConfig(
+            cluster_cidrs=_plain(args["cluster_cidrs"]),
+            node_prefix_ipv4=_plain(args["node_prefix_ipv4"]),
+            node_prefix_ipv6=_plain(args["node_prefix_ipv6"]),
+            service_cidrs=_plain(args["service_cidrs"]),
+            reserved_cidrs=_plain(args["reserved_cidrs"]),
+        )
+        path = args["state_file"]
+        check_mode = bool(self._task.check_mode)
+
+        try:
+            with statefile.locked(path):
+                old, old_text = statefile.read(path)
+                outcome = planner.make_plan(config, nodes, old, state_source="state file %s" % path)
+                new_text = statefile.render(outcome.state)
+                changed = outcome.state != old
+                if changed and not check_mode:
+                    statefile.write_atomic(path, new_text)
+        except planner.PlanError as exc:
+            result.update(failed=True, errors=exc.errors,
+                          msg="podnet.cluster.plan: the plan is not valid, nothing was changed (state file %s "
+                              "untouched):\n- %s" % (path, "\n- ".join(exc.errors)))
+            return result
+        except (statefile.StateFileError, OSError) as exc:
+            result.update(failed=True, msg="podnet.cluster.plan: %s" % to_native(exc))
+            return result
+
+        table = outcome.as_dict()
+        result.update(
+            changed=changed,
+            state_file=path,
+            plan=table,
+            added=outcome.added,
+            released=outcome.released,
+            ansible_facts={"podnet_plan": table},
+        )
+        if changed and self._task.diff:
+            result["diff"] = {
+                "before_header": path if old_text is not None else "%s (absent)" % path,
+                "after_header": path,
+                "before": old_text or "",
+                "after": new_text,
+            }
+        return result

@@ -1,0 +1,172 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+# The work is done by the action plugin of the same name (plugins/action/plan.py)
+# on the controller; this file carries the documentation.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: plan
+short_description: Carve the cluster CIDRs into sticky, validated per-node pod subnets
+description:
+  - Computes the pod-network plan of the whole cluster on the controller, once, from the inventory.
+  - Every node of I(group) gets one block of each configured family (default a /24 of IPv4, a /64 of IPv6),
+    the gateway address of each (the first usable address, which the node's bridge holds) and the
+    cluster-wide table that later roles use for routes.
+  - B(Sticky.) Assignments are recorded in I(state_file) (YAML; its top-level key C(nodes) maps each
+    inventory hostname to the list of its pod CIDRs). A recorded node keeps its blocks for as long as it stays
+    in the inventory, whatever other nodes are added, removed or reordered. New nodes, in natural name order,
+    take the lowest never-used blocks, so the same inventory and state always give the same plan. Blocks freed
+    by removed nodes are listed under C(released) and handed out again, oldest first, only when no never-used
+    block is left, so that stale routes to them cannot catch a new node's pods.
+  - B(Validated.) Every problem is reported at once, before any host is touched, naming the variable, the
+    host and the arithmetic; a failed plan leaves the state file exactly as it was.
+  - B(Safe state.) The file is written atomically, only when its content changes, never in check mode (check
+    mode with C(--diff) shows what would change), under an exclusive lock so that concurrent runs cannot
+    interleave.
+  - Per node it reads the host variables C(podnet_node_ip) (an address, C(address/prefix), or a list of
+    them; default the C(default_ipv4)/C(default_ipv6) address from facts) and C(podnet_pod_cidrs) (explicit
+    subnets, honoured when valid).
+  - Run it with C(run_once); its facts are set on every host of the play.
+version_added: 0.1.0
+author:
+  - podnet.cluster maintainers
+requirements:
+  - netaddr (on the controller)
+options:
+  cluster_cidrs:
+    description:
+      - One IPv4 and/or one IPv6 network to carve into node subnets.
+    type: list
+    elements: raw
+    default: ["10.244.0.0/16"]
+  node_prefix_ipv4:
+    description:
+      - Prefix length of each node's IPv4 pod subnet. Must be longer than the cluster prefix and leave at least
+        two usable addresses (gateway and one pod), so at most C(30).
+    type: raw
+    default: 24
+  node_prefix_ipv6:
+    description:
+      - Prefix length of each node's IPv6 pod subnet; at most C(126).
+    type: raw
+    default: 64
+  service_cidrs:
+    description:
+      - Service networks; never allocated. Any overlap with the cluster or reserved networks is an error, and so
+        is a node IP inside one.
+    type: list
+    elements: raw
+    default: []
+  reserved_cidrs:
+    description:
+      - Other networks the pod network must not collide with (for example on-premises ranges). Any overlap with
+        the cluster or service networks is an error.
+    type: list
+    elements: raw
+    default: []
+  state_file:
+    description:
+      - Path of the YAML state file on the controller. A lock file C(<state_file>.lock) is kept beside it.
+    type: path
+    required: true
+  group:
+    description:
+      - Inventory group that holds every node of the cluster.
+    type: str
+    default: podnet_nodes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: all
+notes:
+  - The role M(podnet.cluster.plan) wraps this action and sets C(podnet_node) on every host.
+seealso:
+  - name: Kubernetes cluster networking
+    description: The IP-per-pod model this plan serves.
+    link: https://kubernetes.io/docs/concepts/cluster-administration/networking/
+"""
+
+EXAMPLES = r"""
+- name: Plan the pod network once for the whole cluster
+  podnet.cluster.plan:
+    cluster_cidrs: ["10.244.0.0/16", "fd00:10:244::/56"]
+    node_prefix_ipv4: 24
+    node_prefix_ipv6: 64
+    service_cidrs: ["10.96.0.0/12"]
+    state_file: "{{ inventory_dir }}/podnet_state.yml"
+  run_once: true
+  register: plan
+
+- name: Show this node's pod subnets
+  ansible.builtin.debug:
+    msg: "{{ podnet_plan.nodes[inventory_hostname].pod_cidrs }}"
+"""
+
+RETURN = r"""
+plan:
+  description: The cluster-wide table (also set as the fact C(podnet_plan) on every host of the play).
+  returned: success
+  type: dict
+  contains:
+    cluster_cidrs:
+      description: The cluster networks, IPv4 first.
+      type: list
+      elements: str
+      sample: ["10.244.0.0/16"]
+    service_cidrs:
+      description: The service networks.
+      type: list
+      elements: str
+    reserved_cidrs:
+      description: The reserved networks.
+      type: list
+      elements: str
+    node_prefix_ipv4:
+      description: The IPv4 node prefix, or null when the cluster has no IPv4 network.
+      type: int
+      sample: 24
+    node_prefix_ipv6:
+      description: The IPv6 node prefix, or null when the cluster has no IPv6 network.
+      type: int
+    node_cidrs:
+      description: Underlay networks known from the nodes' addresses (facts, or C(address/prefix) notation), merged.
+      type: list
+      elements: str
+      sample: ["172.31.250.0/24"]
+    nodes:
+      description: One entry per inventory hostname.
+      type: dict
+      sample:
+        node1:
+          node_ips: ["172.31.250.11"]
+          node_cidrs: ["172.31.250.0/24"]
+          pod_cidrs: ["10.244.0.0/24"]
+          gateways: ["10.244.0.1"]
+          bridge_addresses: ["10.244.0.1/24"]
+state_file:
+  description: Path of the state file.
+  returned: success
+  type: str
+added:
+  description: Blocks newly assigned by this run, per node.
+  returned: success
+  type: dict
+  sample: {"node4": ["10.244.3.0/24"]}
+released:
+  description: Blocks freed by this run (node removed from the inventory, or moved by an explicit claim), per former owner.
+  returned: success
+  type: dict
+  sample: {"node2": ["10.244.1.0/24"]}
+errors:
+  description: Every problem found, one line each.
+  returned: failure
+  type: list
+  elements: str
+"""

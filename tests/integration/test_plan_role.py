@@ -1,0 +1,239 @@
+"""The real podnet.cluster.plan role, run by ansible-playbook on a localhost inventory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+
+PLAYBOOK = """
+- name: Plan
+  hosts: podnet_nodes
+  gather_facts: false
+  any_errors_fatal: true
+  roles:
+    - podnet.cluster.plan
+  tasks:
+    - name: Report the facts the role set
+      ansible.builtin.debug:
+        msg:
+          podnet_node: "{{ podnet_node }}"
+          podnet_plan: "{{ podnet_plan }}"
+"""
+
+
+class Run:
+    def __init__(self, proc, state_path):
+        self.proc = proc
+        self.rc = proc.returncode
+        self.state_path = state_path
+        try:
+            self.json = json.loads(proc.stdout)
+        except ValueError:
+            self.json = None
+
+    @property
+    def text(self):
+        return self.proc.stdout + self.proc.stderr
+
+    def task_results(self, name):
+        for play in self.json["plays"]:
+            for task in play["tasks"]:
+                if task["task"]["name"].split(" : ")[-1] == name:
+                    return task["hosts"]
+        raise KeyError(name)
+
+    def facts(self):
+        return {h: r["msg"] for h, r in self.task_results("Report the facts the role set").items()}
+
+    def changed(self):
+        return sum(s["changed"] for s in self.json["stats"].values())
+
+    def failure_text(self):
+        out = []
+        for play in self.json["plays"]:
+            for task in play["tasks"]:
+                for result in task["hosts"].values():
+                    if result.get("failed"):
+                        out.append(result.get("msg", ""))
+        return "\n".join(out)
+
+
+def run_plan(tmp_path: Path, hosts: dict, group_vars: dict | None = None, args=(), state_name="podnet_state.yml"):
+    inv = tmp_path / "inventory"
+    inv.mkdir(exist_ok=True)
+    for host in hosts.values():
+        host.setdefault("ansible_connection", "local")
+        host.setdefault("ansible_python_interpreter", sys.executable)
+    group_vars = dict(group_vars or {})
+    (inv / "hosts.yml").write_text(yaml.safe_dump(
+        {"all": {"children": {"podnet_nodes": {"hosts": hosts, "vars": group_vars}}}}))
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
+               ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), str(playbook), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return Run(proc, inv / state_name)
+
+
+def three_nodes(**extra):
+    hosts = {f"node{i}": {"podnet_node_ip": f"172.31.9.{10 + i}/24"} for i in (1, 2, 3)}
+    for name, values in extra.items():
+        hosts.setdefault(name, {}).update(values)
+    return hosts
+
+
+def read_state(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def test_plan_records_state_and_sets_facts(tmp_path):
+    hosts = {f"node{i}": {"podnet_node_ip": [f"172.31.9.{10 + i}/24", f"fd31::{i}/64"]} for i in (1, 2, 3)}
+    run = run_plan(tmp_path, hosts, {"podnet_cluster_cidrs": ["10.60.0.0/20", "fd00:60::/60"],
+                                     "podnet_node_prefix_ipv4": 26})
+    assert run.rc == 0, run.text
+    state = read_state(run.state_path)
+    assert state["nodes"] == {
+        "node1": ["10.60.0.0/26", "fd00:60::/64"],
+        "node2": ["10.60.0.64/26", "fd00:60:0:1::/64"],
+        "node3": ["10.60.0.128/26", "fd00:60:0:2::/64"],
+    }
+    facts = run.facts()
+    assert facts["node2"]["podnet_node"]["pod_cidrs"] == ["10.60.0.64/26", "fd00:60:0:1::/64"]
+    assert facts["node2"]["podnet_node"]["gateways"] == ["10.60.0.65", "fd00:60:0:1::1"]
+    assert facts["node2"]["podnet_node"]["bridge_addresses"] == ["10.60.0.65/26", "fd00:60:0:1::1/64"]
+    assert facts["node3"]["podnet_plan"]["nodes"]["node1"]["node_ips"] == ["172.31.9.11", "fd31::1"]
+    assert facts["node1"]["podnet_plan"]["node_cidrs"] == ["172.31.9.0/24", "fd31::/64"]
+
+    mtime = run.state_path.stat().st_mtime_ns
+    again = run_plan(tmp_path, hosts, {"podnet_cluster_cidrs": ["10.60.0.0/20", "fd00:60::/60"],
+                                       "podnet_node_prefix_ipv4": 26})
+    assert again.rc == 0 and again.changed() == 0, again.text
+    assert run.state_path.stat().st_mtime_ns == mtime
+
+
+def test_sticky_across_runs_when_nodes_come_and_go(tmp_path):
+    assert run_plan(tmp_path, three_nodes()).rc == 0
+    first = read_state(tmp_path / "inventory" / "podnet_state.yml")["nodes"]
+    hosts = three_nodes()
+    del hosts["node1"]
+    hosts["aaa-new"] = {"podnet_node_ip": "172.31.9.50"}
+    run = run_plan(tmp_path, dict(reversed(list(hosts.items()))))
+    assert run.rc == 0, run.text
+    state = read_state(run.state_path)
+    assert state["nodes"]["node2"] == first["node2"]
+    assert state["nodes"]["node3"] == first["node3"]
+    assert state["nodes"]["aaa-new"] == ["10.244.3.0/24"]
+    assert state["released"] == first["node1"]
+
+
+def test_check_mode_shows_the_diff_and_writes_nothing(tmp_path):
+    assert run_plan(tmp_path, three_nodes()).rc == 0
+    before = (tmp_path / "inventory" / "podnet_state.yml").read_bytes()
+    hosts = three_nodes()
+    hosts["node4"] = {"podnet_node_ip": "172.31.9.14"}
+    run = run_plan(tmp_path, hosts, args=("--check", "--diff"))
+    assert run.rc == 0, run.text
+    assert run.state_path.read_bytes() == before
+    plan_task = run.task_results("Plan the pod network of the whole cluster")
+    result = next(iter(plan_task.values()))
+    assert result["changed"] is True
+    assert "node4" in result["diff"]["after"] and "node4" not in result["diff"]["before"]
+    assert result["added"] == {"node4": ["10.244.3.0/24"]}
+
+
+def test_explicit_state_file_path(tmp_path):
+    target = tmp_path / "elsewhere" / "plan.yml"
+    run = run_plan(tmp_path, three_nodes(), {"podnet_state_file": str(target)})
+    assert run.rc == 0, run.text
+    assert set(read_state(target)["nodes"]) == {"node1", "node2", "node3"}
+
+
+def test_concurrent_runs_do_not_interleave(tmp_path):
+    assert run_plan(tmp_path, three_nodes()).rc == 0
+    inv = tmp_path / "inventory"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
+               ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"))
+    procs = [subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(inv), str(tmp_path / "plan.yml")], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out + err
+    state = read_state(inv / "podnet_state.yml")
+    assert set(state["nodes"]) == {"node1", "node2", "node3"}
+    assert not [p for p in inv.iterdir() if p.name.startswith(".podnet_state")]
+
+
+ERROR_CASES = {
+    "host bits": ({"podnet_cluster_cidrs": ["10.244.1.0/16"]}, {},
+                  ["podnet_cluster_cidrs[0]", "10.244.1.0/16", "host bits", "10.244.0.0/16"]),
+    "not a network": ({"podnet_cluster_cidrs": ["10.244.0.0/33"]}, {}, ["podnet_cluster_cidrs[0]", "not a network"]),
+    "prefix not longer": ({"podnet_node_prefix_ipv4": 16}, {}, ["podnet_node_prefix_ipv4", "/16", "not longer"]),
+    "prefix too long": ({"podnet_node_prefix_ipv4": 31}, {}, ["podnet_node_prefix_ipv4", "/31", "usable"]),
+    "exhausted": ({"podnet_cluster_cidrs": ["10.244.0.0/22"]},
+                  {"node4": {"podnet_node_ip": "172.31.9.14"}, "node5": {"podnet_node_ip": "172.31.9.15"}},
+                  ["10.244.0.0/22 holds 4 /24 blocks (2^(24-22)", "3 are assigned and 2 more nodes need one (node4, node5)",
+                   "1 short"]),
+    "service overlap": ({"podnet_service_cidrs": ["10.244.0.0/12"]}, {},
+                        ["podnet_service_cidrs[0]", "host bits"]),
+    "service overlaps cluster": ({"podnet_service_cidrs": ["10.240.0.0/12"]}, {},
+                                 ["podnet_service_cidrs[0] 10.240.0.0/12 overlaps podnet_cluster_cidrs[0]"]),
+    "reserved overlaps service": ({"podnet_service_cidrs": ["10.96.0.0/12"], "podnet_reserved_cidrs": ["10.96.0.0/16"]},
+                                  {}, ["podnet_reserved_cidrs[0] 10.96.0.0/16 overlaps podnet_service_cidrs[0]"]),
+    "node ip in cluster": ({}, {"node2": {"podnet_node_ip": "10.244.200.7"}},
+                           ["host node2", "10.244.200.7", "inside the cluster network"]),
+    "claim outside": ({}, {"node1": {"podnet_pod_cidrs": ["10.1.0.0/24"]}},
+                      ["host node1", "podnet_pod_cidrs", "outside the cluster network"]),
+    "claim wrong size": ({}, {"node1": {"podnet_pod_cidrs": ["10.244.4.0/25"]}},
+                         ["host node1", "podnet_pod_cidrs", "/25", "podnet_node_prefix_ipv4 is 24"]),
+    "claim wrong family": ({}, {"node1": {"podnet_pod_cidrs": ["fd00::/64"]}},
+                           ["host node1", "podnet_pod_cidrs", "no IPv6 network"]),
+    "claim twice": ({}, {"node1": {"podnet_pod_cidrs": "10.244.9.0/24"}, "node3": {"podnet_pod_cidrs": "10.244.9.0/24"}},
+                    ["hosts node1 and node3 both claim 10.244.9.0/24"]),
+    "claim held in state": ({}, {"node3": {"podnet_pod_cidrs": "10.244.0.0/24"}},
+                            ["host node3", "the state file assigns 10.244.0.0/24 to host node1"]),
+    "no node ip of family": ({"podnet_cluster_cidrs": ["10.244.0.0/16", "fd00::/48"]}, {},
+                             ["host node1: no IPv6 node IP", "host node3: no IPv6 node IP"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_bad_plan_fails_before_any_change_and_keeps_state(tmp_path, case):
+    assert run_plan(tmp_path, three_nodes()).rc == 0
+    state_path = tmp_path / "inventory" / "podnet_state.yml"
+    before = state_path.read_bytes()
+    group_vars, host_vars, words = ERROR_CASES[case]
+    run = run_plan(tmp_path, three_nodes(**host_vars), group_vars)
+    assert run.rc != 0
+    message = run.failure_text()
+    for word in words:
+        assert word in message, message
+    assert "nothing was changed" in message
+    assert state_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content, words", [
+    ("nodes: [a, b]\n", ["not valid", "'nodes' must map"]),
+    ("nodes: {node1: [10.244.0.3/24]}\n", ["not valid", "nodes.node1[0]", "host bits"]),
+    ("{{{ not yaml\n", ["not valid", "not YAML"]),
+])
+def test_invalid_state_file_fails_and_is_kept(tmp_path, content, words):
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    (inv / "podnet_state.yml").write_text(content)
+    run = run_plan(tmp_path, three_nodes())
+    assert run.rc != 0
+    message = run.failure_text()
+    for word in words:
+        assert word in message, message
+    assert (inv / "podnet_state.yml").read_text() == content
