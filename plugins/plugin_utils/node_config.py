@@ -1,0 +1,239 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""What one node must look like, computed from the plan: pure functions, netaddr.
+
+``node_network`` gives the bridge, sysctl, iptables chains and routes of a node;
+``runtime_config`` the Docker daemon options and the CNI conflist, including the
+split of the node's subnet between Docker and host-local when both run.
+The node role passes these data to the target-side modules unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import (
+    PlanError,
+    fmt_address,
+    fmt_network,
+    natural_key,
+    require_netaddr,
+    to_ipnetwork,
+)
+
+try:
+    import netaddr
+except ImportError:  # pragma: no cover - require_netaddr() reports it
+    netaddr = None
+
+MASQ_CHAIN = "PODNET-MASQ"
+FORWARD_CHAIN = "PODNET-FORWARD"
+JUMP_COMMENT = "podnet.cluster"
+ROUTE_PROTOCOL = 158
+# Never masqueraded, as ip-masq-agent does: link-local traffic stays on the link.
+LINK_LOCAL = {4: "169.254.0.0/16", 6: "fe80::/10"}
+SYSCTL_FORWARD = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
+RUNTIMES = ("docker", "cni")
+
+
+def _node(plan: Mapping[str, Any], hostname: str) -> Mapping[str, Any]:
+    nodes = plan.get("nodes") or {}
+    if hostname not in nodes:
+        raise PlanError(["host %s: not in the plan (podnet_plan.nodes); is it in the node group, and did "
+                         "podnet.cluster.plan run in this play?" % hostname])
+    return nodes[hostname]
+
+
+def _by_family(cidrs: Sequence[str]) -> Dict[int, "netaddr.IPNetwork"]:
+    out: Dict[int, netaddr.IPNetwork] = {}
+    for cidr in cidrs:
+        net = to_ipnetwork(str(cidr))
+        out.setdefault(net.version, net)
+    return out
+
+
+def nonmasquerade_cidrs(plan: Mapping[str, Any], extra: Sequence[str] = ()) -> Dict[int, List[str]]:
+    """Destinations that keep the pod's address: cluster, node networks and addresses, link-local, extra."""
+    nets: Dict[int, list] = {4: [], 6: []}
+    errors: List[str] = []
+    sources = [("podnet_plan.cluster_cidrs", plan.get("cluster_cidrs") or []),
+               ("podnet_plan.node_cidrs", plan.get("node_cidrs") or []),
+               ("podnet_nonmasquerade_cidrs", list(extra or []))]
+    for var, values in sources:
+        for i, value in enumerate(values):
+            try:
+                net = to_ipnetwork(str(value).strip()).cidr
+            except (netaddr.AddrFormatError, ValueError, TypeError):
+                errors.append("%s[%d]: %r is not a network in CIDR form" % (var, i, value))
+                continue
+            nets[net.version].append(net)
+    if errors:
+        raise PlanError(errors)
+    for entry in (plan.get("nodes") or {}).values():
+        for ip in entry.get("node_ips") or []:
+            addr = to_ipnetwork(str(ip))
+            nets[addr.version].append(addr)
+    families = {to_ipnetwork(c).version for c in plan.get("cluster_cidrs") or []}
+    return {f: [fmt_network(n) for n in netaddr.cidr_merge(nets[f] + [to_ipnetwork(LINK_LOCAL[f])])]
+            for f in sorted(families)}
+
+
+def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence[str] = (),
+                 masquerade: bool = True, routes: bool = True,
+                 route_protocol: int = ROUTE_PROTOCOL) -> Dict[str, Any]:
+    """Bridge addresses, sysctls, iptables chains and peer routes of one node."""
+    require_netaddr()
+    node = _node(plan, hostname)
+    pods = _by_family(node.get("pod_cidrs") or [])
+    cluster = _by_family(plan.get("cluster_cidrs") or [])
+    keep = nonmasquerade_cidrs(plan, nonmasquerade) if masquerade else {}
+
+    chains: List[Dict[str, Any]] = []
+    for family in sorted(pods):
+        cluster_cidr = fmt_network(cluster[family])
+        forward = {
+            "ip_version": family, "table": "filter",
+            "chains": [{
+                "name": FORWARD_CHAIN,
+                "rules": [
+                    {"source": cluster_cidr, "comment": "pod traffic out", "jump": "ACCEPT"},
+                    {"destination": cluster_cidr, "comment": "traffic to pods", "jump": "ACCEPT"},
+                ],
+                "jumps": [{"from": "FORWARD", "position": "insert"}],
+            }],
+        }
+        chains.append(forward)
+        if masquerade:
+            rules = [{"destination": cidr, "comment": "no masquerade", "jump": "RETURN"} for cidr in keep[family]]
+            rules.append({"comment": "leaving the cluster", "jump": "MASQUERADE"})
+            chains.append({
+                "ip_version": family, "table": "nat",
+                "chains": [{
+                    "name": MASQ_CHAIN,
+                    "rules": rules,
+                    "jumps": [{"from": "POSTROUTING", "position": "append", "source": fmt_network(pods[family]),
+                               "dst_type": "!LOCAL"}],
+                }],
+            })
+
+    peer_routes: List[Dict[str, str]] = []
+    if routes:
+        for peer in sorted(plan.get("nodes") or {}, key=natural_key):
+            if peer == hostname:
+                continue
+            entry = plan["nodes"][peer]
+            via = {}
+            for ip in entry.get("node_ips") or []:
+                addr = to_ipnetwork(str(ip))
+                via.setdefault(addr.version, fmt_address(addr.first, addr.version))
+            for cidr in entry.get("pod_cidrs") or []:
+                net = to_ipnetwork(str(cidr))
+                if net.version not in via:
+                    raise PlanError(["host %s: peer %s has no %s node IP to route %s through"
+                                     % (hostname, peer, "IPv4" if net.version == 4 else "IPv6", cidr)])
+                peer_routes.append({"dst": fmt_network(net), "via": via[net.version], "peer": str(peer)})
+
+    return {
+        "bridge_addresses": list(node.get("bridge_addresses") or []),
+        "owned_cidrs": [fmt_network(cluster[f]) for f in sorted(cluster)],
+        "sysctl": {SYSCTL_FORWARD[f]: "1" for f in sorted(pods)},
+        "iptables": chains,
+        "routes": peer_routes,
+        "route_protocol": int(route_protocol),
+    }
+
+
+def _split(block: "netaddr.IPNetwork") -> List["netaddr.IPNetwork"]:
+    return list(block.subnet(block.prefixlen + 1))
+
+
+def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[str], bridge: str = "cbr0",
+                   mtu: Optional[int] = None, cni_network: str = "podnet", cni_version: str = "1.0.0",
+                   docker_ipv6: bool = False, hairpin: bool = True) -> Dict[str, Any]:
+    """Docker daemon options and the CNI conflist for one node.
+
+    With both runtimes, each IPv4 block is split in halves: host-local hands out the lower half (after the
+    gateway), Docker the upper half (``fixed-cidr``); likewise IPv6 when ``docker_ipv6``. With one runtime it
+    gets the whole block.
+    """
+    require_netaddr()
+    errors: List[str] = []
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise PlanError(["host %s: podnet_runtimes: %s not supported (choose from %s)"
+                         % (hostname, ", ".join(map(str, unknown)), ", ".join(RUNTIMES))])
+    node = _node(plan, hostname)
+    pods = _by_family(node.get("pod_cidrs") or [])
+    both = "docker" in runtimes and "cni" in runtimes
+    out: Dict[str, Any] = {"docker": None, "cni": None, "split": {}}
+
+    cni_ranges: List[List[Dict[str, str]]] = []
+    docker_ranges: Dict[int, netaddr.IPNetwork] = {}
+    for family in sorted(pods):
+        block = pods[family]
+        gateway = fmt_address(block.first + 1, family)
+        docker_here = "docker" in runtimes and (family == 4 or docker_ipv6)
+        if both and docker_here:
+            bits = 32 if family == 4 else 128
+            if block.prefixlen > bits - 3:
+                errors.append(
+                    "host %s: %s is a /%d: split in halves between host-local and Docker (podnet_runtimes: docker "
+                    "and cni) it leaves 2^(%d-%d) = %d addresses per half, too few after the network, gateway "
+                    "and broadcast addresses; use a node prefix of /%d or shorter, or one runtime"
+                    % (hostname, block, block.prefixlen, bits, block.prefixlen + 1,
+                       2 ** (bits - block.prefixlen - 1), bits - 3))
+                continue
+            low, high = _split(block)
+            last_low = low.last
+            cni_ranges.append([{"subnet": fmt_network(block), "rangeStart": fmt_address(block.first + 2, family),
+                                "rangeEnd": fmt_address(last_low, family), "gateway": gateway}])
+            docker_ranges[family] = high
+            out["split"][fmt_network(block)] = {"cni": "%s-%s" % (fmt_address(block.first + 2, family),
+                                                                  fmt_address(last_low, family)),
+                                                "docker": fmt_network(high)}
+        else:
+            cni_ranges.append([{"subnet": fmt_network(block), "gateway": gateway}])
+            if docker_here:
+                docker_ranges[family] = block
+    if "docker" in runtimes and 4 not in pods:
+        errors.append("host %s: podnet_runtimes has docker, which needs an IPv4 pod subnet; the plan gives only %s"
+                      % (hostname, ", ".join(fmt_network(n) for n in pods.values())))
+    if errors:
+        raise PlanError(errors)
+
+    if "docker" in runtimes:
+        options: Dict[str, Any] = {"bridge": bridge, "iptables": False, "ip-masq": False,
+                                   "fixed-cidr": fmt_network(docker_ranges[4])}
+        if 6 in docker_ranges:
+            options["ipv6"] = True
+            options["fixed-cidr-v6"] = fmt_network(docker_ranges[6])
+        if mtu:
+            options["mtu"] = int(mtu)
+        out["docker"] = options
+
+    if "cni" in runtimes:
+        bridge_conf: Dict[str, Any] = {
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": True,
+            "ipMasq": False,
+            "hairpinMode": bool(hairpin),
+        }
+        if mtu:
+            bridge_conf["mtu"] = int(mtu)
+        bridge_conf["ipam"] = {
+            "type": "host-local",
+            "ranges": cni_ranges,
+            "routes": [{"dst": "0.0.0.0/0" if f == 4 else "::/0"} for f in sorted(pods)],
+        }
+        out["cni"] = {
+            "cniVersion": cni_version,
+            "name": cni_network,
+            "plugins": [
+                bridge_conf,
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+                {"type": "loopback"},
+            ],
+        }
+    return out
