@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Helpers around iproute2 for the podnet.cluster modules (target side).
+
+Standard library only (Python 3.9+). The pure functions (parsing, longest-prefix
+match) take already-decoded ``ip -json`` data so that they can be unit-tested
+without a kernel; the ``run_*`` helpers take an AnsibleModule and fail it with a
+message naming the command on error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+# Kernel route protocol numbers as printed by ``ip -N`` (numeric output).
+RTPROT_KERNEL = 2
+UNICAST_TYPES = (None, "1", "unicast")
+
+
+class IprouteError(Exception):
+    """Raised by the pure helpers; modules turn it into fail_json."""
+
+
+# --------------------------------------------------------------------------- #
+# running ip
+# --------------------------------------------------------------------------- #
+
+def ip_bin(module):
+    return module.get_bin_path("ip", required=True)
+
+
+def run_ip_json(module, args, numeric=True):
+    """Run ``ip [-N] -json ARGS`` and return the decoded list.
+
+    ``args`` is a list of strings, e.g. ``["-4", "route", "show", "table", "main"]``.
+    An empty answer (iproute2 prints nothing for an empty table) is ``[]``.
+    """
+    cmd = [ip_bin(module)]
+    if numeric:
+        cmd.append("-N")
+    cmd.append("-json")
+    # family options must come before the object
+    cmd.extend(args)
+    rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        module.fail_json(msg="command failed: %s: %s" % (" ".join(cmd), (err or out).strip()),
+                         rc=rc, stdout=out, stderr=err)
+    out = out.strip()
+    if not out:
+        return []
+    try:
+        return json.loads(out)
+    except ValueError as exc:
+        module.fail_json(msg="cannot parse the JSON output of %s: %s" % (" ".join(cmd), exc))
+
+
+def run_ip_batch(module, lines, family=None):
+    """Run ``ip [-4|-6] -batch -`` with ``lines`` on stdin, in one process.
+
+    Returns the command list (for reporting). Fails the module naming the first
+    failing line (``ip -batch`` stops at the first error).
+    """
+    if not lines:
+        return []
+    cmd = [ip_bin(module)]
+    if family in (4, "4", "inet"):
+        cmd.append("-4")
+    elif family in (6, "6", "inet6"):
+        cmd.append("-6")
+    cmd.extend(["-batch", "-"])
+    data = "\n".join(lines) + "\n"
+    rc, out, err = module.run_command(cmd, data=data, binary_data=True,
+                                      environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        module.fail_json(msg="%s failed (the batch stops at the first failing line): %s"
+                         % (" ".join(cmd), (err or out).strip()),
+                         rc=rc, stdout=out, stderr=err, batch=lines)
+    return lines
+
+
+# --------------------------------------------------------------------------- #
+# links and addresses
+# --------------------------------------------------------------------------- #
+
+def get_link(module, name):
+    """``ip -d -json link show dev NAME`` or ``None`` when it does not exist."""
+    cmd = [ip_bin(module), "-d", "-json", "link", "show", "dev", name]
+    rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        if "does not exist" in (err or "") or "Cannot find device" in (err or ""):
+            return None
+        module.fail_json(msg="command failed: %s: %s" % (" ".join(cmd), (err or out).strip()))
+    data = json.loads(out) if out.strip() else []
+    return data[0] if data else None
+
+
+def link_kind(link):
+    """The ``info_kind`` of a detailed link (``bridge``, ``veth``...) or ``None``."""
+    return ((link or {}).get("linkinfo") or {}).get("info_kind")
+
+
+def link_addresses(addr_entry, include_link_scope=True):
+    """List of ``ipaddress.ip_interface`` of one entry of ``ip -json addr show``."""
+    res = []
+    for info in addr_entry.get("addr_info", []):
+        if info.get("family") not in ("inet", "inet6"):
+            continue
+        if not include_link_scope and info.get("scope") == "link" and info.get("family") == "inet6":
+            continue
+        res.append(ipaddress.ip_interface("%s/%s" % (info["local"], info["prefixlen"])))
+    return res
+
+
+def find_link_with_address(addr_data, address):
+    """Return the ``ip -json addr show`` entry of the link holding ``address``.
+
+    ``address`` is an IP (string or ipaddress object). ``None`` if no link holds it.
+    """
+    ip = ipaddress.ip_address(str(address).split("/")[0])
+    for entry in addr_data:
+        for info in entry.get("addr_info", []):
+            if info.get("family") not in ("inet", "inet6"):
+                continue
+            try:
+                if ipaddress.ip_address(info["local"]) == ip:
+                    return entry
+            except (KeyError, ValueError):
+                continue
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# routes
+# --------------------------------------------------------------------------- #
+
+def route_dst(route, family):
+    """The destination of an ``ip -json route`` entry as an ip_network."""
+    dst = route.get("dst", "default")
+    if dst == "default":
+        return ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")
+    return ipaddress.ip_network(dst, strict=False)
+
+
+def route_protocol(route):
+    """Protocol as an int when numeric (``ip -N``), else the name, else ``None``."""
+    proto = route.get("protocol")
+    if proto is None:
+        return None
+    try:
+        return int(proto)
+    except (TypeError, ValueError):
+        return proto
+
+
+def route_is_unicast(route):
+    return route.get("type") in UNICAST_TYPES
+
+
+def route_metric(route, family=None):
+    """Metric as printed by ``ip -json`` (absent means 0; IPv6 routes always carry one)."""
+    metric = route.get("metric")
+    if metric is None:
+        return 0
+    return int(metric)
+
+
+def longest_prefix_match(routes, address, family=None, exclude_protocol=None):
+    """Longest-prefix match of ``address`` over a decoded route table.
+
+    ``routes`` is the decoded ``ip -json route show table main`` (one family or
+    both; entries of the other family are ignored). Routes whose protocol equals
+    ``exclude_protocol`` are skipped (the collection's own routes never make a
+    gateway reachable). Among equal prefixes the lowest metric wins, as in the
+    kernel. Returns the route dict or ``None``.
+    """
+    ip = ipaddress.ip_address(str(address))
+    fam = family or ip.version
+    best = None
+    best_key = None
+    for route in routes:
+        try:
+            net = route_dst(route, fam)
+        except ValueError:
+            continue
+        if net.version != ip.version or ip not in net:
+            continue
+        if exclude_protocol is not None and route_protocol(route) == exclude_protocol:
+            continue
+        key = (net.prefixlen, -route_metric(route, fam))
+        if best_key is None or key > best_key:
+            best, best_key = route, key
+    return best
+
+
+def route_is_onlink(route):
+    """True when a route is a directly connected (device, no gateway) unicast route."""
+    if route is None or not route_is_unicast(route):
+        return False
+    if route.get("gateway") or route.get("via") or route.get("nexthops"):
+        return False
+    return bool(route.get("dev"))
+
+
+def describe_route(route, family=None):
+    """Human-readable one-line form of a decoded route, for messages and diffs."""
+    parts = []
+    rtype = route.get("type")
+    if rtype not in UNICAST_TYPES:
+        parts.append(str(rtype))
+    parts.append(route.get("dst", "default"))
+    if route.get("gateway"):
+        parts.extend(["via", route["gateway"]])
+    if route.get("dev"):
+        parts.extend(["dev", route["dev"]])
+    if route.get("nexthops"):
+        for nh in route["nexthops"]:
+            parts.append("nexthop")
+            if nh.get("gateway"):
+                parts.extend(["via", nh["gateway"]])
+            if nh.get("dev"):
+                parts.extend(["dev", nh["dev"]])
+    if route.get("protocol") is not None:
+        parts.extend(["proto", str(route["protocol"])])
+    if route.get("metric") is not None:
+        parts.extend(["metric", str(route["metric"])])
+    return " ".join(parts)
+
+
+class RouteIndex(object):
+    """Exact-match and longest-prefix-match index over one family of a decoded table.
+
+    Built once (O(n)); each lookup costs one dict probe per prefix length present
+    in the table (integer masks, no object construction), so thousands of lookups
+    over a table of thousands of routes stay fast.
+    """
+
+    def __init__(self, routes, family, exclude_protocol=None):
+        self.family = family
+        self.bits = 32 if family == 4 else 128
+        self.by_prefix = {}
+        for route in routes:
+            try:
+                net = route_dst(route, family)
+            except ValueError:
+                continue
+            if net.version != family:
+                continue
+            if exclude_protocol is not None and route_protocol(route) == exclude_protocol:
+                continue
+            key = int(net.network_address)
+            self.by_prefix.setdefault(net.prefixlen, {}).setdefault(key, []).append(route)
+        self.prefixes = sorted(self.by_prefix, reverse=True)
+        full = (1 << self.bits) - 1
+        self.masks = {plen: full ^ ((1 << (self.bits - plen)) - 1) for plen in self.prefixes}
+
+    def exact(self, network):
+        """Routes whose destination is exactly ``network`` (an ip_network)."""
+        return list(self.by_prefix.get(network.prefixlen, {}).get(int(network.network_address), []))
+
+    def lookup(self, address):
+        """All routes of the longest matching prefix with the lowest metric (usually one)."""
+        ip = int(ipaddress.ip_address(str(address)))
+        for plen in self.prefixes:
+            routes = self.by_prefix[plen].get(ip & self.masks[plen])
+            if routes:
+                low = min(route_metric(r) for r in routes)
+                return [r for r in routes if route_metric(r) == low]
+        return []

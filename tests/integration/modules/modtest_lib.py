@@ -1,0 +1,136 @@
+"""Helpers of the module tests (imported by conftest.py and the test files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
+PREFIX = "podnet-t-mod-"
+
+
+def _netns_list():
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Netns:
+    """A scratch network namespace with helpers to run commands in it."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def run(self, *cmd, check=True, input=None):
+        proc = subprocess.run(["ip", "netns", "exec", self.name, *cmd], capture_output=True, text=True,
+                              input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError("%s in %s failed: %s%s" % (" ".join(cmd), self.name, proc.stdout, proc.stderr))
+        return proc.stdout
+
+    def ip(self, *args, check=True):
+        proc = subprocess.run(["ip", "-n", self.name, *args], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError("ip -n %s %s failed: %s" % (self.name, " ".join(args), proc.stderr))
+        return proc.stdout
+
+    def ip_json(self, *args):
+        out = self.ip("-json", *args).strip()
+        return json.loads(out) if out else []
+
+    def routes(self, family=4, proto=None, table="main"):
+        args = ["-%d" % family, "route", "show", "table", table]
+        if proto is not None:
+            args += ["proto", str(proto)]
+        return self.ip_json(*args)
+
+    def save(self, table, family=4):
+        return self.run("ip6tables-save" if family == 6 else "iptables-save", "-t", table)
+
+    def rules(self, table, family=4):
+        """The -A lines of iptables-save for ``table``."""
+        return [line for line in self.save(table, family).splitlines() if line.startswith("-A ")]
+
+    def sysctl(self, key):
+        return self.run("cat", "/proc/sys/" + key.replace(".", "/")).strip()
+
+    def play(self, tasks, check=False, diff=True, timeout=120):
+        return run_playbook(tasks, netns=self.name, check=check, diff=diff, timeout=timeout)
+
+    def module(self, module, args, check=False, diff=True):
+        return self.play([{"name": module, module: args}], check=check, diff=diff)[0]
+
+
+def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120):
+    """Run ``tasks`` (list of task dicts) in one ansible-playbook process, inside ``netns``.
+
+    Every task gets ``ignore_errors: true`` so that one playbook can exercise several error
+    cases; returns the list of result dicts, one per task, in order.
+    """
+    tasks = [dict(t, ignore_errors=True) for t in tasks]
+    play = [{
+        "name": "podnet module test",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "vars": {"ansible_python_interpreter": "/usr/bin/python3"},
+        "tasks": tasks,
+    }]
+    # JSON is valid YAML and Ansible's loader parses it much faster (big route lists)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="podnet-modtest-", delete=False) as handle:
+        handle.write(json.dumps(play))
+        path = handle.name
+    try:
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_modules_json",
+                   ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
+                   ANSIBLE_INVENTORY_UNPARSED_WARNING="0", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+        cmd = [ANSIBLE_PLAYBOOK, "-i", "localhost,", path]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        if netns:
+            cmd = ["ip", "netns", "exec", netns] + cmd
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    finally:
+        os.unlink(path)
+    for line in proc.stdout.splitlines():
+        if line.startswith("PODNET-RESULTS "):
+            results = [entry["result"] for entry in json.loads(line[len("PODNET-RESULTS "):])]
+            break
+    else:
+        raise AssertionError("no results from ansible-playbook (rc %s):\n%s\n%s" % (proc.returncode, proc.stdout,
+                                                                                 proc.stderr))
+    if len(results) != len(tasks):
+        raise AssertionError("expected %d task results, got %d:\n%s" % (len(tasks), len(results), proc.stdout))
+    return results
+
+
+def ok(result):
+    """Assert a task succeeded and return it."""
+    assert not result.get("failed"), result.get("msg", result)
+    return result
+
+
+def failed(result):
+    """Assert a task failed and return its message."""
+    assert result.get("failed"), "expected a failure, got %r" % (result,)
+    return result.get("msg", "")
