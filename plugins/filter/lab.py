@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters of the lab role (controller side, netaddr). Documentation: lab_input_errors.yml."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils import plan
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+# Directories every node overlays, or that are not real directories.
+MACHINE_DIRS = ("/etc", "/var/lib", "/run", "/proc", "/sys", "/dev")
+# Tools the lab module (ip, sysctl) and the netns connection (nsenter, unshare, mount) run.
+TOOLS = {"ip": "iproute2", "sysctl": "procps", "nsenter": "util-linux", "unshare": "util-linux", "mount": "mount"}
+TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+FIRST_NODE_HOST = 11
+EXTERNAL_HOST = 10
+
+
+def _net(value: Any, var: str, version: int, errors: List[str], required: bool) -> Optional[Any]:
+    if value in (None, ""):
+        if required:
+            errors.append("%s: an IPv%d network is required" % (var, version))
+        return None
+    net = plan.parse_network(value, var, errors)
+    if net is not None and net.version != version:
+        errors.append("%s: %s is an IPv%d network; IPv%d is expected here" % (var, value, net.version, version))
+        return None
+    return net
+
+
+def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
+    """Every problem of the lab role's inputs, one line each; [] when they are usable.
+
+    ``inputs`` keys: state, name, nodes, subnet, subnet_ipv6, external_cidr,
+    external_cidr_ipv6, root, inventory_dir, inventory_vars (the podnet_lab_*
+    variables without their prefix); with ``check_tools`` (default true) the
+    commands the lab runs are looked up on this machine, the controller, which
+    is where the lab play (hosts: localhost, connection: local) builds the lab.
+    """
+    if not isinstance(inputs, Mapping):
+        raise AnsibleFilterError("lab_input_errors expects a dict, got %s" % type(inputs).__name__)
+    plan.require_netaddr()
+    errors: List[str] = []
+    state = inputs.get("state", "present")
+    if state not in ("present", "absent"):
+        errors.append("podnet_lab_state: %r is neither 'present' nor 'absent'" % (state,))
+    name = inputs.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
+        errors.append("podnet_lab_name: %r must start with a letter or digit, hold only letters, digits, '.' "
+                      "and '-', and have at most 40 characters (it prefixes namespace and host names)" % (name,))
+    raw_count = inputs.get("nodes")
+    count = None
+    if isinstance(raw_count, bool):
+        errors.append("podnet_lab_nodes: %r is not a number of nodes" % (raw_count,))
+    else:
+        try:
+            count = int(str(raw_count))
+        except (TypeError, ValueError):
+            errors.append("podnet_lab_nodes: %r is not a number of nodes" % (raw_count,))
+    if count is not None and count < 1 and state == "present":
+        errors.append("podnet_lab_nodes: %d; a lab needs at least one node" % count)
+
+    subnet = _net(inputs.get("subnet"), "podnet_lab_subnet", 4, errors, True)
+    subnet6 = _net(inputs.get("subnet_ipv6"), "podnet_lab_subnet_ipv6", 6, errors, False)
+    ext = _net(inputs.get("external_cidr"), "podnet_lab_external_cidr", 4, errors, True)
+    ext6 = _net(inputs.get("external_cidr_ipv6"), "podnet_lab_external_cidr_ipv6", 6, errors, False)
+    if inputs.get("external_cidr_ipv6") and not inputs.get("subnet_ipv6"):
+        errors.append("podnet_lab_external_cidr_ipv6: set without podnet_lab_subnet_ipv6; the external host "
+                      "would have no IPv6 node network to route to")
+    if subnet is not None and count:
+        last = FIRST_NODE_HOST + count - 1
+        if last > subnet.size - 2:
+            errors.append("podnet_lab_subnet: %s has hosts .1 to .%d; %d node(s) from .%d need up to .%d"
+                          % (subnet, subnet.size - 2, count, FIRST_NODE_HOST, last))
+    if subnet6 is not None and count and int(str(FIRST_NODE_HOST + count - 1), 16) > subnet6.size - 1:
+        errors.append("podnet_lab_subnet_ipv6: %s is too small for %d node(s)" % (subnet6, count))
+    for net, var in ((ext, "podnet_lab_external_cidr"), (ext6, "podnet_lab_external_cidr_ipv6")):
+        if net is not None and net.size - 2 < EXTERNAL_HOST:
+            errors.append("%s: %s is too small for the router (host 1) and the external host (host 10); "
+                          "use /28 or shorter" % (var, net))
+    for a, b, va, vb in ((subnet, ext, "podnet_lab_subnet", "podnet_lab_external_cidr"),
+                         (subnet6, ext6, "podnet_lab_subnet_ipv6", "podnet_lab_external_cidr_ipv6")):
+        if a is not None and b is not None and a.first <= b.last and b.first <= a.last:
+            errors.append("%s %s overlaps %s %s" % (va, a, vb, b))
+
+    root = inputs.get("root")
+    if not isinstance(root, str) or not root.startswith("/"):
+        errors.append("podnet_lab_root: %r is not an absolute path" % (root,))
+    else:
+        clean = "/" + root.strip("/")
+        if clean == "/":
+            errors.append("podnet_lab_root: '/' cannot be the lab directory")
+        elif any(c in clean for c in (",", ":", "\\", "\n", " ")):
+            errors.append("podnet_lab_root: %s contains a character an overlay mount option cannot carry "
+                          "(',', ':', '\\', blank)" % clean)
+        for machine_dir in MACHINE_DIRS:
+            if clean == machine_dir or clean.startswith(machine_dir + "/"):
+                errors.append("podnet_lab_root: %s is inside %s, which every node overlays or which is not a "
+                              "real directory; use one elsewhere, e.g. under /var/tmp" % (clean, machine_dir))
+    inventory_dir = inputs.get("inventory_dir")
+    if not isinstance(inventory_dir, str) or not inventory_dir.strip():
+        errors.append("podnet_lab_inventory_dir: %r is not a directory path" % (inventory_dir,))
+    inventory_vars = inputs.get("inventory_vars", {})
+    if not isinstance(inventory_vars, Mapping):
+        errors.append("podnet_lab_inventory_vars: must be a dict, not %s" % type(inventory_vars).__name__)
+    if inputs.get("check_tools", True):
+        missing = sorted(tool for tool in TOOLS if shutil.which(tool, path=TOOL_PATH) is None)
+        if missing:
+            errors.append("missing on this machine: %s; install the Debian package(s) %s"
+                          % (", ".join(missing), ", ".join(sorted({TOOLS[t] for t in missing}))))
+    return errors
+
+
+class FilterModule:
+    """podnet.cluster lab filters."""
+
+    def filters(self) -> Dict[str, Any]:
+        return {"lab_input_errors": lab_input_errors}

@@ -1,0 +1,1056 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Build or remove the podnet lab: network namespaces that emulate hosts."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: lab_topology
+short_description: Build or remove the podnet lab, a set of network namespaces that emulate hosts
+version_added: 0.1.0
+author: podnet.cluster maintainers
+description:
+  - Builds, in one idempotent call, a lab of Linux network namespaces on the machine
+    the module runs on (normally the Ansible controller, C(connection=local)) -
+    an L2 switch, one namespace per node, a router and an external host.
+    See docs/lab.md of the collection for the picture.
+  - "Switch C(<name>-sw): bridge C(br0), no address, one veth port per node
+    (C(p<N>), N the last octet of the node's address, alias the node name) and
+    one for the router (C(rtr))."
+  - "Node namespaces (named exactly as the nodes): C(lo) up, C(eth0) on the switch with
+    the node's underlay address(es) and a default route via the router."
+  - "Router C(<name>-router): C(eth0) on the switch, C(eth1) towards the external host,
+    forwarding enabled in its namespace only, B(no NAT) and no route to pod networks."
+  - "External host C(<name>-ext): C(eth0) with the external address and routes B(only)
+    to the node subnet(s) via the router: traffic from a pod reaches it only if the
+    node masquerades it."
+  - "Per emulated host (nodes, router, external host) it prepares
+    C(<root>/<host>/upper/{etc,var-lib,run}) and C(<root>/<host>/work/{etc,var-lib,run}),
+    the layers used by the C(podnet.cluster.netns) connection, and writes the host's
+    own C(/etc/hostname), C(/etc/hosts) and an empty C(/etc/resolv.conf) into its upper
+    C(etc). With O(hide_services), C(/etc/init.d) and C(/etc/systemd) of the hosts are
+    opaque (empty) directories, so a node does not show the machine's own services."
+  - Nothing is changed in the machine's own network namespace; veths are created
+    directly inside the lab namespaces, sysctls are written only inside the router's
+    namespace, and no lab route leads out of the lab.
+  - The module owns the lab's namespaces, the links it creates and their addresses;
+    on the switch and the external host it also removes links and routes it did not
+    make. Other links, addresses and routes of nodes and router are left alone
+    (the podnet roles add bridges and pod routes there).
+  - O(state=absent) kills the processes that belong to the lab (their network
+    namespace is one of the lab's, or their mount table holds an overlay whose upper
+    layer is in O(root), that is they were started through the connection plugin),
+    deletes every namespace of the lab by name and removes O(root). Partial leftovers
+    of an earlier, interrupted run are tolerated by both states.
+  - The lab's node list is recorded in C(<root>/lab.json); nodes that disappear from
+    O(nodes) are removed on the next O(state=present) run.
+options:
+  name:
+    description:
+      - Lab name, the prefix of the switch, router and external namespaces and of the
+        generated node names (O(node_count)).
+      - Letters, digits, C(.) and C(-); at most 40 characters.
+    type: str
+    default: podnet
+  nodes:
+    description:
+      - Node names, which are also their namespace names and inventory host names.
+        Addresses are given in list order.
+      - Mutually exclusive with O(node_count).
+    type: list
+    elements: str
+  node_count:
+    description:
+      - Number of nodes, named C(<name>-node1) to C(<name>-node<N>).
+      - Mutually exclusive with O(nodes). One of them is required with O(state=present).
+    type: int
+  subnet:
+    description:
+      - Underlay IPv4 network of the nodes. The router takes the first address (C(.1)),
+        the nodes the 11th address onward, in list order.
+    type: str
+    default: 172.31.250.0/24
+  subnet_ipv6:
+    description:
+      - Optional underlay IPv6 network (dual stack). The router takes C(::1), node N
+        the address whose last group reads like the node's IPv4 host number
+        (C(.11) -> C(::11)). Addresses are added with C(nodad).
+    type: str
+  external_cidr:
+    description:
+      - IPv4 network between the router (C(.1)) and the external host (C(.10)).
+    type: str
+    default: 203.0.113.0/24
+  external_cidr_ipv6:
+    description:
+      - Optional IPv6 network between the router (C(::1)) and the external host (C(::10)).
+        Needs O(subnet_ipv6).
+    type: str
+  root:
+    description:
+      - Lab directory holding the per-host layers and C(lab.json).
+      - Must be absolute, outside C(/etc), C(/var/lib) and C(/run), without C(,) or C(:).
+        An existing non-empty directory is used only if it holds the C(lab.json) of this lab.
+      - Defaults to C(/var/tmp/podnet-lab/<name>).
+    type: path
+  hide_services:
+    description:
+      - Make C(/etc/init.d) and C(/etc/systemd) empty on every emulated host (overlay
+        opaque directories), so that service managers in a node do not see the
+        machine's services.
+    type: bool
+    default: true
+  inventory_vars:
+    description:
+      - Variables merged into the C(podnet_nodes) group of the returned RV(inventory).
+    type: dict
+    default: {}
+  state:
+    description:
+      - C(present) builds or repairs the lab, C(absent) removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - Needs root, C(ip) from iproute2, C(sysctl) and C(nsenter)/C(unshare)
+    (util-linux) on the target; standard library Python only.
+  - Supports check mode and diff mode.
+seealso:
+  - plugin: podnet.cluster.netns
+    plugin_type: connection
+"""
+
+EXAMPLES = r"""
+- name: Build a dual-stack lab of three nodes
+  podnet.cluster.lab_topology:
+    name: lab
+    node_count: 3
+    subnet: 172.30.9.0/24
+    subnet_ipv6: fd00:30:9::/64
+    external_cidr_ipv6: fd00:203::/64
+  register: lab
+
+- name: Show node1's underlay address
+  ansible.builtin.debug:
+    msg: "{{ lab.nodes['lab-node1'].ipv4 }}"
+
+- name: Write an inventory for the lab (no Jinja logic needed)
+  ansible.builtin.copy:
+    content: "{{ lab.inventory | to_nice_yaml(indent=2) }}"
+    dest: inventories/lab/hosts.yml
+    mode: "0644"
+
+- name: Nodes with explicit names
+  podnet.cluster.lab_topology:
+    name: mini
+    nodes: [alpha, beta]
+
+- name: Remove the lab, its namespaces, processes and directory
+  podnet.cluster.lab_topology:
+    name: lab
+    state: absent
+"""
+
+RETURN = r"""
+commands:
+  description: Commands run (or, in check mode, that would run) and other changes made.
+  returned: always
+  type: list
+  elements: str
+  sample: ["ip netns add lab-sw", "ip -n lab-sw link add br0 type bridge"]
+namespaces:
+  description: Every namespace of the lab (switch, router, external host, nodes).
+  returned: always
+  type: list
+  elements: str
+  sample: [lab-sw, lab-router, lab-ext, lab-node1]
+root:
+  description: The lab directory.
+  returned: always
+  type: str
+  sample: /var/tmp/podnet-lab/lab
+nodes:
+  description: Per node, its underlay addresses, namespace and root directory.
+  returned: state=present
+  type: dict
+  sample:
+    lab-node1: {ipv4: 172.30.9.11, ipv6: "fd00:30:9::11", prefix_ipv4: 24, prefix_ipv6: 64,
+                gateway_ipv4: 172.30.9.1, gateway_ipv6: "fd00:30:9::1", netns: lab-node1,
+                root: /var/tmp/podnet-lab/lab/lab-node1, switch_port: p11}
+router:
+  description: The router's namespace and addresses (C(ipv4)/C(ipv6) towards the nodes,
+    C(external_ipv4)/C(external_ipv6) towards the external host).
+  returned: state=present
+  type: dict
+  sample: {netns: lab-router, ipv4: 172.30.9.1, ipv6: "fd00:30:9::1", external_ipv4: 203.0.113.1,
+           external_ipv6: null, root: /var/tmp/podnet-lab/lab/lab-router}
+external:
+  description: The external host's namespace and addresses.
+  returned: state=present
+  type: dict
+  sample: {netns: lab-ext, ipv4: 203.0.113.10, ipv6: null, root: /var/tmp/podnet-lab/lab/lab-ext}
+switch:
+  description: The switch namespace and its bridge.
+  returned: state=present
+  type: dict
+  sample: {netns: lab-sw, bridge: br0}
+inventory:
+  description:
+    - An Ansible YAML inventory of the lab (group C(podnet_lab) with children C(podnet_nodes),
+      C(podnet_lab_router) and C(podnet_lab_external)); every host uses the
+      C(podnet.cluster.netns) connection with its own C(podnet_netns_root).
+    - C(podnet_nodes) vars hold C(podnet_verify_external) (and C(podnet_verify_external_ipv6))
+      plus O(inventory_vars).
+  returned: state=present
+  type: dict
+killed:
+  description: Processes killed (or, in check mode, that would be killed) because they belong to the lab.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{pid: 4242, comm: sleep, netns: lab-node1, reason: netns}]
+"""
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+OVERLAY_LAYERS = ("etc", "var-lib", "run")
+MACHINE_DIRS = ("/etc", "/var/lib", "/run", "/proc", "/sys", "/dev")
+STATE_FILE = "lab.json"
+STATE_VERSION = 1
+NETNS_DIR = "/run/netns"
+BRIDGE = "br0"
+ROUTER_PORT = "rtr"
+FIRST_NODE_HOST = 11
+ROUTER_HOST = 1
+EXTERNAL_HOST = 10
+ROUTER_SYSCTLS_V4 = {"net.ipv4.ip_forward": "1"}
+ROUTER_SYSCTLS_V6 = {"net.ipv6.conf.all.forwarding": "1"}
+HOSTS_HEADER = "# Written by podnet.cluster.lab_topology for this emulated host.\n"
+
+
+class LabError(Exception):
+    """A problem found before any change, or a failed command."""
+
+
+# --------------------------------------------------------------------------
+# desired topology
+
+
+def v6_host(net, host):
+    """The IPv6 address of ``net`` whose last group reads like the decimal IPv4 host number."""
+    return net.network_address + int(str(host), 16)
+
+
+def _network(value, what, version, errors):
+    if value in (None, ""):
+        return None
+    try:
+        net = ipaddress.ip_network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        errors.append("%s: %r is not a network in CIDR form without host bits (%s)" % (what, value, exc))
+        return None
+    if net.version != version:
+        errors.append("%s: %s is not an IPv%d network" % (what, value, version))
+        return None
+    return net
+
+
+def _check_root(root, errors):
+    if not root or not root.startswith("/"):
+        errors.append("root: %r is not an absolute path" % (root,))
+        return None
+    clean = os.path.normpath(root)
+    if clean == "/":
+        errors.append("root: '/' cannot be the lab directory")
+        return None
+    for char in (",", ":", "\\", "\n"):
+        if char in clean:
+            errors.append("root: %s contains %r, which an overlay mount option cannot carry" % (clean, char))
+            return None
+    for machine_dir in MACHINE_DIRS:
+        if clean == machine_dir or clean.startswith(machine_dir + "/"):
+            errors.append("root: %s is inside %s, which the lab overlays or which is not a real "
+                          "directory; use one elsewhere, e.g. under /var/tmp" % (clean, machine_dir))
+            return None
+    return clean
+
+
+def build_topology(params):
+    """Validate the parameters and return the desired lab as plain data; raise LabError with every problem."""
+    errors = []
+    name = params["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
+        errors.append("name: %r must start with a letter or digit, hold only letters, digits, '.' and '-', "
+                      "and have at most 40 characters" % (name,))
+    if params.get("nodes") is not None:
+        nodes = [str(n) for n in params["nodes"]]
+    elif params.get("node_count") is not None:
+        count = params["node_count"]
+        if count < 1 and params["state"] == "present":
+            errors.append("node_count: %d; a lab needs at least one node" % count)
+        nodes = ["%s-node%d" % (name, i) for i in range(1, max(count, 0) + 1)]
+    else:
+        nodes = []
+    if params["state"] == "present" and not nodes and not errors:
+        errors.append("nodes/node_count: a lab needs at least one node")
+    infra = {"switch": "%s-sw" % name, "router": "%s-router" % name, "external": "%s-ext" % name}
+    seen = set()
+    for node in nodes:
+        if not NAME_RE.match(node) or len(node) > 63:
+            errors.append("nodes: %r is not a usable node name (letters, digits, '.', '-'; at most 63 characters; "
+                          "it is also the host name and namespace name)" % node)
+        if node in seen:
+            errors.append("nodes: %s is listed twice" % node)
+        if node in infra.values():
+            errors.append("nodes: %s is the name of the lab's own %s namespace"
+                          % (node, [k for k, v in infra.items() if v == node][0]))
+        seen.add(node)
+
+    subnet = _network(params["subnet"], "subnet", 4, errors)
+    subnet6 = _network(params.get("subnet_ipv6"), "subnet_ipv6", 6, errors)
+    ext = _network(params["external_cidr"], "external_cidr", 4, errors)
+    ext6 = _network(params.get("external_cidr_ipv6"), "external_cidr_ipv6", 6, errors)
+    if params["subnet"] in (None, ""):
+        errors.append("subnet: an IPv4 underlay network is required")
+    if params["external_cidr"] in (None, ""):
+        errors.append("external_cidr: an IPv4 external network is required")
+    if ext6 is not None and params.get("subnet_ipv6") in (None, ""):
+        errors.append("external_cidr_ipv6: %s is set but subnet_ipv6 is not; the external host "
+                      "would have no IPv6 node network to route to" % ext6)
+    last_host = FIRST_NODE_HOST + len(nodes) - 1
+    if subnet is not None and nodes and last_host > subnet.num_addresses - 2:
+        errors.append(
+            "subnet: %s holds hosts .1 to .%d; %d node(s) from .%d need up to .%d: use a shorter prefix or fewer nodes"
+            % (subnet, subnet.num_addresses - 2, len(nodes), FIRST_NODE_HOST, last_host)
+        )
+    if subnet6 is not None and nodes and int(str(last_host), 16) > subnet6.num_addresses - 1:
+        errors.append("subnet_ipv6: %s is too small for %d node(s) (last address ::%d)" % (subnet6, len(nodes), last_host))
+    for net, what in ((ext, "external_cidr"), (ext6, "external_cidr_ipv6")):
+        if net is not None and net.num_addresses - 2 < EXTERNAL_HOST:
+            errors.append("%s: %s is too small for the router (host 1) and the external host (host 10); "
+                          "use /28 or shorter" % (what, net))
+    for a, b, wa, wb in ((subnet, ext, "subnet", "external_cidr"), (subnet6, ext6, "subnet_ipv6", "external_cidr_ipv6")):
+        if a is not None and b is not None and a.overlaps(b):
+            errors.append("%s %s overlaps %s %s" % (wa, a, wb, b))
+    root = params.get("root") or ("/var/tmp/podnet-lab/%s" % name)
+    root = _check_root(root, errors)
+    if errors:
+        raise LabError("\n".join(errors))
+
+    topo = {
+        "name": name,
+        "root": root,
+        "switch": infra["switch"],
+        "router": infra["router"],
+        "external": infra["external"],
+        "node_names": nodes,
+        "nodes": {},
+        "subnet": str(subnet),
+        "subnet_ipv6": str(subnet6) if subnet6 else None,
+        "external_cidr": str(ext),
+        "external_cidr_ipv6": str(ext6) if ext6 else None,
+    }
+    gw4 = subnet.network_address + ROUTER_HOST
+    gw6 = v6_host(subnet6, ROUTER_HOST) if subnet6 else None
+    for index, node in enumerate(nodes):
+        host = FIRST_NODE_HOST + index
+        topo["nodes"][node] = {
+            "netns": node,
+            "ipv4": str(subnet.network_address + host),
+            "ipv6": str(v6_host(subnet6, host)) if subnet6 else None,
+            "prefix_ipv4": subnet.prefixlen,
+            "prefix_ipv6": subnet6.prefixlen if subnet6 else None,
+            "gateway_ipv4": str(gw4),
+            "gateway_ipv6": str(gw6) if gw6 else None,
+            "switch_port": "p%d" % host,
+            "root": "%s/%s" % (root, node),
+        }
+    topo["router_info"] = {
+        "netns": infra["router"],
+        "ipv4": str(gw4),
+        "ipv6": str(gw6) if gw6 else None,
+        "external_ipv4": str(ext.network_address + ROUTER_HOST),
+        "external_ipv6": str(v6_host(ext6, ROUTER_HOST)) if ext6 else None,
+        "root": "%s/%s" % (root, infra["router"]),
+    }
+    topo["external_info"] = {
+        "netns": infra["external"],
+        "ipv4": str(ext.network_address + EXTERNAL_HOST),
+        "ipv6": str(v6_host(ext6, EXTERNAL_HOST)) if ext6 else None,
+        "root": "%s/%s" % (root, infra["external"]),
+    }
+    return topo
+
+
+def desired_state(topo):
+    """Namespaces, links, addresses, routes and sysctls the lab must have."""
+    sw, rt, ex = topo["switch"], topo["router"], topo["external"]
+    r = topo["router_info"]
+    e = topo["external_info"]
+    p4 = ipaddress.ip_network(topo["subnet"]).prefixlen
+    x4 = ipaddress.ip_network(topo["external_cidr"]).prefixlen
+    p6 = ipaddress.ip_network(topo["subnet_ipv6"]).prefixlen if topo["subnet_ipv6"] else None
+    x6 = ipaddress.ip_network(topo["external_cidr_ipv6"]).prefixlen if topo["external_cidr_ipv6"] else None
+
+    namespaces = [sw, rt, ex] + list(topo["node_names"])
+    # (ns, name) -> link spec
+    links = {}
+    veths = []  # (ns_a, name_a, ns_b, name_b): the pair is created from side a
+
+    def link(ns, name, kind, master=None, alias=None, addrs=()):
+        links[(ns, name)] = {"kind": kind, "master": master, "alias": alias, "addrs": list(addrs)}
+
+    for ns in namespaces:
+        link(ns, "lo", "loopback")
+    link(sw, BRIDGE, "bridge")
+    link(sw, ROUTER_PORT, "veth", master=BRIDGE, alias=rt)
+    link(rt, "eth0", "veth", addrs=[a for a in ("%s/%d" % (r["ipv4"], p4),
+                                                "%s/%d" % (r["ipv6"], p6) if p6 else None) if a])
+    veths.append((sw, ROUTER_PORT, rt, "eth0"))
+    link(rt, "eth1", "veth", addrs=[a for a in ("%s/%d" % (r["external_ipv4"], x4),
+                                                "%s/%d" % (r["external_ipv6"], x6) if x6 else None) if a])
+    link(ex, "eth0", "veth", addrs=[a for a in ("%s/%d" % (e["ipv4"], x4),
+                                                "%s/%d" % (e["ipv6"], x6) if x6 else None) if a])
+    veths.append((rt, "eth1", ex, "eth0"))
+    routes = []  # (ns, family, dst, via)
+    for node in topo["node_names"]:
+        n = topo["nodes"][node]
+        link(sw, n["switch_port"], "veth", master=BRIDGE, alias=node)
+        link(node, "eth0", "veth", addrs=[a for a in ("%s/%d" % (n["ipv4"], p4),
+                                                      "%s/%d" % (n["ipv6"], p6) if p6 else None) if a])
+        veths.append((sw, n["switch_port"], node, "eth0"))
+        routes.append((node, 4, "default", n["gateway_ipv4"]))
+        if p6:
+            routes.append((node, 6, "default", n["gateway_ipv6"]))
+    routes.append((ex, 4, topo["subnet"], r["external_ipv4"]))
+    if topo["subnet_ipv6"] and r["external_ipv6"]:
+        routes.append((ex, 6, topo["subnet_ipv6"], r["external_ipv6"]))
+    sysctls = {rt: dict(ROUTER_SYSCTLS_V4)}
+    if topo["subnet_ipv6"]:
+        sysctls[rt].update(ROUTER_SYSCTLS_V6)
+    return {"namespaces": namespaces, "links": links, "veths": veths, "routes": routes, "sysctls": sysctls}
+
+
+def host_files(topo, hide_services):
+    """Files and opaque directories written into the upper ``etc`` layer of each emulated host."""
+    hosts = {}
+    entries = [(n, topo["nodes"][n]["root"], topo["nodes"][n]["ipv4"], topo["nodes"][n]["ipv6"])
+               for n in topo["node_names"]]
+    r, e = topo["router_info"], topo["external_info"]
+    entries.append((topo["router"], r["root"], r["ipv4"], r["ipv6"]))
+    entries.append((topo["external"], e["root"], e["ipv4"], e["ipv6"]))
+    for host, root, ipv4, ipv6 in entries:
+        lines = [HOSTS_HEADER, "127.0.0.1\tlocalhost\n", "::1\tlocalhost ip6-localhost ip6-loopback\n",
+                 "%s\t%s\n" % (ipv4, host)]
+        if ipv6:
+            lines.append("%s\t%s\n" % (ipv6, host))
+        hosts[host] = {
+            "root": root,
+            "files": {
+                "etc/hostname": "%s\n" % host,
+                "etc/hosts": "".join(lines),
+                "etc/resolv.conf": "",
+            },
+            "opaque": ["etc/init.d", "etc/systemd"] if hide_services else [],
+        }
+    return hosts
+
+
+def build_inventory(topo, inventory_vars):
+    """The lab's YAML inventory as data (see RETURN)."""
+    def host_vars(netns, root, node=None):
+        hv = {"podnet_netns": netns, "podnet_netns_root": root}
+        if node is not None:
+            hv["podnet_node_ip"] = node["ipv4"] if not node["ipv6"] else [node["ipv4"], node["ipv6"]]
+        return hv
+
+    node_vars = {"podnet_verify_external": topo["external_info"]["ipv4"]}
+    if topo["external_info"]["ipv6"]:
+        node_vars["podnet_verify_external_ipv6"] = topo["external_info"]["ipv6"]
+    node_vars.update(inventory_vars or {})
+    r, e = topo["router_info"], topo["external_info"]
+    return {
+        "all": {
+            "children": {
+                "podnet_lab": {
+                    "vars": {
+                        "ansible_connection": "podnet.cluster.netns",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                        "ansible_become": False,
+                    },
+                    "children": {
+                        "podnet_nodes": {
+                            "hosts": {n: host_vars(n, topo["nodes"][n]["root"], topo["nodes"][n])
+                                      for n in topo["node_names"]},
+                            "vars": node_vars,
+                        },
+                        "podnet_lab_router": {"hosts": {topo["router"]: host_vars(topo["router"], r["root"])}},
+                        "podnet_lab_external": {"hosts": {topo["external"]: host_vars(topo["external"], e["root"])}},
+                    },
+                }
+            }
+        }
+    }
+
+
+# --------------------------------------------------------------------------
+# the machine
+
+
+class Lab:
+    """Reads and changes the lab through ``ip``; every change goes through :meth:`run_change`."""
+
+    def __init__(self, module):
+        self.module = module
+        self.check = module.check_mode
+        self.commands = []
+        self.ip = module.get_bin_path("ip", required=True)
+        self._nsfs_dev = os.stat("/proc/self/ns/net").st_dev
+
+    # -- low level ---------------------------------------------------------
+
+    def run(self, argv, data=None):
+        rc, out, err = self.module.run_command(argv, data=data, binary_data=data is not None)
+        return rc, out, err
+
+    def must(self, argv):
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            raise LabError("%s failed (rc=%d): %s" % (" ".join(argv), rc, (err or out).strip()))
+        return out
+
+    def run_change(self, argv, text=None):
+        """Record a change; run it unless in check mode."""
+        if text is None:
+            text = " ".join(["ip"] + list(argv[1:]) if argv[0] == self.ip else argv)
+        self.commands.append(text)
+        if not self.check:
+            self.must(argv)
+
+    def note(self, text):
+        self.commands.append(text)
+
+    # -- namespaces ----------------------------------------------------------
+
+    def netns_state(self, ns):
+        """'ok', 'missing' or 'stale' (a file in /run/netns that is not a mounted namespace)."""
+        path = os.path.join(NETNS_DIR, ns)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return "missing"
+        return "ok" if st.st_dev == self._nsfs_dev else "stale"
+
+    def netns_id(self, ns):
+        try:
+            st = os.stat(os.path.join(NETNS_DIR, ns))
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) if st.st_dev == self._nsfs_dev else None
+
+    def ip_json(self, ns, *args):
+        out = self.must([self.ip, "-n", ns, "-j"] + list(args))
+        out = out.strip()
+        return json.loads(out) if out else []
+
+    def read_ns(self, ns, families):
+        """links (with addresses) and main-table routes of one existing namespace."""
+        links = {}
+        for entry in self.ip_json(ns, "-d", "addr", "show"):
+            kind = (entry.get("linkinfo") or {}).get("info_kind")
+            if entry.get("link_type") == "loopback":
+                kind = "loopback"
+            addrs = sorted(
+                "%s/%s" % (a["local"], a["prefixlen"])
+                for a in entry.get("addr_info", [])
+                if a.get("scope") == "global" and a.get("family") in ("inet", "inet6")
+            )
+            links[entry["ifname"]] = {
+                "ifindex": entry.get("ifindex"),
+                "link_index": entry.get("link_index"),
+                "peer_elsewhere": "link_netnsid" in entry,
+                "kind": kind,
+                "master": entry.get("master"),
+                "alias": entry.get("ifalias"),
+                "up": "UP" in entry.get("flags", []),
+                "addrs": addrs,
+            }
+        routes = []
+        for family in families:
+            for rt in self.ip_json(ns, "-%d" % family, "route", "show"):
+                routes.append({
+                    "family": family,
+                    "dst": rt.get("dst"),
+                    "via": rt.get("gateway"),
+                    "dev": rt.get("dev"),
+                    "protocol": rt.get("protocol", "boot"),
+                    "type": rt.get("type", "unicast"),
+                })
+        return {"links": links, "routes": routes}
+
+    def link_exists(self, ns, name):
+        rc, _out, _err = self.run([self.ip, "-n", ns, "link", "show", "dev", name])
+        return rc == 0
+
+    def read_sysctls(self, ns, keys):
+        if not keys:
+            return {}
+        paths = ["/proc/sys/" + k.replace(".", "/") for k in keys]
+        rc, out, _err = self.run([self.ip, "netns", "exec", ns, "cat"] + paths)
+        values = out.split("\n") if rc == 0 else []
+        return {k: (values[i].strip() if i < len(values) else None) for i, k in enumerate(keys)}
+
+    # -- processes -----------------------------------------------------------
+
+    def lab_processes(self, namespaces, roots):
+        """Processes whose net namespace is one of ``namespaces``, or whose mounts use an upper layer in ``roots``."""
+        ids = {}
+        for ns in namespaces:
+            nid = self.netns_id(ns)
+            if nid is not None:
+                ids[nid] = ns
+        markers = [("upperdir=%s/" % root).encode() for root in roots or ()]
+        mount_cache = {}
+        me = os.getpid()
+        ancestors = set()
+        pid = me
+        while pid > 1:
+            ancestors.add(pid)
+            try:
+                with open("/proc/%d/stat" % pid) as fh:
+                    pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                break
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            if pid in ancestors or pid == 1:
+                continue
+            reason = netns = None
+            try:
+                st = os.stat("/proc/%d/ns/net" % pid)
+                if (st.st_dev, st.st_ino) in ids:
+                    reason, netns = "netns", ids[(st.st_dev, st.st_ino)]
+                elif markers:
+                    mst = os.stat("/proc/%d/ns/mnt" % pid)
+                    key = (mst.st_dev, mst.st_ino)
+                    if key not in mount_cache:
+                        with open("/proc/%d/mountinfo" % pid, "rb") as fh:
+                            table = fh.read()
+                        mount_cache[key] = any(m in table for m in markers)
+                    if mount_cache[key]:
+                        reason = "mount"
+                if reason is None:
+                    continue
+                with open("/proc/%d/comm" % pid) as fh:
+                    comm = fh.read().strip()
+            except OSError:
+                continue  # gone, or a kernel thread without namespaces
+            found.append({"pid": pid, "comm": comm, "netns": netns, "reason": reason})
+        return found
+
+    def kill(self, procs):
+        if self.check or not procs:
+            return
+        for p in procs:
+            try:
+                os.kill(p["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 3
+        alive = list(procs)
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [p for p in alive if _running(p["pid"])]
+        for p in alive:
+            try:
+                os.kill(p["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 2
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [p for p in alive if _running(p["pid"])]
+
+
+def _running(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# --------------------------------------------------------------------------
+# reconcile
+
+
+def render(facts):
+    return "".join(line + "\n" for line in sorted(facts))
+
+
+def desired_facts(want, files):
+    facts = set()
+    for ns in want["namespaces"]:
+        facts.add("netns %s" % ns)
+    peers = {}
+    for a_ns, a, b_ns, b in want["veths"]:
+        peers[(a_ns, a)] = "%s/%s" % (b_ns, b)
+        peers[(b_ns, b)] = "%s/%s" % (a_ns, a)
+    for (ns, name), spec in want["links"].items():
+        facts.add(_link_fact(ns, name, spec["kind"], peers.get((ns, name)), spec["master"], spec["alias"], True))
+        for addr in spec["addrs"]:
+            facts.add("%s: addr %s %s" % (ns, name, addr))
+    for ns, family, dst, via in want["routes"]:
+        facts.add("%s: route -%d %s via %s" % (ns, family, dst, via))
+    for ns, values in want["sysctls"].items():
+        for key, value in values.items():
+            facts.add("%s: sysctl %s=%s" % (ns, key, value))
+    for host, spec in files.items():
+        for rel, _content in spec["files"].items():
+            facts.add("file %s/upper/%s" % (spec["root"], rel))
+        for rel in spec["opaque"]:
+            facts.add("opaque %s/upper/%s" % (spec["root"], rel))
+    return facts
+
+
+def _link_fact(ns, name, kind, peer, master, alias, up):
+    parts = ["%s: link %s %s" % (ns, name, kind)]
+    if peer:
+        parts.append("peer %s" % peer)
+    if master:
+        parts.append("master %s" % master)
+    if alias:
+        parts.append("alias %s" % alias)
+    parts.append("up" if up else "down")
+    return " ".join(parts)
+
+
+def reconcile(lab, topo, want, files, recorded_nodes):
+    """Bring the machine to ``want``; return (before facts, after facts)."""
+    families = [4, 6] if topo["subnet_ipv6"] else [4]
+    read_families = [4, 6]
+    ip = lab.ip
+    before = set()
+    current = {}
+
+    # 0. nodes that left the list
+    gone = [n for n in recorded_nodes if n not in topo["node_names"]]
+    killed = []
+    if gone:
+        procs = lab.lab_processes(gone, ["%s/%s" % (topo["root"], n) for n in gone])
+        killed.extend(procs)
+        lab.kill(procs)
+        for node in gone:
+            if lab.netns_state(node) != "missing":
+                lab.run_change([ip, "netns", "delete", node])
+            node_dir = "%s/%s" % (topo["root"], node)
+            if os.path.isdir(node_dir):
+                lab.note("remove %s" % node_dir)
+                if not lab.check:
+                    shutil.rmtree(node_dir)
+
+    # 1. namespaces
+    for ns in want["namespaces"]:
+        state = lab.netns_state(ns)
+        if state == "ok":
+            before.add("netns %s" % ns)
+            current[ns] = lab.read_ns(ns, read_families)
+            continue
+        if state == "stale":
+            lab.run_change([ip, "netns", "delete", ns])
+        lab.run_change([ip, "netns", "add", ns])
+        current[ns] = {"links": {}, "routes": []}
+
+    # facts of what is there now (for --diff)
+    pairs_ok = set()
+    for a_ns, a, b_ns, b in want["veths"]:
+        la = current[a_ns]["links"].get(a)
+        lb = current[b_ns]["links"].get(b)
+        if (la and lb and la["kind"] == "veth" and lb["kind"] == "veth" and la["peer_elsewhere"]
+                and lb["peer_elsewhere"] and la["link_index"] == lb["ifindex"] and lb["link_index"] == la["ifindex"]):
+            pairs_ok.add((a_ns, a))
+            pairs_ok.add((b_ns, b))
+    peers = {}
+    for a_ns, a, b_ns, b in want["veths"]:
+        peers[(a_ns, a)] = "%s/%s" % (b_ns, b)
+        peers[(b_ns, b)] = "%s/%s" % (a_ns, a)
+    for ns in want["namespaces"]:
+        for name, info in current[ns]["links"].items():
+            owned = (ns, name) in want["links"] or ns in (topo["switch"],)
+            if not owned:
+                continue
+            peer = peers.get((ns, name)) if (ns, name) in pairs_ok else None
+            before.add(_link_fact(ns, name, info["kind"], peer, info["master"], info["alias"], info["up"]))
+            for addr in info["addrs"]:
+                before.add("%s: addr %s %s" % (ns, name, addr))
+        for rt in current[ns]["routes"]:
+            if rt["via"] and (ns in topo["node_names"] and rt["dst"] == "default" or ns == topo["external"]):
+                before.add("%s: route -%d %s via %s" % (ns, rt["family"], rt["dst"], rt["via"]))
+
+    # 2. links: the switch holds only what the lab wants
+    sw = topo["switch"]
+    for name in sorted(current[sw]["links"]):
+        if (sw, name) not in want["links"]:
+            lab.run_change([ip, "-n", sw, "link", "delete", name])
+            current[sw]["links"].pop(name)
+    structural = False
+    bridge = current[sw]["links"].get(BRIDGE)
+    if bridge is None or bridge["kind"] != "bridge":
+        if bridge is not None:
+            lab.run_change([ip, "-n", sw, "link", "delete", BRIDGE])
+        lab.run_change([ip, "-n", sw, "link", "add", BRIDGE, "type", "bridge"])
+        current[sw]["links"].pop(BRIDGE, None)
+        structural = True
+    for a_ns, a, b_ns, b in want["veths"]:
+        if (a_ns, a) in pairs_ok:
+            continue
+        for ns, name in ((a_ns, a), (b_ns, b)):
+            # Deleting one end of a veth deletes its peer too: look again before each delete.
+            if name in current[ns]["links"] and (lab.check or lab.link_exists(ns, name)):
+                lab.run_change([ip, "-n", ns, "link", "delete", name])
+            current[ns]["links"].pop(name, None)
+        lab.run_change([ip, "-n", a_ns, "link", "add", a, "type", "veth", "peer", "name", b, "netns", b_ns])
+        structural = True
+    if structural and not lab.check:
+        for ns in want["namespaces"]:
+            current[ns] = lab.read_ns(ns, read_families)
+    empty = {"kind": None, "master": None, "alias": None, "up": False, "addrs": []}
+
+    # 3. link settings and addresses
+    for (ns, name), spec in want["links"].items():
+        info = current[ns]["links"].get(name) or dict(empty)
+        if spec["master"] and info["master"] != spec["master"]:
+            lab.run_change([ip, "-n", ns, "link", "set", name, "master", spec["master"]])
+        if spec["alias"] and info["alias"] != spec["alias"]:
+            lab.run_change([ip, "-n", ns, "link", "set", name, "alias", spec["alias"]])
+        have = set(info["addrs"])
+        wanted = set(spec["addrs"])
+        for addr in sorted(have - wanted):
+            lab.run_change([ip, "-n", ns, "addr", "del", addr, "dev", name])
+        for addr in sorted(wanted - have):
+            extra = ["nodad"] if ":" in addr else []
+            lab.run_change([ip, "-n", ns, "addr", "add", addr, "dev", name] + extra)
+        if not info["up"]:
+            lab.run_change([ip, "-n", ns, "link", "set", name, "up"])
+
+    # 4. routes
+    wanted_routes = {}
+    for ns, family, dst, via in want["routes"]:
+        wanted_routes.setdefault(ns, {})[(family, dst)] = via
+    for ns, family, dst, via in want["routes"]:
+        have = [r for r in current[ns]["routes"] if r["family"] == family and r["dst"] == dst]
+        if not (len(have) == 1 and have[0]["via"] == via):
+            dev = "eth0"
+            lab.run_change([ip, "-n", ns, "-%d" % family, "route", "replace", dst, "via", via, "dev", dev])
+    for node in topo["node_names"]:
+        # A default route of a family the lab no longer has (subnet_ipv6 dropped).
+        for rt in current[node]["routes"]:
+            if rt["dst"] == "default" and rt["via"] and (rt["family"], "default") not in wanted_routes.get(node, {}):
+                lab.run_change([ip, "-n", node, "-%d" % rt["family"], "route", "del", "default", "via", rt["via"]])
+    ex = topo["external"]
+    for rt in current[ex]["routes"]:
+        if rt["protocol"] == "kernel" or rt["type"] != "unicast":
+            continue
+        if wanted_routes.get(ex, {}).get((rt["family"], rt["dst"])) == rt["via"]:
+            continue
+        lab.run_change([ip, "-n", ex, "-%d" % rt["family"], "route", "del", rt["dst"]]
+                       + (["via", rt["via"]] if rt["via"] else []))
+
+    # 5. sysctls, in the router's namespace only
+    for ns, values in want["sysctls"].items():
+        have = lab.read_sysctls(ns, sorted(values)) if lab.netns_state(ns) == "ok" else {}
+        for key, value in sorted(values.items()):
+            if have.get(key) == value:
+                before.add("%s: sysctl %s=%s" % (ns, key, value))
+                continue
+            lab.run_change([ip, "netns", "exec", ns, "sysctl", "-q", "-w", "%s=%s" % (key, value)])
+    return before, killed
+
+
+def prepare_files(lab, files, before):
+    for host, spec in files.items():
+        root = spec["root"]
+        dirs = ["%s/upper/%s" % (root, layer) for layer in OVERLAY_LAYERS]
+        dirs += ["%s/work/%s" % (root, layer) for layer in OVERLAY_LAYERS]
+        for d in dirs:
+            if not os.path.isdir(d):
+                lab.note("mkdir %s" % d)
+                if not lab.check:
+                    os.makedirs(d, mode=0o755, exist_ok=True)
+        for rel, content in sorted(spec["files"].items()):
+            path = "%s/upper/%s" % (root, rel)
+            try:
+                with open(path) as fh:
+                    same = fh.read() == content
+            except OSError:
+                same = False
+            if same:
+                before.add("file %s" % path)
+                continue
+            lab.note("write %s" % path)
+            if not lab.check:
+                _write(path, content)
+        for rel in spec["opaque"]:
+            path = "%s/upper/%s" % (root, rel)
+            try:
+                opaque = os.getxattr(path, "trusted.overlay.opaque") == b"y"
+            except OSError:
+                opaque = False
+            if opaque:
+                before.add("opaque %s" % path)
+                continue
+            lab.note("make %s an opaque overlay directory (hides the machine's %s)" % (path, "/" + rel))
+            if not lab.check:
+                os.makedirs(path, mode=0o755, exist_ok=True)
+                os.setxattr(path, "trusted.overlay.opaque", b"y")
+
+
+def _write(path, content):
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = "%s.podnet-tmp" % path
+    with open(tmp, "w") as fh:
+        fh.write(content)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def read_record(root, name):
+    """The lab's record in ``root``; {} when there is none. Raise LabError if root belongs to something else."""
+    path = os.path.join(root, STATE_FILE)
+    if os.path.isfile(path):
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise LabError("%s: unreadable lab record (%s); remove it by hand if this is not a lab" % (path, exc))
+        if not isinstance(data, dict) or data.get("podnet_lab") != name:
+            raise LabError("%s belongs to lab %r, not %r; refusing to touch it"
+                           % (path, data.get("podnet_lab") if isinstance(data, dict) else data, name))
+        return data
+    if os.path.isdir(root) and os.listdir(root):
+        raise LabError("%s exists, is not empty and holds no %s: it was not made by this module; "
+                       "refusing to use or remove it (choose another root)" % (root, STATE_FILE))
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise LabError("%s exists and is not a directory" % root)
+    return {}
+
+
+def present(module, lab, topo):
+    want = desired_state(topo)
+    files = host_files(topo, module.params["hide_services"])
+    record = read_record(topo["root"], topo["name"])
+    wanted_record = {
+        "podnet_lab": topo["name"],
+        "version": STATE_VERSION,
+        "nodes": list(topo["node_names"]),
+        "namespaces": list(want["namespaces"]),
+    }
+    before = set()
+    if record:
+        before.add("record %s/%s" % (topo["root"], STATE_FILE))
+    # The record goes first: it marks the directory as the lab's even if the run is interrupted.
+    if record != wanted_record:
+        lab.note("write %s/%s" % (topo["root"], STATE_FILE))
+        if not lab.check:
+            os.makedirs(topo["root"], mode=0o755, exist_ok=True)
+            merged = dict(wanted_record)
+            # Remember nodes being replaced until they are removed below.
+            merged["nodes"] = list(dict.fromkeys(list(record.get("nodes", [])) + list(topo["node_names"])))
+            _write(os.path.join(topo["root"], STATE_FILE), json.dumps(merged, indent=1) + "\n")
+    before_net, killed = reconcile(lab, topo, want, files, record.get("nodes", []))
+    before |= before_net
+    prepare_files(lab, files, before)
+    if not lab.check and record != wanted_record:
+        _write(os.path.join(topo["root"], STATE_FILE), json.dumps(wanted_record, indent=1) + "\n")
+    after = desired_facts(want, files) | {"record %s/%s" % (topo["root"], STATE_FILE)}
+    return before, after, killed, want
+
+
+def absent(module, lab, topo):
+    record = read_record(topo["root"], topo["name"])
+    names = [topo["switch"], topo["router"], topo["external"]]
+    names += [n for n in list(record.get("nodes", [])) + list(topo["node_names"]) if n not in names]
+    before = set()
+    procs = lab.lab_processes(names, [topo["root"]])
+    lab.kill(procs)
+    for ns in names:
+        state = lab.netns_state(ns)
+        if state != "missing":
+            before.add("netns %s" % ns)
+            lab.run_change([lab.ip, "netns", "delete", ns])
+    if os.path.lexists(topo["root"]):
+        before.add("directory %s" % topo["root"])
+        lab.note("remove %s" % topo["root"])
+        if not lab.check:
+            shutil.rmtree(topo["root"])
+    return before, set(), procs, names
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", default="podnet"),
+            nodes=dict(type="list", elements="str"),
+            node_count=dict(type="int"),
+            subnet=dict(type="str", default="172.31.250.0/24"),
+            subnet_ipv6=dict(type="str"),
+            external_cidr=dict(type="str", default="203.0.113.0/24"),
+            external_cidr_ipv6=dict(type="str"),
+            root=dict(type="path"),
+            hide_services=dict(type="bool", default=True),
+            inventory_vars=dict(type="dict", default={}),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+        mutually_exclusive=[("nodes", "node_count")],
+        supports_check_mode=True,
+    )
+    if os.geteuid() != 0:
+        module.fail_json(msg="podnet.cluster.lab_topology needs root (network namespaces, mounts)")
+    try:
+        topo = build_topology(module.params)
+    except LabError as exc:
+        module.fail_json(msg="invalid lab parameters:\n%s" % exc, errors=str(exc).split("\n"))
+    lab = Lab(module)
+    try:
+        if module.params["state"] == "present":
+            before, after, killed, want = present(module, lab, topo)
+            namespaces = want["namespaces"]
+        else:
+            before, after, killed, namespaces = absent(module, lab, topo)
+    except LabError as exc:
+        module.fail_json(msg=str(exc), commands=lab.commands)
+    result = {
+        "changed": bool(lab.commands or killed),
+        "commands": lab.commands,
+        "killed": killed,
+        "namespaces": namespaces,
+        "root": topo["root"],
+        "diff": {"before": render(before), "after": render(after)},
+    }
+    if module.params["state"] == "present":
+        result.update(
+            nodes={n: topo["nodes"][n] for n in topo["node_names"]},
+            router=topo["router_info"],
+            external=topo["external_info"],
+            switch={"netns": topo["switch"], "bridge": BRIDGE},
+            inventory=build_inventory(topo, module.params["inventory_vars"]),
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

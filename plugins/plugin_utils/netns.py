@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Build the command line that runs a shell command "on" an emulated node.
+
+An emulated node is a network namespace (``/run/netns/NAME``) plus, when a
+per-node root directory is configured, its own copy-on-write view of
+``/etc``, ``/var/lib`` and ``/run`` and its own host name.  This module is the
+single place that knows how to enter such a node; the connection plugin
+``podnet.cluster.netns`` and the testinfra backend in ``tests/lib`` both use
+:func:`build_argv`.  Pure functions: no I/O, standard library only.
+
+The command line is::
+
+    nsenter --net=/run/netns/NAME -- \\
+      unshare --mount --uts --propagation private -- \\
+      /bin/sh -c 'SETUP; exec /bin/sh -c "$1"' podnet-netns 'COMMAND'
+
+``SETUP`` runs in the new, private mount and UTS namespaces, so nothing it
+mounts or sets is visible outside this one command (and its children):
+
+* with a root directory ``ROOT``: for each of ``/etc``, ``/var/lib`` and
+  ``/run`` an overlay whose lower layer is the real directory and whose upper
+  layer is ``ROOT/upper/<etc|var-lib|run>``: reads see the machine's files
+  plus the node's own changes, writes land only in the upper directory;
+* always: ``mount -t sysfs sysfs /sys``, so ``/sys/class/net`` lists the
+  node's links (as ``ip netns exec`` does);
+* with a host name: ``hostname NAME`` in the new UTS namespace.
+
+Every setup step must succeed: if one fails the command is *not* run (it
+would otherwise see, and could write, the machine's real ``/etc``), and the
+wrapper exits with :data:`SETUP_FAILED_RC` and a message that starts with
+:data:`ERROR_PREFIX` on standard error.
+
+The overlay work directory of each command is private to it
+(``ROOT/work/<dir>/<pid>``): overlayfs empties a work directory whenever it
+is mounted, which would break copy-up in a process still running from an
+earlier command (a daemon, an async task) if the work directory were shared.
+The upper directories are shared by every command of the node; the kernel
+warns once ("upperdir is in-use ...") and a long-running process may not
+notice files that other commands create later under those three trees.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import List, Optional, Sequence, Tuple
+
+__all__ = [
+    "ERROR_PREFIX",
+    "NETNS_RUN_DIR",
+    "OVERLAYS",
+    "SETUP_FAILED_RC",
+    "WRAPPER_NAME",
+    "build_argv",
+    "build_command",
+    "join",
+    "netns_path",
+    "overlay_dirs",
+    "setup_script",
+    "validate_hostname",
+    "validate_root",
+]
+
+#: Where ``ip netns add`` keeps its named namespaces.
+NETNS_RUN_DIR = "/run/netns"
+#: ``$0`` of the wrapper shell; shows up in ``ps`` and in shell error messages.
+WRAPPER_NAME = "podnet-netns"
+#: Exit status of the wrapper when the node's view could not be set up.
+SETUP_FAILED_RC = 125
+#: Standard error of a failed setup starts with this.
+ERROR_PREFIX = "podnet-netns:"
+#: (directory of the machine, name of its layer below ROOT/upper and ROOT/work)
+OVERLAYS: Tuple[Tuple[str, str], ...] = (
+    ("/etc", "etc"),
+    ("/var/lib", "var-lib"),
+    ("/run", "run"),
+)
+
+NSENTER = "nsenter"
+UNSHARE = "unshare"
+SHELL = "/bin/sh"
+
+# Characters that overlayfs' option parser or our own quoting cannot carry
+# in a layer path.
+_BAD_ROOT_CHARS = (",", ":", "\n", "\r", "\0", "\\")
+
+
+def netns_path(netns: str) -> str:
+    """Path of the network namespace file to enter.
+
+    ``netns`` is either the name of a namespace made by ``ip netns add``
+    (``/run/netns/<netns>``) or, when it contains a slash, a path to a
+    namespace file such as ``/proc/1234/ns/net``.
+
+    >>> netns_path("lab-node1")
+    '/run/netns/lab-node1'
+    >>> netns_path("/proc/42/ns/net")
+    '/proc/42/ns/net'
+    """
+    if not isinstance(netns, str) or not netns.strip():
+        raise ValueError("network namespace: a name or a path is required, got %r" % (netns,))
+    if "\0" in netns or "\n" in netns:
+        raise ValueError("network namespace: %r contains a control character" % (netns,))
+    if "/" in netns:
+        if not netns.startswith("/"):
+            raise ValueError("network namespace: %r is neither a plain name nor an absolute path" % (netns,))
+        return netns
+    if netns in (".", ".."):
+        raise ValueError("network namespace: %r is not a valid name" % (netns,))
+    return "%s/%s" % (NETNS_RUN_DIR, netns)
+
+
+def validate_root(root: str) -> str:
+    """Return ``root`` without trailing slashes, or raise ``ValueError``.
+
+    The root must be absolute, must not be ``/`` and must not lie inside one
+    of the overlaid directories (overlayfs refuses an upper layer inside its
+    lower layer), and must not contain characters that the overlay mount
+    options cannot carry.
+    """
+    if not isinstance(root, str) or not root.startswith("/"):
+        raise ValueError("node root directory: %r is not an absolute path" % (root,))
+    for char in _BAD_ROOT_CHARS:
+        if char in root:
+            raise ValueError("node root directory: %r contains %r, which an overlay mount cannot use" % (root, char))
+    clean = root.rstrip("/")
+    if not clean:
+        raise ValueError("node root directory: '/' cannot hold a node's layers")
+    for machine_dir, _layer in OVERLAYS:
+        if clean == machine_dir or clean.startswith(machine_dir + "/"):
+            raise ValueError(
+                "node root directory: %s is inside %s, which is overlaid on every node; "
+                "use a directory elsewhere, e.g. under /var/tmp" % (clean, machine_dir)
+            )
+    return clean
+
+
+def validate_hostname(hostname: str) -> str:
+    """Return ``hostname`` or raise ``ValueError`` (1-64 characters, no blanks or control characters)."""
+    if not isinstance(hostname, str) or not 0 < len(hostname) <= 64:
+        raise ValueError("host name: %r must have 1 to 64 characters" % (hostname,))
+    if any(c.isspace() or ord(c) < 32 or c == "/" for c in hostname):
+        raise ValueError("host name: %r contains a blank, a slash or a control character" % (hostname,))
+    return hostname
+
+
+def overlay_dirs(root: str) -> List[Tuple[str, str, str]]:
+    """``(machine dir, upper dir, work base dir)`` for each overlaid directory of a node.
+
+    The work directory of one command is ``<work base dir>/<pid>``.
+
+    >>> overlay_dirs("/var/tmp/lab/n1")[0]
+    ('/etc', '/var/tmp/lab/n1/upper/etc', '/var/tmp/lab/n1/work/etc')
+    """
+    clean = validate_root(root)
+    return [
+        (machine_dir, "%s/upper/%s" % (clean, layer), "%s/work/%s" % (clean, layer))
+        for machine_dir, layer in OVERLAYS
+    ]
+
+
+def setup_script(root: Optional[str] = None, hostname: Optional[str] = None) -> str:
+    """Shell code run inside the fresh mount and UTS namespaces before the command.
+
+    It stops at the first failing step with :data:`SETUP_FAILED_RC`.
+    """
+    q = shlex.quote
+    lines: List[str] = ["fail() { echo \"%s $*\" >&2; exit %d; }" % (ERROR_PREFIX, SETUP_FAILED_RC)]
+    if root is not None:
+        dirs = overlay_dirs(root)
+        mkdirs = []
+        for _machine_dir, upper, work in dirs:
+            mkdirs += [q(upper), q(work) + '/"$$"']
+        lines.append("mkdir -p %s || fail cannot create the overlay directories under %s"
+                     % (" ".join(mkdirs), q(validate_root(root))))
+        for machine_dir, upper, work in dirs:
+            opts = "lowerdir=%s,upperdir=%s,workdir=%s" % (machine_dir, upper, work)
+            # The work dir ends in the shell's PID, so that part stays outside the quotes.
+            lines.append(
+                "mount -t overlay overlay -o %s/\"$$\" %s || fail cannot overlay %s"
+                % (q(opts), q(machine_dir), q(machine_dir))
+            )
+    lines.append("mount -t sysfs sysfs /sys || fail cannot mount sysfs on /sys")
+    if hostname is not None:
+        name = q(validate_hostname(hostname))
+        lines.append("hostname %s || fail cannot set the host name %s" % (name, name))
+    return "; ".join(lines)
+
+
+def build_argv(netns: str, command: str, root: Optional[str] = None,
+               hostname: Optional[str] = None) -> List[str]:
+    """argv that runs ``command`` (a ``/bin/sh -c`` string) on the node.
+
+    :param netns: namespace name (``/run/netns/<netns>``) or path to a namespace file.
+    :param command: shell command, run by ``/bin/sh -c`` as the last step (``exec``),
+        so its exit status, standard input and output are the wrapper's.
+    :param root: per-node root directory; enables the overlays of ``/etc``,
+        ``/var/lib`` and ``/run`` (layers under ``<root>/upper`` and ``<root>/work``).
+    :param hostname: host name set in the command's own UTS namespace.
+    """
+    if not isinstance(command, str):
+        raise ValueError("command: a shell command string is required, got %r" % (command,))
+    script = "%s; exec %s -c \"$1\"" % (setup_script(root, hostname), SHELL)
+    return [
+        NSENTER, "--net=%s" % netns_path(netns), "--",
+        UNSHARE, "--mount", "--uts", "--propagation", "private", "--",
+        SHELL, "-c", script, WRAPPER_NAME, command,
+    ]
+
+
+def build_command(netns: str, command: str, root: Optional[str] = None,
+                  hostname: Optional[str] = None) -> str:
+    """:func:`build_argv` as one shell-quoted string (for logs, ``sh -c`` or ``ssh``)."""
+    return join(build_argv(netns, command, root=root, hostname=hostname))
+
+
+def join(argv: Sequence[str]) -> str:
+    """``shlex.join`` (kept here so callers need only this module)."""
+    return " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,418 @@
+# -*- coding: utf-8 -*-
+"""The lab as a product: `ansible-playbook podnet.cluster.lab`, the netns connection, the inventory.
+
+Runs the real playbook (root needed) with a non-default lab name, 4 nodes, another
+underlay subnet and an IPv6 underlay, into a temporary inventory directory; every
+namespace and directory is named after this pytest process (plt<pid>) and removed
+in finalizers, and leftovers of earlier killed runs are removed first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+import yaml
+
+from lib import rootns
+from lib.netns_backend import lab_hosts, netns_exists, netns_host
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PREFIX = "plt"
+NODES = 4
+SUBNET = "172.30.9.0/24"
+SUBNET6 = "fd00:30:9::/64"
+EXTERNAL6 = "fd00:203:9::/64"
+LAB_ROOT_BASE = "/var/tmp/podnet-lab"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def ansible_env(**extra: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PATH="%s:%s" % (BIN, env.get("PATH", "")),
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_LOCALHOST_WARNING="False",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+        ANSIBLE_DEPRECATION_WARNINGS="False",
+        ANSIBLE_RETRY_FILES_ENABLED="False",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run(argv: List[str], check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(**extra_env), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=300)
+    if check and proc.returncode != 0:
+        pytest.fail("%s failed (rc=%d)\n--- stdout\n%s\n--- stderr\n%s"
+                    % (" ".join(argv), proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:]), pytrace=False)
+    return proc
+
+
+def recap(stdout: str) -> Dict[str, Dict[str, int]]:
+    """PLAY RECAP lines as {host: {ok: n, changed: n, ...}}."""
+    found = {}
+    for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
+        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
+    return found
+
+
+def adhoc_command(inventory: Path, pattern: str, command: str) -> Dict[str, Dict[str, object]]:
+    """Run an ad-hoc ``command`` module call; {host: {"rc": int, "stdout": str}} from the default callback."""
+    proc = run([str(BIN / "ansible"), "-i", str(inventory), pattern, "-m", "command", "-a", command],
+               ANSIBLE_STDOUT_CALLBACK="default")
+    results: Dict[str, Dict[str, object]] = {}
+    for block in re.split(r"^(?=\S+ \| \w+ \| rc=)", proc.stdout, flags=re.M):
+        m = re.match(r"^(\S+) \| \w+ \| rc=(\d+) >>\n(.*)", block, re.S)
+        if m:
+            results[m.group(1)] = {"rc": int(m.group(2)), "stdout": m.group(3).rstrip("\n")}
+    return results
+
+
+def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run a command inside a namespace (no per-node overlays needed)."""
+    return subprocess.run(["nsenter", "--net=/run/netns/%s" % ns, "--"] + list(argv), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=30)
+
+
+def ping(ns: str, target: str) -> bool:
+    return in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0
+
+
+def _pid_is_pytest(pid: int) -> bool:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return b"pytest" in fh.read()
+    except OSError:
+        return False
+
+
+def remove_stale_labs() -> None:
+    """Remove namespaces and directories of earlier test runs (plt<pid>-*) whose pytest is gone."""
+    pattern = re.compile(r"^%s(\d+)(-.*)?$" % PREFIX)
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        m = pattern.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_is_pytest(int(m.group(1))):
+            subprocess.run(["ip", "netns", "delete", name], check=False, stderr=subprocess.DEVNULL)
+    if os.path.isdir(LAB_ROOT_BASE):
+        for name in os.listdir(LAB_ROOT_BASE):
+            m = pattern.match(name)
+            if m and not m.group(2) and int(m.group(1)) != os.getpid() and not _pid_is_pytest(int(m.group(1))):
+                shutil.rmtree(os.path.join(LAB_ROOT_BASE, name), ignore_errors=True)
+
+
+@dataclass
+class Lab:
+    name: str
+    root: str
+    inventory_dir: Path
+    nodes: List[str]
+    first_run: Optional[subprocess.CompletedProcess] = None
+    rootns_before: Dict[str, str] = field(default_factory=dict)
+    pids: List[int] = field(default_factory=list)
+
+    @property
+    def hosts_yml(self) -> Path:
+        return self.inventory_dir / "hosts.yml"
+
+    @property
+    def namespaces(self) -> List[str]:
+        return ["%s-sw" % self.name, "%s-router" % self.name, "%s-ext" % self.name] + self.nodes
+
+    def node_root(self, node: str) -> str:
+        return "%s/%s" % (self.root, node)
+
+    def playbook(self, state: str = "present", check: bool = True, *more: str) -> subprocess.CompletedProcess:
+        extra = {
+            "podnet_lab_state": state,
+            "podnet_lab_name": self.name,
+            "podnet_lab_nodes": len(self.nodes),
+            "podnet_lab_subnet": SUBNET,
+            "podnet_lab_subnet_ipv6": SUBNET6,
+            "podnet_lab_external_cidr_ipv6": EXTERNAL6,
+            "podnet_lab_root": self.root,
+            "podnet_lab_inventory_dir": str(self.inventory_dir),
+            "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]},
+        }
+        return run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps(extra)] + list(more),
+                   check=check)
+
+    def destroy(self) -> None:
+        """Remove everything of this lab, whatever state it is in."""
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if (any(netns_exists(ns) for ns in self.namespaces) or os.path.exists(self.root)
+                or self.hosts_yml.exists()):
+            self.playbook("absent", check=False)
+        for ns in self.namespaces + ["%s-hand" % self.name]:
+            if netns_exists(ns):
+                subprocess.run(["ip", "netns", "delete", ns], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.inventory_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    remove_stale_labs()
+    name = "%s%d" % (PREFIX, os.getpid())
+    spec = Lab(
+        name=name,
+        root="%s/%s" % (LAB_ROOT_BASE, name),
+        inventory_dir=tmp_path_factory.mktemp("lab") / "inventories" / "lab",
+        nodes=["%s-node%d" % (name, i) for i in range(1, NODES + 1)],
+    )
+    request.addfinalizer(spec.destroy)
+    spec.rootns_before = rootns.snapshot()
+    spec.first_run = spec.playbook("present")
+    return spec
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_lab_is_built(lab: Lab):
+    assert recap(lab.first_run.stdout)["localhost"]["failed"] == 0
+    for ns in lab.namespaces:
+        assert netns_exists(ns), ns
+    for host in lab.namespaces[1:]:
+        for layer in ("etc", "var-lib", "run"):
+            assert os.path.isdir("%s/%s/upper/%s" % (lab.root, host, layer))
+
+
+def test_inventory_format(lab: Lab):
+    data = yaml.safe_load(lab.hosts_yml.read_text())
+    group = data["all"]["children"]["podnet_lab"]
+    assert group["vars"] == {
+        "ansible_connection": "podnet.cluster.netns",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_become": False,
+    }
+    nodes = group["children"]["podnet_nodes"]
+    assert list(nodes["hosts"]) == lab.nodes
+    assert nodes["hosts"][lab.nodes[0]] == {
+        "podnet_netns": lab.nodes[0],
+        "podnet_netns_root": lab.node_root(lab.nodes[0]),
+        "podnet_node_ip": ["172.30.9.11", "fd00:30:9::11"],
+    }
+    assert nodes["hosts"][lab.nodes[3]]["podnet_node_ip"] == ["172.30.9.14", "fd00:30:9::14"]
+    assert nodes["vars"] == {
+        "podnet_verify_external": "203.0.113.10",
+        "podnet_verify_external_ipv6": "fd00:203:9::10",
+        "podnet_cluster_cidrs": ["10.244.0.0/16"],
+    }
+    router = "%s-router" % lab.name
+    ext = "%s-ext" % lab.name
+    assert group["children"]["podnet_lab_router"]["hosts"] == {
+        router: {"podnet_netns": router, "podnet_netns_root": lab.node_root(router)}}
+    assert group["children"]["podnet_lab_external"]["hosts"] == {
+        ext: {"podnet_netns": ext, "podnet_netns_root": lab.node_root(ext)}}
+
+
+def test_topology(lab: Lab):
+    sw, router, ext = lab.namespaces[:3]
+    node1 = netns_host(lab.nodes[0])
+    assert set(node1.interface("eth0").addresses) >= {"172.30.9.11", "fd00:30:9::11"}
+    assert "default via 172.30.9.1 dev eth0" in node1.check_output("ip -4 route show default")
+    assert "default via fd00:30:9::1 dev eth0" in node1.check_output("ip -6 route show default")
+    # switch: a bridge without addresses, one port per node plus the router's
+    switch = netns_host(sw)
+    ports = switch.check_output("ip -o link show master br0").splitlines()
+    assert len(ports) == NODES + 1
+    assert "inet" not in switch.check_output("ip -o addr show dev br0").replace("inet6 fe80", "")
+    # router: forwarding on, no NAT at all
+    r = netns_host(router)
+    assert r.check_output("cat /proc/sys/net/ipv4/ip_forward") == "1"
+    assert r.check_output("cat /proc/sys/net/ipv6/conf/all/forwarding") == "1"
+    assert "MASQUERADE" not in r.check_output("iptables-save -t nat") + r.check_output("nft list ruleset")
+    # external host: routes to the node networks only, no default route
+    e = netns_host(ext)
+    routes4 = e.check_output("ip -4 route show")
+    assert "default" not in routes4 and "default" not in e.check_output("ip -6 route show")
+    assert "172.30.9.0/24 via 203.0.113.1 dev eth0" in routes4
+    assert "fd00:30:9::/64 via fd00:203:9::1 dev eth0" in e.check_output("ip -6 route show")
+    assert "10.244." not in routes4
+    # the machine never sees a lab link
+    assert not any(lab.name in line for line in rootns.snapshot()["ip -o link"].splitlines())
+
+
+def test_paths_between_hosts(lab: Lab):
+    n1, n4 = lab.nodes[0], lab.nodes[3]
+    ext = "%s-ext" % lab.name
+    assert ping(n1, "172.30.9.14")
+    assert ping(n4, "fd00:30:9::11")
+    assert ping(n1, "172.30.9.1")
+    assert ping(n1, "203.0.113.10"), "node -> router -> external (IPv4)"
+    assert ping(n4, "fd00:203:9::10"), "node -> router -> external (IPv6)"
+    assert ping(ext, "172.30.9.12")
+    # nothing leads out of the lab
+    assert not ping(n1, "192.0.2.1")
+    assert "unreachable" in in_ns(ext, "ip", "route", "get", "192.0.2.1").stderr.lower()
+
+
+def test_node_has_its_own_view(lab: Lab):
+    hosts = lab_hosts(str(lab.hosts_yml))
+    assert set(hosts) == set(lab.namespaces[1:])
+    for name in lab.nodes:
+        node = hosts[name]
+        assert node.check_output("hostname") == name
+        assert node.file("/etc/hostname").content_string == name + "\n"
+        assert re.search(r"^172\.30\.9\.1\d\s+%s$" % re.escape(name), node.file("/etc/hosts").content_string, re.M)
+        assert node.file("/etc/resolv.conf").size == 0
+        assert sorted(node.check_output("ls /sys/class/net").split()) == ["eth0", "lo"]
+        assert node.file("/etc/init.d").listdir() == []
+    assert open("/etc/hostname").read().strip() not in lab.nodes
+    assert os.path.getsize("/etc/resolv.conf") >= 0  # the machine's own file is untouched (exists as before)
+
+
+def test_hostname_through_the_connection(lab: Lab):
+    results = adhoc_command(lab.hosts_yml, "podnet_lab", "hostname")
+    assert set(results) == set(lab.namespaces[1:])
+    for host, res in results.items():
+        assert res["rc"] == 0 and res["stdout"] == host
+
+
+def test_files_land_on_one_node_only(lab: Lab, tmp_path: Path):
+    n1, n2 = lab.nodes[0], lab.nodes[1]
+    fetched = tmp_path / "fetched"
+    play = tmp_path / "files.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "Write through the netns connection",
+        "hosts": n1,
+        "gather_facts": True,
+        "gather_subset": ["network"],
+        "become": True,  # the lab inventory turns become off; must still work
+        "tasks": [
+            {"name": "etc", "ansible.builtin.copy": {"dest": "/etc/podnet-lab-test", "content": "etc of node1\n",
+                                                      "mode": "0644"}},
+            {"name": "var lib", "ansible.builtin.copy": {"dest": "/var/lib/podnet-lab-test",
+                                                          "content": "var-lib\n", "mode": "0644"}},
+            {"name": "run", "ansible.builtin.copy": {"dest": "/run/podnet-lab-test", "content": "run\n",
+                                                      "mode": "0644"}},
+            {"name": "fetch", "ansible.builtin.fetch": {"src": "/etc/podnet-lab-test", "dest": str(fetched),
+                                                         "flat": True}},
+            {"name": "facts", "ansible.builtin.assert": {"that": [
+                "ansible_facts.hostname == inventory_hostname",
+                "ansible_facts.default_ipv4.address == '172.30.9.11'"]}},
+        ],
+    }]))
+    start = time.monotonic()
+    proc = run([str(BIN / "ansible-playbook"), "-i", str(lab.hosts_yml), str(play)])
+    assert recap(proc.stdout)[n1]["failed"] == 0
+    assert time.monotonic() - start < 30
+    assert fetched.read_text() == "etc of node1\n"
+    node1 = netns_host(n1, root=lab.node_root(n1))
+    node2 = netns_host(n2, root=lab.node_root(n2))
+    for path, content in (("/etc/podnet-lab-test", "etc of node1\n"), ("/var/lib/podnet-lab-test", "var-lib\n"),
+                          ("/run/podnet-lab-test", "run\n")):
+        assert node1.file(path).content_string == content, path
+        assert not node2.file(path).exists, path
+        assert not os.path.exists(path), "%s reached the machine" % path
+    assert Path(lab.node_root(n1), "upper", "etc", "podnet-lab-test").read_text() == "etc of node1\n"
+    assert Path(lab.node_root(n1), "upper", "var-lib", "podnet-lab-test").exists()
+    assert Path(lab.node_root(n1), "upper", "run", "podnet-lab-test").exists()
+
+
+def test_second_run_changes_nothing(lab: Lab):
+    proc = lab.playbook("present")
+    assert recap(proc.stdout)["localhost"]["changed"] == 0, proc.stdout[-3000:]
+    proc = lab.playbook("present", True, "--check", "--diff")
+    assert recap(proc.stdout)["localhost"]["changed"] == 0, proc.stdout[-3000:]
+
+
+def test_connection_with_a_hand_built_namespace(lab: Lab, tmp_path: Path):
+    ns = "%s-hand" % lab.name
+    if netns_exists(ns):
+        subprocess.run(["ip", "netns", "delete", ns], check=True)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        inv = tmp_path / "hand.yml"
+        inv.write_text(yaml.safe_dump({"all": {"hosts": {"hand": {
+            "podnet_netns": ns,
+            "ansible_connection": "podnet.cluster.netns",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }}}}))
+        res = adhoc_command(inv, "hand", "ip -o link")["hand"]
+        assert res["rc"] == 0
+        assert [line.split(":")[1].strip() for line in res["stdout"].splitlines()] == ["lo"]
+        # a missing namespace is an unreachable host, not a command run on the machine
+        inv.write_text(yaml.safe_dump({"all": {"hosts": {"%s-missing" % lab.name: {
+            "ansible_connection": "podnet.cluster.netns"}}}}))
+        proc = run([str(BIN / "ansible"), "-i", str(inv), "all", "-m", "command", "-a", "true"], check=False)
+        assert proc.returncode != 0 and "UNREACHABLE" in proc.stdout
+        assert "does not exist" in proc.stdout
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+def test_bad_input_fails_before_any_change(lab: Lab):
+    bad = "%sbad" % lab.name
+    proc = run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps({
+        "podnet_lab_name": bad, "podnet_lab_subnet": "172.30.9.1/24", "podnet_lab_external_cidr": "fd00::/64",
+        "podnet_lab_root": "/etc/lab", "podnet_lab_inventory_dir": str(lab.inventory_dir) + "-bad"})], check=False)
+    assert proc.returncode != 0
+    for text in ("podnet_lab_subnet: 172.30.9.1/24 has host bits set", "podnet_lab_external_cidr",
+                 "podnet_lab_root: /etc/lab is inside /etc"):
+        assert text in proc.stdout, proc.stdout[-3000:]
+    assert not netns_exists("%s-sw" % bad)
+    assert not os.path.exists("%s/%s" % (LAB_ROOT_BASE, bad))
+
+
+def test_documentation():
+    for argv in (["ansible-doc", "-t", "connection", "podnet.cluster.netns"],
+                 ["ansible-doc", "podnet.cluster.lab_topology"],
+                 ["ansible-doc", "-t", "filter", "podnet.cluster.lab_input_errors"],
+                 ["ansible-doc", "-t", "role", "podnet.cluster.lab"]):
+        proc = run([str(BIN / argv[0])] + argv[1:], check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "ERROR" not in proc.stderr
+
+
+def test_absent_removes_everything(lab: Lab):
+    # a process in a node's namespace, and one started through the wrapper in a pod-like namespace
+    n1 = lab.nodes[0]
+    direct = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % n1, "--", "sleep", "600"],
+                              start_new_session=True)
+    lab.pids.append(direct.pid)
+    backend = netns_host(n1, root=lab.node_root(n1)).backend
+    wrapped = subprocess.Popen(backend.argv("exec unshare --net sleep 601"), start_new_session=True)
+    lab.pids.append(wrapped.pid)
+    time.sleep(0.3)
+    proc = lab.playbook("absent", True, "-v")
+    assert recap(proc.stdout)["localhost"]["failed"] == 0
+    assert direct.wait(timeout=10) == -signal.SIGTERM
+    assert wrapped.wait(timeout=10) == -signal.SIGTERM
+    assert "reason: netns" in proc.stdout and "reason: mount" in proc.stdout
+    for ns in lab.namespaces:
+        assert not netns_exists(ns), ns
+    assert not os.path.exists(lab.root)
+    assert not lab.hosts_yml.exists()
+    assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""
+    # removing again is a no-op
+    proc = lab.playbook("absent")
+    assert recap(proc.stdout)["localhost"]["changed"] == 0

@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Snapshot of the machine's own (root) network namespace, to prove tests leave it alone.
+
+``snapshot()`` reads, without changing anything: addresses, links (name and
+state), every routing table and rule (IPv4 and IPv6), the iptables and
+ip6tables rule sets (counters and comment/date lines stripped), the nftables
+rule set (counters stripped) and the two forwarding switches. ``diff(a, b)``
+is an empty string when nothing changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import subprocess
+from typing import Dict, List
+
+_LFT = re.compile(r"\s+(valid|preferred)_lft \S+")
+_COUNTERS = re.compile(r"\[\d+:\d+\]")
+_NFT_COUNTERS = re.compile(r"packets \d+ bytes \d+")
+
+COMMANDS: Dict[str, List[str]] = {
+    "ip -o addr": ["ip", "-o", "addr"],
+    "ip -o link": ["ip", "-o", "link"],
+    "ip route show table all": ["ip", "route", "show", "table", "all"],
+    "ip -6 route show table all": ["ip", "-6", "route", "show", "table", "all"],
+    "ip rule": ["ip", "rule"],
+    "ip -6 rule": ["ip", "-6", "rule"],
+    "iptables-save": ["iptables-save"],
+    "ip6tables-save": ["ip6tables-save"],
+    "nft list ruleset": ["nft", "list", "ruleset"],
+}
+FILES = (
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+)
+
+
+def _run(argv: List[str]) -> str:
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "<cannot run %s: %s>" % (argv[0], exc)
+    if proc.returncode != 0:
+        return "<%s failed rc=%d: %s>" % (" ".join(argv), proc.returncode, proc.stderr.strip())
+    return proc.stdout
+
+
+def _links(text: str) -> str:
+    """'name state' per link: 'ip -o link' also shows counters-like noise we do not want."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^\d+:\s+(\S+?):\s+<([^>]*)>.*?\bstate (\S+)", line)
+        out.append("%s <%s> %s" % m.groups() if m else line)
+    return "\n".join(sorted(out)) + "\n"
+
+
+def _clean(key: str, text: str) -> str:
+    if key == "ip -o link":
+        return _links(text)
+    if key == "ip -o addr":
+        text = _LFT.sub("", text)
+    if key.endswith("tables-save"):
+        text = "\n".join(_COUNTERS.sub("", l) for l in text.splitlines() if not l.startswith("#")) + "\n"
+    if key.startswith("nft"):
+        text = _NFT_COUNTERS.sub("", text)
+    return text
+
+
+def snapshot() -> Dict[str, str]:
+    """The root namespace's network state as {what: normalized text}. Read-only."""
+    snap = {key: _clean(key, _run(argv)) for key, argv in COMMANDS.items()}
+    for path in FILES:
+        try:
+            with open(path) as fh:
+                snap[path] = fh.read()
+        except OSError as exc:
+            snap[path] = "<%s>" % exc
+    return snap
+
+
+def diff(before: Dict[str, str], after: Dict[str, str]) -> str:
+    """Unified diff of two snapshots, section by section; '' when they are equal."""
+    parts = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key, ""), after.get(key, "")
+        if a != b:
+            parts.append("".join(difflib.unified_diff(
+                a.splitlines(True), b.splitlines(True), "before: " + key, "after: " + key)))
+    return "\n".join(parts)
