@@ -201,7 +201,7 @@ inventory:
     - An Ansible YAML inventory of the lab (group C(podnet_lab) with children C(podnet_nodes),
       C(podnet_lab_router) and C(podnet_lab_external)); every host uses the
       C(podnet.cluster.netns) connection with its own C(podnet_netns_root).
-    - C(podnet_nodes) vars hold C(podnet_verify_external) (and C(podnet_verify_external_ipv6))
+    - C(podnet_nodes) vars hold C(podnet_verify_external), C(podnet_verify_external_host) (and C(podnet_verify_external_ipv6))
       plus O(inventory_vars).
   returned: state=present
   type: dict
@@ -472,10 +472,13 @@ def build_inventory(topo, inventory_vars):
     def host_vars(netns, root, node=None):
         hv = {"podnet_netns": netns, "podnet_netns_root": root}
         if node is not None:
-            hv["podnet_node_ip"] = node["ipv4"] if not node["ipv6"] else [node["ipv4"], node["ipv6"]]
+            # address/prefix: the plan then knows the node network too (never masqueraded).
+            ipv4 = "%s/%d" % (node["ipv4"], node["prefix_ipv4"])
+            hv["podnet_node_ip"] = ipv4 if not node["ipv6"] else [ipv4, "%s/%d" % (node["ipv6"], node["prefix_ipv6"])]
         return hv
 
-    node_vars = {"podnet_verify_external": topo["external_info"]["ipv4"]}
+    node_vars = {"podnet_verify_external": topo["external_info"]["ipv4"],
+                 "podnet_verify_external_host": topo["external"]}
     if topo["external_info"]["ipv6"]:
         node_vars["podnet_verify_external_ipv6"] = topo["external_info"]["ipv6"]
     node_vars.update(inventory_vars or {})

@@ -218,11 +218,12 @@ def test_inventory_format(lab: Lab):
     assert nodes["hosts"][lab.nodes[0]] == {
         "podnet_netns": lab.nodes[0],
         "podnet_netns_root": lab.node_root(lab.nodes[0]),
-        "podnet_node_ip": ["172.30.9.11", "fd00:30:9::11"],
+        "podnet_node_ip": ["172.30.9.11/24", "fd00:30:9::11/64"],
     }
-    assert nodes["hosts"][lab.nodes[3]]["podnet_node_ip"] == ["172.30.9.14", "fd00:30:9::14"]
+    assert nodes["hosts"][lab.nodes[3]]["podnet_node_ip"] == ["172.30.9.14/24", "fd00:30:9::14/64"]
     assert nodes["vars"] == {
         "podnet_verify_external": "203.0.113.10",
+        "podnet_verify_external_host": "%s-ext" % lab.name,
         "podnet_verify_external_ipv6": "fd00:203:9::10",
         "podnet_cluster_cidrs": ["10.244.0.0/16"],
     }
