@@ -160,10 +160,11 @@ def overlay_dirs(root: str) -> List[Tuple[str, str, str]]:
     ]
 
 
-def setup_script(root: Optional[str] = None, hostname: Optional[str] = None) -> str:
+def setup_script(root: Optional[str] = None, hostname: Optional[str] = None, remount_sys: bool = True) -> str:
     """Shell code run inside the fresh mount and UTS namespaces before the command.
 
-    It stops at the first failing step with :data:`SETUP_FAILED_RC`.
+    It stops at the first failing step with :data:`SETUP_FAILED_RC`. ``remount_sys=False`` keeps the
+    machine's ``/sys`` (and so ``/sys/fs/cgroup``), for daemons such as dockerd that need cgroups.
     """
     q = shlex.quote
     lines: List[str] = ["fail() { echo \"%s $*\" >&2; exit %d; }" % (ERROR_PREFIX, SETUP_FAILED_RC)]
@@ -181,7 +182,8 @@ def setup_script(root: Optional[str] = None, hostname: Optional[str] = None) -> 
                 "mount -t overlay overlay -o %s/\"$$\" %s || fail cannot overlay %s"
                 % (q(opts), q(machine_dir), q(machine_dir))
             )
-    lines.append("mount -t sysfs sysfs /sys || fail cannot mount sysfs on /sys")
+    if remount_sys:
+        lines.append("mount -t sysfs sysfs /sys || fail cannot mount sysfs on /sys")
     if hostname is not None:
         name = q(validate_hostname(hostname))
         lines.append("hostname %s || fail cannot set the host name %s" % (name, name))
@@ -189,7 +191,7 @@ def setup_script(root: Optional[str] = None, hostname: Optional[str] = None) -> 
 
 
 def build_argv(netns: str, command: str, root: Optional[str] = None,
-               hostname: Optional[str] = None) -> List[str]:
+               hostname: Optional[str] = None, remount_sys: bool = True) -> List[str]:
     """argv that runs ``command`` (a ``/bin/sh -c`` string) on the node.
 
     :param netns: namespace name (``/run/netns/<netns>``) or path to a namespace file.
@@ -198,10 +200,12 @@ def build_argv(netns: str, command: str, root: Optional[str] = None,
     :param root: per-node root directory; enables the overlays of ``/etc``,
         ``/var/lib`` and ``/run`` (layers under ``<root>/upper`` and ``<root>/work``).
     :param hostname: host name set in the command's own UTS namespace.
+    :param remount_sys: mount a fresh sysfs (the node's links in ``/sys/class/net``); off for daemons
+        that need the machine's ``/sys/fs/cgroup``.
     """
     if not isinstance(command, str):
         raise ValueError("command: a shell command string is required, got %r" % (command,))
-    script = "%s; exec %s -c \"$1\"" % (setup_script(root, hostname), SHELL)
+    script = "%s; exec %s -c \"$1\"" % (setup_script(root, hostname, remount_sys), SHELL)
     return [
         NSENTER, "--net=%s" % netns_path(netns), "--",
         UNSHARE, "--mount", "--uts", "--propagation", "private", "--",
