@@ -11,7 +11,6 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[3]
-HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
 PREFIX = "podnet-t-mod-"
@@ -98,8 +97,8 @@ def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120):
         handle.write(json.dumps(play))
         path = handle.name
     try:
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_modules_json",
-                   ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback"), ANSIBLE_NOCOLOR="1",
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
+                   ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
                    ANSIBLE_INVENTORY_UNPARSED_WARNING="0", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
         cmd = [ANSIBLE_PLAYBOOK, "-i", "localhost,", path]
@@ -112,10 +111,13 @@ def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120):
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     finally:
         os.unlink(path)
-    for line in proc.stdout.splitlines():
-        if line.startswith("PODNET-RESULTS "):
-            results = [entry["result"] for entry in json.loads(line[len("PODNET-RESULTS "):])]
-            break
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        report = None
+    if report is not None:
+        results = [result for play in report["plays"] for task in play["tasks"]
+                   for result in task["hosts"].values()]
     else:
         raise AssertionError("no results from ansible-playbook (rc %s):\n%s\n%s" % (proc.returncode, proc.stdout,
                                                                                  proc.stderr))
