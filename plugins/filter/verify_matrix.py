@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Filter verify_matrix: the verify probe matrix (targets per node, judgement, report)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: verify_matrix
+author: podnet.cluster maintainers
+version_added: 0.1.0
+short_description: Build and judge the probe matrix of the verify role
+description:
+  - Controller-side arithmetic of the role C(podnet.cluster.verify), so that no target list is built in Jinja.
+    The input is the C(podnet_plan) fact; the first argument says which step to compute.
+  - C(pod_addresses) - the addresses (C(addr/prefix)) of the probe pod of O(node) when it is wired by hand
+    (veth mode) - the last usable address of each of its pod subnets.
+  - C(cells) - every cell of the matrix (check, family, source, target, address, expectation, and why it
+    cannot be probed, if so); only those whose source is O(node) when O(node) is given.
+  - C(probes) - the probes O(node) runs, as the O(probes) argument of M(podnet.cluster.probe).
+  - C(judge) - every probe of every node judged against O(results); returns the summary (matrices, failures,
+    text report) that the role stores as C(podnet_verify_result).
+  - C(preflight) - a list of configuration errors (empty when verify can run).
+  - The checks are C(pod_pod) (pod on A to pod on B, every ordered pair, no NAT, the pod's own IP seen),
+    C(node_pod) (node A to pod on B, one of A's addresses seen), C(pod_node) (pod on A to node B's IP, the
+    pod's IP seen) and C(egress) (pod on A to the external address, masqueraded to one of A's addresses),
+    for every family of the plan.
+options:
+  _input:
+    description: The C(podnet_plan) fact.
+    type: dict
+    required: true
+  step:
+    description: What to compute.
+    type: str
+    choices: [pod_addresses, cells, probes, judge, preflight]
+    required: true
+  node:
+    description: The node (inventory host name) for C(pod_addresses), C(cells), C(probes) and C(preflight).
+    type: str
+  nodes:
+    description: The nodes of this run (inventory host names); plan nodes not listed are left out.
+    type: list
+    elements: str
+  pods:
+    description: Node name to the result of M(podnet.cluster.probe_pod) for its probe pod.
+    type: dict
+  servers:
+    description: Node name to the result of M(podnet.cluster.probe_pod) for its node-side (host mode) server.
+    type: dict
+  results:
+    description: Node name to the result of M(podnet.cluster.probe) (for C(judge)).
+    type: dict
+  external:
+    description:
+      - The external target - C(ipv4), C(ipv6) (addresses or empty), C(port) and C(server) (the name of the
+        probe server running there, or empty - then only reachability is checked).
+    type: dict
+  port:
+    description: The probe servers' TCP port.
+    type: int
+    default: 47300
+  runtimes:
+    description: C(podnet_runtimes), checked by C(preflight).
+    type: list
+    elements: str
+  external_host:
+    description: C(podnet_verify_external_host), checked by C(preflight).
+    type: str
+  inventory_hosts:
+    description: All inventory host names, for C(preflight).
+    type: list
+    elements: str
+  timeout:
+    description: C(podnet_verify_timeout), checked by C(preflight).
+    type: float
+"""
+
+EXAMPLES = r"""
+- name: Run this node's probes
+  podnet.cluster.probe:
+    probes: "{{ podnet_plan | podnet.cluster.verify_matrix('probes', node=inventory_hostname, nodes=nodes,
+                pods=pods, servers=servers, external=external, port=47300) }}"
+
+- name: Judge them all
+  ansible.builtin.set_fact:
+    podnet_verify_result: "{{ podnet_plan | podnet.cluster.verify_matrix('judge', nodes=nodes, pods=pods,
+                              servers=servers, results=results, external=external, port=47300) }}"
+  run_once: true
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - C(pod_addresses) - a list of C(addr/prefix); C(probes) - a list of probe dicts (C(id), C(target),
+      C(port), C(source_netns), C(connect_only)); C(preflight) - a list of error strings.
+    - C(judge) - a dict with C(passed), C(total), C(ok_count), C(failed_count), C(nodes), C(families),
+      C(checks) (per check and family - C(title), C(sources), C(targets), C(rows)), C(failures),
+      C(failures_by_source), C(report) (text) and C(report_lines).
+  type: raw
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils import verify as verify_lib
+
+STEPS = ("pod_addresses", "cells", "probes", "judge", "preflight")
+
+
+def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, results=None, external=None,
+                  port=47300, runtimes=None, external_host=None, inventory_hosts=None, timeout=3):
+    if step not in STEPS:
+        raise AnsibleFilterError("verify_matrix: step must be one of %s, got %r" % (", ".join(STEPS), step))
+    try:
+        plan = verify_lib.plain(plan)
+        if step == "preflight":
+            return verify_lib.preflight(plan, node, runtimes=runtimes, external=external,
+                                        external_host=external_host, inventory_hosts=inventory_hosts,
+                                        port=port, timeout=timeout)
+        if not isinstance(plan, dict) or not isinstance(plan.get("nodes"), dict):
+            raise AnsibleFilterError("verify_matrix: the input must be the podnet_plan fact")
+        port = int(port)
+        if step == "pod_addresses":
+            if node not in plan["nodes"]:
+                raise AnsibleFilterError("verify_matrix: %r is not a node of the plan" % (node,))
+            return verify_lib.pod_addresses(plan["nodes"][node])
+        nodes = verify_lib.plain(nodes) if nodes is not None else list(plan["nodes"])
+        if step == "cells":
+            return verify_lib.cells(plan, nodes, pods or {}, servers or {}, external, port,
+                                    source=None if node is None else str(node))
+        if step == "probes":
+            return verify_lib.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port)
+        return verify_lib.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port)
+    except verify_lib.VerifyError as exc:
+        raise AnsibleFilterError("verify_matrix: %s" % exc) from exc
+
+
+class FilterModule:
+    def filters(self):
+        return {"verify_matrix": verify_matrix}

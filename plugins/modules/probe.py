@@ -1,0 +1,254 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Module podnet.cluster.probe: run many TCP probes at once, from the node or from its probe pods."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: probe
+short_description: Run many connectivity probes at once, from the node or from pods on it
+version_added: 0.1.0
+author: podnet.cluster maintainers
+description:
+  - Runs every probe of O(probes) concurrently (a thread pool, one module call) and reports, per probe,
+    whether a podnet probe server answered, the address the client used (C(local), what the source sees
+    itself as) and the address the server saw the connection come from (C(seen), what others see).
+    The two differ exactly when the path translated the source address (NAT).
+  - A probe starts in the node's own network namespace, or, with C(source_netns), in another one such as a
+    probe pod's C(/proc/PID/ns/net) (see M(podnet.cluster.probe_pod)); the socket is created inside that
+    namespace (C(setns) on the worker thread), so routing and source-address selection are the pod's.
+  - The servers are those started by M(podnet.cluster.probe_pod); the protocol is one JSON line each way
+    (see C(plugins/module_utils/probe.py)).
+  - Also returns the node's own global addresses (C(ip -json address)), so a caller can tell whether an
+    address a server saw belongs to this node.
+  - Never fails because a probe failed; failures are data. It fails only on invalid parameters.
+  - Target side, Python 3.9+ standard library, root (entering another network namespace needs
+    C(CAP_SYS_ADMIN)).
+options:
+  probes:
+    description: The probes to run.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      id:
+        description: Identifier of the probe, returned with its result.
+        type: str
+        required: true
+      target:
+        description: IP address (IPv4 or IPv6) to connect to.
+        type: str
+        required: true
+      port:
+        description: TCP port; default O(port).
+        type: int
+      source_netns:
+        description:
+          - Network namespace file to probe from (C(/proc/PID/ns/net), C(/run/netns/NAME)); C(null) for the
+            node itself.
+        type: str
+      connect_only:
+        description:
+          - Only open the TCP connection (for a target that does not speak the probe protocol); C(seen) and
+            C(server) stay C(null).
+        type: bool
+        default: false
+      meta:
+        description: Free data returned unchanged with the result (e.g. what the caller expects).
+        type: dict
+  port:
+    description: Default TCP port of the probes.
+    type: int
+    default: 47300
+  timeout:
+    description: Seconds each probe may take (connect and answer together).
+    type: float
+    default: 3
+  name:
+    description: Name the client announces to the servers (they echo it back); default the host name.
+    type: str
+  max_parallel:
+    description: Probes in flight at once.
+    type: int
+    default: 64
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Runs in check mode as in a normal run. A probe only opens TCP connections and reads addresses; it
+        changes no configuration, so the answer in check mode is the real answer. (The probe pods it talks
+        to are made by M(podnet.cluster.probe_pod), which does change the node.)
+  diff_mode:
+    support: none
+notes:
+  - C(changed) is always false.
+seealso:
+  - module: podnet.cluster.probe_pod
+"""
+
+EXAMPLES = r"""
+- name: Probe a pod on another node from this node's probe pod, and from the node itself
+  podnet.cluster.probe:
+    timeout: 3
+    probes:
+      - id: pod-to-pod
+        source_netns: "{{ pod.netns }}"
+        target: 10.244.2.2
+      - id: node-to-pod
+        target: 10.244.2.2
+  register: probes
+
+- name: Show what the server saw
+  ansible.builtin.debug:
+    msg: "{{ probes.probes | map(attribute='seen') }}"
+"""
+
+RETURN = r"""
+probes:
+  description: One result per probe, in the order of O(probes).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The probe's id.
+      type: str
+    target:
+      description: The target address.
+      type: str
+    port:
+      description: The TCP port.
+      type: int
+    source_netns:
+      description: The namespace the probe started in (C(null) - the node).
+      type: str
+    ok:
+      description: A podnet probe server answered (with C(connect_only) - the connection was established).
+      type: bool
+    connected:
+      description: The TCP connection was established.
+      type: bool
+    error:
+      description: Why the probe failed (C(timeout (connect, 3.0 s)), C(connection refused (connect)), ...).
+      type: str
+    local:
+      description: The client's own address on the connection (what the source sees itself as).
+      type: str
+    seen:
+      description: The address the server saw the connection come from.
+      type: str
+    server:
+      description: The name of the server that answered.
+      type: str
+    server_hostname:
+      description: The host name of the server that answered.
+      type: str
+    elapsed_ms:
+      description: Milliseconds the probe took.
+      type: int
+    meta:
+      description: The probe's O(probes[].meta), unchanged.
+      type: dict
+  sample:
+    - id: "pod_pod|4|node1|node2"
+      target: 10.244.1.2
+      port: 47300
+      source_netns: /proc/4242/ns/net
+      ok: true
+      connected: true
+      error: null
+      local: 10.244.0.2
+      seen: 10.244.0.2
+      server: podnet-verify-node2
+      server_hostname: node2
+      elapsed_ms: 2
+addresses:
+  description: The node's global addresses (without prefix length).
+  returned: always
+  type: list
+  elements: str
+  sample: [172.30.77.11, 10.244.0.1]
+ok_count:
+  description: Probes that succeeded.
+  returned: always
+  type: int
+failed_count:
+  description: Probes that failed.
+  returned: always
+  type: int
+hostname:
+  description: The node's host name.
+  returned: always
+  type: str
+"""
+
+import ipaddress
+import json
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.podnet.cluster.plugins.module_utils.probe import normalize_address, run_probes
+
+
+def node_addresses(module):
+    ip = module.get_bin_path("ip", required=True)
+    rc, out, err = module.run_command([ip, "-json", "address", "show"], environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        module.fail_json(msg="ip -json address show failed: %s" % (err or out).strip())
+    result = []
+    for link in json.loads(out) if out.strip() else []:
+        for info in link.get("addr_info", []):
+            if info.get("scope") == "global" and info.get("local"):
+                result.append(normalize_address(info["local"]))
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            probes=dict(type="list", elements="dict", required=True, options=dict(
+                id=dict(type="str", required=True),
+                target=dict(type="str", required=True),
+                port=dict(type="int"),
+                source_netns=dict(type="str"),
+                connect_only=dict(type="bool", default=False),
+                meta=dict(type="dict"),
+            )),
+            port=dict(type="int", default=47300),
+            timeout=dict(type="float", default=3.0),
+            name=dict(type="str"),
+            max_parallel=dict(type="int", default=64),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be positive, got %s" % params["timeout"])
+    probes = []
+    errors = []
+    for probe in params["probes"]:
+        probe = dict(probe)
+        if probe.get("port") is None:
+            probe["port"] = params["port"]
+        try:
+            ipaddress.ip_address(probe["target"])
+        except ValueError:
+            errors.append("probe %s: target %r is not an IP address" % (probe["id"], probe["target"]))
+        if not 1 <= int(probe["port"]) <= 65535:
+            errors.append("probe %s: port %s is not a TCP port" % (probe["id"], probe["port"]))
+        probes.append(probe)
+    if errors:
+        module.fail_json(msg="invalid probes: %s" % "; ".join(errors), errors=errors)
+
+    results = run_probes(probes, timeout=params["timeout"], client_name=params["name"] or socket.gethostname(),
+                         max_parallel=max(1, params["max_parallel"]))
+    ok = sum(1 for r in results if r["ok"])
+    module.exit_json(changed=False, probes=results, addresses=node_addresses(module), ok_count=ok,
+                     failed_count=len(results) - ok, hostname=socket.gethostname())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,750 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Module podnet.cluster.probe_pod: a throw-away probe pod (or node-side probe server) for verify."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: probe_pod
+short_description: Start or remove a probe pod (or a node-side probe server) for the verify playbook
+version_added: 0.1.0
+author: podnet.cluster maintainers
+description:
+  - Starts a small TCP server speaking the podnet probe protocol (see C(podnet.cluster.probe)) as a detached
+    process (new session, standard streams to a log file), and, for a pod, gives it its own network
+    namespace and wires that namespace to the node's pod network like a real pod.
+  - "O(mode=cni): the server is started under C(unshare --net), so its network namespace lives exactly as
+    long as the process; the namespace is referred to as C(/proc/PID/ns/net), never as a named namespace
+    under C(/run/netns) (on lab nodes C(/run) is private to the node). The plugins of the CNI configuration
+    list O(conflist) are then run in order with C(CNI_COMMAND=ADD), C(CNI_NETNS=/proc/PID/ns/net),
+    C(CNI_IFNAME=)O(ifname) and C(CNI_CONTAINERID=)O(name); each plugin gets its own entry of the list with
+    the list's C(cniVersion) and C(name) added and the previous plugin's result as C(prevResult), as a
+    container runtime does (a conflist is not a plugin configuration)."
+  - "O(mode=veth), for nodes without CNI: a veth pair, one end (named C(pdv) + a hash of O(name)) added to
+    O(bridge), the other moved into the pod as O(ifname) with O(addresses) and default routes via
+    O(gateways)."
+  - "O(mode=host): only the server, in the node's own network namespace, so that pods can probe the node."
+  - What was made (PID and start time of the server, the CNI configuration and result, the veth name) is
+    recorded in C(<state_dir>/<name>.json). O(state=absent) undoes it from that record, in reverse - CNI
+    C(DEL) for every plugin that was added (with the stored result as C(prevResult)), the veth deleted, the
+    process killed by its recorded PID (only if that PID still runs this probe server with the recorded
+    start time). Partial leftovers (a dead process, a missing namespace, a veth without record) are
+    tolerated; both states are idempotent.
+  - O(state=present) on a pod that is recorded, running and configured the same is left alone (not
+    changed); a stale or different one is removed and made again.
+  - Target side, Python 3.9+ standard library, root. Needs C(unshare) and C(nsenter) (util-linux) and C(ip)
+    (iproute2).
+options:
+  name:
+    description:
+      - Name of the pod or server; the CNI container ID, the server's name in probe answers and the name of
+        the record. Letters, digits, C(.), C(_), C(-); at most 63 characters.
+    type: str
+    required: true
+  state:
+    description: Whether the probe pod should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  mode:
+    description:
+      - How the pod is made (see the description). Required with O(state=present); O(state=absent) uses the
+        recorded mode.
+    type: str
+    choices: [cni, veth, host]
+  port:
+    description: TCP port the server listens on, on every IPv4 and IPv6 address of its namespace.
+    type: int
+    default: 47300
+  conflist:
+    description: The CNI configuration list used with O(mode=cni).
+    type: path
+    default: /etc/cni/net.d/10-podnet.conflist
+  cni_bin_dirs:
+    description: Directories searched, in order, for the CNI plugin binaries (also passed as C(CNI_PATH)).
+    type: list
+    elements: path
+    default: [/opt/cni/bin, /usr/lib/cni]
+  ifname:
+    description: Name of the pod's interface (C(CNI_IFNAME)).
+    type: str
+    default: eth0
+  bridge:
+    description: The node's pod bridge, for O(mode=veth).
+    type: str
+    default: cbr0
+  addresses:
+    description:
+      - The pod's addresses with prefix length (C(10.244.1.254/24), C(fd00:10:244:1::ffff/64)), for
+        O(mode=veth); required with it.
+    type: list
+    elements: str
+    default: []
+  gateways:
+    description: Default gateways of the pod (one per family), for O(mode=veth); usually the bridge addresses.
+    type: list
+    elements: str
+    default: []
+  state_dir:
+    description:
+      - Directory of the records, the server script (C(podnet_probe.py)) and the servers' logs. Created
+        C(0700); removed when its last record goes.
+    type: path
+    default: /run/podnet-verify
+  timeout:
+    description: Seconds to wait for the server to listen, and for each CNI plugin call (times 6).
+    type: float
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be started or removed; starts, runs and kills nothing.
+  diff_mode:
+    support: full
+notes:
+  - The pod is a process, not a container. It shares the node's file system and PID namespace; only its
+    network namespace is its own. It is meant to live for the duration of one verify run.
+  - Nothing is written to the CNI configuration directory; host-local leases live where the configuration
+    says (C(ipam.dataDir), default C(/var/lib/cni/networks/<name>)) and are released by C(DEL).
+seealso:
+  - module: podnet.cluster.probe
+"""
+
+EXAMPLES = r"""
+- name: A probe pod wired by the node's CNI configuration
+  podnet.cluster.probe_pod:
+    name: podnet-verify-node1
+    mode: cni
+    conflist: /etc/cni/net.d/10-podnet.conflist
+  register: pod
+
+- name: A probe pod on a node without CNI, on the bridge cbr0
+  podnet.cluster.probe_pod:
+    name: podnet-verify-node2
+    mode: veth
+    bridge: cbr0
+    addresses: [10.244.1.254/24, "fd00:10:244:1:ffff:ffff:ffff:ffff/64"]
+    gateways: [10.244.1.1, "fd00:10:244:1::1"]
+
+- name: A probe server in the node's own network namespace
+  podnet.cluster.probe_pod:
+    name: podnet-verify-node-node1
+    mode: host
+
+- name: Remove the pod (CNI DEL, veth removed, process killed)
+  podnet.cluster.probe_pod:
+    name: podnet-verify-node1
+    state: absent
+"""
+
+RETURN = r"""
+name:
+  description: The pod's name.
+  returned: always
+  type: str
+  sample: podnet-verify-node1
+mode:
+  description: How the pod was made (C(null) after O(state=absent) of an unknown pod).
+  returned: always
+  type: str
+  sample: cni
+pid:
+  description: PID of the probe server (the process that holds the pod's network namespace).
+  returned: when present
+  type: int
+  sample: 4242
+netns:
+  description: The pod's network namespace file, C(/proc/PID/ns/net); C(null) for O(mode=host).
+  returned: when present
+  type: str
+  sample: /proc/4242/ns/net
+port:
+  description: The server's TCP port.
+  returned: when present
+  type: int
+  sample: 47300
+addresses:
+  description:
+    - The pod's global addresses with prefix length, read from the pod's namespace (O(mode=host) - the
+      node's global addresses).
+  returned: when present
+  type: list
+  elements: str
+  sample: [10.244.1.2/24, "fd00:10:244:1::2/64"]
+ips:
+  description: The same addresses without prefix length.
+  returned: when present
+  type: list
+  elements: str
+  sample: [10.244.1.2, "fd00:10:244:1::2"]
+host_interface:
+  description: The node-side end of the veth pair (O(mode=veth)).
+  returned: when present and mode is veth
+  type: str
+  sample: pdv3f2a9c01b7e
+cni_result:
+  description: The result of the last CNI plugin's ADD (O(mode=cni)).
+  returned: when present and mode is cni
+  type: dict
+state_file:
+  description: The record of the pod.
+  returned: always
+  type: str
+  sample: /run/podnet-verify/podnet-verify-node1.json
+actions:
+  description: What the module did, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["started the probe server (pid 4242) in a new network namespace", "CNI ADD bridge", "CNI ADD portmap"]
+"""
+
+import hashlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.podnet.cluster.plugins.module_utils.probe import SCRIPT_NAME, own_source
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+RECORD_VERSION = 1
+
+
+class PodError(Exception):
+    """A step failed; the message names the step and the reason."""
+
+
+# --------------------------------------------------------------------------- #
+# small helpers
+# --------------------------------------------------------------------------- #
+
+def host_interface_name(name):
+    """The node-side veth name: stable, at most 15 characters, ours by construction."""
+    return "pdv" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:11]
+
+
+def write_atomic(path, text, mode=0o600):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_text(path):
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def proc_info(pid):
+    """(state letter, start time in clock ticks, argv) of a process, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "r") as handle:
+            stat = handle.read()
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+    except (OSError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[19]), argv
+
+
+def process_is_ours(record):
+    """True when the recorded PID still runs this probe server, started at the recorded time."""
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 1:
+        return False
+    info = proc_info(pid)
+    if info is None:
+        return False
+    state, start, argv = info
+    if state in ("Z", "X"):
+        return False
+    if record.get("starttime") is not None and start != record["starttime"]:
+        return False
+    return any(a.endswith(SCRIPT_NAME) for a in argv) and record.get("name") in argv
+
+
+def kill_process(record, actions):
+    if not process_is_ours(record):
+        return False
+    pid = record["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if not process_is_ours(record):
+            actions.append("stopped the probe server (pid %d)" % pid)
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    actions.append("killed the probe server (pid %d)" % pid)
+    return True
+
+
+class Pod(object):
+    """Everything the module does, on one node, for one pod name."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.name = self.params["name"]
+        self.state_dir = self.params["state_dir"]
+        self.record_path = os.path.join(self.state_dir, "%s.json" % self.name)
+        self.log_path = os.path.join(self.state_dir, "%s.log" % self.name)
+        self.script_path = os.path.join(self.state_dir, SCRIPT_NAME)
+        self.actions = []
+        self.warnings = []
+        self._bins = {}
+
+    # -- tools ------------------------------------------------------------
+
+    def bin(self, name):
+        if name not in self._bins:
+            self._bins[name] = self.module.get_bin_path(name, required=True)
+        return self._bins[name]
+
+    def run(self, argv, data=None, check=True, timeout=60):
+        try:
+            proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=timeout, check=False, env=dict(os.environ, LC_ALL="C"))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PodError("%s: %s" % (" ".join(argv), to_native(exc)))
+        out = proc.stdout.decode("utf-8", "replace")
+        err = proc.stderr.decode("utf-8", "replace")
+        if check and proc.returncode != 0:
+            raise PodError("%s failed (rc %d): %s" % (" ".join(argv), proc.returncode, (err or out).strip()))
+        return proc.returncode, out, err
+
+    def in_netns(self, netns, argv, **kwargs):
+        return self.run([self.bin("nsenter"), "--net=%s" % netns, "--"] + argv, **kwargs)
+
+    # -- record -----------------------------------------------------------
+
+    def load(self):
+        text = read_text(self.record_path)
+        if text is None:
+            return None
+        try:
+            record = json.loads(text)
+        except ValueError:
+            self.warnings.append("unreadable record %s ignored" % self.record_path)
+            return {"name": self.name, "mode": None}
+        return record if isinstance(record, dict) else {"name": self.name, "mode": None}
+
+    def save(self, record):
+        write_atomic(self.record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    def ensure_state_dir(self):
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        source = own_source()
+        if read_text(self.script_path) != source:
+            write_atomic(self.script_path, source, mode=0o600)
+
+    def cleanup_state_dir(self):
+        for path in (self.record_path, self.log_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        try:
+            left = [n for n in os.listdir(self.state_dir) if n.endswith(".json")]
+        except FileNotFoundError:
+            return
+        if not left:
+            try:
+                os.unlink(self.script_path)
+            except FileNotFoundError:
+                pass
+            try:
+                os.rmdir(self.state_dir)
+            except OSError:
+                pass
+
+    # -- the server -------------------------------------------------------
+
+    def start_server(self, own_netns):
+        port = self.params["port"]
+        argv = [sys.executable, self.script_path, "serve", "--name", self.name, "--port", str(port)]
+        read_fd, write_fd = os.pipe()
+        argv += ["--ready-fd", str(write_fd)]
+        if own_netns:
+            argv = [self.bin("unshare"), "--net", "--"] + argv
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
+                                    pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+        except OSError as exc:
+            os.close(read_fd)
+            raise PodError("cannot start the probe server: %s" % to_native(exc))
+        finally:
+            os.close(write_fd)
+            log.close()
+        # Popen would otherwise reap (and warn about) the still-running child at exit.
+        proc.returncode = 0
+        data = b""
+        deadline = time.monotonic() + self.params["timeout"]
+        try:
+            while b"\n" not in data:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                ready, _w, _x = select.select([read_fd], [], [], remaining)
+                if not ready:
+                    break
+                chunk = os.read(read_fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(read_fd)
+        pid = proc.pid
+        info = proc_info(pid)
+        try:
+            answer = json.loads(data.decode("utf-8").splitlines()[0]) if data.strip() else None
+        except ValueError:
+            answer = None
+        if not answer or not answer.get("ready"):
+            reason = (answer or {}).get("error")
+            if info is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            log_text = (read_text(self.log_path) or "").strip()[-2000:]
+            raise PodError("the probe server did not start%s%s" % (
+                ": %s" % reason if reason else " within %s s" % self.params["timeout"],
+                "; its log: %s" % log_text if log_text else ""))
+        self.actions.append("started the probe server (pid %d)%s on port %d" % (
+            pid, " in a new network namespace" if own_netns else " in the node's network namespace", port))
+        return pid, (info[1] if info else None)
+
+    # -- CNI ----------------------------------------------------------------
+
+    def cni_config(self):
+        path = self.params["conflist"]
+        text = read_text(path)
+        if text is None:
+            raise PodError("the CNI configuration list %s cannot be read" % path)
+        try:
+            conf = json.loads(text)
+        except ValueError as exc:
+            raise PodError("the CNI configuration list %s is not JSON: %s" % (path, exc))
+        if not isinstance(conf, dict) or not isinstance(conf.get("plugins"), list) or not conf["plugins"]:
+            raise PodError("%s is not a CNI configuration list (no 'plugins' list)" % path)
+        for key in ("cniVersion", "name"):
+            if not conf.get(key):
+                raise PodError("the CNI configuration list %s has no %r" % (path, key))
+        for index, plugin in enumerate(conf["plugins"]):
+            if not isinstance(plugin, dict) or not plugin.get("type"):
+                raise PodError("plugin #%d of %s has no 'type'" % (index, path))
+        return conf
+
+    def cni_bin_dirs(self):
+        return [d for d in self.params["cni_bin_dirs"] if os.path.isdir(d)]
+
+    def cni_plugin_path(self, plugin_type, dirs):
+        for folder in dirs:
+            path = os.path.join(folder, plugin_type)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                return path
+        raise PodError("CNI plugin %r not found in %s" % (plugin_type, ", ".join(self.params["cni_bin_dirs"])))
+
+    def cni_call(self, command, conf, index, netns, prev_result, dirs):
+        plugin = dict(conf["plugins"][index])
+        plugin["cniVersion"] = conf["cniVersion"]
+        plugin["name"] = conf["name"]
+        if prev_result is not None:
+            plugin["prevResult"] = prev_result
+        exe = self.cni_plugin_path(plugin["type"], dirs)
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=self.name, CNI_NETNS=netns,
+                   CNI_IFNAME=self.params["ifname"], CNI_PATH=":".join(dirs))
+        try:
+            proc = subprocess.run([exe], input=json.dumps(plugin).encode("utf-8"), env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=self.params["timeout"] * 6, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PodError("CNI %s %s: %s" % (command, plugin["type"], to_native(exc)))
+        out = proc.stdout.decode("utf-8", "replace").strip()
+        if proc.returncode != 0:
+            detail = out or proc.stderr.decode("utf-8", "replace").strip()
+            try:
+                err = json.loads(out)
+                detail = "%s%s (code %s)" % (err.get("msg"), "; %s" % err["details"] if err.get("details") else "",
+                                             err.get("code"))
+            except (ValueError, AttributeError):
+                pass
+            raise PodError("CNI %s of plugin %r (%s) failed: %s" % (command, plugin["type"], exe, detail))
+        self.actions.append("CNI %s %s" % (command, plugin["type"]))
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise PodError("CNI %s of plugin %r printed no JSON result: %s" % (command, plugin["type"], out[:500]))
+
+    def cni_add(self, record):
+        conf = record["cni"]["config"]
+        dirs = self.cni_bin_dirs()
+        prev = None
+        for index in range(len(conf["plugins"])):
+            result = self.cni_call("ADD", conf, index, record["netns"], prev, dirs)
+            record["cni"]["added"].append(index)
+            if result is not None:
+                prev = result
+            record["cni"]["result"] = prev
+            self.save(record)
+
+    def cni_del(self, record):
+        cni = record.get("cni") or {}
+        conf = cni.get("config")
+        if not conf:
+            return
+        dirs = self.cni_bin_dirs()
+        for index in reversed(cni.get("added") or []):
+            try:
+                self.cni_call("DEL", conf, index, record.get("netns") or "", cni.get("result"), dirs)
+            except PodError as exc:
+                self.warnings.append(str(exc))
+        cni["added"] = []
+
+    # -- veth ---------------------------------------------------------------
+
+    def link_exists(self, name):
+        rc, _out, _err = self.run([self.bin("ip"), "link", "show", "dev", name], check=False)
+        return rc == 0
+
+    def veth_add(self, record):
+        bridge = self.params["bridge"]
+        ip = self.bin("ip")
+        _rc, out, _err = self.run([ip, "-json", "-details", "link", "show", "dev", bridge], check=False)
+        try:
+            links = json.loads(out) if out.strip() else []
+        except ValueError:
+            links = []
+        if not links:
+            raise PodError("the bridge %s does not exist on this node" % bridge)
+        link = links[0]
+        if (link.get("linkinfo") or {}).get("info_kind") != "bridge":
+            raise PodError("%s is not a bridge" % bridge)
+        mtu = str(link.get("mtu") or 1500)
+        host_if = record["veth"]["host_if"]
+        pid = record["pid"]
+        self.run([ip, "link", "add", host_if, "mtu", mtu, "type", "veth", "peer", "name",
+                  self.params["ifname"], "mtu", mtu, "netns", str(pid)])
+        self.actions.append("created veth %s (node) / %s (pod)" % (host_if, self.params["ifname"]))
+        self.run([ip, "link", "set", "dev", host_if, "master", bridge, "up"])
+        self.actions.append("attached %s to %s" % (host_if, bridge))
+        ifname = self.params["ifname"]
+        lines = ["link set dev lo up"]
+        for address in record["veth"]["addresses"]:
+            lines.append("address add %s dev %s%s" % (address, ifname, " nodad" if ":" in address else ""))
+        lines.append("link set dev %s up" % ifname)
+        for gateway in record["veth"]["gateways"]:
+            lines.append("route add %s via %s dev %s" % ("::/0" if ":" in gateway else "0.0.0.0/0", gateway, ifname))
+        self.in_netns(record["netns"], [ip, "-batch", "-"], data=("\n".join(lines) + "\n").encode("utf-8"))
+        self.actions.append("configured %s in the pod: %s; default via %s" % (
+            ifname, ", ".join(record["veth"]["addresses"]), ", ".join(record["veth"]["gateways"]) or "none"))
+
+    def veth_del(self, host_if):
+        if host_if and self.link_exists(host_if):
+            self.run([self.bin("ip"), "link", "del", "dev", host_if], check=False)
+            self.actions.append("deleted veth %s" % host_if)
+            return True
+        return False
+
+    # -- addresses ------------------------------------------------------------
+
+    def addresses(self, netns):
+        argv = [self.bin("ip"), "-json", "address", "show"]
+        if netns:
+            _rc, out, _err = self.in_netns(netns, argv)
+        else:
+            _rc, out, _err = self.run(argv)
+        result = []
+        for link in json.loads(out) if out.strip() else []:
+            for info in link.get("addr_info", []):
+                if info.get("scope") == "global" and info.get("local"):
+                    result.append("%s/%s" % (info["local"], info.get("prefixlen")))
+        return result
+
+    # -- the whole pod ---------------------------------------------------------
+
+    def desired(self):
+        mode = self.params["mode"]
+        record = {"version": RECORD_VERSION, "name": self.name, "mode": mode, "port": self.params["port"],
+                  "ifname": self.params["ifname"]}
+        if mode == "cni":
+            record["cni"] = {"conflist": self.params["conflist"], "config": self.cni_config(), "added": [],
+                             "result": None}
+        elif mode == "veth":
+            record["veth"] = {"host_if": host_interface_name(self.name), "bridge": self.params["bridge"],
+                              "addresses": list(self.params["addresses"]),
+                              "gateways": list(self.params["gateways"])}
+        return record
+
+    @staticmethod
+    def same(current, wanted):
+        keys = ("mode", "port", "ifname")
+        if any(current.get(k) != wanted.get(k) for k in keys):
+            return False
+        if wanted["mode"] == "cni":
+            return (current.get("cni") or {}).get("config") == wanted["cni"]["config"]
+        if wanted["mode"] == "veth":
+            cur = current.get("veth") or {}
+            return all(cur.get(k) == wanted["veth"][k] for k in ("bridge", "addresses", "gateways"))
+        return True
+
+    def create(self, record):
+        self.ensure_state_dir()
+        own_netns = record["mode"] != "host"
+        pid, starttime = self.start_server(own_netns)
+        record.update(pid=pid, starttime=starttime, created=time.time(),
+                      netns="/proc/%d/ns/net" % pid if own_netns else None)
+        self.save(record)
+        if record["mode"] == "cni":
+            self.cni_add(record)
+        elif record["mode"] == "veth":
+            self.veth_add(record)
+        self.save(record)
+
+    def remove(self, record):
+        """Undo a recorded pod, tolerating whatever part of it is already gone."""
+        if record.get("mode") == "cni":
+            self.cni_del(record)
+        host_if = (record.get("veth") or {}).get("host_if") or host_interface_name(self.name)
+        self.veth_del(host_if)
+        kill_process(record, self.actions)
+        self.cleanup_state_dir()
+
+    def result(self, record, changed):
+        out = {"changed": changed, "name": self.name, "mode": record.get("mode"), "state_file": self.record_path,
+               "actions": self.actions}
+        if record.get("pid") is not None:
+            out.update(pid=record["pid"], netns=record.get("netns"), port=record.get("port"))
+            try:
+                addresses = self.addresses(record.get("netns")) if process_is_ours(record) else []
+            except PodError as exc:
+                self.warnings.append(str(exc))
+                addresses = []
+            out["addresses"] = addresses
+            out["ips"] = [a.split("/", 1)[0] for a in addresses]
+        if record.get("mode") == "veth":
+            out["host_interface"] = record["veth"]["host_if"]
+        if record.get("mode") == "cni":
+            out["cni_result"] = (record.get("cni") or {}).get("result")
+        return out
+
+
+def describe(record):
+    if not record:
+        return "absent\n"
+    return "probe pod %s: mode %s, port %s, pid %s\n" % (record.get("name"), record.get("mode"), record.get("port"),
+                                                         record.get("pid"))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            mode=dict(type="str", choices=["cni", "veth", "host"]),
+            port=dict(type="int", default=47300),
+            conflist=dict(type="path", default="/etc/cni/net.d/10-podnet.conflist"),
+            cni_bin_dirs=dict(type="list", elements="path", default=["/opt/cni/bin", "/usr/lib/cni"]),
+            ifname=dict(type="str", default="eth0"),
+            bridge=dict(type="str", default="cbr0"),
+            addresses=dict(type="list", elements="str", default=[]),
+            gateways=dict(type="list", elements="str", default=[]),
+            state_dir=dict(type="path", default="/run/podnet-verify"),
+            timeout=dict(type="float", default=10.0),
+        ),
+        required_if=[("state", "present", ("mode",)), ("mode", "veth", ("addresses",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not NAME_RE.match(params["name"]):
+        module.fail_json(msg="name %r: use letters, digits, '.', '_' and '-' (at most 63 characters)" % params["name"])
+    if not 1 <= params["port"] <= 65535:
+        module.fail_json(msg="port %d is not a TCP port" % params["port"])
+    if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", params["ifname"]):
+        module.fail_json(msg="ifname %r is not an interface name" % params["ifname"])
+
+    pod = Pod(module)
+    current = pod.load()
+    try:
+        if params["state"] == "absent":
+            if current is None:
+                host_if = host_interface_name(pod.name)
+                changed = pod.link_exists(host_if)
+                if changed and not module.check_mode:
+                    pod.veth_del(host_if)
+                result = {"changed": changed, "name": pod.name, "mode": None, "state_file": pod.record_path,
+                          "actions": pod.actions}
+            else:
+                if not module.check_mode:
+                    pod.remove(current)
+                result = {"changed": True, "name": pod.name, "mode": current.get("mode"),
+                          "state_file": pod.record_path, "actions": pod.actions}
+            result["diff"] = {"before": describe(current), "after": "absent\n"}
+        else:
+            wanted = pod.desired()
+            if current is not None and process_is_ours(current) and pod.same(current, wanted):
+                result = pod.result(current, changed=False)
+                result["diff"] = {"before": describe(current), "after": describe(current)}
+            elif module.check_mode:
+                result = {"changed": True, "name": pod.name, "mode": wanted["mode"], "state_file": pod.record_path,
+                          "actions": ["would %sstart the probe pod" % ("re" if current else "")]}
+                result["diff"] = {"before": describe(current), "after": describe(wanted)}
+            else:
+                if current is not None:
+                    pod.remove(current)
+                else:
+                    pod.veth_del(host_interface_name(pod.name))
+                try:
+                    pod.create(wanted)
+                except BaseException:
+                    if wanted.get("pid") is not None:
+                        pod.remove(wanted)
+                    raise
+                result = pod.result(wanted, changed=True)
+                result["diff"] = {"before": describe(current), "after": describe(wanted)}
+    except PodError as exc:
+        module.fail_json(msg="probe pod %s: %s" % (pod.name, exc), actions=pod.actions, warnings=pod.warnings)
+    except OSError as exc:
+        module.fail_json(msg="probe pod %s: %s" % (pod.name, to_native(exc)), actions=pod.actions,
+                         warnings=pod.warnings)
+    for warning in pod.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,556 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The verify matrix, controller side: which probes each node runs, and what their results prove.
+
+Pure functions over plain data (standard library only), used by the filter ``podnet.cluster.verify_matrix``
+and unit-tested without Ansible:
+
+* :func:`pod_addresses` - the addresses of a node's probe pod when it is wired by hand (``mode: veth``):
+  the last usable address of each pod subnet, with the subnet's prefix length;
+* :func:`cells` - the whole expected matrix: for every check, family, source and target, what to probe
+  and what the answer must be (or why it cannot be probed);
+* :func:`probes_for` - the cells one node runs, as arguments of the module ``podnet.cluster.probe``;
+* :func:`judge` - every cell judged against the probe results, with per-check matrices, the list of
+  failures, and a text report;
+* :func:`preflight` - configuration errors found before anything is started.
+
+The checks (the Kubernetes network model):
+
+``pod_pod``   pod on A -> pod on B, every ordered pair including A = B. Passes when the pod on B answered,
+              and the address it saw = the client's own address = the pod on A's IP (no NAT, and the IP a
+              pod sees itself as is the IP others see).
+``node_pod``  node A -> pod on B. Passes when the pod answered and saw one of node A's own addresses,
+              untranslated.
+``pod_node``  pod on A -> node B (its node IP). Passes when node B's probe server saw pod A's IP.
+``egress``    pod on A -> the external address. With a probe server there: passes when it answered and
+              saw one of node A's addresses (the masquerade works). Without: passes when the TCP
+              connection is established (reachability only).
+
+Every family of the plan's cluster networks is probed (IPv4, and IPv6 when dual-stack).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+CHECKS: Tuple[Tuple[str, str], ...] = (
+    ("pod_pod", "pod -> pod"),
+    ("node_pod", "node -> pod"),
+    ("pod_node", "pod -> node"),
+    ("egress", "pod -> external"),
+)
+CHECK_TITLES = dict(CHECKS)
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
+EXTERNAL = "external"
+
+
+class VerifyError(ValueError):
+    """Bad input data (the message says which)."""
+
+
+# --------------------------------------------------------------------------- #
+# small helpers
+# --------------------------------------------------------------------------- #
+
+def natural_key(name: str) -> Tuple[Any, ...]:
+    """node2 before node10."""
+    parts = re.split(r"(\d+)", str(name))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts) + ((2, 0, str(name)),)
+
+
+def plain(value: Any) -> Any:
+    """Plain Python data (Ansible hands filters tagged/lazy containers)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    return value
+
+
+def address_of(text: Any) -> Optional[str]:
+    """Canonical address text of ``addr`` or ``addr/prefix`` (None when it is not one)."""
+    if text is None:
+        return None
+    return _address_of(str(text))
+
+
+@functools.lru_cache(maxsize=65536)
+def _address_of(text: str) -> Optional[str]:
+    value = text.strip().split("/", 1)[0].split("%", 1)[0]
+    if not value:
+        return None
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def family_of(text: Any) -> Optional[int]:
+    addr = address_of(text)
+    return None if addr is None else (6 if ":" in addr else 4)
+
+
+def network_of(text: Any) -> Optional[ipaddress._BaseNetwork]:
+    try:
+        return ipaddress.ip_network(str(text), strict=False)
+    except ValueError:
+        return None
+
+
+def plan_families(plan: Mapping[str, Any]) -> List[int]:
+    families = sorted({net.version for net in (network_of(c) for c in plan.get("cluster_cidrs") or []) if net})
+    return families
+
+
+def ordered(names: Iterable[str]) -> List[str]:
+    return sorted({str(n) for n in names}, key=natural_key)
+
+
+def short_error(error: Optional[str]) -> str:
+    """A few words for a matrix cell."""
+    if not error:
+        return "?"
+    text = str(error)
+    for key, word in (("timeout", "timeout"), ("refused", "refused"), ("no route", "unreachable"),
+                      ("unreachable", "unreachable"), ("reset", "reset"), ("no source address", "no source"),
+                      ("not a podnet probe server", "not a probe server"), ("no answer", "no answer"),
+                      ("source network namespace", "no source netns"), ("not probed", "not probed")):
+        if key in text:
+            return word
+    return text.split("(", 1)[0].strip()[:24] or "error"
+
+
+# --------------------------------------------------------------------------- #
+# pods wired by hand
+# --------------------------------------------------------------------------- #
+
+def pod_addresses(node: Mapping[str, Any]) -> List[str]:
+    """``addr/prefix`` of the last usable address of each pod subnet of ``node`` (a ``podnet_node`` entry).
+
+    IPv4: the address below the broadcast address; IPv6: the last address of the subnet. The gateway (the
+    first address) and, with Docker, the lowest addresses of the upper half are far from it.
+    """
+    node = plain(node) or {}
+    out = []
+    for cidr in node.get("pod_cidrs") or []:
+        net = network_of(cidr)
+        if net is None:
+            raise VerifyError("pod CIDR %r is not a network" % (cidr,))
+        if net.version == 4:
+            if net.num_addresses < 4:
+                raise VerifyError("pod CIDR %s is too small for a probe pod" % net)
+            addr = net.broadcast_address - 1
+        else:
+            if net.num_addresses < 4:
+                raise VerifyError("pod CIDR %s is too small for a probe pod" % net)
+            addr = net.broadcast_address
+        out.append("%s/%d" % (addr, net.prefixlen))
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# the expected matrix
+# --------------------------------------------------------------------------- #
+
+def _pod_ip(plan_node: Mapping[str, Any], pod: Optional[Mapping[str, Any]], family: int) -> Tuple[Optional[str], Optional[str]]:
+    """(the pod's IP of ``family`` inside the node's pod subnet, or None and why)."""
+    if not pod:
+        return None, "no probe pod"
+    ips = [a for a in (address_of(x) for x in (pod.get("ips") or pod.get("addresses") or [])) if a]
+    subnets = [n for n in (network_of(c) for c in plan_node.get("pod_cidrs") or []) if n and n.version == family]
+    if not subnets:
+        return None, "no %s pod subnet in the plan" % FAMILY_NAMES[family]
+    for ip in ips:
+        addr = ipaddress.ip_address(ip)
+        if any(addr.version == net.version and addr in net for net in subnets):
+            return ip, None
+    return None, "the probe pod has no %s address in %s (it has: %s)" % (
+        FAMILY_NAMES[family], ", ".join(str(s) for s in subnets), ", ".join(ips) or "none")
+
+
+def _node_ip(plan_node: Mapping[str, Any], family: int) -> Optional[str]:
+    for text in plan_node.get("node_ips") or []:
+        if family_of(text) == family:
+            return address_of(text)
+    return None
+
+
+def normalize_external(external: Optional[Mapping[str, Any]], default_port: int) -> Dict[str, Any]:
+    external = plain(external) or {}
+    port = external.get("port")
+    try:
+        port = int(port) if port not in (None, "") else int(default_port)
+    except (TypeError, ValueError):
+        raise VerifyError("external port %r is not a number" % (port,))
+    return {
+        4: address_of(external.get("ipv4")) if external.get("ipv4") else None,
+        6: address_of(external.get("ipv6")) if external.get("ipv6") else None,
+        "port": port,
+        "server": str(external["server"]) if external.get("server") else None,
+    }
+
+
+def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
+          external: Optional[Mapping[str, Any]] = None, port: int = 47300,
+          source: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every cell of the matrix (only those from ``source`` when given), in display order.
+
+    A cell: ``id``, ``check``, ``family``, ``source``, ``target`` (a node name or ``external``),
+    ``address`` (what is probed), ``port``, ``source_netns`` (None: the node itself), ``connect_only``,
+    ``expect`` (``seen``: the one address the server must see, or None; ``seen_from_node``: the seen
+    address must be one of the source node's; ``server``: the name that must answer, or None) and
+    ``skip`` (why the cell cannot be probed, or None).
+    """
+    plan = plain(plan) or {}
+    pods = plain(pods) or {}
+    servers = plain(servers) or {}
+    plan_nodes = plan.get("nodes") or {}
+    names = [n for n in ordered(nodes) if n in plan_nodes]
+    ext = normalize_external(external, port)
+    sources = [n for n in names if source is None or n == str(source)]
+    out: List[Dict[str, Any]] = []
+
+    def add(check, family, src, dst, address, source_netns, expect, skip, connect_only=False, cell_port=port):
+        out.append({
+            "id": "%s/%d/%s/%s" % (check, family, src, dst),
+            "check": check,
+            "family": family,
+            "source": src,
+            "target": dst,
+            "address": address,
+            "port": cell_port,
+            "source_netns": source_netns,
+            "connect_only": connect_only,
+            "expect": expect,
+            "skip": skip,
+        })
+
+    for family in plan_families(plan):
+        pod_ip = {n: _pod_ip(plan_nodes[n], pods.get(n), family) for n in names}
+        node_ips = {n: _node_ip(plan_nodes[n], family) for n in names}
+
+        def pod_source(src):
+            pod = pods.get(src) or {}
+            ip, why = pod_ip[src]
+            if why:
+                return None, None, "not probed: %s on %s" % (why, src)
+            if not pod.get("netns"):
+                return None, None, "not probed: the probe pod on %s has no network namespace" % src
+            return pod["netns"], ip, None
+
+        # pod -> pod
+        for src in sources:
+            netns, src_ip, why_src = pod_source(src)
+            for dst in names:
+                dst_ip, why_dst = pod_ip[dst]
+                skip = why_src or ("not probed: %s on %s" % (why_dst, dst) if why_dst else None)
+                add("pod_pod", family, src, dst, dst_ip, netns,
+                    {"seen": src_ip, "seen_from_node": False, "server": (pods.get(dst) or {}).get("name")}, skip)
+        # node -> pod
+        for src in sources:
+            for dst in names:
+                dst_ip, why_dst = pod_ip[dst]
+                add("node_pod", family, src, dst, dst_ip, None,
+                    {"seen": None, "seen_from_node": True, "server": (pods.get(dst) or {}).get("name")},
+                    "not probed: %s on %s" % (why_dst, dst) if why_dst else None)
+        # pod -> node
+        for src in sources:
+            netns, src_ip, why_src = pod_source(src)
+            for dst in names:
+                node_ip = node_ips[dst]
+                server = servers.get(dst) or {}
+                skip = why_src
+                if not skip and node_ip is None:
+                    skip = "not probed: node %s has no %s node IP in the plan" % (dst, FAMILY_NAMES[family])
+                if not skip and not server.get("name"):
+                    skip = "not probed: no probe server on node %s" % dst
+                add("pod_node", family, src, dst, node_ip, netns,
+                    {"seen": src_ip, "seen_from_node": False, "server": server.get("name")}, skip)
+        # pod -> external
+        if ext[family]:
+            for src in sources:
+                netns, _src_ip, why_src = pod_source(src)
+                add("egress", family, src, EXTERNAL, ext[family], netns,
+                    {"seen": None, "seen_from_node": bool(ext["server"]), "server": ext["server"]},
+                    why_src, connect_only=not ext["server"], cell_port=ext["port"])
+    return out
+
+
+def probes_for(plan: Mapping[str, Any], node: str, nodes: Sequence[str], pods: Mapping[str, Any],
+               servers: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
+               port: int = 47300) -> List[Dict[str, Any]]:
+    """The probes ``node`` runs (arguments of ``podnet.cluster.probe``): its cells that can be probed."""
+    node = str(node)
+    out = []
+    for cell in cells(plan, nodes, pods, servers, external, port, source=node):
+        if cell["skip"]:
+            continue
+        out.append({
+            "id": cell["id"],
+            "target": cell["address"],
+            "port": cell["port"],
+            "source_netns": cell["source_netns"],
+            "connect_only": cell["connect_only"],
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# judging
+# --------------------------------------------------------------------------- #
+
+def _verdict(cell: Mapping[str, Any], result: Optional[Mapping[str, Any]], node_addresses: Iterable[str]) -> Tuple[bool, str, str]:
+    """(passed, cell text, reason) of one cell."""
+    if cell["skip"]:
+        return False, "FAIL (%s)" % short_error(cell["skip"]), cell["skip"]
+    if result is None:
+        return False, "FAIL (no result)", "not probed: node %s returned no result for it" % cell["source"]
+    if not result.get("ok"):
+        error = result.get("error") or "failed"
+        return False, "FAIL (%s)" % short_error(error), error
+    if cell["connect_only"]:
+        return True, "ok", "connected (reachability only: no probe server there)"
+    expect = cell["expect"]
+    seen = address_of(result.get("seen"))
+    local = address_of(result.get("local"))
+    server = result.get("server")
+    if expect.get("server") and server != expect["server"]:
+        return False, "FAIL (%s)" % (seen or "?"), "answered by %r, expected %r (another host has this address?)" % (
+            server, expect["server"])
+    if cell["check"] != "egress" and seen != local:
+        return False, "FAIL (%s)" % (seen or "?"), "NAT: the server saw %s, the client is %s" % (seen, local)
+    if expect.get("seen") and seen != address_of(expect["seen"]):
+        return False, "FAIL (%s)" % (seen or "?"), "seen as %s, expected the pod's own IP %s" % (seen, expect["seen"])
+    if expect.get("seen_from_node"):
+        if seen not in node_addresses:
+            what = ("not masqueraded to an address of node %s" if cell["check"] == "egress"
+                    else "not an address of node %s")
+            return False, "FAIL (%s)" % (seen or "?"), ("seen as %s: " + what) % (seen, cell["source"])
+    return True, "ok", "seen as %s" % seen
+
+
+def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
+          results: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
+          port: int = 47300) -> Dict[str, Any]:
+    """Judge every cell against the probe results (``results``: node -> result of ``podnet.cluster.probe``).
+
+    Returns ``passed``, ``total``, ``ok_count``, ``failed_count``, ``checks`` (one matrix per check and
+    family: ``title``, ``sources``, ``targets``, ``rows`` {source: {target: cell text}}), ``failures``
+    (each with check, family, source, target, address, seen, reason), ``failures_by_source``
+    (source node -> lines) and ``report`` (the matrices as text, one string) and ``report_lines``.
+    """
+    plan = plain(plan) or {}
+    results = plain(results) or {}
+    all_cells = cells(plan, nodes, pods, servers, external, port)
+    by_id: Dict[str, Dict[str, Any]] = {}
+    addresses: Dict[str, Any] = {}
+    plan_nodes = plan.get("nodes") or {}
+    for node, res in results.items():
+        res = res or {}
+        addresses[node] = {address_of(a) for a in list(res.get("addresses") or []) +
+                           list((plan_nodes.get(node) or {}).get("node_ips") or [])} - {None}
+        for probe in res.get("probes") or []:
+            if isinstance(probe, dict) and probe.get("id") is not None:
+                by_id[str(probe["id"])] = probe
+
+    matrices: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    failures: List[Dict[str, Any]] = []
+    failures_by_source: Dict[str, List[str]] = {}
+    ok_count = 0
+    for cell in all_cells:
+        result = by_id.get(cell["id"])
+        passed, text, reason = _verdict(cell, result, addresses.get(cell["source"], set()))
+        key = (cell["check"], cell["family"])
+        if key not in matrices:
+            ext_addr = cell["address"] if cell["check"] == "egress" else None
+            matrices[key] = {
+                "check": cell["check"],
+                "family": cell["family"],
+                "title": "%s (%s%s)" % (CHECK_TITLES[cell["check"]], FAMILY_NAMES[cell["family"]],
+                                        " %s port %s" % (ext_addr, cell["port"]) if ext_addr else ""),
+                "sources": [],
+                "targets": [],
+                "rows": {},
+                "ok_count": 0,
+                "total": 0,
+            }
+        matrix = matrices[key]
+        if cell["source"] not in matrix["sources"]:
+            matrix["sources"].append(cell["source"])
+        if cell["target"] not in matrix["targets"]:
+            matrix["targets"].append(cell["target"])
+        matrix["rows"].setdefault(cell["source"], {})[cell["target"]] = text
+        matrix["total"] += 1
+        if passed:
+            ok_count += 1
+            matrix["ok_count"] += 1
+            continue
+        failure = {
+            "check": cell["check"],
+            "family": cell["family"],
+            "source": cell["source"],
+            "target": cell["target"],
+            "address": cell["address"],
+            "seen": address_of((result or {}).get("seen")),
+            "local": address_of((result or {}).get("local")),
+            "reason": reason,
+        }
+        failures.append(failure)
+        failures_by_source.setdefault(cell["source"], []).append(describe_failure(failure))
+
+    checks = [matrices[k] for k in sorted(matrices, key=lambda k: ([c for c, _t in CHECKS].index(k[0]), k[1]))]
+    total = len(all_cells)
+    names = [n for n in ordered(nodes) if n in plan_nodes]
+    pods = plain(pods) or {}
+    endpoints = {}
+    for name in names:
+        pod = pods.get(name) or {}
+        endpoints[name] = {
+            "pod": pod.get("name"),
+            "pod_mode": pod.get("mode"),
+            "pod_ips": [a for a in (address_of(x) for x in pod.get("ips") or pod.get("addresses") or []) if a],
+            "node_ips": [a for a in (address_of(x) for x in plan_nodes[name].get("node_ips") or []) if a],
+        }
+    summary = {
+        "passed": total > 0 and not failures,
+        "total": total,
+        "ok_count": ok_count,
+        "failed_count": len(failures),
+        "nodes": names,
+        "families": plan_families(plan),
+        "endpoints": endpoints,
+        "checks": checks,
+        "failures": failures,
+        "failures_by_source": failures_by_source,
+    }
+    lines = render(summary)
+    summary["report_lines"] = lines
+    summary["report"] = "\n".join(lines)
+    return summary
+
+
+def describe_failure(failure: Mapping[str, Any]) -> str:
+    src = failure["source"]
+    dst = failure["target"]
+    what = {
+        "pod_pod": "pod on %s -> pod on %s" % (src, dst),
+        "node_pod": "node %s -> pod on %s" % (src, dst),
+        "pod_node": "pod on %s -> node %s" % (src, dst),
+        "egress": "pod on %s -> external" % src,
+    }[failure["check"]]
+    return "%s %s (%s): %s" % (FAMILY_NAMES[failure["family"]], what, failure.get("address") or "-",
+                               failure["reason"])
+
+
+def render(summary: Mapping[str, Any]) -> List[str]:
+    """The matrices as text lines: one block per check and family, rows = source, columns = target."""
+    lines: List[str] = []
+    endpoints = summary.get("endpoints") or {}
+    if endpoints:
+        rows = [["node", "probe pod", "node IPs"]]
+        for name, info in endpoints.items():
+            pod = ", ".join(info["pod_ips"]) or "(no probe pod)"
+            if info.get("pod_mode"):
+                pod += " (%s)" % info["pod_mode"]
+            rows.append([str(name), pod, ", ".join(info["node_ips"]) or "-"])
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for row in rows:
+            lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip())
+        lines.append("")
+    for matrix in summary["checks"]:
+        status = "all ok" if matrix["ok_count"] == matrix["total"] else "%d FAILED" % (
+            matrix["total"] - matrix["ok_count"])
+        lines.append("%s: %d/%d %s" % (matrix["title"], matrix["ok_count"], matrix["total"], status))
+        header = ["from \\ to"] + [str(t) for t in matrix["targets"]]
+        rows = [header]
+        for src in matrix["sources"]:
+            row = [str(src)]
+            for dst in matrix["targets"]:
+                row.append(matrix["rows"].get(src, {}).get(dst, "-"))
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        for row in rows:
+            lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip())
+        lines.append("")
+    if summary["failures"]:
+        lines.append("FAILED: %d of %d probes" % (summary["failed_count"], summary["total"]))
+        for failure in summary["failures"]:
+            lines.append("  - " + describe_failure(failure))
+    else:
+        lines.append("PASSED: %d of %d probes ok" % (summary["ok_count"], summary["total"]))
+    return lines
+
+
+# --------------------------------------------------------------------------- #
+# preflight
+# --------------------------------------------------------------------------- #
+
+def preflight(plan: Any, node: str, runtimes: Any = None, external: Optional[Mapping[str, Any]] = None,
+              external_host: Any = None, inventory_hosts: Optional[Sequence[str]] = None,
+              port: Any = 47300, timeout: Any = 3) -> List[str]:
+    """Configuration errors, each naming the variable; an empty list when verify can run."""
+    errors: List[str] = []
+    plan = plain(plan)
+    if not isinstance(plan, dict) or not isinstance(plan.get("nodes"), dict):
+        errors.append("podnet_plan is not set: run the role podnet.cluster.plan first "
+                      "(the playbook podnet.cluster.verify does)")
+        return errors
+    if str(node) not in plan["nodes"]:
+        errors.append("%s is not in podnet_plan.nodes: it is not a planned node (inventory group?)" % node)
+    if not plan_families(plan):
+        errors.append("podnet_plan.cluster_cidrs holds no network")
+    runtimes = plain(runtimes)
+    if runtimes is not None:
+        if not isinstance(runtimes, list):
+            errors.append("podnet_runtimes must be a list, got %r" % (runtimes,))
+        else:
+            bad = [r for r in runtimes if r not in ("docker", "cni")]
+            if bad:
+                errors.append("podnet_runtimes: unknown runtime(s) %s (known: docker, cni)" % ", ".join(map(str, bad)))
+    for name, value, low, high in (("podnet_verify_port", port, 1, 65535), ("podnet_verify_timeout", timeout, 0.1, 600)):
+        try:
+            number = float(value)
+            if not low <= number <= high:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append("%s: %r is not in %s..%s" % (name, value, low, high))
+    external = plain(external) or {}
+    cluster = [n for n in (network_of(c) for c in plan.get("cluster_cidrs") or []) if n]
+    underlay = [n for n in (network_of(c) for c in plan.get("node_cidrs") or []) if n]
+    for family, var in ((4, "podnet_verify_external"), (6, "podnet_verify_external_ipv6")):
+        value = external.get("ipv4" if family == 4 else "ipv6")
+        if not value:
+            continue
+        addr = address_of(value)
+        if addr is None or family_of(addr) != family or "/" in str(value):
+            errors.append("%s: %r is not an %s address" % (var, value, FAMILY_NAMES[family]))
+            continue
+        ip = ipaddress.ip_address(addr)
+        inside = [str(n) for n in cluster + underlay if n.version == family and ip in n]
+        if inside:
+            errors.append("%s: %s is inside %s; the external target must be outside the cluster and node "
+                          "networks (traffic to it is the traffic that gets masqueraded)" % (var, addr, inside[0]))
+        if family not in plan_families(plan):
+            errors.append("%s is set but the plan has no %s cluster network" % (var, FAMILY_NAMES[family]))
+    if external_host:
+        if inventory_hosts is not None and str(external_host) not in [str(h) for h in inventory_hosts]:
+            errors.append("podnet_verify_external_host: %r is not an inventory host" % (external_host,))
+        if not external.get("ipv4") and not external.get("ipv6"):
+            errors.append("podnet_verify_external_host is set but neither podnet_verify_external nor "
+                          "podnet_verify_external_ipv6 says which of its addresses to probe")
+    return errors
