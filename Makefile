@@ -17,7 +17,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup apt venv collection demo lab lab-destroy test unit integration molecule \
-        bench lint build docs clean
+        bench lint build clean
 
 setup: apt venv collection
 
@@ -41,14 +41,24 @@ collection:
 	@mkdir -p $(dir $(COLLECTION))
 	@ln -sfn ../../.. $(COLLECTION)
 
+LAB_INVENTORY := inventories/lab
+
 demo: setup
-	$(BIN)/ansible-playbook podnet.cluster.plan -i inventories/example
+	$(BIN)/ansible-playbook podnet.cluster.lab
+	$(BIN)/ansible-playbook podnet.cluster.site -i $(LAB_INVENTORY)
+	$(BIN)/ansible-playbook podnet.cluster.verify -i $(LAB_INVENTORY)
+	@echo
+	@echo "The lab is still up: its inventory is $(LAB_INVENTORY)/hosts.yml (try: make demo again, or"
+	@echo "  $(BIN)/ansible -i $(LAB_INVENTORY) podnet_nodes -m command -a 'ip route')."
+	@echo "Remove it with:  make lab-destroy"
+	@echo "            or:  $(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent"
 
 lab: setup
 	$(BIN)/ansible-playbook podnet.cluster.lab
 
 lab-destroy: setup
 	$(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent
+	rm -f $(LAB_INVENTORY)/podnet_state.yml $(LAB_INVENTORY)/podnet_state.yml.lock
 
 test: setup
 	$(BIN)/pytest tests

@@ -1,0 +1,30 @@
+"""The verify playbook on the converged lab: every probe of the three rules and egress passes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_verify_playbook_passes_and_cleans_up(inventory, nodes):
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH="%s:%s" % (bin_dir, os.environ.get("PATH", "")))
+    proc = subprocess.run([str(bin_dir / "ansible-playbook"), "podnet.cluster.verify", "-i", str(inventory)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-8000:]
+    count = len(nodes)
+    for check in ("pod -> pod (IPv4): %d/%d all ok" % (count * count, count * count),
+                  "node -> pod (IPv4): %d/%d all ok" % (count * count, count * count),
+                  "pod -> node (IPv4): %d/%d all ok" % (count * count, count * count),
+                  "pod -> external (IPv4 203.0.113.10 port 47300): %d/%d all ok" % (count, count)):
+        assert check in out, out[-8000:]
+    # Probes are gone: no veth of a probe pod left on the bridge, no record left.
+    for name, host in nodes.items():
+        assert host.run("ls /run/podnet-verify 2>/dev/null").stdout.strip() == "", name
+        assert "master cbr0" not in host.check_output("ip -o link show"), name
