@@ -12,180 +12,38 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import pytest
 import yaml
 
 from lib import rootns
+from lib.labtools import BIN, LAB_ROOT_BASE, Lab, adhoc_command, in_ns, ping, recap, remove_stale_labs, run
 from lib.netns_backend import lab_hosts, netns_exists, netns_host
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 PREFIX = "plt"
 NODES = 4
 SUBNET = "172.30.9.0/24"
 SUBNET6 = "fd00:30:9::/64"
 EXTERNAL6 = "fd00:203:9::/64"
-LAB_ROOT_BASE = "/var/tmp/podnet-lab"
-
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def ansible_env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH="%s:%s" % (BIN, env.get("PATH", "")),
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_LOCALHOST_WARNING="False",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
-        ANSIBLE_DEPRECATION_WARNINGS="False",
-        ANSIBLE_RETRY_FILES_ENABLED="False",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    env.update(extra)
-    return env
-
-
-def run(argv: List[str], check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(**extra_env), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=300)
-    if check and proc.returncode != 0:
-        pytest.fail("%s failed (rc=%d)\n--- stdout\n%s\n--- stderr\n%s"
-                    % (" ".join(argv), proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:]), pytrace=False)
-    return proc
-
-
-def recap(stdout: str) -> Dict[str, Dict[str, int]]:
-    """PLAY RECAP lines as {host: {ok: n, changed: n, ...}}."""
-    found = {}
-    for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
-        found[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counts)}
-    return found
-
-
-def adhoc_command(inventory: Path, pattern: str, command: str) -> Dict[str, Dict[str, object]]:
-    """Run an ad-hoc ``command`` module call; {host: {"rc": int, "stdout": str}} from the default callback."""
-    proc = run([str(BIN / "ansible"), "-i", str(inventory), pattern, "-m", "command", "-a", command],
-               ANSIBLE_STDOUT_CALLBACK="default")
-    results: Dict[str, Dict[str, object]] = {}
-    for block in re.split(r"^(?=\S+ \| \w+ \| rc=)", proc.stdout, flags=re.M):
-        m = re.match(r"^(\S+) \| \w+ \| rc=(\d+) >>\n(.*)", block, re.S)
-        if m:
-            results[m.group(1)] = {"rc": int(m.group(2)), "stdout": m.group(3).rstrip("\n")}
-    return results
-
-
-def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess:
-    """Run a command inside a namespace (no per-node overlays needed)."""
-    return subprocess.run(["nsenter", "--net=/run/netns/%s" % ns, "--"] + list(argv), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=30)
-
-
-def ping(ns: str, target: str) -> bool:
-    return in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0
-
-
-def _pid_is_pytest(pid: int) -> bool:
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as fh:
-            return b"pytest" in fh.read()
-    except OSError:
-        return False
-
-
-def remove_stale_labs() -> None:
-    """Remove namespaces and directories of earlier test runs (plt<pid>-*) whose pytest is gone."""
-    pattern = re.compile(r"^%s(\d+)(-.*)?$" % PREFIX)
-    try:
-        names = os.listdir("/run/netns")
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        m = pattern.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_is_pytest(int(m.group(1))):
-            subprocess.run(["ip", "netns", "delete", name], check=False, stderr=subprocess.DEVNULL)
-    if os.path.isdir(LAB_ROOT_BASE):
-        for name in os.listdir(LAB_ROOT_BASE):
-            m = pattern.match(name)
-            if m and not m.group(2) and int(m.group(1)) != os.getpid() and not _pid_is_pytest(int(m.group(1))):
-                shutil.rmtree(os.path.join(LAB_ROOT_BASE, name), ignore_errors=True)
-
-
-@dataclass
-class Lab:
-    name: str
-    root: str
-    inventory_dir: Path
-    nodes: List[str]
-    first_run: Optional[subprocess.CompletedProcess] = None
-    rootns_before: Dict[str, str] = field(default_factory=dict)
-    pids: List[int] = field(default_factory=list)
-
-    @property
-    def hosts_yml(self) -> Path:
-        return self.inventory_dir / "hosts.yml"
-
-    @property
-    def namespaces(self) -> List[str]:
-        return ["%s-sw" % self.name, "%s-router" % self.name, "%s-ext" % self.name] + self.nodes
-
-    def node_root(self, node: str) -> str:
-        return "%s/%s" % (self.root, node)
-
-    def playbook(self, state: str = "present", check: bool = True, *more: str) -> subprocess.CompletedProcess:
-        extra = {
-            "podnet_lab_state": state,
-            "podnet_lab_name": self.name,
-            "podnet_lab_nodes": len(self.nodes),
-            "podnet_lab_subnet": SUBNET,
-            "podnet_lab_subnet_ipv6": SUBNET6,
-            "podnet_lab_external_cidr_ipv6": EXTERNAL6,
-            "podnet_lab_root": self.root,
-            "podnet_lab_inventory_dir": str(self.inventory_dir),
-            "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]},
-        }
-        return run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps(extra)] + list(more),
-                   check=check)
-
-    def destroy(self) -> None:
-        """Remove everything of this lab, whatever state it is in."""
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if (any(netns_exists(ns) for ns in self.namespaces) or os.path.exists(self.root)
-                or self.hosts_yml.exists()):
-            self.playbook("absent", check=False)
-        for ns in self.namespaces + ["%s-hand" % self.name]:
-            if netns_exists(ns):
-                subprocess.run(["ip", "netns", "delete", ns], check=False)
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.inventory_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, request) -> Lab:
-    remove_stale_labs()
+    remove_stale_labs(PREFIX)
     name = "%s%d" % (PREFIX, os.getpid())
     spec = Lab(
         name=name,
         root="%s/%s" % (LAB_ROOT_BASE, name),
         inventory_dir=tmp_path_factory.mktemp("lab") / "inventories" / "lab",
         nodes=["%s-node%d" % (name, i) for i in range(1, NODES + 1)],
+        lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6,
+                  "podnet_lab_external_cidr_ipv6": EXTERNAL6,
+                  "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]}},
     )
     request.addfinalizer(spec.destroy)
     spec.rootns_before = rootns.snapshot()

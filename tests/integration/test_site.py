@@ -1,0 +1,144 @@
+# -*- coding: utf-8 -*-
+"""podnet.cluster.site on a lab built differently from the defaults (other CIDRs, /25 blocks, CNI only).
+
+Reconcile as nodes come and go, check mode telling the truth, foreign objects left alone, and
+preflight failures that stop every node before any change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib.labtools import BIN, LAB_ROOT_BASE, Lab, recap, remove_stale_labs, run
+from lib.netns_backend import lab_hosts
+
+PREFIX = "pst"
+CLUSTER = "10.200.0.0/16"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    remove_stale_labs(PREFIX)
+    name = "%s%d" % (PREFIX, os.getpid())
+    spec = Lab(
+        name=name,
+        root="%s/%s" % (LAB_ROOT_BASE, name),
+        inventory_dir=tmp_path_factory.mktemp("site") / "lab",
+        nodes=["%s-node%d" % (name, i) for i in (1, 2, 3)],
+        lab_vars={"podnet_lab_subnet": "172.28.5.0/24",
+                  "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                                "podnet_node_prefix_ipv4": 25,
+                                                "podnet_runtimes": ["cni"]}},
+    )
+    request.addfinalizer(spec.destroy)
+    spec.playbook("present")
+    return spec
+
+
+def inventory(lab: Lab, tmp_path: Path, nodes, host_vars=None) -> Path:
+    """The lab's inventory restricted to ``nodes``, with one state file for the whole module."""
+    data = yaml.safe_load(lab.hosts_yml.read_text())
+    group = data["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
+    group["hosts"] = {n: dict(v, **(host_vars or {}).get(n, {})) for n, v in group["hosts"].items() if n in nodes}
+    group["vars"]["podnet_state_file"] = str(lab.inventory_dir / "state.yml")
+    path = tmp_path / ("inv-%s.yml" % "-".join(n.rsplit("-", 1)[1] for n in nodes))
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def site(inv: Path, *args, check=True):
+    return run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(inv), *args], check=check)
+
+
+def routes(host):
+    return {(r["dst"], r["gateway"]) for r in json.loads(host.check_output("ip -json route show proto 158"))}
+
+
+def state_of(lab):
+    return yaml.safe_load((lab.inventory_dir / "state.yml").read_text())
+
+
+def test_reconcile_as_nodes_come_and_go(lab: Lab, tmp_path):
+    hosts = lab_hosts(str(lab.hosts_yml))
+    n1, n2, n3 = lab.nodes
+    # A route the collection does not own, on node 1: it must survive every run.
+    hosts[n1].check_output("ip route add 192.168.77.0/24 via 172.28.5.1 proto static")
+
+    first = site(inventory(lab, tmp_path, [n1, n2]))
+    assert recap(first.stdout)[n1]["changed"] > 0
+    blocks = state_of(lab)["nodes"]
+    assert blocks == {n1: ["10.200.0.0/25"], n2: ["10.200.0.128/25"]}
+    assert routes(hosts[n1]) == {("10.200.0.128/25", "172.28.5.12")}
+    conflist = json.loads(hosts[n1].file("/etc/cni/net.d/10-podnet.conflist").content_string)
+    assert conflist["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.200.0.0/25", "gateway": "10.200.0.1"}]]
+    assert not hosts[n1].file("/etc/docker/daemon.json").exists
+
+    again = site(inventory(lab, tmp_path, [n1, n2]))
+    assert all(c["changed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]
+
+    # Node 3 joins: check mode reports the change and changes nothing.
+    full = inventory(lab, tmp_path, [n1, n2, n3])
+    check = site(full, "--check", "--diff")
+    assert recap(check.stdout)[n1]["changed"] > 0
+    assert "10.200.1.0/25" in check.stdout  # the diff names the new route / state entry
+    assert routes(hosts[n1]) == {("10.200.0.128/25", "172.28.5.12")}
+    assert n3 not in state_of(lab)["nodes"]
+    assert hosts[n3].run("ip link show cbr0").rc != 0
+
+    site(full)
+    assert state_of(lab)["nodes"][n3] == ["10.200.1.0/25"]
+    assert routes(hosts[n1]) == {("10.200.0.128/25", "172.28.5.12"), ("10.200.1.0/25", "172.28.5.13")}
+
+    # Node 2 leaves: its block is released, the stale routes to it are removed, the foreign route stays.
+    site(inventory(lab, tmp_path, [n1, n3]))
+    assert state_of(lab)["released"] == ["10.200.0.128/25"]
+    assert routes(hosts[n1]) == {("10.200.1.0/25", "172.28.5.13")}
+    assert routes(hosts[n3]) == {("10.200.0.0/25", "172.28.5.11")}
+    assert "192.168.77.0/24 via 172.28.5.1 dev eth0 proto static" in hosts[n1].check_output("ip route")
+
+
+def test_peer_not_on_link_fails_every_node_before_any_change(lab: Lab, tmp_path):
+    hosts = lab_hosts(str(lab.hosts_yml))
+    n1, n2, n3 = lab.nodes
+    before = {n: hosts[n].check_output("ip -json route; ip -json addr; iptables-save | grep -v '^#' || true")
+              for n in lab.nodes}
+    # Node 3 also has an address on another network, and the inventory names it as the node IP:
+    # its peers reach that address only through the router, so it is not L2-adjacent to them.
+    hosts[n3].check_output("ip addr add 172.28.99.13/24 dev eth0")
+    try:
+        inv = inventory(lab, tmp_path, [n1, n2, n3], {n3: {"podnet_node_ip": "172.28.99.13/24"}})
+        proc = site(inv, check=False)
+    finally:
+        hosts[n3].check_output("ip addr del 172.28.99.13/24 dev eth0")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert n1 in out and n3 in out and "172.28.99.13" in out
+    assert "on-link" in out and "podnet_fabric" in out, out[-5000:]
+    after = {n: hosts[n].check_output("ip -json route; ip -json addr; iptables-save | grep -v '^#' || true")
+             for n in lab.nodes}
+    assert after == before
+
+
+def test_docker_bip_is_refused_before_any_change(lab: Lab, tmp_path):
+    hosts = lab_hosts(str(lab.hosts_yml))
+    n1, n2, n3 = lab.nodes
+    original = '{\n  "bip": "172.17.0.1/16",\n  "log-level": "warn"\n}\n'
+    run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), n2, "-m", "copy",
+         "-a", json.dumps({"dest": "/etc/docker/daemon.json", "content": original})])
+    before = {n: hosts[n].check_output("ip -json route show proto 158") for n in lab.nodes}
+    inv = inventory(lab, tmp_path, [n1, n2, n3])
+    proc = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(inv),
+                "-e", json.dumps({"podnet_runtimes": ["docker", "cni"]})], check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "bip" in out and n2 in out
+    assert hosts[n2].file("/etc/docker/daemon.json").content_string == original
+    assert not hosts[n1].file("/etc/docker/daemon.json").exists
+    assert {n: hosts[n].check_output("ip -json route show proto 158") for n in lab.nodes} == before
