@@ -58,7 +58,21 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
                       "and '-', and have at most 40 characters (it prefixes namespace and host names)" % (name,))
     raw_count = inputs.get("nodes")
     count = None
-    if isinstance(raw_count, bool):
+    if isinstance(raw_count, (list, tuple)):
+        # Explicit node names (the namespace and inventory names).
+        names = [str(n) for n in raw_count]
+        for n in names:
+            if not NAME_RE.match(n) or len(n) > 40:
+                errors.append("podnet_lab_nodes: node name %r must start with a letter or digit, hold only letters, "
+                              "digits, '.' and '-', and have at most 40 characters" % (n,))
+        if len(set(names)) != len(names):
+            errors.append("podnet_lab_nodes: a node name is listed twice: %s" % ", ".join(names))
+        infra = {"%s-%s" % (name, suffix) for suffix in ("sw", "router", "ext")} if isinstance(name, str) else set()
+        for n in sorted(infra & set(names)):
+            errors.append("podnet_lab_nodes: node name %s is taken by the lab's own switch, router or external "
+                          "host" % n)
+        count = len(names)
+    elif isinstance(raw_count, bool):
         errors.append("podnet_lab_nodes: %r is not a number of nodes" % (raw_count,))
     else:
         try:
