@@ -31,13 +31,14 @@ def lab(tmp_path_factory, request) -> Lab:
         name=name,
         root="%s/%s" % (LAB_ROOT_BASE, name),
         inventory_dir=tmp_path_factory.mktemp("site") / "lab",
-        nodes=["%s-node%d" % (name, i) for i in (1, 2, 3)],
+        nodes=["%s-%s" % (name, n) for n in ("a1", "b2", "c3")],
         lab_vars={"podnet_lab_subnet": "172.28.5.0/24",
                   "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
                                                 "podnet_node_prefix_ipv4": 25,
                                                 "podnet_runtimes": ["cni"]}},
     )
     request.addfinalizer(spec.destroy)
+    spec.lab_vars["podnet_lab_nodes"] = spec.nodes  # named nodes, not <name>-node<N>
     spec.playbook("present")
     return spec
 
