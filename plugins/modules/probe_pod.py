@@ -214,6 +214,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.probe import SCRIPT_NAME, own_source
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -231,31 +232,6 @@ class PodError(Exception):
 def host_interface_name(name):
     """The node-side veth name: stable, at most 15 characters, ours by construction."""
     return "pdv" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:11]
-
-
-def write_atomic(path, text, mode=0o600):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def read_text(path):
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read()
-    except OSError:
-        return None
 
 
 def proc_info(pid):
@@ -360,13 +336,13 @@ class Pod(object):
         return record if isinstance(record, dict) else {"name": self.name, "mode": None}
 
     def save(self, record):
-        write_atomic(self.record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.record_path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o600)
 
     def ensure_state_dir(self):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         source = own_source()
         if read_text(self.script_path) != source:
-            write_atomic(self.script_path, source, mode=0o600)
+            atomic_write(self.script_path, source, mode=0o600)
 
     def cleanup_state_dir(self):
         for path in (self.record_path, self.log_path):

@@ -22,6 +22,22 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LAB_ROOT_BASE = "/var/tmp/podnet-lab"
 
+
+def netns_list() -> List[str]:
+    """Names of the named network namespaces (ip netns list)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 def ansible_env(**extra: str) -> Dict[str, str]:
     env = dict(os.environ)
     env.update(

@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from modtest_lib import PREFIX, Netns, _netns_list, _pid_alive
+from lib.labtools import netns_list as _netns_list, pid_alive as _pid_alive
+from modtest_lib import PREFIX, Netns
 
 _counter = itertools.count(1)
 

@@ -16,21 +16,6 @@ ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
 PREFIX = "podnet-t-mod-"
 
 
-def _netns_list():
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Netns:
     """A scratch network namespace with helpers to run commands in it."""
 

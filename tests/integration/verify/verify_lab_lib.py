@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from lib.labtools import netns_list, pid_alive
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -87,21 +88,6 @@ def sh(*argv, check=True, input=None):
     if check and proc.returncode != 0:
         raise AssertionError("%s failed (rc %d): %s%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout
-
-
-def netns_list():
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def probe_processes(marker):
