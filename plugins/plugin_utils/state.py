@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from typing import Any, Iterator, Optional, Tuple
 
 import yaml
+
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, file_mode
 
 try:  # libyaml is ten times faster on large clusters
     from yaml import CSafeDumper as _Dumper, CSafeLoader as _Loader
@@ -73,25 +74,5 @@ def render(state: dict) -> str:
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace ``path`` atomically, keeping the mode of an existing file."""
+    atomic_write(path, text, mode=file_mode(path) or mode, create_dirs=True)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from lib import rootns
-from lib.labtools import BIN, LAB_ROOT_BASE, Lab, adhoc_command, in_ns, ping, recap, remove_stale_labs, run
+from lib.labtools import BIN, LAB_ROOT_BASE, Lab, adhoc_command, in_ns, new_lab, ping, recap, run
 from lib.netns_backend import lab_hosts, netns_exists, netns_host
 
 PREFIX = "plt"
@@ -34,18 +34,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, request) -> Lab:
-    remove_stale_labs(PREFIX)
-    name = "%s%d" % (PREFIX, os.getpid())
-    spec = Lab(
-        name=name,
-        root="%s/%s" % (LAB_ROOT_BASE, name),
-        inventory_dir=tmp_path_factory.mktemp("lab") / "inventories" / "lab",
-        nodes=["%s-node%d" % (name, i) for i in range(1, NODES + 1)],
-        lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6,
-                  "podnet_lab_external_cidr_ipv6": EXTERNAL6,
-                  "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]}},
-    )
-    request.addfinalizer(spec.destroy)
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("lab") / "inventories" / "lab", request, count=NODES,
+                   lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6,
+                             "podnet_lab_external_cidr_ipv6": EXTERNAL6,
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]}})
     spec.rootns_before = rootns.snapshot()
     spec.first_run = spec.playbook("present")
     return spec

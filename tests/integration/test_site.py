@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.labtools import BIN, LAB_ROOT_BASE, Lab, recap, remove_stale_labs, run
+from lib.labtools import BIN, Lab, new_lab, recap, run
 from lib.netns_backend import lab_hosts
 
 PREFIX = "pst"
@@ -25,20 +25,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, request) -> Lab:
-    remove_stale_labs(PREFIX)
-    name = "%s%d" % (PREFIX, os.getpid())
-    spec = Lab(
-        name=name,
-        root="%s/%s" % (LAB_ROOT_BASE, name),
-        inventory_dir=tmp_path_factory.mktemp("site") / "lab",
-        nodes=["%s-%s" % (name, n) for n in ("a1", "b2", "c3")],
-        lab_vars={"podnet_lab_subnet": "172.28.5.0/24",
-                  "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
-                                                "podnet_node_prefix_ipv4": 25,
-                                                "podnet_runtimes": ["cni"]}},
-    )
-    request.addfinalizer(spec.destroy)
-    spec.lab_vars["podnet_lab_nodes"] = spec.nodes  # named nodes, not <name>-node<N>
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("site") / "lab", request, node_names=["a1", "b2", "c3"],
+                   lab_vars={"podnet_lab_subnet": "172.28.5.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                                           "podnet_node_prefix_ipv4": 25,
+                                                           "podnet_runtimes": ["cni"]}})
     spec.playbook("present")
     return spec
 

@@ -171,3 +171,26 @@ class Lab:
         shutil.rmtree(self.inventory_dir, ignore_errors=True)
 
 
+
+
+def new_lab(prefix: str, inventory_dir: Path, request, node_names: Optional[List[str]] = None, count: int = 3,
+            lab_vars: Optional[Dict[str, Any]] = None) -> Lab:
+    """A lab named <prefix><pid>, removed by a finalizer, after removing leftovers of earlier killed runs.
+
+    Not built yet: call ``playbook("present")``. ``node_names`` (suffixes) gives named nodes
+    (``<lab>-<suffix>``, passed as a list to ``podnet_lab_nodes``); otherwise ``<lab>-node1..count``.
+    """
+    remove_stale_labs(prefix)
+    name = "%s%d" % (prefix, os.getpid())
+    spec = Lab(
+        name=name,
+        root="%s/%s" % (LAB_ROOT_BASE, name),
+        inventory_dir=inventory_dir,
+        nodes=["%s-%s" % (name, n) for n in node_names] if node_names
+        else ["%s-node%d" % (name, i) for i in range(1, count + 1)],
+        lab_vars=dict(lab_vars or {}),
+    )
+    if node_names:
+        spec.lab_vars["podnet_lab_nodes"] = spec.nodes
+    request.addfinalizer(spec.destroy)
+    return spec
