@@ -6,22 +6,23 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import (
+    EXTERNAL_HOST,
+    FIRST_NODE_HOST,
+    MACHINE_DIRS,
+    NAME_RE,
+)
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 # Directories every node overlays, or that are not real directories.
-MACHINE_DIRS = ("/etc", "/var/lib", "/run", "/proc", "/sys", "/dev")
 # Tools the lab module (ip, sysctl) and the netns connection (nsenter, unshare, mount) run.
 TOOLS = {"ip": "iproute2", "sysctl": "procps", "nsenter": "util-linux", "unshare": "util-linux", "mount": "mount"}
 TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-FIRST_NODE_HOST = 11
-EXTERNAL_HOST = 10
 
 
 def _net(value: Any, var: str, version: int, errors: List[str], required: bool) -> Optional[Any]:

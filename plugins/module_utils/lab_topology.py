@@ -1,0 +1,302 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The lab's topology as data: pure functions, standard library only.
+
+Shared by the module podnet.cluster.lab_topology (which builds it) and the
+filter podnet.cluster.lab_input_errors (which checks the role's inputs on the
+controller), so that names, addresses and host numbers are defined once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+OVERLAY_LAYERS = ("etc", "var-lib", "run")
+MACHINE_DIRS = ("/etc", "/var/lib", "/run", "/proc", "/sys", "/dev")
+STATE_FILE = "lab.json"
+STATE_VERSION = 1
+NETNS_DIR = "/run/netns"
+BRIDGE = "br0"
+ROUTER_PORT = "rtr"
+FIRST_NODE_HOST = 11
+ROUTER_HOST = 1
+EXTERNAL_HOST = 10
+ROUTER_SYSCTLS_V4 = {"net.ipv4.ip_forward": "1"}
+ROUTER_SYSCTLS_V6 = {"net.ipv6.conf.all.forwarding": "1"}
+HOSTS_HEADER = "# Written by podnet.cluster.lab_topology for this emulated host.\n"
+
+
+class LabError(Exception):
+    """A problem found before any change, or a failed command."""
+
+
+# --------------------------------------------------------------------------
+# desired topology
+
+
+def v6_host(net, host):
+    """The IPv6 address of ``net`` whose last group reads like the decimal IPv4 host number."""
+    return net.network_address + int(str(host), 16)
+
+
+def _network(value, what, version, errors):
+    if value in (None, ""):
+        return None
+    try:
+        net = ipaddress.ip_network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        errors.append("%s: %r is not a network in CIDR form without host bits (%s)" % (what, value, exc))
+        return None
+    if net.version != version:
+        errors.append("%s: %s is not an IPv%d network" % (what, value, version))
+        return None
+    return net
+
+
+def _check_root(root, errors):
+    if not root or not root.startswith("/"):
+        errors.append("root: %r is not an absolute path" % (root,))
+        return None
+    clean = os.path.normpath(root)
+    if clean == "/":
+        errors.append("root: '/' cannot be the lab directory")
+        return None
+    for char in (",", ":", "\\", "\n"):
+        if char in clean:
+            errors.append("root: %s contains %r, which an overlay mount option cannot carry" % (clean, char))
+            return None
+    for machine_dir in MACHINE_DIRS:
+        if clean == machine_dir or clean.startswith(machine_dir + "/"):
+            errors.append("root: %s is inside %s, which the lab overlays or which is not a real "
+                          "directory; use one elsewhere, e.g. under /var/tmp" % (clean, machine_dir))
+            return None
+    return clean
+
+
+def build_topology(params):
+    """Validate the parameters and return the desired lab as plain data; raise LabError with every problem."""
+    errors = []
+    name = params["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
+        errors.append("name: %r must start with a letter or digit, hold only letters, digits, '.' and '-', "
+                      "and have at most 40 characters" % (name,))
+    if params.get("nodes") is not None:
+        nodes = [str(n) for n in params["nodes"]]
+    elif params.get("node_count") is not None:
+        count = params["node_count"]
+        if count < 1 and params["state"] == "present":
+            errors.append("node_count: %d; a lab needs at least one node" % count)
+        nodes = ["%s-node%d" % (name, i) for i in range(1, max(count, 0) + 1)]
+    else:
+        nodes = []
+    if params["state"] == "present" and not nodes and not errors:
+        errors.append("nodes/node_count: a lab needs at least one node")
+    infra = {"switch": "%s-sw" % name, "router": "%s-router" % name, "external": "%s-ext" % name}
+    seen = set()
+    for node in nodes:
+        if not NAME_RE.match(node) or len(node) > 63:
+            errors.append("nodes: %r is not a usable node name (letters, digits, '.', '-'; at most 63 characters; "
+                          "it is also the host name and namespace name)" % node)
+        if node in seen:
+            errors.append("nodes: %s is listed twice" % node)
+        if node in infra.values():
+            errors.append("nodes: %s is the name of the lab's own %s namespace"
+                          % (node, [k for k, v in infra.items() if v == node][0]))
+        seen.add(node)
+
+    subnet = _network(params["subnet"], "subnet", 4, errors)
+    subnet6 = _network(params.get("subnet_ipv6"), "subnet_ipv6", 6, errors)
+    ext = _network(params["external_cidr"], "external_cidr", 4, errors)
+    ext6 = _network(params.get("external_cidr_ipv6"), "external_cidr_ipv6", 6, errors)
+    if params["subnet"] in (None, ""):
+        errors.append("subnet: an IPv4 underlay network is required")
+    if params["external_cidr"] in (None, ""):
+        errors.append("external_cidr: an IPv4 external network is required")
+    if ext6 is not None and params.get("subnet_ipv6") in (None, ""):
+        errors.append("external_cidr_ipv6: %s is set but subnet_ipv6 is not; the external host "
+                      "would have no IPv6 node network to route to" % ext6)
+    last_host = FIRST_NODE_HOST + len(nodes) - 1
+    if subnet is not None and nodes and last_host > subnet.num_addresses - 2:
+        errors.append(
+            "subnet: %s holds hosts .1 to .%d; %d node(s) from .%d need up to .%d: use a shorter prefix or fewer nodes"
+            % (subnet, subnet.num_addresses - 2, len(nodes), FIRST_NODE_HOST, last_host)
+        )
+    if subnet6 is not None and nodes and int(str(last_host), 16) > subnet6.num_addresses - 1:
+        errors.append("subnet_ipv6: %s is too small for %d node(s) (last address ::%d)" % (subnet6, len(nodes), last_host))
+    for net, what in ((ext, "external_cidr"), (ext6, "external_cidr_ipv6")):
+        if net is not None and net.num_addresses - 2 < EXTERNAL_HOST:
+            errors.append("%s: %s is too small for the router (host 1) and the external host (host 10); "
+                          "use /28 or shorter" % (what, net))
+    for a, b, wa, wb in ((subnet, ext, "subnet", "external_cidr"), (subnet6, ext6, "subnet_ipv6", "external_cidr_ipv6")):
+        if a is not None and b is not None and a.overlaps(b):
+            errors.append("%s %s overlaps %s %s" % (wa, a, wb, b))
+    root = params.get("root") or ("/var/tmp/podnet-lab/%s" % name)
+    root = _check_root(root, errors)
+    if errors:
+        raise LabError("\n".join(errors))
+
+    topo = {
+        "name": name,
+        "root": root,
+        "switch": infra["switch"],
+        "router": infra["router"],
+        "external": infra["external"],
+        "node_names": nodes,
+        "nodes": {},
+        "subnet": str(subnet),
+        "subnet_ipv6": str(subnet6) if subnet6 else None,
+        "external_cidr": str(ext),
+        "external_cidr_ipv6": str(ext6) if ext6 else None,
+    }
+    gw4 = subnet.network_address + ROUTER_HOST
+    gw6 = v6_host(subnet6, ROUTER_HOST) if subnet6 else None
+    for index, node in enumerate(nodes):
+        host = FIRST_NODE_HOST + index
+        topo["nodes"][node] = {
+            "netns": node,
+            "ipv4": str(subnet.network_address + host),
+            "ipv6": str(v6_host(subnet6, host)) if subnet6 else None,
+            "prefix_ipv4": subnet.prefixlen,
+            "prefix_ipv6": subnet6.prefixlen if subnet6 else None,
+            "gateway_ipv4": str(gw4),
+            "gateway_ipv6": str(gw6) if gw6 else None,
+            "switch_port": "p%d" % host,
+            "root": "%s/%s" % (root, node),
+        }
+    topo["router_info"] = {
+        "netns": infra["router"],
+        "ipv4": str(gw4),
+        "ipv6": str(gw6) if gw6 else None,
+        "external_ipv4": str(ext.network_address + ROUTER_HOST),
+        "external_ipv6": str(v6_host(ext6, ROUTER_HOST)) if ext6 else None,
+        "root": "%s/%s" % (root, infra["router"]),
+    }
+    topo["external_info"] = {
+        "netns": infra["external"],
+        "ipv4": str(ext.network_address + EXTERNAL_HOST),
+        "ipv6": str(v6_host(ext6, EXTERNAL_HOST)) if ext6 else None,
+        "root": "%s/%s" % (root, infra["external"]),
+    }
+    return topo
+
+
+def desired_state(topo):
+    """Namespaces, links, addresses, routes and sysctls the lab must have."""
+    sw, rt, ex = topo["switch"], topo["router"], topo["external"]
+    r = topo["router_info"]
+    e = topo["external_info"]
+    p4 = ipaddress.ip_network(topo["subnet"]).prefixlen
+    x4 = ipaddress.ip_network(topo["external_cidr"]).prefixlen
+    p6 = ipaddress.ip_network(topo["subnet_ipv6"]).prefixlen if topo["subnet_ipv6"] else None
+    x6 = ipaddress.ip_network(topo["external_cidr_ipv6"]).prefixlen if topo["external_cidr_ipv6"] else None
+
+    namespaces = [sw, rt, ex] + list(topo["node_names"])
+    # (ns, name) -> link spec
+    links = {}
+    veths = []  # (ns_a, name_a, ns_b, name_b): the pair is created from side a
+
+    def link(ns, name, kind, master=None, alias=None, addrs=()):
+        links[(ns, name)] = {"kind": kind, "master": master, "alias": alias, "addrs": list(addrs)}
+
+    for ns in namespaces:
+        link(ns, "lo", "loopback")
+    link(sw, BRIDGE, "bridge")
+    link(sw, ROUTER_PORT, "veth", master=BRIDGE, alias=rt)
+    link(rt, "eth0", "veth", addrs=[a for a in ("%s/%d" % (r["ipv4"], p4),
+                                                "%s/%d" % (r["ipv6"], p6) if p6 else None) if a])
+    veths.append((sw, ROUTER_PORT, rt, "eth0"))
+    link(rt, "eth1", "veth", addrs=[a for a in ("%s/%d" % (r["external_ipv4"], x4),
+                                                "%s/%d" % (r["external_ipv6"], x6) if x6 else None) if a])
+    link(ex, "eth0", "veth", addrs=[a for a in ("%s/%d" % (e["ipv4"], x4),
+                                                "%s/%d" % (e["ipv6"], x6) if x6 else None) if a])
+    veths.append((rt, "eth1", ex, "eth0"))
+    routes = []  # (ns, family, dst, via)
+    for node in topo["node_names"]:
+        n = topo["nodes"][node]
+        link(sw, n["switch_port"], "veth", master=BRIDGE, alias=node)
+        link(node, "eth0", "veth", addrs=[a for a in ("%s/%d" % (n["ipv4"], p4),
+                                                      "%s/%d" % (n["ipv6"], p6) if p6 else None) if a])
+        veths.append((sw, n["switch_port"], node, "eth0"))
+        routes.append((node, 4, "default", n["gateway_ipv4"]))
+        if p6:
+            routes.append((node, 6, "default", n["gateway_ipv6"]))
+    routes.append((ex, 4, topo["subnet"], r["external_ipv4"]))
+    if topo["subnet_ipv6"] and r["external_ipv6"]:
+        routes.append((ex, 6, topo["subnet_ipv6"], r["external_ipv6"]))
+    sysctls = {rt: dict(ROUTER_SYSCTLS_V4)}
+    if topo["subnet_ipv6"]:
+        sysctls[rt].update(ROUTER_SYSCTLS_V6)
+    return {"namespaces": namespaces, "links": links, "veths": veths, "routes": routes, "sysctls": sysctls}
+
+
+def host_files(topo, hide_services):
+    """Files and opaque directories written into the upper ``etc`` layer of each emulated host."""
+    hosts = {}
+    entries = [(n, topo["nodes"][n]["root"], topo["nodes"][n]["ipv4"], topo["nodes"][n]["ipv6"])
+               for n in topo["node_names"]]
+    r, e = topo["router_info"], topo["external_info"]
+    entries.append((topo["router"], r["root"], r["ipv4"], r["ipv6"]))
+    entries.append((topo["external"], e["root"], e["ipv4"], e["ipv6"]))
+    for host, root, ipv4, ipv6 in entries:
+        lines = [HOSTS_HEADER, "127.0.0.1\tlocalhost\n", "::1\tlocalhost ip6-localhost ip6-loopback\n",
+                 "%s\t%s\n" % (ipv4, host)]
+        if ipv6:
+            lines.append("%s\t%s\n" % (ipv6, host))
+        hosts[host] = {
+            "root": root,
+            "files": {
+                "etc/hostname": "%s\n" % host,
+                "etc/hosts": "".join(lines),
+                "etc/resolv.conf": "",
+            },
+            "opaque": ["etc/init.d", "etc/systemd"] if hide_services else [],
+        }
+    return hosts
+
+
+def build_inventory(topo, inventory_vars):
+    """The lab's YAML inventory as data (see RETURN)."""
+    def host_vars(netns, root, node=None):
+        hv = {"podnet_netns": netns, "podnet_netns_root": root}
+        if node is not None:
+            # address/prefix: the plan then knows the node network too (never masqueraded).
+            ipv4 = "%s/%d" % (node["ipv4"], node["prefix_ipv4"])
+            hv["podnet_node_ip"] = ipv4 if not node["ipv6"] else [ipv4, "%s/%d" % (node["ipv6"], node["prefix_ipv6"])]
+        return hv
+
+    node_vars = {"podnet_verify_external": topo["external_info"]["ipv4"],
+                 "podnet_verify_external_host": topo["external"]}
+    if topo["external_info"]["ipv6"]:
+        node_vars["podnet_verify_external_ipv6"] = topo["external_info"]["ipv6"]
+    node_vars.update(inventory_vars or {})
+    r, e = topo["router_info"], topo["external_info"]
+    return {
+        "all": {
+            "children": {
+                "podnet_lab": {
+                    "vars": {
+                        "ansible_connection": "podnet.cluster.netns",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                        "ansible_become": False,
+                    },
+                    "children": {
+                        "podnet_nodes": {
+                            "hosts": {n: host_vars(n, topo["nodes"][n]["root"], topo["nodes"][n])
+                                      for n in topo["node_names"]},
+                            "vars": node_vars,
+                        },
+                        "podnet_lab_router": {"hosts": {topo["router"]: host_vars(topo["router"], r["root"])}},
+                        "podnet_lab_external": {"hosts": {topo["external"]: host_vars(topo["external"], e["root"])}},
+                    },
+                }
+            }
+        }
+    }
+
+
+# --------------------------------------------------------------------------
+# the machine
