@@ -16,7 +16,8 @@ description:
     from the node's pod subnets, default routes), C(portmap) and C(loopback).
   - With both runtimes each IPv4 block is split in halves so the two allocators never hand out the same
     address - host-local the lower half after the gateway (C(rangeStart)/C(rangeEnd)), Docker the upper half
-    (C(fixed-cidr)). IPv6 goes to Docker only with I(docker_ipv6).
+    (C(fixed-cidr)). Docker gets IPv4 only (Docker 20.10 with C(ipv6) rewrites the bridge's IPv6 addresses);
+    IPv6 pods come from CNI.
 options:
   _input:
     description: The cluster plan (C(podnet_plan)).
@@ -46,10 +47,6 @@ options:
     description: The conflist's C(cniVersion).
     type: str
     default: 1.0.0
-  docker_ipv6:
-    description: Give Docker IPv6 too (C(ipv6), C(fixed-cidr-v6)) when the node has an IPv6 subnet.
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""
@@ -70,11 +67,10 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
 
 
-def runtime_config(plan, hostname, runtimes, bridge="cbr0", mtu=None, cni_network="podnet", cni_version="1.0.0",
-                   docker_ipv6=False):
+def runtime_config(plan, hostname, runtimes, bridge="cbr0", mtu=None, cni_network="podnet", cni_version="1.0.0"):
     try:
         return _runtime_config(plan, str(hostname), [str(r) for r in runtimes or []], str(bridge),
-                               int(mtu) if mtu else None, str(cni_network), str(cni_version), bool(docker_ipv6))
+                               int(mtu) if mtu else None, str(cni_network), str(cni_version))
     except PlanError as exc:
         raise AnsibleFilterError("podnet.cluster.runtime_config: %s" % exc)
 

@@ -150,12 +150,13 @@ def _split(block: "netaddr.IPNetwork") -> List["netaddr.IPNetwork"]:
 
 def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[str], bridge: str = "cbr0",
                    mtu: Optional[int] = None, cni_network: str = "podnet", cni_version: str = "1.0.0",
-                   docker_ipv6: bool = False, hairpin: bool = True) -> Dict[str, Any]:
+                   hairpin: bool = True) -> Dict[str, Any]:
     """Docker daemon options and the CNI conflist for one node.
 
     With both runtimes, each IPv4 block is split in halves: host-local hands out the lower half (after the
-    gateway), Docker the upper half (``fixed-cidr``); likewise IPv6 when ``docker_ipv6``. With one runtime it
-    gets the whole block.
+    gateway), Docker the upper half (``fixed-cidr``); with one runtime it gets the whole block. Docker gets
+    IPv4 only: Docker 20.10 with ``ipv6`` rewrites the bridge's IPv6 addresses to its own gateway, which would
+    take the pod gateway off ``cbr0``; IPv6 pods come from CNI.
     """
     require_netaddr()
     errors: List[str] = []
@@ -173,7 +174,7 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
     for family in sorted(pods):
         block = pods[family]
         gateway = fmt_address(block.first + 1, family)
-        docker_here = "docker" in runtimes and (family == 4 or docker_ipv6)
+        docker_here = "docker" in runtimes and family == 4
         if both and docker_here:
             bits = 32 if family == 4 else 128
             if block.prefixlen > bits - 3:
@@ -205,9 +206,6 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
     if "docker" in runtimes:
         options: Dict[str, Any] = {"bridge": bridge, "iptables": False, "ip-masq": False,
                                    "fixed-cidr": fmt_network(docker_ranges[4])}
-        if 6 in docker_ranges:
-            options["ipv6"] = True
-            options["fixed-cidr-v6"] = fmt_network(docker_ranges[6])
         if mtu:
             options["mtu"] = int(mtu)
         out["docker"] = options

@@ -99,15 +99,13 @@ def test_single_runtime_gets_the_whole_block():
     assert bridge["isGateway"] is True and bridge["ipMasq"] is False and bridge["bridge"] == "cbr0"
 
 
-def test_dual_stack_cni_ranges_and_docker_ipv6_opt_in():
+def test_dual_stack_cni_gets_the_whole_ipv6_block_and_docker_stays_ipv4():
     plan = plan_of(1, clusters=("10.60.0.0/16", "fd00:60::/56"), v6=True)
     cfg = runtime_config(plan, "node1", ["docker", "cni"])
     ranges = cfg["cni"]["plugins"][0]["ipam"]["ranges"]
     assert ranges[1] == [{"subnet": "fd00:60::/64", "gateway": "fd00:60::1"}]
-    assert "fixed-cidr-v6" not in cfg["docker"]
-    cfg = runtime_config(plan, "node1", ["docker", "cni"], docker_ipv6=True)
-    assert cfg["docker"]["ipv6"] is True and cfg["docker"]["fixed-cidr-v6"] == "fd00:60:0:0:8000::/65"
-    assert cfg["cni"]["plugins"][0]["ipam"]["ranges"][1][0]["rangeEnd"] == "fd00:60::7fff:ffff:ffff:ffff"
+    assert not {"ipv6", "fixed-cidr-v6"} & set(cfg["docker"])
+    assert cfg["docker"]["fixed-cidr"] == "10.60.0.128/25"
 
 
 def test_split_too_small_and_docker_without_ipv4_are_errors():
