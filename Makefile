@@ -71,6 +71,7 @@ integration: setup
 
 bench: setup
 	$(BIN)/python bench/plan_bench.py
+	$(BIN)/python bench/routes_bench.py
 
 lint: setup
 	$(BIN)/ansible-lint
