@@ -29,6 +29,19 @@ def netns_list() -> List[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def remove_stale_namespaces(prefix: str) -> None:
+    """Delete namespaces <prefix><pid>-... of earlier, killed runs (never those of a live process)."""
+    for name in netns_list():
+        if not name.startswith(prefix):
+            continue
+        try:
+            owner = int(name[len(prefix):].split("-")[0])
+        except ValueError:
+            continue
+        if owner != os.getpid() and not pid_alive(owner):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

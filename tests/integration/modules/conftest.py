@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from lib.labtools import netns_list as _netns_list, pid_alive as _pid_alive
+from lib.labtools import remove_stale_namespaces
 from modtest_lib import PREFIX, Netns
 
 _counter = itertools.count(1)
@@ -24,15 +24,7 @@ _counter = itertools.count(1)
 @pytest.fixture(scope="session", autouse=True)
 def _remove_leftover_namespaces():
     """Delete namespaces of earlier, killed runs (never those of a live process)."""
-    for name in _netns_list():
-        if not name.startswith(PREFIX):
-            continue
-        try:
-            pid = int(name[len(PREFIX):].split("-")[0])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    remove_stale_namespaces(PREFIX)
     yield
 
 

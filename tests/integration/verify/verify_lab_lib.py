@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from lib.labtools import netns_list, pid_alive
+from lib.labtools import pid_alive, remove_stale_namespaces
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -404,15 +404,7 @@ def remove_leftovers_of_killed_runs():
         if SCRIPT in text and match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
             stale.append(int(entry))
     kill_pids(stale)
-    for name in netns_list():
-        if not name.startswith(PREFIX):
-            continue
-        try:
-            owner = int(name[len(PREFIX):].split("-")[0])
-        except ValueError:
-            continue
-        if owner != os.getpid() and not pid_alive(owner):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    remove_stale_namespaces(PREFIX)
     if LAB_BASE.is_dir():
         for path in LAB_BASE.iterdir():
             try:
