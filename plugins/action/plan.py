@@ -12,6 +12,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
+from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils import state as statefile
 
 ARGUMENT_SPEC: Dict[str, Any] = {
@@ -23,17 +24,6 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "state_file": {"type": "path", "required": True},
     "group": {"type": "str", "default": "podnet_nodes"},
 }
-
-
-def _plain(value: Any) -> Any:
-    """Strip Ansible's tagged/lazy containers down to plain Python data."""
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 class ActionModule(ActionBase):
@@ -55,20 +45,20 @@ class ActionModule(ActionBase):
         nodes = []
         for host in hosts:
             hv = hostvars[host]
-            facts = _plain(hv.get("ansible_facts", {}) or {})
+            facts = plain(hv.get("ansible_facts", {}) or {})
             nodes.append(planner.NodeInput(
                 name=str(host),
-                node_ip=_plain(hv.get("podnet_node_ip")),
+                node_ip=plain(hv.get("podnet_node_ip")),
                 fact_ipv4=facts.get("default_ipv4"),
                 fact_ipv6=facts.get("default_ipv6"),
-                pod_cidrs=_plain(hv.get("podnet_pod_cidrs")),
+                pod_cidrs=plain(hv.get("podnet_pod_cidrs")),
             ))
         config = planner.PlanConfig(
-            cluster_cidrs=_plain(args["cluster_cidrs"]),
-            node_prefix_ipv4=_plain(args["node_prefix_ipv4"]),
-            node_prefix_ipv6=_plain(args["node_prefix_ipv6"]),
-            service_cidrs=_plain(args["service_cidrs"]),
-            reserved_cidrs=_plain(args["reserved_cidrs"]),
+            cluster_cidrs=plain(args["cluster_cidrs"]),
+            node_prefix_ipv4=plain(args["node_prefix_ipv4"]),
+            node_prefix_ipv6=plain(args["node_prefix_ipv6"]),
+            service_cidrs=plain(args["service_cidrs"]),
+            reserved_cidrs=plain(args["reserved_cidrs"]),
         )
         path = args["state_file"]
         check_mode = bool(self._task.check_mode)

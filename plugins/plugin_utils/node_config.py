@@ -170,33 +170,29 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
     out: Dict[str, Any] = {"docker": None, "cni": None, "split": {}}
 
     cni_ranges: List[List[Dict[str, str]]] = []
-    docker_ranges: Dict[int, netaddr.IPNetwork] = {}
+    docker_range: Optional["netaddr.IPNetwork"] = None
     for family in sorted(pods):
         block = pods[family]
         gateway = fmt_address(block.first + 1, family)
-        docker_here = "docker" in runtimes and family == 4
-        if both and docker_here:
-            bits = 32 if family == 4 else 128
-            if block.prefixlen > bits - 3:
+        if family == 4 and both:
+            # Halves of at least 4 addresses: the lower one keeps network and gateway out of host-local's range.
+            if block.prefixlen > 29:
                 errors.append(
                     "host %s: %s is a /%d: split in halves between host-local and Docker (podnet_runtimes: docker "
-                    "and cni) it leaves 2^(%d-%d) = %d addresses per half, too few after the network, gateway "
-                    "and broadcast addresses; use a node prefix of /%d or shorter, or one runtime"
-                    % (hostname, block, block.prefixlen, bits, block.prefixlen + 1,
-                       2 ** (bits - block.prefixlen - 1), bits - 3))
+                    "and cni) it leaves 2^(32-%d) = %d addresses per half, too few after the network, gateway "
+                    "and broadcast addresses; use a node prefix of /29 or shorter, or one runtime"
+                    % (hostname, block, block.prefixlen, block.prefixlen + 1, 2 ** (31 - block.prefixlen)))
                 continue
             low, high = _split(block)
-            last_low = low.last
-            cni_ranges.append([{"subnet": fmt_network(block), "rangeStart": fmt_address(block.first + 2, family),
-                                "rangeEnd": fmt_address(last_low, family), "gateway": gateway}])
-            docker_ranges[family] = high
-            out["split"][fmt_network(block)] = {"cni": "%s-%s" % (fmt_address(block.first + 2, family),
-                                                                  fmt_address(last_low, family)),
-                                                "docker": fmt_network(high)}
+            start, end = fmt_address(block.first + 2, family), fmt_address(low.last, family)
+            cni_ranges.append([{"subnet": fmt_network(block), "rangeStart": start, "rangeEnd": end,
+                                "gateway": gateway}])
+            docker_range = high
+            out["split"][fmt_network(block)] = {"cni": "%s-%s" % (start, end), "docker": fmt_network(high)}
         else:
             cni_ranges.append([{"subnet": fmt_network(block), "gateway": gateway}])
-            if docker_here:
-                docker_ranges[family] = block
+            if family == 4:
+                docker_range = block
     if "docker" in runtimes and 4 not in pods:
         errors.append("host %s: podnet_runtimes has docker, which needs an IPv4 pod subnet; the plan gives only %s"
                       % (hostname, ", ".join(fmt_network(n) for n in pods.values())))
@@ -205,7 +201,7 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
 
     if "docker" in runtimes:
         options: Dict[str, Any] = {"bridge": bridge, "iptables": False, "ip-masq": False,
-                                   "fixed-cidr": fmt_network(docker_ranges[4])}
+                                   "fixed-cidr": fmt_network(docker_range)}
         if mtu:
             options["mtu"] = int(mtu)
         out["docker"] = options

@@ -64,6 +64,11 @@ class NodeInput:
     # podnet_pod_cidrs as given (str or list); None when unset.
     pod_cidrs: Any = None
 
+    @property
+    def has_node_ip(self) -> bool:
+        """podnet_node_ip is set (else the node's address comes from facts)."""
+        return self.node_ip not in (None, "", [])
+
 
 @dataclass
 class PlanConfig:
@@ -272,7 +277,7 @@ def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IP
     """The node's first address of each family and, where known, its network."""
     addresses: Dict[int, netaddr.IPAddress] = {}
     networks: Dict[int, netaddr.IPNetwork] = {}
-    if node.node_ip is not None and node.node_ip != [] and node.node_ip != "":
+    if node.has_node_ip:
         for i, raw in enumerate(as_list(node.node_ip)):
             what = "host %s: podnet_node_ip%s" % (node.name, "" if isinstance(node.node_ip, str) else "[%d]" % i)
             try:
@@ -444,18 +449,18 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
     for node in nodes:
         addrs, nets = _node_ips(node, errors)
         node_addrs[node.name], node_nets[node.name] = addrs, nets
-        source = "podnet_node_ip" if node.node_ip not in (None, "", []) else \
-            "the default address in its facts (ansible_default_ipv4/_ipv6)"
+        source = ("podnet_node_ip gives none" if node.has_node_ip else
+                  "podnet_node_ip is unset and its facts give none (facts are gathered for the hosts of the "
+                  "play; a host outside --limit needs podnet_node_ip)")
         for family in families:
             if family not in addrs:
                 errors.append(
-                    "host %s: no %s node IP: %s gives none, and the cluster has the %s network %s; set "
+                    "host %s: no %s node IP: %s, and the cluster has the %s network %s; set "
                     "podnet_node_ip to the node's %s underlay address"
-                    % (node.name, FAMILY_NAME[family], source if node.node_ip not in (None, "", []) else
-                       "podnet_node_ip is unset and its facts give", FAMILY_NAME[family], clusters[family],
+                    % (node.name, FAMILY_NAME[family], source, FAMILY_NAME[family], clusters[family],
                        FAMILY_NAME[family]))
         for family, addr in addrs.items():
-            var = "podnet_node_ip" if node.node_ip not in (None, "", []) else "its default %s address" % FAMILY_NAME[family]
+            var = "podnet_node_ip" if node.has_node_ip else "its default %s address" % FAMILY_NAME[family]
             if family in clusters and addr in clusters[family]:
                 errors.append("host %s: node IP %s (%s) lies inside the cluster network %s "
                               "(podnet_cluster_cidrs); pods and nodes must not share addresses"

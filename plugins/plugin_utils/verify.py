@@ -3,7 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 """The verify matrix, controller side: which probes each node runs, and what their results prove.
 
-Pure functions over plain data (standard library only), used by the filter ``podnet.cluster.verify_matrix``
+Pure functions over plain data (standard library and the planner's helpers, no netaddr), used by the filter ``podnet.cluster.verify_matrix``
 and unit-tested without Ansible:
 
 * :func:`pod_addresses` - the addresses of a node's probe pod when it is wired by hand (``mode: veth``):
@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import natural_key
 
 CHECKS: Tuple[Tuple[str, str], ...] = (
     ("pod_pod", "pod -> pod"),
@@ -55,29 +57,6 @@ class VerifyError(ValueError):
 # --------------------------------------------------------------------------- #
 # small helpers
 # --------------------------------------------------------------------------- #
-
-def natural_key(name: str) -> Tuple[Any, ...]:
-    """node2 before node10."""
-    parts = re.split(r"(\d+)", str(name))
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts) + ((2, 0, str(name)),)
-
-
-def plain(value: Any) -> Any:
-    """Plain Python data (Ansible hands filters tagged/lazy containers)."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, Mapping) or hasattr(value, "items"):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain(v) for v in value]
-    return value
-
 
 def address_of(text: Any) -> Optional[str]:
     """Canonical address text of ``addr`` or ``addr/prefix`` (None when it is not one)."""
