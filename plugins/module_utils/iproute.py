@@ -3,16 +3,19 @@
 # Apache License 2.0 (see LICENSE)
 """Helpers around iproute2 for the podnet.cluster modules (target side).
 
-Standard library only (Python 3.9+). The pure functions (parsing, longest-prefix
+Standard library only (Python 3.7+). The pure functions (parsing, longest-prefix
 match) take already-decoded ``ip -json`` data so that they can be unit-tested
-without a kernel; the ``run_*`` helpers take an AnsibleModule and fail it with a
-message naming the command on error.
+without a kernel; the ``run_*`` helpers take an engine runner (engine/runner.py) and raise
+EngineError naming the command on error.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
+
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 
 # Kernel route protocol numbers as printed by ``ip -N`` (numeric output).
 RTPROT_KERNEL = 2
@@ -23,60 +26,68 @@ class IprouteError(Exception):
     """Raised by the pure helpers; modules turn it into fail_json."""
 
 
+# A kernel interface name: 1-15 characters, no '/', blank or ':' (iproute2 and the kernel refuse
+# them); podnet.cluster is stricter and allows only what every tool quotes safely.
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def valid_ifname(name):
+    """True for a kernel interface name podnet.cluster accepts: 1-15 of [A-Za-z0-9_.-], no leading '-' or '.'."""
+    return isinstance(name, str) and bool(_IFNAME_RE.match(name)) and name[0] not in "-." and name not in (".", "..")
+
+
 # --------------------------------------------------------------------------- #
-# running ip
+# running ip (``runner``: an engine runner, see engine/runner.py)
 # --------------------------------------------------------------------------- #
 
-def ip_bin(module):
-    return module.get_bin_path("ip", required=True)
+def ip_bin(runner):
+    return runner.which("ip")
 
 
-def run_ip_json(module, args, numeric=True):
+def run_ip_json(runner, args, numeric=True, tolerate=False):
     """Run ``ip [-N] -json ARGS`` and return the decoded list.
 
     ``args`` is a list of strings, e.g. ``["-4", "route", "show", "table", "main"]``.
-    An empty answer (iproute2 prints nothing for an empty table) is ``[]``.
+    An empty answer (iproute2 prints nothing for an empty table) is ``[]``; with ``tolerate``
+    a failing command is ``[]`` too (an IPv6 table on a node without IPv6).
     """
-    cmd = [ip_bin(module)]
+    cmd = [ip_bin(runner)]
     if numeric:
         cmd.append("-N")
     cmd.append("-json")
     # family options must come before the object
     cmd.extend(args)
-    rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C"})
+    rc, out, err = runner.run(cmd)
     if rc != 0:
-        module.fail_json(msg="command failed: %s: %s" % (" ".join(cmd), (err or out).strip()),
-                         rc=rc, stdout=out, stderr=err)
+        if tolerate:
+            return []
+        raise EngineError("command failed: %s: %s" % (" ".join(cmd), (err or out).strip()), rc=rc)
     out = out.strip()
     if not out:
         return []
     try:
         return json.loads(out)
     except ValueError as exc:
-        module.fail_json(msg="cannot parse the JSON output of %s: %s" % (" ".join(cmd), exc))
+        raise EngineError("cannot parse the JSON output of %s: %s" % (" ".join(cmd), exc))
 
 
-def run_ip_batch(module, lines, family=None):
+def run_ip_batch(runner, lines, family=None):
     """Run ``ip [-4|-6] -batch -`` with ``lines`` on stdin, in one process.
 
-    Returns the command list (for reporting). Fails the module naming the first
-    failing line (``ip -batch`` stops at the first error).
+    Returns the lines. Raises EngineError naming the failing line (``ip -batch`` stops at the first error).
     """
     if not lines:
         return []
-    cmd = [ip_bin(module)]
+    cmd = [ip_bin(runner)]
     if family in (4, "4", "inet"):
         cmd.append("-4")
     elif family in (6, "6", "inet6"):
         cmd.append("-6")
     cmd.extend(["-batch", "-"])
-    data = "\n".join(lines) + "\n"
-    rc, out, err = module.run_command(cmd, data=data, binary_data=True,
-                                      environ_update={"LC_ALL": "C"})
+    rc, out, err = runner.run(cmd, data="\n".join(lines) + "\n")
     if rc != 0:
-        module.fail_json(msg="%s failed (the batch stops at the first failing line): %s"
-                         % (" ".join(cmd), (err or out).strip()),
-                         rc=rc, stdout=out, stderr=err, batch=lines)
+        raise EngineError("%s failed (the batch stops at the first failing line): %s"
+                          % (" ".join(cmd), (err or out).strip()), rc=rc, batch=list(lines))
     return lines
 
 
@@ -84,14 +95,14 @@ def run_ip_batch(module, lines, family=None):
 # links and addresses
 # --------------------------------------------------------------------------- #
 
-def get_link(module, name):
+def get_link(runner, name):
     """``ip -d -json link show dev NAME`` or ``None`` when it does not exist."""
-    cmd = [ip_bin(module), "-d", "-json", "link", "show", "dev", name]
-    rc, out, err = module.run_command(cmd, environ_update={"LC_ALL": "C"})
+    cmd = [ip_bin(runner), "-d", "-json", "link", "show", "dev", name]
+    rc, out, err = runner.run(cmd)
     if rc != 0:
         if "does not exist" in (err or "") or "Cannot find device" in (err or ""):
             return None
-        module.fail_json(msg="command failed: %s: %s" % (" ".join(cmd), (err or out).strip()))
+        raise EngineError("command failed: %s: %s" % (" ".join(cmd), (err or out).strip()))
     data = json.loads(out) if out.strip() else []
     return data[0] if data else None
 

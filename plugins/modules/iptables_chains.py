@@ -20,8 +20,9 @@ description:
     target. A missing jump is inserted at the top or appended; an existing one is never duplicated; one of ours
     that is no longer wanted (for example after the pod CIDR changed) is deleted. Every other rule in the built-in
     chains, and every other chain, is left alone.
-  - Everything is written in one C(iptables-restore --noflush) (C(ip6tables-restore) for I(ip_version=6)), an
-    atomic transaction. Nothing is written in check mode.
+  - Everything is written in one C(iptables-restore -w --noflush) (C(ip6tables-restore) for I(ip_version=6)), an
+    atomic transaction that waits for the xtables lock. In check mode the same text goes to C(iptables-restore
+    --test), which validates it against the kernel and commits nothing.
 version_added: 0.1.0
 author:
   - podnet.cluster maintainers
@@ -85,8 +86,14 @@ options:
     type: str
     choices: [present, absent]
     default: present
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
 notes:
-  - Supports check mode and diff mode.
   - Addresses are normalised as iptables does (host bits cleared, C(/32) and C(/128) added, C(0.0.0.0/0) dropped).
 """
 
@@ -176,34 +183,18 @@ restore:
   type: str
 diff:
   description: Before and after text of the owned chains and marked jumps, in iptables-save form.
-  returned: always
+  returned: with --diff
   type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.podnet.cluster.plugins.module_utils.iptables import (
-    BUILTIN_CHAINS,
-    RuleError,
-    has_comment,
-    normalize_line,
-    parse_save,
-    render_rule,
-    rule_target,
-    valid_chain_name,
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import apply_chains, plan_chains, test_chains
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
+    EngineError,
+    ModuleRunner,
+    diff_only,
+    fail_module,
 )
-
-MATCH_FIELDS = ("source", "destination", "in_interface", "out_interface", "src_type", "dst_type")
-
-
-def _section(chain_names, chains, jump_lines):
-    lines = []
-    for name in chain_names:
-        if name not in chains:
-            continue
-        lines.append(":%s -" % name)
-        lines.extend(chains[name])
-    lines.extend(jump_lines)
-    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def main():
@@ -222,162 +213,17 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    ipv = p["ip_version"]
-    table = p["table"]
-    state = p["state"]
-    mark = p["jump_comment"]
-    prefix = "ip6tables" if ipv == 6 else "iptables"
-    builtins = BUILTIN_CHAINS[table]
-
-    # ---- desired state, validated before anything is read or written
-    names = []
-    desired = {}
-    desired_jumps = []  # (from_chain, position, rendered -A line)
-    for chain in p["chains"]:
-        name = chain["name"]
-        if not valid_chain_name(name) or name in builtins or name.upper() in (
-                "ACCEPT", "DROP", "RETURN", "QUEUE", "MASQUERADE", "SNAT", "DNAT", "REJECT"):
-            module.fail_json(msg="chain name %r in table %s is not allowed (1-28 characters of A-Z a-z 0-9 _ . -, "
-                                 "not a built-in chain or target)" % (name, table))
-        if name in desired:
-            module.fail_json(msg="chain %s is listed twice for table %s" % (name, table))
-        names.append(name)
-        lines = []
-        for idx, rule in enumerate(chain["rules"] or []):
-            try:
-                lines.append(render_rule(rule, name, ipv))
-            except RuleError as exc:
-                module.fail_json(msg="chain %s (table %s, IPv%d), rule %d %r: %s" % (name, table, ipv, idx + 1, rule, exc))
-        desired[name] = lines
-        for idx, jump in enumerate(chain["jumps"] or []):
-            jump = dict(jump)
-            src = jump.pop("from", None)
-            position = jump.pop("position", None) or "append"
-            bad = [k for k, v in jump.items() if k not in MATCH_FIELDS and v is not None]
-            if bad:
-                module.fail_json(msg="jump %d to chain %s: unsupported field(s) %s (allowed: from, position, %s)"
-                                     % (idx + 1, name, ", ".join(sorted(bad)), ", ".join(MATCH_FIELDS)))
-            if src not in builtins:
-                module.fail_json(msg="jump %d to chain %s: from=%r is not a built-in chain of table %s (%s)"
-                                     % (idx + 1, name, src, table, ", ".join(builtins)))
-            if position not in ("insert", "append"):
-                module.fail_json(msg="jump %d to chain %s: position %r is not insert or append" % (idx + 1, name, position))
-            jump["comment"] = mark
-            jump["jump"] = name
-            try:
-                line = render_rule(jump, src, ipv)
-            except RuleError as exc:
-                module.fail_json(msg="jump %d from %s to chain %s (table %s, IPv%d): %s" % (idx + 1, src, name, table, ipv, exc))
-            if any(j[2] == line for j in desired_jumps):
-                module.fail_json(msg="jump from %s to chain %s is listed twice: %s" % (src, name, line))
-            desired_jumps.append((src, position, line))
-
-    # ---- current state
-    save_bin = module.get_bin_path(prefix + "-save", required=True)
-    restore_bin = module.get_bin_path(prefix + "-restore", required=True)
-    rc, out, err = module.run_command([save_bin, "-t", table], environ_update={"LC_ALL": "C"})
-    if rc != 0:
-        module.fail_json(msg="%s -t %s failed: %s" % (save_bin, table, (err or out).strip()), rc=rc)
-    current, _order = parse_save(out)
-    ours = set(names)
-
-    current_ours = {n: current[n]["rules"] for n in names if n in current}
-    current_jumps = []   # (chain, line) marked rules to our chains, outside our chains
-    foreign_refs = []    # unmarked rules elsewhere that jump to our chains
-    for cname, info in current.items():
-        if cname in ours:
-            continue
-        for line in info["rules"]:
-            target = rule_target(line)
-            if target not in ours:
-                continue
-            if has_comment(line, mark):
-                current_jumps.append((cname, line))
+    runner = ModuleRunner(module)
+    try:
+        change = plan_chains(runner, p["ip_version"], p["table"], p["chains"], p["jump_comment"], p["state"])
+        if change["changed"]:
+            if module.check_mode:
+                test_chains(runner, change)
             else:
-                foreign_refs.append(line)
-
-    restore = []
-    chains_written, chains_deleted, jumps_added, jumps_removed = [], [], [], []
-
-    if state == "present":
-        for name in names:
-            if name not in current_ours or current_ours[name] != [normalize_line(x) for x in desired[name]]:
-                chains_written.append(name)
-        # declarations first (create or flush), then content, so chains may reference each other
-        for name in chains_written:
-            restore.append(":%s - [0:0]" % name)
-        for name in chains_written:
-            restore.extend(desired[name])
-        wanted = {normalize_line(line) for _src, _pos, line in desired_jumps}
-        counts = {}
-        for _cname, line in current_jumps:
-            counts[line] = counts.get(line, 0) + 1
-        kept = set()
-        for _cname, line in current_jumps:
-            if line in wanted and counts[line] == 1:
-                kept.add(line)
-                continue
-            # not wanted, or duplicated: delete every copy by its spec (-D removes the first match,
-            # so deleting by number could hit a rule inserted meanwhile) and add one back below
-            jumps_removed.append("-D" + line[2:])
-        inserts = []
-        for src, position, line in desired_jumps:
-            if normalize_line(line) in kept:
-                continue
-            if position == "insert":
-                inserts.append("-I %s 1%s" % (src, line[len("-A " + src):]))
-            else:
-                jumps_added.append(line)
-        # -I ... 1 puts each rule on top: insert in reverse to keep the given order
-        jumps_added = list(reversed(inserts)) + jumps_added
-        restore.extend(jumps_removed)
-        restore.extend(jumps_added)
-        after_chains = desired
-        after_jumps = [line for _s, _p, line in desired_jumps]
-    else:
-        if foreign_refs and current_ours:
-            module.fail_json(msg="cannot delete chain(s) %s in table %s (IPv%d): rules not marked %r still jump to "
-                                 "them: %s" % (", ".join(sorted(current_ours)), table, ipv, mark, "; ".join(foreign_refs)))
-        for _cname, line in current_jumps:
-            jumps_removed.append("-D" + line[2:])
-        restore.extend(jumps_removed)
-        for name in names:
-            if name in current_ours:
-                chains_deleted.append(name)
-                restore.append("-F %s" % name)
-        for name in chains_deleted:
-            restore.append("-X %s" % name)
-        after_chains = {}
-        after_jumps = []
-
-    before_text = _section(names, {n: [normalize_line(x) for x in v] for n, v in current_ours.items()},
-                           [line for _c, line in current_jumps])
-    after_text = _section(names, after_chains, after_jumps)
-    restore_text = ""
-    if restore:
-        restore_text = "*%s\n%s\nCOMMIT\n" % (table, "\n".join(restore))
-    changed = bool(restore)
-
-    if changed and not module.check_mode:
-        rc, out, err = module.run_command([restore_bin, "--noflush"], data=restore_text, binary_data=True,
-                                          environ_update={"LC_ALL": "C"})
-        if rc != 0:
-            module.fail_json(msg="%s --noflush failed for table %s (nothing was changed, the transaction is atomic): %s"
-                                 % (restore_bin, table, (err or out).strip()), rc=rc, restore=restore_text)
-
-    module.exit_json(
-        changed=changed,
-        table=table,
-        ip_version=ipv,
-        chains_written=chains_written,
-        chains_deleted=chains_deleted,
-        jumps_added=jumps_added,
-        jumps_removed=jumps_removed,
-        rules={n: desired[n] for n in names},
-        restore=restore_text,
-        diff=dict(before=before_text, after=after_text,
-                  before_header="%s -t %s" % (prefix, table), after_header="%s -t %s" % (prefix, table)),
-    )
+                apply_chains(runner, change)
+    except EngineError as exc:
+        fail_module(module, exc)
+    module.exit_json(**diff_only(module, change))
 
 
 if __name__ == "__main__":

@@ -41,15 +41,21 @@ options:
     type: dict
     default: {}
   mode:
-    description: Permissions of the file (octal string or number).
+    description:
+      - Permissions of the file (octal string or number). When unset a new file gets C(0644) and an existing file
+        keeps its mode (a C(0600) C(daemon.json) stays C(0600)).
     type: raw
-    default: "0644"
   create_dirs:
     description: Create the parent directories when missing (otherwise a missing directory is an error).
     type: bool
     default: false
-notes:
-  - Supports check mode and diff mode.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -91,37 +97,13 @@ content:
   type: dict
 diff:
   description: Before and after text of the file.
-  returned: always
+  returned: with --diff
   type: dict
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, file_mode, read_text
-
-
-def _mode(module, value):
-    if isinstance(value, int):
-        mode = value
-    else:
-        try:
-            mode = int(str(value), 8)
-        except ValueError:
-            module.fail_json(msg="mode %r is not an octal number such as 0644" % (value,))
-    if not 0 <= mode <= 0o7777:
-        module.fail_json(msg="mode %r is out of range" % (value,))
-    return mode
-
-
-def _same(a, b):
-    """JSON equality (true is not 1, key order does not matter)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
-def _dump(obj):
-    return json.dumps(obj, indent=2) + "\n"
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile import apply_json, plan_json
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, diff_only, fail_module
 
 
 def main():
@@ -131,84 +113,21 @@ def main():
             set=dict(type="dict", default={}),
             remove=dict(type="list", elements="str", default=[]),
             refuse=dict(type="dict", default={}),
-            mode=dict(type="raw", default="0644"),
+            mode=dict(type="raw"),
             create_dirs=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    path = p["path"]
-    mode = _mode(module, p["mode"])
-    setv = p["set"] or {}
-    remove = p["remove"] or []
-    refuse = p["refuse"] or {}
-
-    both = sorted(set(setv) & set(remove))
-    if both:
-        module.fail_json(msg="key(s) %s of %s are both in set and remove" % (", ".join(both), path))
-    for key in setv:
-        if key in refuse:
-            module.fail_json(msg="key %s of %s is both to set and refused: %s" % (key, path, refuse[key]))
-
-    if os.path.isdir(path):
-        module.fail_json(msg="%s is a directory, not a JSON file" % path)
     try:
-        text = read_text(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        module.fail_json(msg="cannot read %s: %s" % (path, exc))
-    created = text is None
-    if text is None or not text.strip():
-        current = {}
-    else:
-        try:
-            current = json.loads(text)
-        except ValueError as exc:
-            module.fail_json(msg="%s is not valid JSON (%s); it was left untouched: fix or remove it" % (path, exc))
-        if not isinstance(current, dict):
-            module.fail_json(msg="%s holds a JSON %s, not an object; it was left untouched"
-                                 % (path, type(current).__name__.replace("list", "array").replace("str", "string")))
-    found = [k for k in refuse if k in current]
-    if found:
-        module.fail_json(msg="%s has key(s) podnet.cluster refuses; nothing was written: %s"
-                             % (path, "; ".join("%s (%s)" % (k, refuse[k]) for k in found)), refused=found)
-
-    parent = os.path.dirname(os.path.abspath(path))
-    if created and not os.path.isdir(parent) and not p["create_dirs"]:
-        module.fail_json(msg="directory %s of %s does not exist (set create_dirs)" % (parent, path))
-
-    new = dict(current)
-    set_keys, removed_keys = [], []
-    for key, value in setv.items():
-        if key not in new or not _same(new[key], value):
-            new[key] = value
-            set_keys.append(key)
-    for key in remove:
-        if key in new:
-            del new[key]
-            removed_keys.append(key)
-
-    content_changed = created or bool(set_keys) or bool(removed_keys)
-    cur_mode = file_mode(path)
-    mode_changed = not created and cur_mode != mode
-    changed = content_changed or mode_changed
-    after_text = _dump(new)
-
-    if changed and not module.check_mode:
-        try:
-            if content_changed:
-                atomic_write(path, after_text, mode=mode, create_dirs=p["create_dirs"])
-            else:
-                os.chmod(path, mode)
-        except OSError as exc:
-            module.fail_json(msg="cannot write %s: %s" % (path, exc))
-
-    diff = dict(before=text if text is not None else "", after=after_text if content_changed else (text or ""),
-                before_header=path, after_header=path)
-    if mode_changed:
-        diff["before_header"] = "%s (mode %04o)" % (path, cur_mode)
-        diff["after_header"] = "%s (mode %04o)" % (path, mode)
-    module.exit_json(changed=changed, path=path, set_keys=set_keys, removed_keys=removed_keys, created=created,
-                     content=new, diff=diff)
+        change = plan_json(p["path"], p["set"], p["remove"], p["refuse"], p["mode"], p["create_dirs"])
+        if change["changed"] and not module.check_mode:
+            apply_json(change)
+    except EngineError as exc:
+        fail_module(module, exc)
+    for key in ("_write", "before"):
+        change.pop(key)
+    module.exit_json(**diff_only(module, change))
 
 
 if __name__ == "__main__":

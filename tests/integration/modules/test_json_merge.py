@@ -32,7 +32,11 @@ def test_merge_keeps_other_keys_order_and_is_idempotent(tmp_path):
     assert data == {"log-driver": "json-file", "mtu": 1450, "iptables": False, "log-opts": {"max-size": "10m"},
                     "bridge": "cbr0", "ip-masq": False}
     assert text == json.dumps(data, indent=2) + "\n"
-    assert path.stat().st_mode & 0o777 == 0o644
+    # The file's own mode is kept (a 0600 daemon.json stays 0600); a new file gets 0644.
+    assert path.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new" / "daemon.json"
+    ok(run_playbook([{M: {"path": str(fresh), "set": DOCKER, "create_dirs": True}}])[0])
+    assert fresh.stat().st_mode & 0o777 == 0o644
 
 
 def test_refused_invalid_and_missing_files_are_never_written(tmp_path):

@@ -23,7 +23,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.iptables import (
     render_rule,
     rule_target,
 )
-from ansible_collections.podnet.cluster.plugins.modules.sysctl import boot_files, canon_key, norm_value, parse_conf
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl import boot_files, canon_key, norm_value, parse_conf
 
 
 @pytest.mark.parametrize("comment, printed", [

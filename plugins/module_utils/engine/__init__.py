@@ -1,0 +1,9 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Target-side engines of podnet.cluster: standard library only, no Ansible imports.
+
+Each engine reads the current state of one kind of object, computes the whole change, and applies it
+in one batch. The modules wrap them (``runner.ModuleRunner``); the boot-time restore program that the
+node module installs runs the very same files (``runner.ProcessRunner``).
+"""

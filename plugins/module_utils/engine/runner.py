@@ -1,0 +1,90 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""How the engines run commands: through an AnsibleModule, or as a plain process (boot-time restore).
+
+Standard library only (Python 3.7+).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
+
+
+class EngineError(Exception):
+    """A problem that stops the engine before (or while) it writes; ``details`` go into the result."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class ProcessRunner(object):
+    """Runs commands with subprocess; used by the restore program, outside Ansible."""
+
+    check_mode = False
+
+    def __init__(self, check_mode=False):
+        self.check_mode = check_mode
+        self.warnings = []
+
+    def which(self, name):
+        found = shutil.which(name)
+        if found:
+            return found
+        for directory in SBIN_DIRS:
+            path = os.path.join(directory, name)
+            if os.access(path, os.X_OK):
+                return path
+        raise EngineError("the command %s is not installed on this node (looked in PATH and %s)"
+                          % (name, ", ".join(SBIN_DIRS)))
+
+    def run(self, argv, data=None):
+        env = dict(os.environ, LC_ALL="C")
+        proc = subprocess.run(list(argv), input=data.encode("utf-8") if isinstance(data, str) else data,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, check=False)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+class ModuleRunner(object):
+    """Runs commands through an AnsibleModule (run_command, get_bin_path, warn)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.check_mode = module.check_mode
+
+    def which(self, name):
+        path = self.module.get_bin_path(name, required=False, opt_dirs=list(SBIN_DIRS))
+        if not path:
+            raise EngineError("the command %s is not installed on this node" % name)
+        return path
+
+    def run(self, argv, data=None):
+        if data is None:
+            return self.module.run_command(list(argv), environ_update={"LC_ALL": "C"})
+        return self.module.run_command(list(argv), data=data, binary_data=True, environ_update={"LC_ALL": "C"})
+
+    def warn(self, msg):
+        self.module.warn(msg)
+
+
+def fail_module(module, exc, **extra):
+    """fail_json with an EngineError's message and details."""
+    data = dict(exc.details)
+    data.update(extra)
+    module.fail_json(msg=exc.msg, **data)
+
+
+def diff_only(module, result):
+    """Drop ``diff`` from a result unless the run asked for diffs (--diff)."""
+    if not getattr(module, "_diff", False):
+        result.pop("diff", None)
+    return result
