@@ -10,10 +10,13 @@ from typing import Any, Dict, List
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils import state as statefile
+
+display = Display()
 
 ARGUMENT_SPEC: Dict[str, Any] = {
     "cluster_cidrs": {"type": "list", "elements": "raw", "default": ["10.244.0.0/16"]},
@@ -63,8 +66,10 @@ class ActionModule(ActionBase):
         path = args["state_file"]
         check_mode = bool(self._task.check_mode)
 
+        waited = 0.0
         try:
-            with statefile.locked(path):
+            with statefile.locked(path, write=not check_mode) as lock:
+                waited = lock["waited"]
                 old, old_text = statefile.read(path)
                 outcome = planner.make_plan(config, nodes, old, state_source="state file %s" % path)
                 new_text = statefile.render(outcome.state)
@@ -81,14 +86,19 @@ class ActionModule(ActionBase):
             return result
 
         table = outcome.as_dict()
+        # The table sits at the top of the result: registered as podnet_plan (run_once), every host shares
+        # this one object. A fact would be deep-copied for every host and every task (O(N^2) on N hosts).
+        result.update(table)
         result.update(
             changed=changed,
             state_file=path,
-            plan=table,
             added=outcome.added,
             released=outcome.released,
-            ansible_facts={"podnet_plan": table},
         )
+        if waited:
+            result["lock_waited"] = waited
+            display.display("podnet.cluster.plan: waited %.1f s for the lock %s.lock held by another run"
+                            % (waited, path))
         if changed and self._task.diff:
             result["diff"] = {
                 "before_header": path if old_text is not None else "%s (absent)" % path,

@@ -86,7 +86,10 @@ attributes:
   platform:
     platforms: all
 notes:
-  - The role M(podnet.cluster.plan) wraps this action and sets C(podnet_node) on every host.
+  - The role M(podnet.cluster.plan) wraps this action (C(run_once), registered as C(podnet_plan), which every host
+    of the play then shares as one object) and sets C(podnet_node) on every host.
+  - Check mode reads the state file under a shared lock when a lock file exists, and creates nothing. A run that
+    finds the lock held by another run waits for it and says so.
 seealso:
   - name: Kubernetes cluster networking
     description: The IP-per-pod model this plan serves.
@@ -102,7 +105,7 @@ EXAMPLES = r"""
     service_cidrs: ["10.96.0.0/12"]
     state_file: "{{ inventory_dir }}/podnet_state.yml"
   run_once: true
-  register: plan
+  register: podnet_plan
 
 - name: Show this node's pod subnets
   ansible.builtin.debug:
@@ -110,46 +113,48 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-plan:
-  description: The cluster-wide table (also set as the fact C(podnet_plan) on every host of the play).
+cluster_cidrs:
+  description: The cluster networks, IPv4 first. The whole table (this key to C(nodes)) is at the top of the result.
+  returned: success
+  type: list
+  elements: str
+  sample: ["10.244.0.0/16"]
+service_cidrs:
+  description: The service networks.
+  returned: success
+  type: list
+  elements: str
+reserved_cidrs:
+  description: The reserved networks.
+  returned: success
+  type: list
+  elements: str
+node_prefix_ipv4:
+  description: The IPv4 node prefix, or null when the cluster has no IPv4 network.
+  returned: success
+  type: int
+  sample: 24
+node_prefix_ipv6:
+  description: The IPv6 node prefix, or null when the cluster has no IPv6 network.
+  returned: success
+  type: int
+node_cidrs:
+  description: Underlay networks known from the nodes' addresses (facts, or C(address/prefix) notation), merged.
+  returned: success
+  type: list
+  elements: str
+  sample: ["172.31.250.0/24"]
+nodes:
+  description: One entry per inventory hostname.
   returned: success
   type: dict
-  contains:
-    cluster_cidrs:
-      description: The cluster networks, IPv4 first.
-      type: list
-      elements: str
-      sample: ["10.244.0.0/16"]
-    service_cidrs:
-      description: The service networks.
-      type: list
-      elements: str
-    reserved_cidrs:
-      description: The reserved networks.
-      type: list
-      elements: str
-    node_prefix_ipv4:
-      description: The IPv4 node prefix, or null when the cluster has no IPv4 network.
-      type: int
-      sample: 24
-    node_prefix_ipv6:
-      description: The IPv6 node prefix, or null when the cluster has no IPv6 network.
-      type: int
-    node_cidrs:
-      description: Underlay networks known from the nodes' addresses (facts, or C(address/prefix) notation), merged.
-      type: list
-      elements: str
-      sample: ["172.31.250.0/24"]
-    nodes:
-      description: One entry per inventory hostname.
-      type: dict
-      sample:
-        node1:
-          node_ips: ["172.31.250.11"]
-          node_cidrs: ["172.31.250.0/24"]
-          pod_cidrs: ["10.244.0.0/24"]
-          gateways: ["10.244.0.1"]
-          bridge_addresses: ["10.244.0.1/24"]
+  sample:
+    node1:
+      node_ips: ["172.31.250.11"]
+      node_cidrs: ["172.31.250.0/24"]
+      pod_cidrs: ["10.244.0.0/24"]
+      gateways: ["10.244.0.1"]
+      bridge_addresses: ["10.244.0.1/24"]
 state_file:
   description: Path of the state file.
   returned: success
@@ -164,6 +169,10 @@ released:
   returned: success
   type: dict
   sample: {"node2": ["10.244.1.0/24"]}
+lock_waited:
+  description: Seconds this run waited for the state file's lock held by another run.
+  returned: when it waited
+  type: float
 errors:
   description: Every problem found, one line each.
   returned: failure

@@ -79,10 +79,28 @@ def nonmasquerade_cidrs(plan: Mapping[str, Any], extra: Sequence[str] = ()) -> D
             for f in sorted(families)}
 
 
+def forward_rules(cluster_cidr: str, bridge: Optional[str]) -> List[Dict[str, str]]:
+    """PODNET-FORWARD: accept what leaves the pod bridge from a pod and what goes out to a pod on it.
+
+    Scoped to the bridge, so traffic that only passes through the node (VPN, second NIC) meets the host's
+    own rules; the chain is appended to FORWARD (see forward_jump) so DOCKER-USER, KUBE-FORWARD's INVALID
+    drop and host firewall rules before it still apply, and it still accepts under a FORWARD policy of DROP.
+    """
+    if not bridge:
+        return [{"source": cluster_cidr, "comment": "pod traffic out", "jump": "ACCEPT"},
+                {"destination": cluster_cidr, "comment": "traffic to pods", "jump": "ACCEPT"}]
+    return [{"in_interface": bridge, "source": cluster_cidr, "comment": "pod traffic out", "jump": "ACCEPT"},
+            {"out_interface": bridge, "destination": cluster_cidr, "comment": "traffic to pods", "jump": "ACCEPT"}]
+
+
 def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence[str] = (),
                  masquerade: bool = True, routes: bool = True,
-                 route_protocol: int = ROUTE_PROTOCOL) -> Dict[str, Any]:
-    """Bridge addresses, sysctls, iptables chains and peer routes of one node."""
+                 route_protocol: int = ROUTE_PROTOCOL, bridge: Optional[str] = None) -> Dict[str, Any]:
+    """Bridge addresses, sysctls, iptables chains and peer routes of one node.
+
+    With ``bridge`` the FORWARD rules are scoped to it and appended to FORWARD; without it (the old filter
+    interface) they match the cluster network on any interface and are inserted on top.
+    """
     require_netaddr()
     node = _node(plan, hostname)
     pods = _by_family(node.get("pod_cidrs") or [])
@@ -96,11 +114,8 @@ def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence
             "ip_version": family, "table": "filter",
             "chains": [{
                 "name": FORWARD_CHAIN,
-                "rules": [
-                    {"source": cluster_cidr, "comment": "pod traffic out", "jump": "ACCEPT"},
-                    {"destination": cluster_cidr, "comment": "traffic to pods", "jump": "ACCEPT"},
-                ],
-                "jumps": [{"from": "FORWARD", "position": "insert"}],
+                "rules": forward_rules(cluster_cidr, bridge),
+                "jumps": [{"from": "FORWARD", "position": "append" if bridge else "insert"}],
             }],
         }
         chains.append(forward)

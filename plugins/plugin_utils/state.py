@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from typing import Any, Iterator, Optional, Tuple
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import yaml
 
@@ -39,14 +40,34 @@ class StateFileError(ValueError):
 
 
 @contextlib.contextmanager
-def locked(path: str) -> Iterator[None]:
-    """Hold an exclusive lock beside ``path`` (blocks until the other run is done)."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+def locked(path: str, write: bool = True) -> Iterator[Dict[str, float]]:
+    """Hold a lock beside ``path`` for a read-plan-write cycle; yields ``{"waited": seconds}``.
+
+    A run that finds the lock taken waits for it (never fails) and reports how long. ``write=False`` (check
+    mode) creates nothing: it takes a shared lock on an existing lock file, or none at all.
+    """
+    info = {"waited": 0.0}
+    lock = path + ".lock"
+    if not write:
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            yield info
+            return
+        mode = fcntl.LOCK_SH
+    else:
+        directory = os.path.dirname(os.path.abspath(path)) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_EX
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            started = time.monotonic()
+            fcntl.flock(fd, mode)
+            info["waited"] = round(time.monotonic() - started, 3)
+        yield info
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

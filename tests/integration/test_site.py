@@ -130,7 +130,7 @@ def test_docker_bip_is_refused_before_any_change(lab: Lab, tmp_path):
                 "-e", json.dumps({"podnet_runtimes": ["docker", "cni"]})], check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "bip" in out and n2 in out
+    assert "bip" in out and n2 in out, out[-3000:]
     assert hosts[n2].file("/etc/docker/daemon.json").content_string == original
     assert not hosts[n1].file("/etc/docker/daemon.json").exists
     assert {n: hosts[n].check_output("ip -json route show proto 158") for n in lab.nodes} == before

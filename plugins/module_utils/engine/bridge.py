@@ -95,8 +95,12 @@ def resolve_mtu(runner, mtu, mtu_from_address, name):
 
 
 def plan_bridge(runner, name, addresses=(), owned_cidrs=(), mtu=None, mtu_from_address=None, state="present",
-                owned_addresses=()):
-    """The whole change of bridge ``name``; raises EngineError before anything is written."""
+                owned_addresses=(), keep_link=False):
+    """The whole change of bridge ``name``; raises EngineError before anything is written.
+
+    With state=absent the bridge is deleted when it carries no foreign address, unless ``keep_link`` (a
+    bridge that existed before podnet.cluster): then only the owned addresses go.
+    """
     if not valid_ifname(name):
         raise EngineError("bridge name %r is not a valid kernel interface name (1-15 characters of "
                           "A-Z a-z 0-9 _ . -, not starting with - or .)" % (name,))
@@ -167,7 +171,7 @@ def plan_bridge(runner, name, addresses=(), owned_cidrs=(), mtu=None, mtu_from_a
         after_mtu, after_exists, after_up = cur_mtu, exists, cur_up
         if exists:
             foreign = [i for i in current if not is_owned(i)]
-            if kind == "bridge" and not foreign:
+            if kind == "bridge" and not foreign and not keep_link:
                 commands.append("link del dev %s" % name)
                 removed = [str(i) for i in current]
                 deleted = True
@@ -181,7 +185,7 @@ def plan_bridge(runner, name, addresses=(), owned_cidrs=(), mtu=None, mtu_from_a
                 if kind != "bridge":
                     warnings.append("link %s is not a bridge (%s): kept it, removed only owned addresses"
                                     % (name, kind or "no kind"))
-                else:
+                elif foreign:
                     warnings.append("bridge %s carries addresses outside owned_cidrs (%s): kept it, removed only "
                                     "owned addresses" % (name, ", ".join(str(i) for i in foreign)))
     result = dict(

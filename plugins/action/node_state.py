@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Action for podnet.cluster.node_state: builds the node document on the controller, runs the module once.
+
+The plan is read straight from the registered variable (``plan_var``, default ``podnet_plan``) instead of
+being templated into the task's arguments, so a cluster of thousands of nodes costs each host only its own
+document (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import DEFAULTS, build_document
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
+
+ARGUMENT_SPEC: Dict[str, Any] = {
+    "state": {"type": "str", "choices": ["present", "absent", "probe", "restore", "restart"], "default": "present"},
+    "service": {"type": "str", "default": "docker"},
+    "timeout": {"type": "int", "default": 120},
+    "settings": {"type": "dict", "default": {}},
+    "plan_var": {"type": "str", "default": "podnet_plan"},
+    "document": {"type": "dict"},
+}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        host = self._task.delegate_to or task_vars.get("inventory_hostname")
+        document = args.get("document")
+        if document is None:
+            unknown = sorted(set(args["settings"]) - set(DEFAULTS))
+            if unknown:
+                raise AnsibleActionFail("podnet.cluster.node_state: unknown settings %s (known: %s)"
+                                        % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
+            plan = task_vars.get(args["plan_var"])
+            if not isinstance(plan, dict) or "nodes" not in plan:
+                raise AnsibleActionFail("host %s: no plan in the variable %s; run the role podnet.cluster.plan first in "
+                                        "the same play (podnet.cluster.site does)" % (host, args["plan_var"]))
+            try:
+                document = build_document(plan, str(task_vars.get("inventory_hostname")), plain(args["settings"]))
+            except PlanError as exc:
+                result.update(failed=True, msg="podnet.cluster.node_state: %s" % "; ".join(exc.errors),
+                              errors=exc.errors)
+                return result
+        module_args = {"document": document, "state": args["state"], "service": args["service"],
+                       "timeout": args["timeout"]}
+        result.update(self._execute_module(module_name="podnet.cluster.node_state", module_args=module_args,
+                                           task_vars=task_vars))
+        return result

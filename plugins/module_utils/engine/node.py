@@ -1,0 +1,616 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The node engine: one node's whole desired state (the node document) reconciled in one pass.
+
+The controller computes the document (plugins/plugin_utils/document.py). Here, on the node:
+
+* ``plan_node`` reads everything (bridge, routes, chains, sysctls, files, the record of the last run) and
+  computes every change, including what an earlier run owned and the document no longer wants (a renamed
+  bridge, a dropped runtime or family, masquerade turned off, another fabric);
+* ``apply_node`` writes it, part by part, and then the record ``<state_dir>/node.json``;
+* ``restore`` (the boot unit, the Docker drop-in) re-applies the kernel state of the record with the same
+  functions; ``main`` is the command line of ``podnet-restore``.
+
+The record keeps what podnet.cluster owns and what it found before it first changed a thing
+(``pristine``), so teardown and transitions never depend on the current inventory alone.
+
+Standard library only (Python 3.7+), no Ansible import: the node module copies these very files to
+``<lib_dir>/lib`` for the boot-time restore.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge import apply_bridge, plan_bridge, read_bridge
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import (
+    apply_chains,
+    plan_chains,
+    test_chains,
+)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile import ABSENT, apply_json, plan_json, read_object
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import apply_routes, plan_routes
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ProcessRunner
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl import (
+    apply_sysctl,
+    canon_key,
+    plan_sysctl,
+    read_live,
+    write_live,
+)
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
+
+DOCUMENT_VERSION = 1
+RECORD_NAME = "node.json"
+UNIT_NAME = "podnet-cluster.service"
+DOCKER_DROPIN = "docker.service.d/10-podnet-cluster.conf"
+RESTORE_NAME = "podnet-restore"
+FILE_EXISTED = "__file_existed__"
+# The files of the boot-time restore program: these modules, as the node module loaded them.
+LIB_MODULES = (
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.runner",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.chains",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.routes",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.node",
+    "ansible_collections.podnet.cluster.plugins.module_utils.fileutil",
+    "ansible_collections.podnet.cluster.plugins.module_utils.iproute",
+    "ansible_collections.podnet.cluster.plugins.module_utils.iptables",
+)
+RESTORE_SCRIPT = """#!/usr/bin/python3
+# Managed by podnet.cluster: restores this node's pod network (bridge, addresses, routes, chains,
+# forwarding) from the record written by the last Ansible run. Run by podnet-cluster.service at boot
+# and after Docker starts. Usage: podnet-restore [--check] RECORD
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import main  # noqa: E402
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+# --------------------------------------------------------------------------- #
+# record, units, restore program
+# --------------------------------------------------------------------------- #
+
+def record_path(doc):
+    return os.path.join(doc["state_dir"], RECORD_NAME)
+
+
+def read_record(path):
+    """The record of the last run, or None. EngineError for a record this code cannot read."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise EngineError("%s is not valid JSON (%s): podnet.cluster cannot tell what it owns on this node; "
+                          "restore the file from a backup or remove it to start over" % (path, exc))
+    if not isinstance(data, dict) or not isinstance(data.get("document"), dict):
+        raise EngineError("%s is not a podnet.cluster node record (no 'document' object)" % path)
+    version = data.get("version")
+    if not isinstance(version, int) or version > DOCUMENT_VERSION:
+        raise EngineError("%s was written by a newer podnet.cluster (record version %r; this one reads up to %d): "
+                          "upgrade the collection on the controller" % (path, version, DOCUMENT_VERSION))
+    return data
+
+
+def restore_command(doc):
+    return "/usr/bin/python3 %s %s" % (os.path.join(doc["lib_dir"], RESTORE_NAME), record_path(doc))
+
+
+def unit_files(doc):
+    """{path: content} of the boot unit and the Docker drop-in (empty when units are off)."""
+    units = doc.get("units") or {}
+    if not units.get("enabled"):
+        return {}
+    directory = units.get("dir") or "/etc/systemd/system"
+    command = restore_command(doc)
+    files = {
+        os.path.join(directory, UNIT_NAME): (
+            "# Managed by podnet.cluster: local changes are overwritten.\n"
+            "[Unit]\n"
+            "Description=Pod network of podnet.cluster (bridge, routes, chains, forwarding)\n"
+            "Documentation=file://%s\n"
+            "Wants=network-online.target\n"
+            "After=network-online.target\n"
+            "Before=docker.service containerd.service crio.service kubelet.service\n"
+            "ConditionPathExists=%s\n"
+            "\n"
+            "[Service]\n"
+            "Type=oneshot\n"
+            "RemainAfterExit=yes\n"
+            "ExecStart=%s\n"
+            "\n"
+            "[Install]\n"
+            "WantedBy=multi-user.target\n" % (record_path(doc), record_path(doc), command)),
+    }
+    if units.get("docker_dropin"):
+        files[os.path.join(directory, DOCKER_DROPIN)] = (
+            "# Managed by podnet.cluster: dockerd strips the bridge's IPv6 addresses when it starts;\n"
+            "# put the pod gateways back once it runs.\n"
+            "[Unit]\n"
+            "Wants=%s\n"
+            "After=%s\n"
+            "\n"
+            "[Service]\n"
+            "ExecStartPost=%s\n" % (UNIT_NAME, UNIT_NAME, command))
+    return files
+
+
+def unit_links(doc):
+    """{link path: target} that enable the unit (what systemctl enable makes)."""
+    units = doc.get("units") or {}
+    if not units.get("enabled"):
+        return {}
+    directory = units.get("dir") or "/etc/systemd/system"
+    return {os.path.join(directory, "multi-user.target.wants", UNIT_NAME): os.path.join(directory, UNIT_NAME)}
+
+
+def module_source(name):
+    module = sys.modules.get(name)
+    loader = getattr(module, "__loader__", None)
+    text = None
+    if loader is not None and hasattr(loader, "get_source"):
+        try:
+            text = loader.get_source(name)
+        except Exception:  # pragma: no cover - depends on the importer
+            text = None
+    if text is None and getattr(module, "__file__", None) and os.path.isfile(module.__file__):
+        with open(module.__file__, "r", encoding="utf-8") as handle:
+            text = handle.read()
+    if text is None:
+        raise EngineError("cannot read the source of %s to install the restore program" % name)
+    return text
+
+
+def _lib_rel(name):
+    return name.replace(".", "/") + ("/__init__.py" if name.endswith(".engine") else ".py")
+
+
+def lib_paths(doc):
+    base = os.path.join(doc["lib_dir"], "lib")
+    return [os.path.join(doc["lib_dir"], RESTORE_NAME)] + [os.path.join(base, _lib_rel(n)) for n in LIB_MODULES]
+
+
+def lib_files(doc):
+    """{path: content} of the restore program and the engine files it runs."""
+    base = os.path.join(doc["lib_dir"], "lib")
+    files = {os.path.join(doc["lib_dir"], RESTORE_NAME): RESTORE_SCRIPT}
+    for name in LIB_MODULES:
+        files[os.path.join(base, _lib_rel(name))] = module_source(name)
+    return files
+
+
+# --------------------------------------------------------------------------- #
+# whole files
+# --------------------------------------------------------------------------- #
+
+def plan_file(path, content, mode=0o644):
+    """Change of one whole file the collection owns (content None: remove it)."""
+    old = read_text(path)
+    changed = old != content
+    return dict(changed=changed, path=path, content=content, mode=mode,
+                diff=dict(before=old or "", after=content or "", before_header=path, after_header=path))
+
+
+def apply_file(change):
+    try:
+        if change["content"] is None:
+            if os.path.lexists(change["path"]):
+                os.unlink(change["path"])
+        else:
+            atomic_write(change["path"], change["content"], mode=change["mode"], create_dirs=True)
+    except OSError as exc:
+        raise EngineError("cannot write %s: %s" % (change["path"], exc))
+
+
+def plan_link(path, target):
+    """Change of one symlink (target None: remove it, only when it points where ours would)."""
+    try:
+        current = os.readlink(path)
+    except OSError:
+        current = None
+    changed = current != target
+    return dict(changed=changed, path=path, target=target,
+                diff=dict(before="%s -> %s\n" % (path, current) if current else "",
+                          after="%s -> %s\n" % (path, target) if target else "",
+                          before_header=path, after_header=path))
+
+
+def apply_link(change):
+    try:
+        if os.path.lexists(change["path"]):
+            os.unlink(change["path"])
+        if change["target"]:
+            os.makedirs(os.path.dirname(change["path"]), exist_ok=True)
+            os.symlink(change["target"], change["path"])
+    except OSError as exc:
+        raise EngineError("cannot write the link %s: %s" % (change["path"], exc))
+
+
+# --------------------------------------------------------------------------- #
+# the document
+# --------------------------------------------------------------------------- #
+
+REQUIRED = ("version", "node", "state_dir", "lib_dir", "bridge", "owned_cidrs", "sysctl", "iptables", "routes")
+
+
+def check_document(doc):
+    missing = [k for k in REQUIRED if k not in doc]
+    if missing:
+        raise EngineError("the node document lacks %s" % ", ".join(missing))
+    if doc["version"] != DOCUMENT_VERSION:
+        raise EngineError("node document version %r is not %d: the controller and this module differ"
+                          % (doc["version"], DOCUMENT_VERSION))
+    for key in ("state_dir", "lib_dir"):
+        if not str(doc[key]).startswith("/"):
+            raise EngineError("%s %r is not an absolute path" % (key, doc[key]))
+
+
+def _cni_text(conflist, mtu):
+    data = json.loads(json.dumps(conflist))
+    if mtu:
+        for plugin in data.get("plugins", []):
+            if plugin.get("type") == "bridge":
+                plugin["mtu"] = int(mtu)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _chain_sets(doc):
+    """{(ip_version, table): [chain names]} of a document."""
+    out = {}
+    for item in doc.get("iptables") or []:
+        out.setdefault((int(item["ip_version"]), item["table"]), []).extend(c["name"] for c in item["chains"])
+    return out
+
+
+class Plan(object):
+    """The parts of one node's change, in apply order, and the record to write after them."""
+
+    def __init__(self):
+        self.parts = []       # (name, change, apply function)
+        self.warnings = []
+        self.record = None
+        self.record_change = None
+        self.docker_changed = False
+
+    def add(self, name, change, func):
+        self.parts.append((name, change, func))
+
+    @property
+    def changed(self):
+        return any(change["changed"] for _n, change, _f in self.parts)
+
+    def summary(self):
+        return {name: _short(change) for name, change, _f in self.parts if change["changed"]}
+
+    def diff(self):
+        out = []
+        for name, change, _f in self.parts:
+            d = change.get("diff")
+            if change["changed"] and d:
+                out.append(dict(d, before_header="%s: %s" % (name, d.get("before_header", "")),
+                                after_header="%s: %s" % (name, d.get("after_header", ""))))
+        return out
+
+
+def _short(change):
+    keep = ("commands", "added", "removed", "replaced", "restore", "set_keys", "removed_keys", "changed_keys",
+            "file_changed", "created", "deleted", "path", "target")
+    return {k: v for k, v in change.items() if k in keep and v not in (None, [], {}, "")}
+
+
+def _pristine_of(record):
+    return dict((record or {}).get("pristine") or {})
+
+
+def plan_node(runner, doc, record=None, state="present", kernel_only=False):
+    """Every change that makes the node match ``doc`` (state=present) or removes podnet.cluster (absent).
+
+    ``record`` is the record of the last run (read_record), or None. ``kernel_only`` (the restore) limits
+    the work to the bridge, routes, chains and live sysctls. Raises EngineError before any write.
+    """
+    check_document(doc)
+    plan = Plan()
+    present = state == "present"
+    if record is None and not present:
+        # teardown without a record: remove what the current document describes, restore nothing
+        record = dict(document=doc, files=sorted(list(unit_files(doc)) + lib_paths(doc)
+                                                 + ([doc["cni"]["file"]] if doc.get("cni") else [])),
+                      links=sorted(unit_links(doc)))
+    old = (record or {}).get("document") or {}
+    pristine = _pristine_of(record)
+    pristine.setdefault("sysctl", {})
+    pristine.setdefault("docker", {})
+    pristine.setdefault("bridge_existed", {})
+    bridge = doc["bridge"]
+    owned_cidrs = list(doc.get("owned_cidrs") or []) + [c for c in old.get("owned_cidrs") or []
+                                                        if c not in (doc.get("owned_cidrs") or [])]
+
+    # ---- sysctls: live forwarding, the persisted file
+    settings = dict(doc["sysctl"].get("settings") or {}) if present else {}
+    for key in settings:
+        if key not in pristine["sysctl"]:
+            pristine["sysctl"][key] = read_live(key)
+    sysctl_change = plan_sysctl(settings, doc["sysctl"]["file"], apply=True,
+                                conflicts=doc["sysctl"].get("conflicts", "fail") if present else "ignore",
+                                warn=plan.warnings.append)
+    dropped = [k for k in (old.get("sysctl") or {}).get("settings") or {} if k not in settings]
+    for key in dropped:
+        before = pristine["sysctl"].get(key)
+        if before is not None and read_live(key) != before:
+            sysctl_change["to_write"].append((key, "/proc/sys/" + canon_key(key), before))
+            sysctl_change["changed_keys"].append(key)
+            sysctl_change["changed"] = True
+    old_file = (old.get("sysctl") or {}).get("file")
+    if old_file and old_file != doc["sysctl"]["file"]:
+        plan.add("sysctl file", plan_file(old_file, None), apply_file)
+    if kernel_only:
+        sysctl_change["file_changed"] = False
+        sysctl_change["changed"] = bool(sysctl_change["to_write"])
+
+    # ---- bridge: an old one (renamed, or teardown) first, then ours
+    old_bridge = (old.get("bridge") or {}).get("name")
+    recorded_addrs = list((old.get("bridge") or {}).get("addresses") or [])
+    if old_bridge and (old_bridge != bridge["name"] or not present):
+        if read_bridge(runner, old_bridge)[0] is not None:
+            # a bridge that was there before podnet.cluster keeps its link; only our addresses go
+            change = plan_bridge(runner, old_bridge, (), owned_cidrs, state="absent", owned_addresses=recorded_addrs,
+                                 keep_link=pristine["bridge_existed"].get(old_bridge, False))
+            plan.warnings.extend(change.pop("warnings"))
+            plan.add("old bridge %s" % old_bridge, change, lambda c: apply_bridge(runner, c))
+    if present:
+        if bridge["name"] not in pristine["bridge_existed"]:
+            pristine["bridge_existed"][bridge["name"]] = read_bridge(runner, bridge["name"])[0] is not None
+        bchange = plan_bridge(runner, bridge["name"], bridge.get("addresses") or [], owned_cidrs,
+                              bridge.get("mtu"), bridge.get("mtu_from_address"), "present",
+                              owned_addresses=recorded_addrs if old_bridge == bridge["name"] else ())
+        plan.warnings.extend(bchange.pop("warnings"))
+        plan.add("bridge %s" % bridge["name"], bchange, lambda c: apply_bridge(runner, c))
+        mtu = bchange["mtu"]
+    else:
+        mtu = None
+
+    plan.add("sysctl", sysctl_change, apply_sysctl)
+
+    # ---- iptables: chains the document no longer has, then the wanted ones
+    wanted = _chain_sets(doc) if present else {}
+    for (ipv, table), names in sorted(_chain_sets(old).items()):
+        gone = [n for n in names if n not in wanted.get((ipv, table), [])]
+        if gone:
+            change = plan_chains(runner, ipv, table, [{"name": n} for n in gone], state="absent")
+            plan.add("iptables IPv%d %s (removed)" % (ipv, table), change, lambda c: apply_chains(runner, c))
+    if present:
+        for item in doc.get("iptables") or []:
+            change = plan_chains(runner, int(item["ip_version"]), item["table"], item["chains"])
+            plan.add("iptables IPv%d %s" % (int(item["ip_version"]), item["table"]), change,
+                     lambda c: apply_chains(runner, c))
+
+    # ---- routes (one pass, both families); an old protocol number is cleaned too
+    routes = doc["routes"]
+    old_proto = (old.get("routes") or {}).get("protocol")
+    if old_proto is not None and (old_proto != routes["protocol"] or not present):
+        change = plan_routes(runner, (), doc["node"], old_proto, (old.get("routes") or {}).get("table", "main"),
+                             "absent")
+        plan.add("routes proto %s (removed)" % old_proto, change, lambda c: apply_routes(runner, c))
+    if present:
+        change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
+                             routes.get("table", "main"), "present")
+        plan.add("routes", change, lambda c: apply_routes(runner, c))
+    elif old_proto is None:
+        change = plan_routes(runner, (), doc["node"], routes["protocol"], routes.get("table", "main"), "absent")
+        plan.add("routes", change, lambda c: apply_routes(runner, c))
+
+    if kernel_only:
+        return plan
+
+    # ---- Docker: our keys; keys an earlier run set and this one does not are put back as they were
+    docker = doc.get("docker") if present else None
+    old_docker = old.get("docker")
+    files_to_restore = {}
+    if old_docker and (not docker or old_docker["file"] != docker["file"]):
+        files_to_restore[old_docker["file"]] = list(old_docker["set"])
+    elif old_docker and docker:
+        gone = [k for k in old_docker["set"] if k not in docker["set"]]
+        if gone:
+            files_to_restore[old_docker["file"]] = gone
+    for path, keys in files_to_restore.items():
+        before = pristine["docker"].get(path, {})
+        restore = {k: before.get(k, ABSENT) for k in keys if k != FILE_EXISTED}
+        change = plan_json(path, restore=restore)
+        if before.get(FILE_EXISTED) is False and not change["content"]:
+            change = plan_file(path, None)      # podnet.cluster made the file and nothing else is in it
+        plan.add("docker %s (restored)" % path, change, apply_json if "_write" in change else apply_file)
+        plan.docker_changed = plan.docker_changed or change["changed"]
+    if docker:
+        keys = dict(docker["set"])
+        if docker.get("mtu_from_bridge") and mtu:
+            keys["mtu"] = int(mtu)
+        current, text = _read_json_quiet(docker["file"])
+        recorded = pristine["docker"].setdefault(docker["file"], {})
+        recorded.setdefault(FILE_EXISTED, text is not None)
+        for key in keys:
+            if key not in recorded:
+                recorded[key] = current.get(key, ABSENT) if current is not None else ABSENT
+        change = plan_json(docker["file"], keys, refuse=docker.get("refuse") or {}, create_dirs=True)
+        plan.add("docker %s" % docker["file"], change, apply_json)
+        plan.docker_changed = plan.docker_changed or change["changed"]
+
+    # ---- whole files: CNI conflist, units, restore program; an old file no longer wanted goes
+    files = {}
+    cni = doc.get("cni") if present else None
+    if cni:
+        files[cni["file"]] = _cni_text(cni["conflist"], mtu if cni.get("mtu_from_bridge") else None)
+    if present:
+        files.update(unit_files(doc))
+        files.update(lib_files(doc))
+    old_files = set((record or {}).get("files") or [])
+    for path in sorted(old_files - set(files)):
+        plan.add("file %s (removed)" % path, plan_file(path, None), apply_file)
+    for path in sorted(files):
+        mode = 0o755 if path.endswith(RESTORE_NAME) else 0o644
+        plan.add("file %s" % path, plan_file(path, files[path], mode), apply_file)
+    links = unit_links(doc) if present else {}
+    for path in sorted(set((record or {}).get("links") or []) - set(links)):
+        plan.add("link %s (removed)" % path, plan_link(path, None), apply_link)
+    for path, target in sorted(links.items()):
+        plan.add("link %s" % path, plan_link(path, target), apply_link)
+
+    # ---- directories podnet.cluster creates, removed again by teardown when empty
+    path = record_path(doc)
+    created = set(pristine.get("created_dirs") or [])
+    if present:
+        wanted_paths = list(files) + list(links) + [path] + ([docker["file"]] if docker else [])
+        for target in wanted_paths:
+            for directory in _missing_parents(target):
+                created.add(directory)
+        pristine["created_dirs"] = sorted(created)
+
+    # ---- the record
+    if present:
+        plan.record = dict(version=DOCUMENT_VERSION, document=doc, files=sorted(files), links=sorted(links),
+                           pristine=pristine)
+        text = json.dumps(plan.record, indent=1, sort_keys=True) + "\n"
+        plan.record_change = plan_file(path, text, 0o600)
+    else:
+        plan.record_change = plan_file(path, None)
+    plan.add("record %s" % path, plan.record_change, apply_file)
+    if not present:
+        removing = [c["path"] for _n, c, _f in plan.parts
+                    if c.get("path") and (c.get("content", "") is None or c.get("target", "") is None)]
+        plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing), apply_dirs)
+    return plan
+
+
+def _missing_parents(path):
+    out = []
+    directory = os.path.dirname(path)
+    while directory and directory != "/" and not os.path.isdir(directory):
+        out.append(directory)
+        directory = os.path.dirname(directory)
+    return out
+
+
+def plan_dirs(directories, removing=()):
+    """Empty directories podnet.cluster created, removed deepest first (they are empty once ``removing`` goes)."""
+    gone = set(removing)
+    rm = []
+    for directory in directories:
+        if not os.path.isdir(directory):
+            continue
+        left = [os.path.join(directory, e) for e in os.listdir(directory)]
+        if all(e in gone or e in rm for e in left):
+            rm.append(directory)
+            gone.add(directory)
+    return dict(changed=bool(rm), directories=rm,
+                diff=dict(before="".join(d + "/\n" for d in rm), after="", before_header="directories",
+                          after_header="directories"))
+
+
+def apply_dirs(change):
+    for directory in change["directories"]:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def _read_json_quiet(path):
+    try:
+        return read_object(path)
+    except EngineError:
+        return None, None
+
+
+def check_node(runner, plan):
+    """Checks that need the kernel but write nothing: iptables-restore --test of every chain change."""
+    for name, change, _func in plan.parts:
+        if name.startswith("iptables") and change["changed"]:
+            test_chains(runner, change)
+
+
+def apply_node(plan, runner=None):
+    """Apply every changed part in order; the record last. systemd re-reads changed units."""
+    done = []
+    for name, change, func in plan.parts:
+        if change["changed"]:
+            try:
+                func(change)
+            except EngineError as exc:
+                exc.details.setdefault("applied", done)
+                exc.msg = "%s: %s (applied before it: %s)" % (name, exc.msg, ", ".join(done) or "nothing")
+                raise
+            done.append(name)
+    units = [n for n in done if n.startswith("file ") and (".service" in n or ".conf" in n and "systemd" in n)]
+    if units and runner is not None and os.path.isdir("/run/systemd/system"):
+        rc, out, err = runner.run([runner.which("systemctl"), "daemon-reload"])
+        if rc != 0:
+            raise EngineError("systemctl daemon-reload failed: %s" % (err or out).strip())
+    return done
+
+
+def held(runner, doc, record):
+    """What this node holds already: pod CIDRs of its record, and gateways on bridges inside the cluster."""
+    recorded = list(((record or {}).get("document") or {}).get("pod_cidrs") or [])
+    names = [doc["bridge"]["name"]]
+    old = ((record or {}).get("document") or {}).get("bridge", {}).get("name")
+    if old and old not in names:
+        names.append(old)
+    owned = [ipaddress.ip_network(c) for c in doc.get("owned_cidrs") or []]
+    gateways = []
+    for name in names:
+        link, addrs, _dad = read_bridge(runner, name)
+        if link is None:
+            continue
+        for iface in addrs:
+            if any(iface.ip in net for net in owned):
+                gateways.append(str(iface))
+    return dict(recorded=recorded, gateways=gateways)
+
+
+# --------------------------------------------------------------------------- #
+# the restore program
+# --------------------------------------------------------------------------- #
+
+def restore(runner, path, check=False):
+    """Re-apply the kernel state of the record at ``path``; returns (changed, summary)."""
+    record = read_record(path)
+    if record is None:
+        raise EngineError("no record at %s: this node was never configured by podnet.cluster" % path)
+    plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
+    if check:
+        check_node(runner, plan)
+    elif plan.changed:
+        apply_node(plan)
+    return plan.changed, plan.summary()
+
+
+def main(argv):
+    args = list(argv)
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
+    if len(args) != 1:
+        sys.stderr.write("usage: podnet-restore [--check] RECORD\n")
+        return 2
+    runner = ProcessRunner(check_mode=check)
+    try:
+        changed, summary = restore(runner, args[0], check)
+    except EngineError as exc:
+        sys.stderr.write("podnet-restore: %s\n" % exc.msg)
+        return 1
+    for name, change in sorted(summary.items()):
+        sys.stdout.write("%s %s: %s\n" % ("would change" if check else "changed", name, json.dumps(change)))
+    if not changed:
+        sys.stdout.write("podnet-restore: nothing to do, the node matches %s\n" % args[0])
+    return 0

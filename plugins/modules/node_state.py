@@ -1,0 +1,214 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: node_state
+short_description: A node's whole pod network from one document, in one call (preflight, apply, teardown)
+description:
+  - Reconciles everything podnet.cluster owns on a node from one node document - the bridge and its pod gateways,
+    forwarding (live and in a sysctl.d file), the C(PODNET-FORWARD) and C(PODNET-MASQ) chains, the pod routes, the
+    Docker keys in C(daemon.json), the CNI conflist, the boot unit C(podnet-cluster.service) with a Docker drop-in,
+    and the restore program they run.
+  - The document is built on the controller by the action of the same name from the plan (C(podnet_plan)) and the
+    role's C(podnet_*) variables; give I(document) only to replay one by hand.
+  - Reads all current state first and computes every change; in check mode it writes nothing and also runs
+    C(iptables-restore --test) on the exact chain changes, so a check-mode run on every node is the preflight.
+  - Keeps the document and what it found before its first change in C(<state_dir>/node.json) (default
+    C(/etc/podnet/node.json)). The next run removes what an earlier one owned and this document no longer wants (a
+    renamed bridge, a dropped runtime or address family, masquerade turned off, another fabric); I(state=absent)
+    removes everything and puts back the values it replaced (forwarding, Docker keys).
+  - A node that already holds other pod gateways, or whose record names other pod subnets, than the document is
+    refused before any change unless the document allows re-addressing (C(podnet_allow_readdress)).
+version_added: 0.2.0
+author:
+  - podnet.cluster maintainers
+requirements:
+  - iproute2, iptables (with ip6tables for IPv6) on the node; Python 3.7 or later
+options:
+  document:
+    description:
+      - The node document (see C(plugins/plugin_utils/document.py)). Set by the action from the plan.
+    type: dict
+    required: true
+  state:
+    description:
+      - C(present) makes the node match the document; C(absent) removes everything podnet.cluster owns there,
+        reading the record (or, without one, the document); C(probe) only reports what the node holds (for the
+        planner's adoption); C(restore) re-applies the kernel state of the record, as the boot unit does;
+        C(restart) restarts I(service), waits until it is active again and restores the pod gateways (dockerd
+        strips them), so a batch of nodes is done before the next one starts (C(throttle)).
+    type: str
+    choices: [present, absent, probe, restore, restart]
+    default: present
+  service:
+    description: The service to restart with I(state=restart).
+    type: str
+    default: docker
+  timeout:
+    description: Seconds to wait for I(service) to be active again.
+    type: int
+    default: 120
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Preflight on every node (nothing changes)
+  podnet.cluster.node_state:
+  check_mode: true
+
+- name: Converge the node
+  podnet.cluster.node_state:
+
+- name: Remove podnet.cluster from the node
+  podnet.cluster.node_state:
+    state: absent
+"""
+
+RETURN = r"""
+changes:
+  description: What changed (or would change in check mode), by part (bridge, sysctl, iptables, routes, files).
+  returned: always
+  type: dict
+docker_changed:
+  description: Whether Docker's daemon.json changed (Docker must restart to read it).
+  returned: always
+  type: bool
+held:
+  description: Pod CIDRs recorded on the node and pod gateways (inside the cluster networks) on its bridges.
+  returned: always
+  type: dict
+  sample: {recorded: [10.244.1.0/24], gateways: [10.244.1.1/24]}
+record:
+  description: Path of the node record.
+  returned: always
+  type: str
+  sample: /etc/podnet/node.json
+diff:
+  description: Before and after text of every changed part.
+  returned: with --diff
+  type: list
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import (
+    apply_node,
+    check_node,
+    held,
+    plan_node,
+    read_record,
+    record_path,
+)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
+    EngineError,
+    ModuleRunner,
+    fail_module,
+)
+
+
+def readdress_problem(doc, found):
+    """Why the document would silently re-address this node, or None."""
+    if doc.get("allow_readdress"):
+        return None
+    want = set(doc.get("pod_cidrs") or [])
+    recorded = set(found["recorded"])
+    gateways = set(doc["bridge"].get("addresses") or [])
+    moved = sorted(recorded - want) if recorded else []
+    stray = sorted(g for g in found["gateways"] if g not in gateways)
+    if not moved and not stray:
+        return None
+    return ("node %s already holds %s, but the plan gives it %s: the pods on it would lose their addresses. "
+            "Restore the state file (or let the planner adopt the node), or set podnet_allow_readdress: true to "
+            "re-address it deliberately"
+            % (doc["node"], ", ".join(moved + stray), ", ".join(sorted(want)) or "nothing"))
+
+
+def restart_service(runner, service, timeout):
+    """Restart ``service`` (systemd, else the service command) and wait until it is active again."""
+    if os.path.isdir("/run/systemd/system"):
+        restart = [runner.which("systemctl"), "restart", service]
+        probe = [runner.which("systemctl"), "is-active", "--quiet", service]
+    else:
+        restart = [runner.which("service"), service, "restart"]
+        probe = [runner.which("service"), service, "status"]
+    rc, out, err = runner.run(restart)
+    if rc != 0:
+        raise EngineError("restarting %s failed: %s" % (service, (err or out).strip()))
+    deadline = time.monotonic() + timeout
+    while runner.run(probe)[0] != 0:
+        if time.monotonic() > deadline:
+            raise EngineError("%s is not active %d s after its restart" % (service, timeout))
+        time.sleep(0.5)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            document=dict(type="dict", required=True),
+            state=dict(type="str", choices=["present", "absent", "probe", "restore", "restart"], default="present"),
+            service=dict(type="str", default="docker"),
+            timeout=dict(type="int", default=120),
+        ),
+        supports_check_mode=True,
+    )
+    doc = module.params["document"]
+    state = module.params["state"]
+    runner = ModuleRunner(module)
+    try:
+        path = record_path(doc)
+        record = read_record(path)
+        found = held(runner, doc, record)
+        if state == "probe":
+            module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
+        if state == "present":
+            problem = readdress_problem(doc, found)
+            if problem:
+                try:  # report the document's own problems too, all at once
+                    plan_node(runner, doc, record, state)
+                except EngineError as exc:
+                    problem = "%s; and %s" % (problem, exc.msg)
+                raise EngineError(problem, held=found)
+        if state == "restart" and not module.check_mode:
+            restart_service(runner, module.params["service"], module.params["timeout"])
+        if state in ("restore", "restart"):
+            if record is None:
+                raise EngineError("no record at %s: nothing to restore" % path)
+            plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
+        else:
+            plan = plan_node(runner, doc, record, state)
+        if module.check_mode:
+            check_node(runner, plan)
+        elif plan.changed:
+            apply_node(plan, runner)
+    except EngineError as exc:
+        fail_module(module, exc)
+    for warning in plan.warnings:
+        module.warn(warning)
+    if state == "restart" and not module.check_mode and plan.changed:
+        # the gateways must be back before the next batch starts
+        again = plan_node(runner, record["document"], record, "present", kernel_only=True)
+        if again.changed:
+            module.fail_json(msg="%s restarted, but the pod network of %s is not back: %s"
+                                 % (module.params["service"], doc["node"], again.summary()))
+    result = dict(changed=plan.changed or state == "restart", changes=plan.summary(), docker_changed=plan.docker_changed, held=found,
+                  record=path)
+    if module._diff:
+        result["diff"] = plan.diff()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The node document: one node's whole desired state, computed on the controller from the plan.
+
+The action ``podnet.cluster.node_state`` builds it for each host and hands it, unchanged, to the module of
+the same name, which checks it (check mode: the preflight) or applies it on the node and keeps it under
+``/etc/podnet/``. Pure functions; the settings are the role's ``podnet_*`` variables.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
+    node_network,
+    runtime_config,
+)
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
+
+DOCUMENT_VERSION = 1
+FABRICS = ("l2_routes", "router", "gce", "l2_bridge")
+# Fabrics whose nodes route to each other's pod subnets themselves.
+PEER_ROUTE_FABRICS = ("l2_routes",)
+IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+DEFAULTS: Dict[str, Any] = {
+    "fabric": "l2_routes",
+    "bridge": "cbr0",
+    "bridge_mtu": 0,
+    "runtimes": ["docker", "cni"],
+    "masquerade": True,
+    "nonmasquerade_cidrs": [],
+    "route_protocol": 158,
+    "sysctl_file": "/etc/sysctl.d/90-podnet-cluster.conf",
+    "sysctl_conflicts": "fail",
+    "docker_config_file": "/etc/docker/daemon.json",
+    "cni_conf_dir": "/etc/cni/net.d",
+    "cni_conflist_name": "10-podnet.conflist",
+    "cni_network_name": "podnet",
+    "cni_version": "1.0.0",
+    "state_dir": "/etc/podnet",
+    "lib_dir": "/var/lib/podnet",
+    "units": True,
+    "systemd_dir": "/etc/systemd/system",
+    "allow_readdress": False,
+}
+
+DOCKER_REFUSE = {
+    "bip": "Docker refuses --bip together with --bridge: podnet.cluster attaches Docker to the bridge it manages "
+           "(%s, which holds the node's pod gateway), so remove \"bip\" from the file by hand (podnet.cluster never "
+           "deletes keys it did not write)",
+    "ipv6": "podnet.cluster attaches Docker for IPv4 only: dockerd 20.10 with ipv6 replaces the bridge's IPv6 pod "
+            "gateway (%s) with its own; remove \"ipv6\" (IPv6 pods come from CNI)",
+    "fixed-cidr-v6": "podnet.cluster attaches Docker for IPv4 only: dockerd with fixed-cidr-v6 takes over the "
+                     "bridge's IPv6 gateway (%s); remove \"fixed-cidr-v6\" (IPv6 pods come from CNI)",
+}
+
+
+def peer_routes(plan: Mapping[str, Any]) -> List[List[str]]:
+    """[[node, "DST via GATEWAY peer NODE"], ...] for every node's pod CIDRs, once for the whole cluster.
+
+    Each node's document takes every entry but its own: O(peers) string work per node, no address parsing.
+    """
+    out: List[List[str]] = []
+    for name, entry in (plan.get("nodes") or {}).items():
+        via = {}
+        for ip in entry.get("node_ips") or []:
+            via.setdefault(6 if ":" in ip else 4, ip.split("/")[0])
+        for cidr in entry.get("pod_cidrs") or []:
+            family = 6 if ":" in cidr else 4
+            if family not in via:
+                raise PlanError(["host %s: no %s node IP to route its pod subnet %s through"
+                                 % (name, "IPv4" if family == 4 else "IPv6", cidr)])
+            out.append([name, "%s via %s peer %s" % (cidr, via[family], name)])
+    return out
+
+
+def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
+    """Every problem of the settings, naming the host and the variable."""
+    errors = []
+    if settings["fabric"] not in FABRICS:
+        errors.append("host %s: podnet_fabric=%r is not one of %s" % (host, settings["fabric"], ", ".join(FABRICS)))
+    bridge = settings["bridge"]
+    if not isinstance(bridge, str) or not IFNAME.match(bridge) or bridge[0] in "-.":
+        errors.append("host %s: podnet_bridge=%r is not a kernel interface name (1-15 characters of A-Z a-z 0-9 "
+                      "_ . -, not starting with - or .)" % (host, bridge))
+    runtimes = settings["runtimes"]
+    if not isinstance(runtimes, list) or any(r not in ("docker", "cni") for r in runtimes):
+        errors.append("host %s: podnet_runtimes=%r: a list of docker and/or cni" % (host, runtimes))
+    proto = settings["route_protocol"]
+    if isinstance(proto, bool) or not isinstance(proto, int) or not 5 <= proto <= 255:
+        errors.append("host %s: podnet_route_protocol=%r is not a number from 5 to 255" % (host, proto))
+    mtu = settings["bridge_mtu"]
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not (mtu == 0 or 68 <= mtu <= 65535):
+        errors.append("host %s: podnet_bridge_mtu=%r: 0 (the uplink's MTU) or 68..65535" % (host, mtu))
+    for key in ("state_dir", "lib_dir", "systemd_dir", "sysctl_file", "docker_config_file", "cni_conf_dir"):
+        value = settings[key]
+        if not isinstance(value, str) or not value.startswith("/") or "\n" in value or " " in value:
+            errors.append("host %s: podnet_%s=%r is not an absolute path without blanks" % (host, key, value))
+    name = settings["cni_conflist_name"]
+    if not isinstance(name, str) or "/" in name or not name.endswith(".conflist"):
+        errors.append("host %s: podnet_cni_conflist_name=%r: a file name ending in .conflist" % (host, name))
+    if settings["sysctl_conflicts"] not in ("fail", "warn", "ignore"):
+        errors.append("host %s: podnet_sysctl_conflicts=%r: fail, warn or ignore" % (host, settings["sysctl_conflicts"]))
+    return errors
+
+
+def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mapping[str, Any]] = None,
+                   routes_table: Optional[List[List[str]]] = None) -> Dict[str, Any]:
+    """The node document of ``host``; PlanError naming the host and the variable when it cannot be built."""
+    s = dict(DEFAULTS)
+    s.update({k: v for k, v in (settings or {}).items() if v is not None})
+    errors = settings_errors(host, s)
+    if errors:
+        raise PlanError(errors)
+    nodes = plan.get("nodes") or {}
+    if host not in nodes:
+        raise PlanError(["host %s: not in the plan (podnet_plan.nodes); is it in the node group, and did "
+                         "podnet.cluster.plan run in this play?" % host])
+    entry = nodes[host]
+    net = node_network(plan, host, nonmasquerade=s["nonmasquerade_cidrs"], masquerade=bool(s["masquerade"]),
+                       routes=False, route_protocol=s["route_protocol"], bridge=s["bridge"])
+    runtime = runtime_config(plan, host, s["runtimes"], bridge=s["bridge"], mtu=None,
+                             cni_network=s["cni_network_name"], cni_version=s["cni_version"])
+    routes: List[str] = []
+    if s["fabric"] in PEER_ROUTE_FABRICS:
+        table = routes_table if routes_table is not None else peer_routes(plan)
+        routes = [route for node, route in table if node != host]
+    docker = None
+    if runtime["docker"]:
+        docker = {"file": s["docker_config_file"], "set": runtime["docker"], "mtu_from_bridge": not s["bridge_mtu"],
+                  "refuse": {k: v % s["bridge"] for k, v in DOCKER_REFUSE.items()}}
+        if s["bridge_mtu"]:
+            docker["set"]["mtu"] = int(s["bridge_mtu"])
+    cni = None
+    if runtime["cni"]:
+        conflist = runtime["cni"]
+        if s["bridge_mtu"]:
+            conflist["plugins"][0]["mtu"] = int(s["bridge_mtu"])
+        cni = {"file": "%s/%s" % (s["cni_conf_dir"].rstrip("/"), s["cni_conflist_name"]), "conflist": conflist,
+               "mtu_from_bridge": not s["bridge_mtu"]}
+    return {
+        "version": DOCUMENT_VERSION,
+        "node": host,
+        "fabric": s["fabric"],
+        "pod_cidrs": list(entry.get("pod_cidrs") or []),
+        "allow_readdress": bool(s["allow_readdress"]),
+        "state_dir": s["state_dir"],
+        "lib_dir": s["lib_dir"],
+        "bridge": {"name": s["bridge"], "addresses": net["bridge_addresses"],
+                   "mtu": int(s["bridge_mtu"]) or None,
+                   "mtu_from_address": (entry.get("node_ips") or [None])[0]},
+        "owned_cidrs": net["owned_cidrs"],
+        "sysctl": {"file": s["sysctl_file"], "settings": net["sysctl"], "conflicts": s["sysctl_conflicts"]},
+        "iptables": net["iptables"],
+        "routes": {"protocol": int(s["route_protocol"]), "table": "main", "routes": routes},
+        "docker": docker,
+        "cni": cni,
+        "units": {"enabled": bool(s["units"]), "dir": s["systemd_dir"], "docker_dropin": "docker" in s["runtimes"]},
+    }
