@@ -26,6 +26,9 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "reserved_cidrs": {"type": "list", "elements": "raw", "default": []},
     "state_file": {"type": "path", "required": True},
     "group": {"type": "str", "default": "podnet_nodes"},
+    "prune": {"type": "bool", "default": False},
+    "release_nodes": {"type": "list", "elements": "str", "default": []},
+    "allow_readdress": {"type": "bool", "default": False},
 }
 
 
@@ -62,6 +65,9 @@ class ActionModule(ActionBase):
             node_prefix_ipv6=plain(args["node_prefix_ipv6"]),
             service_cidrs=plain(args["service_cidrs"]),
             reserved_cidrs=plain(args["reserved_cidrs"]),
+            keep_absent=not args["prune"],
+            release=plain(args["release_nodes"]),
+            allow_readdress=args["allow_readdress"],
         )
         path = args["state_file"]
         check_mode = bool(self._task.check_mode)
@@ -94,6 +100,7 @@ class ActionModule(ActionBase):
             state_file=path,
             added=outcome.added,
             released=outcome.released,
+            absent=outcome.absent,
         )
         if waited:
             result["lock_waited"] = waited

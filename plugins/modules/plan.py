@@ -78,6 +78,23 @@ options:
       - Inventory group that holds every node of the cluster.
     type: str
     default: podnet_nodes
+  prune:
+    description:
+      - Release the blocks of every recorded node that is missing from the inventory. Off by default - a node that
+        is only hidden for one run (a dynamic inventory that skips stopped instances) keeps its block.
+    type: bool
+    default: false
+  release_nodes:
+    description:
+      - Recorded nodes, no longer in the inventory, whose blocks are released on purpose (C(podnet_release_nodes)).
+    type: list
+    elements: str
+    default: []
+  allow_readdress:
+    description:
+      - Let recorded nodes lose the block of an address family the cluster no longer has (C(podnet_allow_readdress)).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -164,6 +181,11 @@ added:
   returned: success
   type: dict
   sample: {"node4": ["10.244.3.0/24"]}
+absent:
+  description: Recorded nodes missing from the inventory that keep their blocks (no I(prune), not in I(release_nodes)).
+  returned: success
+  type: dict
+  sample: {"node7": ["10.244.6.0/24"]}
 released:
   description: Blocks freed by this run (node removed from the inventory, or moved by an explicit claim), per former owner.
   returned: success

@@ -77,6 +77,12 @@ class PlanConfig:
     node_prefix_ipv6: Any = 64
     service_cidrs: Sequence[str] = ()
     reserved_cidrs: Sequence[str] = ()
+    # Recorded nodes missing from the inventory keep their blocks (a dynamic inventory that hides stopped
+    # instances must not release live blocks) unless listed in ``release``; False: release them (prune).
+    keep_absent: bool = False
+    release: Sequence[str] = ()
+    # Let a recorded node lose the block of a family the cluster no longer has (its pods lose those addresses).
+    allow_readdress: bool = False
 
 
 @dataclass
@@ -108,6 +114,7 @@ class PlanResult:
     state: Dict[str, Any]
     added: Dict[str, List[str]] = field(default_factory=dict)
     released: Dict[str, List[str]] = field(default_factory=dict)
+    absent: Dict[str, List[str]] = field(default_factory=dict)
 
     def node_cidrs(self) -> List[str]:
         """Underlay networks known from the nodes' addresses, merged."""
@@ -437,6 +444,15 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
     if duplicates:
         raise PlanError(["nodes listed twice: %s" % ", ".join(duplicates)])
     in_inventory = set(names)
+    release = [str(n) for n in as_list(config.release)]
+    wrong = [n for n in release if n in in_inventory]
+    if wrong:
+        raise PlanError(["podnet_release_nodes: %s %s in the inventory; only a node that left the inventory can "
+                         "release its pod subnets (remove it from the inventory first)"
+                         % (", ".join(wrong), "is" if len(wrong) == 1 else "are")])
+    # Recorded nodes that are not in the inventory now and keep their blocks.
+    absent = {owner: nets for owner, nets in recorded.items()
+              if owner not in in_inventory and config.keep_absent and owner not in release}
 
     families: Dict[int, _Family] = {f: _Family(clusters[f], prefixes[f], "podnet_cluster_cidrs")
                                     for f in FAMILIES if f in clusters and f in prefixes}
@@ -517,7 +533,8 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         for (a, an), (b, bn) in zip(spans, spans[1:]):
             if _intervals_overlap(a, b):
                 errors.append("hosts %s and %s both claim %s in podnet_pod_cidrs" % (an, bn, b if a == b else "%s / %s" % (a, b)))
-        recorded_spans = sorted(((n, owner) for owner, nets in recorded.items() if owner in in_inventory
+        recorded_spans = sorted(((n, owner) for owner, nets in recorded.items()
+                                 if owner in in_inventory or owner in absent
                                  for n in nets if n.version == family), key=lambda item: item[0].first)
         for net, name in spans:
             for rnet, owner in recorded_spans:
@@ -528,10 +545,12 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
     # Recorded assignments still valid for this configuration?
     for name in names:
         for net in recorded.get(name, []):
+            if net.version not in clusters and config.allow_readdress:
+                continue
             if net.version not in clusters:
                 errors.append("host %s: the state file assigns it %s, but podnet_cluster_cidrs has no %s network "
-                              "any more; removing a family re-addresses pods: delete that entry from the state file "
-                              "to confirm" % (name, net, FAMILY_NAME[net.version]))
+                              "any more; removing a family takes those addresses from its pods: set "
+                              "podnet_allow_readdress: true to confirm" % (name, net, FAMILY_NAME[net.version]))
                 continue
             fam = families.get(net.version)
             if fam is None:
@@ -564,6 +583,10 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
     # Blocks left behind: by nodes gone from the inventory, or replaced by an explicit claim.
     for owner in sorted(recorded, key=natural_key):
         for net in recorded[owner]:
+            if owner in absent:
+                if net.version in families and net in families[net.version].cluster:
+                    families[net.version].owner[net.first] = owner
+                continue
             still = owner in in_inventory and assigned[owner].get(net.version) == net
             if not still and net.version in families:
                 newly_released.setdefault(owner, []).append(str(net))
@@ -609,9 +632,11 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
             gateways=gateways,
             bridge_addresses=["%s/%d" % (g, n.prefixlen) for g, n in zip(gateways, nets)],
         )
+    kept = {owner: [str(n) for n in nets] for owner, nets in absent.items()}
     new_state = {
         "version": STATE_VERSION,
-        "nodes": {name: plans[name].pod_cidrs for name in sorted(names, key=natural_key)},
+        "nodes": {name: (plans[name].pod_cidrs if name in plans else kept[name])
+                  for name in sorted(list(names) + list(kept), key=natural_key)},
         "released": [str(fam.block(b)) for f, fam in families.items() for b in fam.released],
     }
     return PlanResult(
@@ -623,6 +648,7 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         state=new_state,
         added=added,
         released=newly_released,
+        absent=kept,
     )
 
 

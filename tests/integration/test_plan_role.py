@@ -128,9 +128,17 @@ def test_sticky_across_runs_when_nodes_come_and_go(tmp_path):
     hosts = three_nodes()
     del hosts["node1"]
     hosts["aaa-new"] = {"podnet_node_ip": "172.31.9.50"}
+    # A node missing from the inventory keeps its block (a hidden, not a removed node) ...
     run = run_plan(tmp_path, dict(reversed(list(hosts.items()))))
     assert run.rc == 0, run.text
     state = read_state(run.state_path)
+    assert state["nodes"]["node1"] == first["node1"] and state["released"] == []
+    assert state["nodes"]["aaa-new"] == ["10.244.3.0/24"]
+    # ... until it is released on purpose.
+    run = run_plan(tmp_path, dict(reversed(list(hosts.items()))), {"podnet_release_nodes": ["node1"]})
+    assert run.rc == 0, run.text
+    state = read_state(run.state_path)
+    assert "node1" not in state["nodes"]
     assert state["nodes"]["node2"] == first["node2"]
     assert state["nodes"]["node3"] == first["node3"]
     assert state["nodes"]["aaa-new"] == ["10.244.3.0/24"]

@@ -88,8 +88,8 @@ def test_reconcile_as_nodes_come_and_go(lab: Lab, tmp_path):
     assert state_of(lab)["nodes"][n3] == ["10.200.1.0/25"]
     assert routes(hosts[n1]) == {("10.200.0.128/25", "172.28.5.12"), ("10.200.1.0/25", "172.28.5.13")}
 
-    # Node 2 leaves: its block is released, the stale routes to it are removed, the foreign route stays.
-    site(inventory(lab, tmp_path, [n1, n3]))
+    # Node 2 leaves on purpose: its block is released, the stale routes to it are removed, the foreign route stays.
+    site(inventory(lab, tmp_path, [n1, n3]), "-e", json.dumps({"podnet_release_nodes": [n2]}))
     assert state_of(lab)["released"] == ["10.200.0.128/25"]
     assert routes(hosts[n1]) == {("10.200.1.0/25", "172.28.5.13")}
     assert routes(hosts[n3]) == {("10.200.0.0/25", "172.28.5.11")}

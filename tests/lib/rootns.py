@@ -13,9 +13,12 @@ is an empty string when nothing changed.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import os
 import re
+import stat
 import subprocess
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 _LFT = re.compile(r"\s+(valid|preferred)_lft \S+")
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
@@ -70,16 +73,40 @@ def _clean(key: str, text: str) -> str:
     return text
 
 
-def snapshot() -> Dict[str, str]:
-    """The root namespace's network state as {what: normalized text}. Read-only."""
-    snap = {key: _clean(key, _run(argv)) for key, argv in COMMANDS.items()}
+def snapshot(netns: Optional[str] = None) -> Dict[str, str]:
+    """A network namespace's state as {what: normalized text} (the root namespace by default). Read-only."""
+    prefix = ["nsenter", "--net=/run/netns/%s" % netns, "--"] if netns else []
+    snap = {key: _clean(key, _run(prefix + argv)) for key, argv in COMMANDS.items()}
     for path in FILES:
+        if netns:
+            snap[path] = _run(prefix + ["cat", path])
+            continue
         try:
             with open(path) as fh:
                 snap[path] = fh.read()
         except OSError as exc:
             snap[path] = "<%s>" % exc
     return snap
+
+
+def files_snapshot(root: str, skip: Sequence[str] = ()) -> Dict[str, str]:
+    """{relative path: "mode sha256" (or "-> target", "dir mode")} of every entry under ``root``."""
+    out: Dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if any(rel == s or rel.startswith(s + "/") for s in skip):
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = "-> %s" % os.readlink(path)
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = "dir %o" % stat.S_IMODE(st.st_mode)
+            else:
+                with open(path, "rb") as fh:
+                    out[rel] = "%o %s" % (stat.S_IMODE(st.st_mode), hashlib.sha256(fh.read()).hexdigest())
+    return out
 
 
 def diff(before: Dict[str, str], after: Dict[str, str]) -> str:

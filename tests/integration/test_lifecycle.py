@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+"""Lifecycle on a lab built unlike the defaults (named nodes, dual stack, /26 blocks, both runtimes):
+boot restore from the record, teardown back to the state before the first converge, and every setting
+change converging with no leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import yaml
+
+from lib import rootns
+from lib.labtools import BIN, Lab, new_lab, recap, run
+from lib.netns_backend import lab_hosts
+
+PREFIX = "plc"
+CLUSTERS = ["10.77.0.0/18", "fd00:77::/56"]
+# Files of the lab itself, or of the CNI plugins the verify probes run: not podnet.cluster's.
+SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/init.d", "etc/systemd/system/"
+              "podnet-lab")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("lc") / "lab", request, node_names=["red", "green"],
+                   lab_vars={"podnet_lab_subnet": "172.26.9.0/24",
+                             "podnet_lab_subnet_ipv6": "fd00:26:9::/64",
+                             "podnet_lab_external_cidr": "198.18.9.0/24",
+                             "podnet_lab_external_cidr_ipv6": "fd00:198:9::/64",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
+                                                           "podnet_node_prefix_ipv4": 26,
+                                                           "podnet_runtimes": ["docker", "cni"]}})
+    spec.playbook("present")
+    return spec
+
+
+def playbook(lab: Lab, name: str, *args: str, check: bool = True, **extra):
+    argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % name, "-i", str(lab.hosts_yml)]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    return run(argv + list(args), check=check)
+
+
+def node_state(lab: Lab, node: str) -> Dict[str, str]:
+    """Everything of a node that podnet.cluster may touch: network state and its files (by content)."""
+    snap = rootns.snapshot(node)
+    files = rootns.files_snapshot(os.path.join(lab.node_root(node), "upper"), skip=SKIP_FILES + ("run",))
+    record = files.pop("etc/podnet/node.json", None)
+    snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
+    if record:
+        data = json.loads(Path(lab.node_root(node), "upper/etc/podnet/node.json").read_text())
+        snap["record document"] = json.dumps(data["document"], indent=1, sort_keys=True)
+    return snap
+
+
+def assert_same(before: Dict[str, str], after: Dict[str, str], what: str):
+    changes = rootns.diff(before, after)
+    assert changes == "", "%s:\n%s" % (what, changes[:6000])
+
+
+def unchanged(proc) -> bool:
+    return all(c["changed"] == 0 and c["failed"] == 0 for c in recap(proc.stdout).values())
+
+
+def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red, green = lab.nodes
+    # What was there before podnet.cluster: a foreign route, a foreign rule, a foreign daemon.json key (0600).
+    hosts[red].check_output("ip route add 192.168.99.0/24 via 172.26.9.1 proto static")
+    hosts[red].check_output("iptables -A FORWARD -s 198.51.100.7/32 -j DROP")
+    hosts[red].check_output("mkdir -p /etc/docker && printf '{\\n  \"log-level\": \"warn\"\\n}\\n' > "
+                            "/etc/docker/daemon.json && chmod 600 /etc/docker/daemon.json")
+    pristine = {n: node_state(lab, n) for n in lab.nodes}
+
+    playbook(lab, "site")
+    converged = {n: node_state(lab, n) for n in lab.nodes}
+    daemon = json.loads(hosts[red].file("/etc/docker/daemon.json").content_string)
+    assert daemon["log-level"] == "warn" and daemon["bridge"] == "cbr0" and daemon["iptables"] is False
+    assert hosts[red].file("/etc/docker/daemon.json").mode == 0o600
+    unit = Path(lab.node_root(red), "upper/etc/systemd/system/podnet-cluster.service")
+    text = unit.read_text()
+    for needle in ("Type=oneshot", "RemainAfterExit=yes", "After=network-online.target",
+                   "Before=docker.service containerd.service crio.service kubelet.service"):
+        assert needle in text
+
+    # systemd accepts the units (the drop-in next to a stand-in docker.service).
+    units_dir = unit.parent
+    check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    dropin = (units_dir / "docker.service.d" / "10-podnet-cluster.conf").read_text()
+    assert "ExecStartPost=" in dropin
+
+    # A reboot: the node back to its underlay only, then the unit's ExecStart exactly as written.
+    hosts[red].check_output("ip link del cbr0")
+    hosts[red].check_output("ip route flush proto 158")
+    hosts[red].check_output("ip -6 route flush proto 158")
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat"):
+            for line in hosts[red].check_output("%s-save -t %s" % (tool, table)).splitlines():
+                if "podnet.cluster" in line and line.startswith("-A "):
+                    hosts[red].check_output("%s -t %s -D %s" % (tool, table, line[3:]))
+        for table, chain in (("filter", "PODNET-FORWARD"), ("nat", "PODNET-MASQ")):
+            hosts[red].check_output("%s -t %s -F %s && %s -t %s -X %s" % (tool, table, chain, tool, table, chain))
+    hosts[red].check_output("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0")
+    assert "cbr0" not in hosts[red].check_output("ip -o link")
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
+    restored = hosts[red].run(exec_start)
+    assert restored.rc == 0, restored.stderr
+    assert "changed bridge cbr0" in restored.stdout and "changed routes" in restored.stdout
+    assert_same(converged[red], node_state(lab, red), "the restore did not bring the node back")
+    again = hosts[red].run(exec_start)
+    assert again.rc == 0 and "nothing to do" in again.stdout, again.stdout
+    assert unchanged(playbook(lab, "site", "--check")), "a converge after the restore would change something"
+    verify = playbook(lab, "verify")
+    assert "PASSED" in verify.stdout
+
+    # Teardown: --check changes nothing; then every node is back to its state before the first converge.
+    before = {n: node_state(lab, n) for n in lab.nodes}
+    check = playbook(lab, "teardown", "--check", "--diff")
+    assert all(c["changed"] > 0 for c in recap(check.stdout).values()), check.stdout[-3000:]
+    for n in lab.nodes:
+        assert_same(before[n], node_state(lab, n), "teardown --check changed %s" % n)
+    playbook(lab, "teardown")
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "teardown left %s different from before the first converge" % n)
+    assert hosts[red].file("/etc/docker/daemon.json").mode == 0o600
+    again = playbook(lab, "teardown")
+    assert unchanged(again), "a second teardown changed something"
+
+
+TRANSITIONS = [
+    ("runtimes [cni]", {"podnet_runtimes": ["cni"]}),
+    ("runtimes [docker]", {"podnet_runtimes": ["docker"]}),
+    ("masquerade off", {"podnet_masquerade": False}),
+    ("renamed bridge", {"podnet_bridge": "pbr7"}),
+    ("IPv4 only", {"podnet_cluster_cidrs": CLUSTERS[:1], "podnet_allow_readdress": True}),
+    ("extra non-masquerade network", {"podnet_nonmasquerade_cidrs": ["192.168.240.0/20"]}),
+    ("routed fabric (no peer routes)", {"podnet_fabric": "router"}),
+]
+
+
+@pytest.mark.parametrize("label,change", TRANSITIONS, ids=[t[0] for t in TRANSITIONS])
+def test_setting_change_converges_without_leftovers(lab: Lab, label, change):
+    """default -> changed -> default; each state equals what a fresh converge with those settings gives."""
+    playbook(lab, "teardown")
+    playbook(lab, "site")
+    playbook(lab, "site", **change)
+    moved = {n: node_state(lab, n) for n in lab.nodes}
+    assert unchanged(playbook(lab, "site", **change)), "%s: not idempotent" % label
+    back = {"podnet_allow_readdress": True} if "podnet_cluster_cidrs" in change else {}
+    playbook(lab, "site", **back)
+    returned = {n: node_state(lab, n) for n in lab.nodes}
+
+    playbook(lab, "teardown")
+    playbook(lab, "site", **change)
+    for n in lab.nodes:
+        assert_same(node_state(lab, n), moved[n], "%s: the change left something a fresh converge does not have"
+                    % label)
+    playbook(lab, "teardown")
+    playbook(lab, "site")
+    for n in lab.nodes:
+        assert_same(node_state(lab, n), returned[n], "%s: going back left debris" % label)
