@@ -142,6 +142,10 @@ options:
     type: str
     choices: [wait, get]
     default: wait
+  page_size:
+    description: C(maxResults) of each C(routes.list) page (1-500); the module follows C(nextPageToken) to the last page.
+    type: int
+    default: 500
   request_timeout:
     description: Seconds one HTTP request may take.
     type: float
@@ -249,7 +253,6 @@ from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
     GceInputError,
     conflict_409_message,
     default_description,
-    describe,
     diff_text,
     instance_problems,
     instances_message,
@@ -424,6 +427,7 @@ def main():
             retry_deadline=dict(type="float", default=120.0),
             operation_timeout=dict(type="float", default=300.0),
             operation_poll=dict(type="str", default="wait", choices=["wait", "get"]),
+            page_size=dict(type="int", default=500),
             request_timeout=dict(type="float", default=60.0),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
@@ -447,6 +451,8 @@ def main():
         problems.append("priority %d is outside 0..65535" % p["priority"])
     if not 1 <= p["concurrency"] <= 64:
         problems.append("concurrency %d is outside 1..64" % p["concurrency"])
+    if not 1 <= p["page_size"] <= 500:
+        problems.append("page_size %d is outside 1..500" % p["page_size"])
     for opt in ("retry_deadline", "operation_timeout", "request_timeout"):
         if p[opt] <= 0:
             problems.append("%s must be positive, not %g" % (opt, p[opt]))
@@ -481,7 +487,7 @@ def main():
         return dict(requests=client.requests, retries=client.retries)
 
     try:
-        listed = client.list_routes(list_filter(prefix))
+        listed = client.list_routes(list_filter(prefix), max_results=p["page_size"])
     except ApiError as exc:
         module.fail_json(msg="gce_routes: listing the routes of project %s failed: %s" % (project, exc),
                          api_requests=stats())
@@ -537,8 +543,10 @@ def main():
     if plan.changed and not module.check_mode:
         runner = Runner(client, p, network, marker, plan, len(wanted))
         runner.run()
-        result["inserted"] = [_insert_item(i) for i in runner.inserted]
-        result["deleted"] = [_delete_item(d) for d in runner.deleted]
+        done_inserts = {id(i) for i in runner.inserted}
+        done_deletes = {id(d) for d in runner.deleted}
+        result["inserted"] = [_insert_item(i) for i in plan.inserts if id(i) in done_inserts]
+        result["deleted"] = [_delete_item(d) for d in plan.pre_deletes + plan.deletes if id(d) in done_deletes]
         result["adopted"] = sorted(runner.adopted)
         result["changed"] = bool(runner.inserted or runner.deleted)
         if runner.failures:

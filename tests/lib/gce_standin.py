@@ -139,7 +139,8 @@ class GceStandIn:
         return "http://%s:%d%s" % (host, port, API)
 
     def start(self) -> "GceStandIn":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gce-standin", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="gce-standin", daemon=True)
         self._thread.start()
         return self
 
