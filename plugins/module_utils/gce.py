@@ -374,18 +374,25 @@ class Plan:
     keep: List[Tuple[ExistingRoute, WantedRoute]] = field(default_factory=list)
     owned: List[ExistingRoute] = field(default_factory=list)
     conflicts: List[str] = field(default_factory=list)
+    node_of: Dict[Network, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
         return bool(self.inserts or self.deletes or self.pre_deletes)
 
+    def _node(self, dest: Optional[Network]) -> str:
+        node = self.node_of.get(dest) if dest is not None else None
+        return "  (%s)" % node if node else ""
+
     def before_lines(self) -> List[str]:
-        items = sorted(((r.dest, describe(r)) for r in self.owned), key=_sort_key)
+        """The owned routes now, one line each; a destination still wanted names its node."""
+        items = sorted(((r.dest, describe(r) + self._node(r.dest)) for r in self.owned), key=_sort_key)
         return [text for _, text in items]
 
     def after_lines(self) -> List[str]:
-        items = [(r.dest, describe(r) + "  (%s)" % w.node) for r, w in self.keep]
-        items += [(i.want.dest, describe(i.want, i.name) + "  (%s)" % i.want.node) for i in self.inserts]
+        """The owned routes after the plan, one line each, with their node."""
+        items = [(r.dest, describe(r) + self._node(r.dest)) for r, _w in self.keep]
+        items += [(i.want.dest, describe(i.want, i.name) + self._node(i.want.dest)) for i in self.inserts]
         return [text for _, text in sorted(items, key=_sort_key)]
 
 
@@ -402,7 +409,7 @@ def plan_routes(existing: Iterable[ExistingRoute], wanted: Mapping[Network, Want
     * a route we do not own that holds one of our names is a conflict: it is never touched, and
       the caller fails before any write.
     """
-    plan = Plan()
+    plan = Plan(node_of={dest: want.node for dest, want in wanted.items()})
     by_name: Dict[str, ExistingRoute] = {}
     owned_by_dest: Dict[Network, List[ExistingRoute]] = {}
     for route in existing:

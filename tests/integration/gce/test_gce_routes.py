@@ -224,7 +224,7 @@ def test_changed_next_hop_is_make_before_break(tmp_path, standin):
     want = wanted_summary(instances={"node2": "node2-new"})
     want = {(k + "-b" if k in NAMES["node2"] else k): v for k, v in want.items()}
     assert route_summary(standin) == want
-    assert "podnet-10-244-2-0-24 10.244.2.0/24 via lab-a/node2 priority 1000" in run.result["diff"]["before"]
+    assert "podnet-10-244-2-0-24 10.244.2.0/24 via lab-a/node2 priority 1000  (node2)" in run.result["diff"]["before"]
     assert "podnet-10-244-2-0-24-b 10.244.2.0/24 via lab-b/node2-new priority 1000  (node2)" in \
         run.result["diff"]["after"]
     assert not run_gce(tmp_path, standin, host_vars=moved).changed

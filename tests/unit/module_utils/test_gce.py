@@ -234,7 +234,7 @@ def test_plan_inserts_keeps_and_deletes_stale():
     assert [(d.route.name, d.reason) for d in plan.deletes] == [("podnet-10-244-9-0-24", "stale")]
     assert [r.name for r, _ in plan.keep] == ["podnet-10-244-1-0-24"]
     assert not plan.conflicts and not plan.pre_deletes and plan.changed
-    assert plan.before_lines() == ["podnet-10-244-1-0-24 10.244.1.0/24 via z1/node1 priority 1000",
+    assert plan.before_lines() == ["podnet-10-244-1-0-24 10.244.1.0/24 via z1/node1 priority 1000  (node1)",
                                    "podnet-10-244-9-0-24 10.244.9.0/24 via z1/gone priority 1000"]
     assert plan.after_lines() == ["podnet-10-244-1-0-24 10.244.1.0/24 via z1/node1 priority 1000  (node1)",
                                   "podnet-10-244-2-0-24 10.244.2.0/24 via z1/node2 priority 1000  (node2)"]
@@ -245,6 +245,7 @@ def test_plan_of_the_wanted_state_changes_nothing():
     existing = [api_route("podnet-10-244-1-0-24", "10.244.1.0/24"), api_route("podnet-fd00---64", "fd00::/64")]
     plan = plan_routes(existing, want, "podnet", MARK, NET)
     assert not plan.changed and len(plan.keep) == 2
+    assert plan.before_lines() == plan.after_lines()
 
 
 def test_changed_next_hop_is_make_before_break_under_the_other_name():
