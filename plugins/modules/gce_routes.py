@@ -23,12 +23,13 @@ description:
     I(description), and its name is one of the two names the collection gives the route's own destination (so
     the route of another cluster whose prefix merely starts with ours is not ours). Only owned routes are ever
     deleted. A route that is not owned but holds one of our names is reported as a conflict before any write.
-  - B(Names.) Deterministic and unique per destination, valid Compute Engine names (at most 63 characters,
-    C([a-z]([-a-z0-9]*[a-z0-9])?)) - I(route_prefix), a dash, and the network with C(.), C(:) and C(/) turned into
-    dashes (C(podnet-10-244-1-0-24), C(podnet-fd00-10-244-1---64)). A name that would be longer keeps the start of
+  - B(Names.) Deterministic and unique per destination, valid Compute Engine names (at most 63 characters, a
+    lower-case letter, then lower-case letters, digits and dashes, no dash at the end) - I(route_prefix), a dash,
+    and the network with C(.), C(:) and C(/) turned into dashes (C(podnet-10-244-1-0-24),
+    C(podnet-fd00-10-244-1---64)). A name that would be longer keeps the start of
     the network and ends with 8 hex digits of its SHA-256. Each destination has a second name with the suffix
     C(-b).
-  - B(Make-before-break.) Routes are immutable, so a changed next hop (or priority) is a new route: it is inserted
+  - B(Make-before-break.) Routes are immutable, so a changed next hop (or priority) is a new route; it is inserted
     under the destination's name that is not in use, and the old route is deleted only after every insert has
     finished. If any insert fails, nothing is deleted.
   - B(Errors), each naming the node, the route and the API's message. HTTP 409 on insert - the existing route is
@@ -40,9 +41,10 @@ description:
   - B(Instances.) Every node's VM must exist, have C(canIpForward=true) (it can only be set when the VM is created)
     and a network interface in I(network); for IPv6 destinations that interface must be dual-stack or IPv6-only.
     Every failing instance is listed, with how to fix it, before any write.
-  - B(IPv6.) The Route resource takes IPv6 C(destRange)s, and static routes with a next-hop instance support IPv6
-    destinations when the next-hop VM's interface has an IPv6 address; IPv6 pod CIDRs are handled exactly like
-    IPv4 ones, and compared in RFC 5952 form as the API displays them.
+  - B(IPv6.) The Route resource takes IPv6 C(destRange)s (displayed RFC 5952 compressed); IPv6 pod CIDRs are sent
+    exactly like IPv4 ones, with C(nextHopInstance), and compared as parsed networks. The next-hop VM needs an IPv6
+    address on its interface in I(network) (a dual-stack or IPv6-only interface); the instance check requires it.
+    What the API documentation says about IPv6 and next-hop types is summed up in the collection's docs/gce.md.
 version_added: 0.2.0
 author:
   - podnet.cluster maintainers
@@ -87,7 +89,8 @@ options:
         default: []
   route_prefix:
     description:
-      - Start of every route name (C(podnet_gce_route_prefix)); 1-30 characters of C([a-z]([-a-z0-9]*[a-z0-9])?).
+      - Start of every route name (C(podnet_gce_route_prefix)); 1-30 characters, a lower-case letter first, then
+        lower-case letters, digits and dashes, no dash at the end.
         Give every cluster in a project its own prefix.
     type: str
     default: podnet
