@@ -117,9 +117,11 @@ class ComputeClient:
             retry_after = None
             try:
                 resp = self.session.request(method, url, params=params, json=body, timeout=self.request_timeout)
-            except google.auth.exceptions.RefreshError as exc:
-                raise ApiError(ErrorInfo(401, "authError", "the credentials were refused and cannot be refreshed: %s"
-                                         % exc), method, path)
+            except google.auth.exceptions.GoogleAuthError as exc:
+                # AuthorizedSession refreshes the token before a request and after a 401; an access token
+                # cannot be refreshed, a metadata server or key may be unreachable or refused
+                raise ApiError(ErrorInfo(401, "authError", "the credentials were refused, or could not be obtained "
+                                         "or refreshed: %s" % exc), method, path)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = ErrorInfo(0, "connectionError", str(exc))
             else:

@@ -355,6 +355,9 @@ class Runner:
             self._fail(str(exc), exc.quota)
         except (ApiError, OperationTimeout) as exc:
             self._fail("inserting route %s (%s) for node %s failed: %s" % (item.name, want.dest, want.node, exc))
+        except Exception as exc:  # a worker thread must not lose an error: report it like the others
+            self._fail("inserting route %s (%s) for node %s failed unexpectedly: %r" % (item.name, want.dest,
+                                                                                        want.node, exc))
 
     def _quota_text(self, item, api_message):
         in_place = len(self.plan.keep)
@@ -379,6 +382,8 @@ class Runner:
             self._fail(str(exc))
         except (ApiError, OperationTimeout) as exc:
             self._fail("deleting route %s (%s, %s) failed: %s" % (route.name, route.dest, who, exc))
+        except Exception as exc:  # see insert()
+            self._fail("deleting route %s (%s, %s) failed unexpectedly: %r" % (route.name, route.dest, who, exc))
 
     def run(self):
         workers = self.p["concurrency"]

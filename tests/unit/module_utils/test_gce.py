@@ -386,3 +386,18 @@ def test_quota_message_counts_routes_and_promises_no_deletion():
     assert text.startswith("Compute Engine quota refused route podnet-10-244-7-0-24 (10.244.7.0/24 for node node7)")
     assert "This cluster wants 12 route(s) in projects/proj/global/networks/k8s (5 already in place, 3 inserted" in text
     assert text.endswith("Nothing was deleted.")
+
+
+def test_the_pure_logic_uses_the_standard_library_only():
+    import ast
+    import sys
+    from pathlib import Path
+
+    source = Path(gce.__file__).read_text()
+    roots = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    assert roots and roots <= set(sys.stdlib_module_names) | {"__future__"}, roots
