@@ -1,0 +1,592 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Pure logic of podnet.cluster.gce_routes: route names, ownership, the plan, and error text.
+
+Standard library only and free of I/O, so that unit tests reach every rule. The module
+(plugins/modules/gce_routes.py) reads the API through plugins/module_utils/gce_client.py and
+hands the answers to these functions.
+
+Compute Engine facts these functions rely on (Compute Engine v1 REST API, Route and Instance):
+  * a route name is 1-63 characters of ``[a-z]([-a-z0-9]*[a-z0-9])?`` and unique in the project
+    (not only in the network);
+  * ``destRange`` accepts IPv4 and IPv6 ranges; IPv6 ranges are displayed RFC 5952 compressed;
+  * ``nextHopInstance`` and ``network`` accept full or partial URLs; responses carry full URLs
+    (``https://www.googleapis.com/compute/v1/projects/...``);
+  * routes are immutable: a changed next hop means a new route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+DEFAULT_PREFIX = "podnet"
+DEFAULT_ENDPOINT = "https://compute.googleapis.com/compute/v1/"
+COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
+NAME_MAX = 63
+PREFIX_MAX = 30
+HASH_LEN = 8
+ALT_SUFFIX = "-b"
+NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$")
+IPV6_STACKS = ("IPV4_IPV6", "IPV6_ONLY")
+RETRY_STATUS = (429, 500, 502, 503, 504)
+RETRY_REASONS = ("rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError")
+QUOTA_REASONS = ("quotaExceeded", "QUOTA_EXCEEDED")
+MAX_LISTED = 12
+
+_NETWORK_URL = re.compile(r"(?:^|/)projects/([^/]+)/global/networks/([^/]+)$")
+_NETWORK_SHORT = re.compile(r"^global/networks/([^/]+)$")
+_INSTANCE_URL = re.compile(r"(?:^|/)projects/([^/]+)/zones/([^/]+)/instances/([^/]+)$")
+_INSTANCE_SHORT = re.compile(r"^zones/([^/]+)/instances/([^/]+)$")
+_ZONE_URL = re.compile(r"(?:^|/)zones/([^/]+)$")
+_RESOURCE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class GceInputError(ValueError):
+    """Invalid module input; ``problems`` lists every problem found, each naming the node or option."""
+
+    def __init__(self, summary: str, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("%s: %s" % (summary, limit(self.problems)))
+
+
+def limit(items: Sequence[str], count: int = MAX_LISTED, sep: str = "; ") -> str:
+    """The first ``count`` items joined, with how many more there are."""
+    text = sep.join(items[:count])
+    if len(items) > count:
+        text += "%s... and %d more" % (sep, len(items) - count)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+def default_description(prefix: str) -> str:
+    """The default ownership marker written into every route's description."""
+    return "podnet.cluster pod route (%s)" % prefix
+
+
+def prefix_problem(prefix: str) -> Optional[str]:
+    """Why ``prefix`` cannot start route names, or None."""
+    if not prefix:
+        return "route_prefix is empty"
+    if len(prefix) > PREFIX_MAX:
+        return ("route_prefix %r is %d characters; at most %d leave room in the 63-character route name for the "
+                "destination" % (prefix, len(prefix), PREFIX_MAX))
+    if not NAME_RE.match(prefix):
+        return ("route_prefix %r is not a valid start of a Compute Engine name: it must match "
+                "[a-z]([-a-z0-9]*[a-z0-9])? (lower-case letter first, no trailing '-')" % prefix)
+    return None
+
+
+def encode_cidr(net: Network) -> str:
+    """A network in name characters: '10.244.1.0/24' -> '10-244-1-0-24', 'fd00:1::/64' -> 'fd00-1---64'.
+
+    Injective: IPv4 gives five non-empty decimal groups; canonical IPv6 gives nine groups without '::'
+    or an empty group with it; the last group is always the prefix length.
+    """
+    return str(net).lower().replace(".", "-").replace(":", "-").replace("/", "-")
+
+
+def route_names(prefix: str, net: Network) -> Tuple[str, str]:
+    """The two deterministic names of the route to ``net``: (primary, alternate).
+
+    A changed next hop is inserted under the name not in use, before the old route is deleted.
+    Names that would exceed 63 characters keep the start of the encoded network and end with the
+    first 8 hex digits of its SHA-256; both names of one network use the same stem.
+    """
+    body = encode_cidr(net)
+    stem = "%s-%s" % (prefix, body)
+    if len(stem) + len(ALT_SUFFIX) > NAME_MAX:
+        digest = hashlib.sha256(str(net).encode("ascii")).hexdigest()[:HASH_LEN]
+        room = NAME_MAX - len(prefix) - 1 - 1 - HASH_LEN - len(ALT_SUFFIX)
+        cut = body[:max(room, 0)].rstrip("-")
+        stem = "%s-%s-%s" % (prefix, cut, digest) if cut else "%s-%s" % (prefix, digest)
+    return stem, stem + ALT_SUFFIX
+
+
+def list_filter(prefix: str) -> str:
+    """The routes.list filter for every route whose name starts with our prefix (RE2, whole field).
+
+    ``prefix`` is validated ([-a-z0-9] only), so it needs no RE2 escaping. Network and description are not part of the filter on purpose: route names are unique in the
+    whole project, so a route of another network or without our marker that holds one of our
+    names must be seen in the read phase (and in check mode) to be reported as a conflict.
+    """
+    return 'name eq "%s-.*"' % prefix
+
+
+# ----------------------------------------------------------------------------------- URLs and paths
+
+def network_path(value: str, project: str) -> str:
+    """'default', 'global/networks/default', a partial or full URL -> 'projects/P/global/networks/N'."""
+    text = (value or "").strip().rstrip("/")
+    m = _NETWORK_URL.search(text)
+    if m:
+        return "projects/%s/global/networks/%s" % m.groups()
+    m = _NETWORK_SHORT.match(text)
+    if m:
+        return "projects/%s/global/networks/%s" % (project, m.group(1))
+    if text and "/" not in text:
+        return "projects/%s/global/networks/%s" % (project, text)
+    raise ValueError("%r is not a network name or URL (projects/P/global/networks/N)" % value)
+
+
+def instance_path(value: str, zone: Optional[str], project: str) -> str:
+    """An instance name (with ``zone``), 'zones/Z/instances/I', or a URL -> 'projects/P/zones/Z/instances/I'."""
+    text = (value or "").strip().rstrip("/")
+    m = _INSTANCE_URL.search(text)
+    if m:
+        return "projects/%s/zones/%s/instances/%s" % m.groups()
+    m = _INSTANCE_SHORT.match(text)
+    if m:
+        return "projects/%s/zones/%s/instances/%s" % (project, m.group(1), m.group(2))
+    if "/" in text or not text:
+        raise ValueError("%r is not an instance name or URL (projects/P/zones/Z/instances/I)" % value)
+    zone_name = zone_short(zone) if zone else ""
+    if not zone_name:
+        raise ValueError("instance %r is a bare name, so it needs a zone" % text)
+    return "projects/%s/zones/%s/instances/%s" % (project, zone_name, text)
+
+
+def zone_short(value: Optional[str]) -> str:
+    """'us-central1-a' or a zone URL -> 'us-central1-a'."""
+    text = (value or "").strip().rstrip("/")
+    m = _ZONE_URL.search(text)
+    return m.group(1) if m else text
+
+
+def path_or_none(url: Optional[str], kind: str) -> Optional[str]:
+    """The 'projects/...' path of a full or partial resource URL, or None."""
+    if not url:
+        return None
+    pattern = _NETWORK_URL if kind == "network" else _INSTANCE_URL
+    m = pattern.search(url.strip().rstrip("/"))
+    if not m:
+        return None
+    return ("projects/%s/global/networks/%s" if kind == "network" else "projects/%s/zones/%s/instances/%s") % m.groups()
+
+
+def short_instance(path: Optional[str]) -> str:
+    """'projects/P/zones/Z/instances/I' -> 'Z/I' for messages."""
+    if not path:
+        return "-"
+    m = _INSTANCE_URL.search(path)
+    return "%s/%s" % (m.group(2), m.group(3)) if m else path
+
+
+# ------------------------------------------------------------------------------------- wanted routes
+
+@dataclass(frozen=True)
+class WantedRoute:
+    dest: Network
+    node: str
+    instance: str          # projects/P/zones/Z/instances/I
+    priority: int
+    names: Tuple[str, str]
+
+    def body(self, name: str, network: str, description: str) -> Dict[str, Any]:
+        """The routes.insert request body."""
+        return {
+            "name": name,
+            "network": network,
+            "destRange": str(self.dest),
+            "priority": self.priority,
+            "nextHopInstance": self.instance,
+            "description": description,
+        }
+
+
+def parse_wanted(specs: Sequence[Mapping[str, Any]], project: str, prefix: str, priority: int
+                 ) -> Dict[Network, WantedRoute]:
+    """The module's ``routes`` option (one entry per node) -> {destination: WantedRoute}.
+
+    Raises GceInputError listing every problem (node named in each) before any API call.
+    """
+    problems: List[str] = []
+    wanted: Dict[Network, WantedRoute] = {}
+    nodes_seen: Dict[str, int] = {}
+    instance_owner: Dict[str, str] = {}
+    names_seen: Dict[str, Network] = {}
+    for idx, spec in enumerate(specs or []):
+        node = str(spec.get("node") or "").strip()
+        label = "node %s" % node if node else "routes[%d]" % idx
+        if not node:
+            problems.append("routes[%d]: node is empty" % idx)
+            continue
+        if node in nodes_seen:
+            problems.append("node %s is listed twice (routes[%d] and routes[%d])" % (node, nodes_seen[node], idx))
+            continue
+        nodes_seen[node] = idx
+        try:
+            path = instance_path(str(spec.get("instance") or node), spec.get("zone"), project)
+        except ValueError as exc:
+            problems.append("%s: %s (set its instance and zone)" % (label, exc))
+            continue
+        if path in instance_owner:
+            problems.append("%s: instance %s is also the instance of node %s" % (label, short_instance(path),
+                                                                               instance_owner[path]))
+            continue
+        instance_owner[path] = node
+        inst_name = path.rsplit("/", 1)[-1]
+        if not _RESOURCE_NAME.match(inst_name):
+            problems.append("%s: instance name %r is not a valid Compute Engine name" % (label, inst_name))
+        ranges = spec.get("dest_ranges") or []
+        if isinstance(ranges, str):
+            ranges = [ranges]
+        for text in ranges:
+            text = str(text).strip()
+            try:
+                net = ipaddress.ip_network(text, strict=True)
+            except ValueError as exc:
+                try:
+                    loose = ipaddress.ip_network(text, strict=False)
+                    problems.append("%s: dest_ranges item %s has host bits set (the network is %s)" % (label, text, loose))
+                except ValueError:
+                    problems.append("%s: dest_ranges item %r is not a network: %s" % (label, text, exc))
+                continue
+            if net in wanted:
+                problems.append("%s: destination %s is also wanted for node %s" % (label, net, wanted[net].node))
+                continue
+            names = route_names(prefix, net)
+            clash = [n for n in names if n in names_seen]
+            if clash:
+                problems.append("%s: route name %s for %s collides with the name for %s"
+                                % (label, clash[0], net, names_seen[clash[0]]))
+                continue
+            for n in names:
+                names_seen[n] = net
+            wanted[net] = WantedRoute(dest=net, node=node, instance=path, priority=priority, names=names)
+    if problems:
+        raise GceInputError("invalid routes", problems)
+    return wanted
+
+
+# ------------------------------------------------------------------------------------ existing routes
+
+@dataclass(frozen=True)
+class ExistingRoute:
+    name: str
+    dest: Optional[Network]
+    network: Optional[str]      # projects/P/global/networks/N, None if unparseable
+    instance: Optional[str]     # projects/P/zones/Z/instances/I, None for other next hops
+    priority: Optional[int]
+    description: str
+    other_next_hop: Optional[str] = None
+    tags: Tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+def parse_route(raw: Mapping[str, Any], project: str) -> ExistingRoute:
+    """A route as the API returns it -> ExistingRoute (URLs reduced to paths, destRange parsed)."""
+    try:
+        dest = ipaddress.ip_network(str(raw.get("destRange", "")), strict=False)
+    except ValueError:
+        dest = None
+    network = path_or_none(raw.get("network"), "network")
+    instance = path_or_none(raw.get("nextHopInstance"), "instance")
+    if instance is None and raw.get("nextHopInstance"):
+        m = _INSTANCE_SHORT.match(str(raw["nextHopInstance"]).strip())
+        if m:
+            instance = "projects/%s/zones/%s/instances/%s" % (project, m.group(1), m.group(2))
+    other = None
+    for key in ("nextHopIp", "nextHopGateway", "nextHopIlb", "nextHopVpnTunnel", "nextHopNetwork", "nextHopPeering",
+                "nextHopHub"):
+        if raw.get(key):
+            other = "%s=%s" % (key, raw[key])
+            break
+    try:
+        priority: Optional[int] = int(raw["priority"]) if raw.get("priority") is not None else 1000
+    except (TypeError, ValueError):
+        priority = None
+    return ExistingRoute(name=str(raw.get("name", "")), dest=dest, network=network, instance=instance,
+                         priority=priority, description=str(raw.get("description") or ""),
+                         other_next_hop=other, tags=tuple(raw.get("tags") or ()), raw=raw)
+
+
+def is_owned(route: ExistingRoute, prefix: str, marker: str, network: str) -> bool:
+    """Ours only when all three say so: the network, the description marker, and the name.
+
+    The name must be one of the two names this collection gives the route's own destination, so a
+    route of another cluster whose prefix merely starts with ours ('podnet-prod-...') is not ours.
+    """
+    if route.network != network or route.description != marker or route.dest is None:
+        return False
+    return route.name in route_names(prefix, route.dest)
+
+
+def route_matches(route: ExistingRoute, want: WantedRoute, network: str, marker: str) -> bool:
+    """Whether an existing route is exactly the wanted one (any of its two names)."""
+    return (route.network == network and route.description == marker and route.dest == want.dest
+            and route.instance == want.instance and route.other_next_hop is None
+            and route.priority == want.priority and not route.tags and route.name in want.names)
+
+
+def describe(route: Union[ExistingRoute, WantedRoute], name: Optional[str] = None) -> str:
+    """One line for messages and the diff: 'NAME DEST via ZONE/INSTANCE priority P'."""
+    if isinstance(route, WantedRoute):
+        return "%s %s via %s priority %d" % (name or route.names[0], route.dest, short_instance(route.instance),
+                                             route.priority)
+    hop = short_instance(route.instance) if route.instance else (route.other_next_hop or "-")
+    return "%s %s via %s priority %s" % (route.name, route.dest if route.dest is not None else
+                                         route.raw.get("destRange", "?"), hop, route.priority)
+
+
+def describe_foreign(route: ExistingRoute) -> str:
+    """A foreign route with what makes it foreign."""
+    bits = [describe(route), "network %s" % (route.network or route.raw.get("network") or "-")]
+    bits.append("description %r" % route.description)
+    return ", ".join(bits)
+
+
+def _sort_key(item: Tuple[Optional[Network], str]) -> Tuple[int, bytes, int, str]:
+    net, name = item
+    if net is None:
+        return (9, b"", 0, name)
+    return (net.version, net.network_address.packed, net.prefixlen, name)
+
+
+# ---------------------------------------------------------------------------------------------- plan
+
+@dataclass
+class Insert:
+    name: str
+    want: WantedRoute
+    replaces: List[ExistingRoute] = field(default_factory=list)
+
+
+@dataclass
+class Delete:
+    route: ExistingRoute
+    reason: str           # stale | replaced | duplicate | absent | blocking
+    node: Optional[str] = None
+
+
+@dataclass
+class Plan:
+    inserts: List[Insert] = field(default_factory=list)
+    deletes: List[Delete] = field(default_factory=list)
+    pre_deletes: List[Delete] = field(default_factory=list)
+    keep: List[Tuple[ExistingRoute, WantedRoute]] = field(default_factory=list)
+    owned: List[ExistingRoute] = field(default_factory=list)
+    conflicts: List[str] = field(default_factory=list)
+    node_of: Dict[Network, str] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserts or self.deletes or self.pre_deletes)
+
+    def _node(self, dest: Optional[Network]) -> str:
+        node = self.node_of.get(dest) if dest is not None else None
+        return "  (%s)" % node if node else ""
+
+    def before_lines(self) -> List[str]:
+        """The owned routes now, one line each; a destination still wanted names its node."""
+        items = sorted(((r.dest, describe(r) + self._node(r.dest)) for r in self.owned), key=_sort_key)
+        return [text for _, text in items]
+
+    def after_lines(self) -> List[str]:
+        """The owned routes after the plan, one line each, with their node."""
+        items = [(r.dest, describe(r) + self._node(r.dest)) for r, _w in self.keep]
+        items += [(i.want.dest, describe(i.want, i.name) + self._node(i.want.dest)) for i in self.inserts]
+        return [text for _, text in sorted(items, key=_sort_key)]
+
+
+def plan_routes(existing: Iterable[ExistingRoute], wanted: Mapping[Network, WantedRoute], prefix: str,
+                marker: str, network: str, state: str = "present") -> Plan:
+    """Diff the routes listed under our prefix against the wanted ones.
+
+    * every owned route that is exactly wanted is kept (a second owned route to the same
+      destination is a duplicate and deleted);
+    * a wanted destination with no exact route gets an insert under whichever of its two names is
+      free; owned routes to it are deleted only after the insert (make-before-break). Only if both
+      names hold wrong owned routes (a run cut short between insert and delete) is one deleted first;
+    * owned routes to destinations no longer wanted are deleted (stale), all of them when absent;
+    * a route we do not own that holds one of our names is a conflict: it is never touched, and
+      the caller fails before any write.
+    """
+    plan = Plan(node_of={dest: want.node for dest, want in wanted.items()})
+    by_name: Dict[str, ExistingRoute] = {}
+    owned_by_dest: Dict[Network, List[ExistingRoute]] = {}
+    for route in existing:
+        by_name[route.name] = route
+        if is_owned(route, prefix, marker, network):
+            plan.owned.append(route)
+            assert route.dest is not None
+            owned_by_dest.setdefault(route.dest, []).append(route)
+
+    if state == "absent":
+        plan.deletes = [Delete(r, "absent", None) for r in sorted(plan.owned, key=lambda r: r.name)]
+        return plan
+
+    for dest in sorted(wanted, key=lambda n: (n.version, n.network_address.packed, n.prefixlen)):
+        want = wanted[dest]
+        blocked = False
+        for name in want.names:
+            holder = by_name.get(name)
+            if holder is not None and not is_owned(holder, prefix, marker, network):
+                blocked = True
+                plan.conflicts.append(
+                    "node %s: route %s (wanted for %s) already exists and is not owned by podnet.cluster here: %s"
+                    % (want.node, name, dest, describe_foreign(holder)))
+        if blocked:
+            continue
+        ours = sorted(owned_by_dest.get(dest, []), key=lambda r: (r.name != want.names[0], r.name))
+        exact = [r for r in ours if route_matches(r, want, network, marker)]
+        if exact:
+            plan.keep.append((exact[0], want))
+            plan.deletes += [Delete(r, "duplicate", want.node) for r in ours if r is not exact[0]]
+            continue
+        used = {r.name for r in ours}
+        free = [n for n in want.names if n not in used]
+        if free:
+            plan.inserts.append(Insert(free[0], want, list(ours)))
+            plan.deletes += [Delete(r, "replaced", want.node) for r in ours]
+        else:
+            # both names hold wrong owned routes: free the alternate first, keep the primary until the end
+            blocking = next(r for r in ours if r.name == want.names[1])
+            plan.pre_deletes.append(Delete(blocking, "blocking", want.node))
+            rest = [r for r in ours if r is not blocking]
+            plan.inserts.append(Insert(want.names[1], want, rest))
+            plan.deletes += [Delete(r, "replaced", want.node) for r in rest]
+
+    for dest, routes in owned_by_dest.items():
+        if dest not in wanted:
+            plan.deletes += [Delete(r, "stale", None) for r in routes]
+    plan.deletes.sort(key=lambda d: d.route.name)
+    return plan
+
+
+# -------------------------------------------------------------------------------------- instances
+
+def instance_problems(node: str, path: str, instance: Optional[Mapping[str, Any]], network: str,
+                      families: Iterable[int]) -> List[str]:
+    """What keeps ``instance`` (instances.get answer, None for 404) from being a next hop for ``node``.
+
+    Checks canIpForward, a network interface in ``network``, and for IPv6 destinations an IPv6
+    address on that interface (stackType IPV4_IPV6 or IPV6_ONLY).
+    """
+    where = "node %s: instance %s" % (node, short_instance(path))
+    project = path.split("/")[1]
+    if instance is None:
+        return ["%s was not found in project %s; create it (with --can-ip-forward) or set podnet_gce_instance "
+                "and podnet_gce_zone of %s to the node's VM" % (where, project, node)]
+    problems = []
+    if instance.get("canIpForward") is not True:
+        problems.append(
+            "%s has canIpForward %s: it drops packets for pod addresses. canIpForward can only be set when the VM "
+            "is created: recreate it with IP forwarding (gcloud compute instances create %s --zone %s "
+            "--can-ip-forward ...)" % (where, str(instance.get("canIpForward", False)).lower(),
+                                       path.rsplit("/", 1)[-1], path.split("/")[3]))
+    nics = instance.get("networkInterfaces") or []
+    nic = next((n for n in nics if path_or_none(n.get("network"), "network") == network), None)
+    if nic is None:
+        seen = [path_or_none(n.get("network"), "network") or str(n.get("network")) for n in nics]
+        problems.append(
+            "%s has no network interface in %s (its interfaces are in: %s); the route's next hop must be a VM in "
+            "that network: create the VM with an interface there or set podnet_gce_network"
+            % (where, network, ", ".join(seen) or "none"))
+    elif 6 in set(families):
+        stack = nic.get("stackType") or "IPV4_ONLY"
+        if stack not in IPV6_STACKS and not nic.get("ipv6Address"):
+            problems.append(
+                "%s: interface %s has stackType %s, but IPv6 pod routes through a next-hop instance need a "
+                "dual-stack (IPV4_IPV6) or IPv6-only interface: put it in a dual-stack subnet and run gcloud "
+                "compute instances network-interfaces update %s --zone %s --network-interface %s "
+                "--stack-type IPV4_IPV6" % (where, nic.get("name", "nic0"), stack, path.rsplit("/", 1)[-1],
+                                            path.split("/")[3], nic.get("name", "nic0")))
+    return problems
+
+
+def instances_message(problems: Sequence[str], network: str) -> str:
+    return ("%d node instance problem(s) keep Compute Engine from routing pod subnets to the nodes in %s; "
+            "nothing was changed: %s" % (len(problems), network, limit(problems, sep=" | ")))
+
+
+# --------------------------------------------------------------------------------------- API errors
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status: int
+    reason: str
+    message: str
+
+
+def parse_error(status: int, body: Any) -> ErrorInfo:
+    """The Google JSON error body ({"error": {"code", "message", "errors": [{"reason"}]}}) -> ErrorInfo."""
+    reason, message = "", ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        message = str(err.get("message") or "")
+        errors = err.get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            reason = str(errors[0].get("reason") or "")
+            message = message or str(errors[0].get("message") or "")
+        reason = reason or str(err.get("status") or "")
+    elif isinstance(err, str):
+        message = err
+    elif isinstance(body, str):
+        message = body.strip()[:300]
+    return ErrorInfo(status, reason, message or "HTTP %d" % status)
+
+
+def is_retryable(info: ErrorInfo) -> bool:
+    """429 and 5xx, and the 403 rate-limit reasons, are worth retrying; quota is not."""
+    if info.reason in QUOTA_REASONS:
+        return False
+    return info.status in RETRY_STATUS or (info.status == 403 and info.reason in RETRY_REASONS)
+
+
+def is_quota(info: ErrorInfo) -> bool:
+    return info.reason in QUOTA_REASONS or (info.status == 403 and "quota" in info.message.lower()
+                                            and info.reason not in RETRY_REASONS)
+
+
+def backoff_delay(attempt: int, initial: float = 0.25, factor: float = 2.0, cap: float = 8.0) -> float:
+    """Exponential backoff before retry ``attempt`` (1-based), without jitter."""
+    return min(cap, initial * factor ** max(attempt - 1, 0))
+
+
+def operation_errors(op: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """(code, message) pairs of a finished operation's error, [] if it succeeded."""
+    err = op.get("error") or {}
+    out = [(str(e.get("code") or ""), str(e.get("message") or "")) for e in (err.get("errors") or [])
+           if isinstance(e, dict)]
+    if not out and err:
+        out = [("", str(err))]
+    return out
+
+
+def operation_error_text(op: Mapping[str, Any]) -> str:
+    parts = ["%s: %s" % (c, m) if c else m for c, m in operation_errors(op)]
+    extra = ""
+    if op.get("httpErrorStatusCode"):
+        extra = " (HTTP %s %s)" % (op.get("httpErrorStatusCode"), op.get("httpErrorMessage") or "")
+    return "; ".join(parts) + extra
+
+
+def operation_is_quota(op: Mapping[str, Any]) -> bool:
+    return any(c in QUOTA_REASONS or "quota" in m.lower() for c, m in operation_errors(op))
+
+
+def quota_message(item: Insert, api_message: str, wanted_total: int, in_place: int, inserted: int,
+                  project: str, network: str) -> str:
+    return ("Compute Engine quota refused route %s (%s for node %s): %s. This cluster wants %d route(s) in %s "
+            "(%d already in place, %d inserted by this run before the refusal); raise the ROUTES quota of project "
+            "%s or remove routes. Nothing was deleted." % (item.name, item.want.dest, item.want.node, api_message,
+                                                            wanted_total, network, in_place, inserted, project))
+
+
+def conflict_409_message(item: Insert, found: Optional[ExistingRoute], api_message: str) -> str:
+    what = describe_foreign(found) if found is not None else "(it could not be read back)"
+    return ("route %s for node %s (%s via %s) already exists and differs from the wanted route: %s. The API said: %s. "
+            "The collection does not touch routes it does not own; remove it or choose another route prefix."
+            % (item.name, item.want.node, item.want.dest, short_instance(item.want.instance), what, api_message))
+
+
+def diff_text(lines: Sequence[str]) -> str:
+    return "".join(line + "\n" for line in lines)

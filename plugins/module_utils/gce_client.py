@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""A small Compute Engine v1 REST client for podnet.cluster.gce_routes (controller side).
+
+Needs google-auth and requests (pinned in requirements.txt); everything else is in gce.py. Calls:
+routes list (with filter and nextPageToken pagination), get, insert, delete; globalOperations wait
+or get until DONE; instances get. 429, 5xx, the 403 rate-limit reasons and connection errors are
+retried with exponential backoff and jitter until a deadline; every other error is raised as
+ApiError carrying the API's own message.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
+    ErrorInfo,
+    backoff_delay,
+    is_retryable,
+    parse_error,
+)
+
+IMPORT_ERROR: Optional[str] = None
+try:
+    import requests
+    import google.auth
+    import google.auth.exceptions
+    from google.auth import compute_engine
+    from google.auth.transport.requests import AuthorizedSession
+    from google.oauth2 import credentials as oauth2_credentials
+    from google.oauth2 import service_account
+except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
+    IMPORT_ERROR = traceback.format_exc()
+
+USER_AGENT = "podnet.cluster-gce_routes/1"
+
+
+class ApiError(Exception):
+    """A failed API call: HTTP status, the API's reason and message, and the request."""
+
+    def __init__(self, info: ErrorInfo, method: str, path: str, note: str = ""):
+        self.info = info
+        self.status = info.status
+        self.reason = info.reason
+        self.message = info.message
+        self.method = method
+        self.path = path
+        text = "%s %s: HTTP %d%s: %s" % (method, path, info.status, " %s" % info.reason if info.reason else "",
+                                          info.message)
+        super().__init__(text + (" (%s)" % note if note else ""))
+
+
+class OperationTimeout(Exception):
+    pass
+
+
+class AuthError(Exception):
+    pass
+
+
+def build_session(auth_kind: str, service_account_file: Optional[str], access_token: Optional[str],
+                  scopes: Sequence[str]) -> "AuthorizedSession":
+    """An AuthorizedSession (a requests.Session that adds the bearer token) for ``auth_kind``."""
+    try:
+        if auth_kind == "accesstoken":
+            creds = oauth2_credentials.Credentials(token=access_token)
+        elif auth_kind == "serviceaccount":
+            creds = service_account.Credentials.from_service_account_file(service_account_file, scopes=list(scopes))
+        elif auth_kind == "machineaccount":
+            creds = compute_engine.Credentials(scopes=list(scopes))
+        else:
+            creds, _project = google.auth.default(scopes=list(scopes))
+    except (google.auth.exceptions.GoogleAuthError, OSError, ValueError) as exc:
+        raise AuthError("cannot load %s credentials: %s" % (auth_kind, exc))
+    session = AuthorizedSession(creds)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+class ComputeClient:
+    """Thread-safe calls against one project of one Compute Engine API endpoint."""
+
+    def __init__(self, session: Any, endpoint: str, project: str, retry_deadline: float = 120.0,
+                 request_timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self.session = session
+        self.endpoint = endpoint.rstrip("/") + "/"
+        self.project = project
+        self.retry_deadline = retry_deadline
+        self.request_timeout = request_timeout
+        self.sleep = sleep
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.retries = 0
+
+    def _count(self, retry: bool = False) -> None:
+        with self._lock:
+            if retry:
+                self.retries += 1
+            else:
+                self.requests += 1
+
+    def call(self, method: str, path: str, params: Optional[Mapping[str, Any]] = None,
+             body: Optional[Mapping[str, Any]] = None, none_if_404: bool = False) -> Optional[Dict[str, Any]]:
+        """One API call with retries; the decoded JSON answer, or None for 404 when ``none_if_404``."""
+        url = self.endpoint + path
+        deadline = self.clock() + self.retry_deadline
+        attempt = 0
+        while True:
+            self._count()
+            retry_after = None
+            try:
+                resp = self.session.request(method, url, params=params, json=body, timeout=self.request_timeout)
+            except google.auth.exceptions.GoogleAuthError as exc:
+                # AuthorizedSession refreshes the token before a request and after a 401; an access token
+                # cannot be refreshed, a metadata server or key may be unreachable or refused
+                raise ApiError(ErrorInfo(401, "authError", "the credentials were refused, or could not be obtained "
+                                         "or refreshed: %s" % exc), method, path)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = ErrorInfo(0, "connectionError", str(exc))
+            else:
+                if 200 <= resp.status_code < 300:
+                    return resp.json() if resp.content else {}
+                try:
+                    payload = resp.json()
+                except ValueError:
+                    payload = resp.text
+                last = parse_error(resp.status_code, payload)
+                if resp.status_code == 404 and none_if_404:
+                    return None
+                if resp.status_code == 401:
+                    raise ApiError(ErrorInfo(401, last.reason or "unauthorized",
+                                             "%s (the credentials were refused)" % last.message), method, path)
+                if not is_retryable(last):
+                    raise ApiError(last, method, path)
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+            attempt += 1
+            delay = backoff_delay(attempt) * random.uniform(0.75, 1.25)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            if self.clock() + delay > deadline:
+                raise ApiError(last, method, path, "gave up after %d attempt(s) within the retry deadline of %gs"
+                               % (attempt, self.retry_deadline))
+            self._count(retry=True)
+            self.sleep(delay)
+
+    # ------------------------------------------------------------------------------------- routes
+    def list_routes(self, filter_: Optional[str], max_results: int = 500) -> List[Dict[str, Any]]:
+        """Every route matching ``filter_``, following nextPageToken."""
+        items: List[Dict[str, Any]] = []
+        params: Dict[str, Any] = {"maxResults": max_results}
+        if filter_:
+            params["filter"] = filter_
+        seen_tokens = set()
+        while True:
+            page = self.call("GET", "projects/%s/global/routes" % self.project, params=dict(params)) or {}
+            items.extend(page.get("items") or [])
+            token = page.get("nextPageToken")
+            if not token:
+                return items
+            if token in seen_tokens:
+                raise ApiError(ErrorInfo(0, "pagination", "the API returned page token %r twice" % token), "GET",
+                               "projects/%s/global/routes" % self.project)
+            seen_tokens.add(token)
+            params["pageToken"] = token
+
+    def get_route(self, name: str) -> Optional[Dict[str, Any]]:
+        return self.call("GET", "projects/%s/global/routes/%s" % (self.project, name), none_if_404=True)
+
+    def insert_route(self, body: Mapping[str, Any]) -> Dict[str, Any]:
+        return self.call("POST", "projects/%s/global/routes" % self.project, body=body) or {}
+
+    def delete_route(self, name: str) -> Optional[Dict[str, Any]]:
+        """The delete operation, or None when the route is already gone (404)."""
+        return self.call("DELETE", "projects/%s/global/routes/%s" % (self.project, name), none_if_404=True)
+
+    # ---------------------------------------------------------------------------------- instances
+    def get_instance(self, path: str) -> Optional[Dict[str, Any]]:
+        """instances.get of 'projects/P/zones/Z/instances/I'; None when it does not exist."""
+        return self.call("GET", path, none_if_404=True)
+
+    # --------------------------------------------------------------------------------- operations
+    def wait(self, op: Mapping[str, Any], timeout: float, method: str = "wait") -> Dict[str, Any]:
+        """Poll a global operation until DONE (globalOperations.wait, or get when ``method`` is 'get').
+
+        The operation URL is built from its name under our endpoint: its selfLink names the public
+        endpoint, which a private endpoint or a test stand-in must not be bypassed for.
+        """
+        name = op.get("name")
+        if not name:
+            raise ApiError(ErrorInfo(0, "badOperation", "the API answered without an operation: %r" % (op,)), "POST",
+                           "projects/%s/global/routes" % self.project)
+        path = "projects/%s/global/operations/%s" % (self.project, name)
+        deadline = self.clock() + timeout
+        current: Dict[str, Any] = dict(op)
+        pause = 0.05
+        while current.get("status") != "DONE":
+            if self.clock() > deadline:
+                raise OperationTimeout("operation %s (%s %s) is still %s after %gs" % (
+                    name, current.get("operationType", "?"), current.get("targetLink", "?"),
+                    current.get("status", "?"), timeout))
+            started = self.clock()
+            if method == "wait":
+                current = self.call("POST", path + "/wait") or {}
+            else:
+                current = self.call("GET", path) or {}
+            if current.get("status") != "DONE" and self.clock() - started < 1.0:
+                # the wait endpoint answered at once (or we poll with get): do not spin
+                self.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        return current
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
