@@ -50,10 +50,50 @@ def playbook(lab: Lab, name: str, *args: str, check: bool = True, **extra):
     return run(argv + list(args), check=check)
 
 
+def _kernel_made(text: str) -> str:
+    """Without what the kernel makes anew for a re-created link: ifindexes, link-local addresses, DAD state."""
+    lines = [re.sub(r"^\d+:\s+", "", line).replace(" tentative", "") for line in text.splitlines()
+             if "fe80:" not in line and "anycast fe80::" not in line]
+    return "\n".join(lines) + "\n"
+
+
+def _without_empty_tables(text: str) -> str:
+    """iptables-save text without tables that hold nothing (built-in chains, policy ACCEPT, no rule): reading or
+    writing a table makes the kernel show it, which is no change in behaviour."""
+    out, table = [], []
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = [line]
+        elif line == "COMMIT" and table:
+            table.append(line)
+            empty = all(l.startswith(":") and l.split()[1] == "ACCEPT" for l in table[1:-1])
+            if not empty:
+                out.extend(table)
+            table = []
+        elif table:
+            table.append(line)
+        elif line.strip():
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _lower_dir(rel: str) -> str:
+    top, _, rest = rel.partition("/")
+    return os.path.join({"etc": "/etc", "var-lib": "/var/lib"}.get(top, "/" + top), rest)
+
+
 def node_state(lab: Lab, node: str) -> Dict[str, str]:
     """Everything of a node that podnet.cluster may touch: network state and its files (by content)."""
     snap = rootns.snapshot(node)
+    for key in ("ip -o addr", "ip route show table all", "ip -6 route show table all"):
+        snap[key] = _kernel_made(snap[key])
+    # nft lists chains in creation order; iptables-save and ip6tables-save (compared) list them canonically
+    del snap["nft list ruleset"]
+    for key in ("iptables-save", "ip6tables-save"):
+        snap[key] = _without_empty_tables(snap[key])
     files = rootns.files_snapshot(os.path.join(lab.node_root(node), "upper"), skip=SKIP_FILES + ("run",))
+    # a directory of the machine's own tree shows in the node's upper layer once a file was written in it
+    files = {rel: v for rel, v in files.items() if not (v.startswith("dir ") and os.path.isdir(_lower_dir(rel)))}
     record = files.pop("etc/podnet/node.json", None)
     snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
     if record:

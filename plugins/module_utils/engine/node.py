@@ -420,7 +420,9 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
     old_docker = old.get("docker")
     files_to_restore = {}
     if old_docker and (not docker or old_docker["file"] != docker["file"]):
-        files_to_restore[old_docker["file"]] = list(old_docker["set"])
+        # every key podnet.cluster set there (mtu included), as recorded before its first change
+        files_to_restore[old_docker["file"]] = sorted(set(old_docker["set"]) | set(
+            k for k in pristine["docker"].get(old_docker["file"], {}) if k != FILE_EXISTED))
     elif old_docker and docker:
         gone = [k for k in old_docker["set"] if k not in docker["set"]]
         if gone:
