@@ -290,6 +290,8 @@ def build_inventory(topo, inventory_vars):
                             "vars": node_vars,
                         },
                         "podnet_lab_router": {"hosts": {topo["router"]: host_vars(topo["router"], r["root"])}},
+                        # the lab router is the fabric of podnet_fabric=router (it acts only then)
+                        "podnet_routers": {"hosts": {topo["router"]: {}}},
                         "podnet_lab_external": {"hosts": {topo["external"]: host_vars(topo["external"], e["root"])}},
                     },
                 }

@@ -20,7 +20,7 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
 
 DOCUMENT_VERSION = 1
-FABRICS = ("l2_routes", "router", "gce", "l2_bridge")
+FABRICS = ("l2_routes", "router", "gce")
 # Fabrics whose nodes route to each other's pod subnets themselves.
 PEER_ROUTE_FABRICS = ("l2_routes",)
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")

@@ -98,6 +98,7 @@ def node_state(lab: Lab, node: str) -> Dict[str, str]:
     snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
     if record:
         data = json.loads(Path(lab.node_root(node), "upper/etc/podnet/node.json").read_text())
+        data["document"].pop("allow_readdress")   # a run's permission, not the node's state
         snap["record document"] = json.dumps(data["document"], indent=1, sort_keys=True)
     return snap
 
@@ -209,3 +210,20 @@ def test_setting_change_converges_without_leftovers(lab: Lab, label, change):
     playbook(lab, "site")
     for n in lab.nodes:
         assert_same(node_state(lab, n), returned[n], "%s: going back left debris" % label)
+
+
+def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
+    """podnet_fabric=router: the lab router holds one route per node pod subnet, the nodes none; verify passes."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    router = "%s-router" % lab.name
+    playbook(lab, "site")                      # l2_routes first: its peer routes must go
+    playbook(lab, "site", podnet_fabric="router")
+    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    for family, flag in ((4, "-4"), (6, "-6")):
+        got = {r["dst"] for r in json.loads(hosts[router].check_output("ip %s -json route show proto 158" % flag))}
+        assert got == {c for n in lab.nodes for c in state[n] if (":" in c) == (family == 6)}
+        for n in lab.nodes:
+            assert hosts[n].check_output("ip %s route show proto 158" % flag).strip() == ""
+    assert unchanged(playbook(lab, "site", podnet_fabric="router"))
+    verify = playbook(lab, "verify", podnet_fabric="router")
+    assert "PASSED" in verify.stdout, verify.stdout[-4000:]

@@ -488,10 +488,10 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
     else:
         plan.record_change = plan_file(path, None)
     plan.add("record %s" % path, plan.record_change, apply_file)
-    if not present:
-        removing = [c["path"] for _n, c, _f in plan.parts
-                    if c.get("path") and (c.get("content", "") is None or c.get("target", "") is None)]
-        plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing), apply_dirs)
+    # directories podnet.cluster created that nothing of it needs any more (a dropped runtime's, teardown)
+    removing = [c["path"] for _n, c, _f in plan.parts
+                if c["changed"] and c.get("path") and (c.get("content", "") is None or c.get("target", "") is None)]
+    plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing), apply_dirs)
     return plan
 
 

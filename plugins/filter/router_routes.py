@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Filter router_routes: one compact route per node pod subnet, via that node, for a router."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: router_routes
+author: podnet.cluster maintainers
+version_added: 0.2.0
+short_description: The routes a router of a routed fabric needs, from the plan
+description:
+  - One C(DST via NODE_IP peer NODE) string per pod subnet of every node of the plan, each via that node's IP of
+    the same family; the form M(podnet.cluster.routes) takes, cheap for thousands of routes.
+options:
+  _input:
+    description: The cluster plan (C(podnet_plan)).
+    type: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Pod routes on the router
+  podnet.cluster.routes:
+    routes: "{{ podnet_plan | podnet.cluster.router_routes }}"
+"""
+
+RETURN = r"""
+_value:
+  description: Route strings, for example C(10.244.1.0/24 via 192.168.50.12 peer node-b).
+  type: list
+  elements: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import peer_routes
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
+
+
+def router_routes(plan):
+    try:
+        return [route for _node, route in peer_routes(plain(plan))]
+    except PlanError as exc:
+        raise AnsibleFilterError("podnet.cluster.router_routes: %s" % exc)
+
+
+class FilterModule:
+    def filters(self):
+        return {"router_routes": router_routes}
