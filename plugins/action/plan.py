@@ -70,6 +70,10 @@ class ActionModule(ActionBase):
             allow_readdress=args["allow_readdress"],
         )
         path = args["state_file"]
+        if not path or not str(path).strip() or str(path).startswith("None/"):
+            raise AnsibleActionFail("podnet.cluster.plan: podnet_state_file is not set and the inventory is not a file "
+                                    "or a directory to keep it beside; set podnet_state_file to the path of the plan's "
+                                    "state file (back it up with your inventory)")
         check_mode = bool(self._task.check_mode)
 
         waited = 0.0

@@ -245,3 +245,18 @@ def test_invalid_state_file_fails_and_is_kept(tmp_path, content, words):
     for word in words:
         assert word in message, message
     assert (inv / "podnet_state.yml").read_text() == content
+
+
+def test_state_file_required_without_an_inventory_file(tmp_path):
+    """-i host1,host2, has no directory to keep the state beside: the plan asks for podnet_state_file."""
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(PLAYBOOK.replace("hosts: podnet_nodes", "hosts: all"))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    before = sorted(p.name for p in (REPO / "playbooks").iterdir())
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "node1,node2,", str(playbook), "-e", json.dumps(
+        {"podnet_node_group": "all", "podnet_node_ip": "192.0.2.200", "ansible_connection": "local"})],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "podnet_state_file is not set" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+    assert sorted(p.name for p in (REPO / "playbooks").iterdir()) == before
+    assert not list(tmp_path.glob("**/podnet_state.yml")) and not (tmp_path / "None").exists()
