@@ -26,6 +26,7 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "settings": {"type": "dict", "default": {}},
     "plan_var": {"type": "str", "default": "podnet_plan"},
     "document": {"type": "dict"},
+    "cluster_cidrs": {"type": "list", "elements": "str", "default": []},
 }
 
 
@@ -39,6 +40,13 @@ class ActionModule(ActionBase):
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         host = self._task.delegate_to or task_vars.get("inventory_hostname")
         document = args.get("document")
+        if document is None and args["state"] == "probe":
+            # Before the plan: what the node holds needs only where its record is and its bridge's name.
+            s = dict(DEFAULTS)
+            s.update({k: v for k, v in plain(args["settings"]).items() if v is not None})
+            document = {"version": 1, "node": str(task_vars.get("inventory_hostname")), "state_dir": s["state_dir"],
+                        "lib_dir": s["lib_dir"], "bridge": {"name": s["bridge"]},
+                        "owned_cidrs": [str(c) for c in args["cluster_cidrs"]]}
         if document is None:
             unknown = sorted(set(args["settings"]) - set(DEFAULTS))
             if unknown:

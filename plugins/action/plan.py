@@ -29,6 +29,8 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "prune": {"type": "bool", "default": False},
     "release_nodes": {"type": "list", "elements": "str", "default": []},
     "allow_readdress": {"type": "bool", "default": False},
+    "held_var": {"type": "str", "default": "__podnet_held"},
+    "recorded_only": {"type": "bool", "default": False},
 }
 
 
@@ -47,17 +49,38 @@ class ActionModule(ActionBase):
         if not hosts:
             raise AnsibleActionFail("podnet.cluster.plan: the inventory group %r has no hosts; put every node of "
                                     "the cluster in it" % group)
+        path = args["state_file"]
+        if not path or not str(path).strip() or str(path).startswith("None/"):
+            raise AnsibleActionFail("podnet.cluster.plan: podnet_state_file is not set and the inventory is not a file "
+                                    "or a directory to keep it beside; set podnet_state_file to the path of the plan's "
+                                    "state file (back it up with your inventory)")
+        if args["recorded_only"]:
+            # Which nodes the state file records: the others are asked what they hold before the plan.
+            try:
+                with statefile.locked(path, write=False):
+                    old, _text = statefile.read(path)
+            except (statefile.StateFileError, OSError) as exc:
+                result.update(failed=True, msg="podnet.cluster.plan: %s" % to_native(exc))
+                return result
+            recorded = sorted(str(n) for n in ((old or {}).get("nodes") or {})) if isinstance(old, dict) else []
+            result.update(changed=False, recorded=recorded, unrecorded=[h for h in hosts if h not in recorded])
+            return result
         hostvars = task_vars["hostvars"]
         nodes = []
         for host in hosts:
             hv = hostvars[host]
             facts = plain(hv.get("ansible_facts", {}) or {})
+            probe = plain(hv.get(args["held_var"])) or {}
+            held = None
+            if isinstance(probe, dict) and isinstance(probe.get("held"), dict):
+                held = list(probe["held"].get("recorded") or []) + list(probe["held"].get("gateways") or [])
             nodes.append(planner.NodeInput(
                 name=str(host),
                 node_ip=plain(hv.get("podnet_node_ip")),
                 fact_ipv4=facts.get("default_ipv4"),
                 fact_ipv6=facts.get("default_ipv6"),
                 pod_cidrs=plain(hv.get("podnet_pod_cidrs")),
+                held=held,
             ))
         config = planner.PlanConfig(
             cluster_cidrs=plain(args["cluster_cidrs"]),
@@ -69,11 +92,6 @@ class ActionModule(ActionBase):
             release=plain(args["release_nodes"]),
             allow_readdress=args["allow_readdress"],
         )
-        path = args["state_file"]
-        if not path or not str(path).strip() or str(path).startswith("None/"):
-            raise AnsibleActionFail("podnet.cluster.plan: podnet_state_file is not set and the inventory is not a file "
-                                    "or a directory to keep it beside; set podnet_state_file to the path of the plan's "
-                                    "state file (back it up with your inventory)")
         check_mode = bool(self._task.check_mode)
 
         waited = 0.0

@@ -92,7 +92,20 @@ options:
     default: []
   allow_readdress:
     description:
-      - Let recorded nodes lose the block of an address family the cluster no longer has (C(podnet_allow_readdress)).
+      - Let recorded nodes lose the block of an address family the cluster no longer has, and nodes lose blocks they
+        hold (C(podnet_allow_readdress)).
+    type: bool
+    default: false
+  held_var:
+    description:
+      - The per-host variable registered from M(podnet.cluster.node_state) with C(state=probe); its C(held) (the
+        pod CIDRs a node's record names, the gateways on its bridge) is adopted for a node the state file does not
+        record - so a lost state file is rebuilt from the hosts - and is never handed to another node.
+    type: str
+    default: __podnet_held
+  recorded_only:
+    description:
+      - Only read the state file and return C(recorded) and C(unrecorded) (the nodes to probe); plan nothing.
     type: bool
     default: false
 attributes:
@@ -191,6 +204,16 @@ released:
   returned: success
   type: dict
   sample: {"node2": ["10.244.1.0/24"]}
+recorded:
+  description: With I(recorded_only), the nodes the state file records.
+  returned: with recorded_only
+  type: list
+  elements: str
+unrecorded:
+  description: With I(recorded_only), the nodes of the group the state file does not record.
+  returned: with recorded_only
+  type: list
+  elements: str
 lock_waited:
   description: Seconds this run waited for the state file's lock held by another run.
   returned: when it waited

@@ -63,6 +63,8 @@ class NodeInput:
     fact_ipv6: Optional[Mapping[str, Any]] = None
     # podnet_pod_cidrs as given (str or list); None when unset.
     pod_cidrs: Any = None
+    # Pod subnets the node already holds (its record, the gateways on its bridge), as probed; None: not asked.
+    held: Any = None
 
     @property
     def has_node_ip(self) -> bool:
@@ -542,6 +544,9 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
                     errors.append("host %s: podnet_pod_cidrs claims %s, but the state file assigns %s to host %s"
                                   % (name, net, rnet, owner))
 
+    # What nodes hold already (probed when the state file does not record them): adopt it, never hand it on.
+    adopted = _adopt(nodes, families, recorded, explicit, absent, config.allow_readdress, errors)
+
     # Recorded assignments still valid for this configuration?
     for name in names:
         for net in recorded.get(name, []):
@@ -580,6 +585,8 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         for net in recorded.get(name, []):
             if net.version in families and net.version not in assigned[name]:
                 assigned[name][net.version] = net
+        for family, net in adopted.get(name, {}).items():
+            assigned[name].setdefault(family, net)
     # Blocks left behind: by nodes gone from the inventory, or replaced by an explicit claim.
     for owner in sorted(recorded, key=natural_key):
         for net in recorded[owner]:
@@ -650,6 +657,64 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         released=newly_released,
         absent=kept,
     )
+
+
+def _adopt(nodes: Sequence[NodeInput], families: Dict[int, "_Family"], recorded: Mapping[str, Any],
+           explicit: Mapping[str, Any], absent: Mapping[str, Any], allow: bool,
+           errors: List[str]) -> Dict[str, Dict[int, "netaddr.IPNetwork"]]:
+    """{node: {family: block}} adopted from what unrecorded nodes hold; conflicts go to ``errors``."""
+    adopted: Dict[str, Dict[int, netaddr.IPNetwork]] = {}
+    holder: Dict[Tuple[int, int], str] = {}
+    owners: Dict[Tuple[int, int], str] = {}
+    for owner, nets in recorded.items():
+        for net in nets:
+            owners[(net.version, net.first)] = owner
+    for name, claims in explicit.items():
+        for net in claims.values():
+            owners[(net.version, net.first)] = name
+    for node in nodes:
+        held = as_list(node.held)
+        if not held:
+            continue
+        for value in held:
+            try:
+                net = to_ipnetwork(str(value)).cidr
+            except (netaddr.AddrFormatError, ValueError, TypeError):
+                continue
+            fam = families.get(net.version)
+            if fam is None or net not in fam.cluster:
+                continue
+            what = "host %s holds %s (its record or the gateway on its bridge)" % (node.name, net)
+            if net.prefixlen != fam.prefix:
+                if not allow:
+                    errors.append("%s, a /%d, but %s is %d: its pods would be re-addressed; set "
+                                  "podnet_allow_readdress: true to do that deliberately"
+                                  % (what, net.prefixlen, PREFIX_VAR[net.version], fam.prefix))
+                continue
+            key = (net.version, net.first)
+            if key in holder and holder[key] != node.name:
+                errors.append("hosts %s and %s both hold %s: one of them must be re-addressed by hand"
+                              % (holder[key], node.name, net))
+                continue
+            holder[key] = node.name
+            owner = owners.get(key)
+            mine = [n for n in list(recorded.get(node.name, [])) + list(explicit.get(node.name, {}).values())
+                    if n.version == net.version]
+            if owner is not None and owner != node.name:
+                if not allow:
+                    errors.append("%s, which the %s gives to host %s%s: set podnet_allow_readdress: true to re-address "
+                                  "it deliberately" % (what, "inventory (podnet_pod_cidrs)" if owner in explicit
+                                                       else "state file", owner,
+                                                       " (absent from this inventory)" if owner in absent else ""))
+                continue
+            if mine and mine[0] != net:
+                if not allow:
+                    errors.append("%s, but the plan gives it %s: its pods would be re-addressed; set "
+                                  "podnet_allow_readdress: true to do that deliberately" % (what, mine[0]))
+                continue
+            if not mine:
+                adopted.setdefault(node.name, {})[net.version] = net
+    return adopted
 
 
 def _short_list(names: Iterable[str], limit: int = 10) -> str:

@@ -108,6 +108,13 @@ def assert_same(before: Dict[str, str], after: Dict[str, str], what: str):
     assert changes == "", "%s:\n%s" % (what, changes[:6000])
 
 
+def node_changes(stdout: str):
+    """Hosts the node task (apply) reported as changed: the plan's own state-file write does not count."""
+    section = stdout.split("Pod network of this node", 1)[1].split("\nTASK ", 1)[0] if "Pod network of this node" \
+        in stdout else ""
+    return re.findall(r"^changed: \[([^\]]+)\]", section, re.M)
+
+
 def unchanged(proc) -> bool:
     return all(c["changed"] == 0 and c["failed"] == 0 for c in recap(proc.stdout).values())
 
@@ -227,3 +234,54 @@ def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
     assert unchanged(playbook(lab, "site", podnet_fabric="router"))
     verify = playbook(lab, "verify", podnet_fabric="router")
     assert "PASSED" in verify.stdout, verify.stdout[-4000:]
+
+
+def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red, green = lab.nodes
+    state_path = lab.inventory_dir / "podnet_state.yml"
+    playbook(lab, "teardown")
+    state_path.unlink(missing_ok=True)
+    # red joins first and takes the first blocks; green comes later. A fresh plan would order them by name
+    # (green first): only adoption keeps each node on what it holds.
+    inv = yaml.safe_load(lab.hosts_yml.read_text())
+    group = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
+    del group["hosts"][green]
+    group["vars"]["podnet_state_file"] = str(state_path)
+    only_red = lab.inventory_dir / "red.yml"
+    only_red.write_text(yaml.safe_dump(inv))
+    run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(only_red)])
+    only_red.unlink()
+    playbook(lab, "site")
+    first = yaml.safe_load(state_path.read_text())["nodes"]
+    assert first[red][0].startswith("10.77.0.0/"), first
+    converged = {n: node_state(lab, n) for n in lab.nodes}
+
+    state_path.unlink()
+    check = playbook(lab, "site", "--check")
+    assert "Pod network of this node" in check.stdout and node_changes(check.stdout) == [], check.stdout[-3000:]
+    assert not state_path.exists()
+    again = playbook(lab, "site")
+    assert "Pod network of this node" in again.stdout and node_changes(again.stdout) == [], again.stdout[-3000:]
+    assert yaml.safe_load(state_path.read_text())["nodes"] == first
+    for n in lab.nodes:
+        assert_same(converged[n], node_state(lab, n), "adopting %s changed it" % n)
+
+    # A lost state file and an inventory that gives red's block to green: refused before any change.
+    state_path.unlink()
+    inv = yaml.safe_load(lab.hosts_yml.read_text())
+    group = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
+    group["hosts"][green]["podnet_pod_cidrs"] = first[red]
+    other = lab.inventory_dir / "steal.yml"
+    other.write_text(yaml.safe_dump(inv))
+    group["vars"]["podnet_state_file"] = str(state_path)
+    other.write_text(yaml.safe_dump(inv))
+    proc = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(other)], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert red in out and green in out and first[red][0] in out and "podnet_allow_readdress" in out, out[-3000:]
+    assert not state_path.exists()
+    for n in lab.nodes:
+        assert_same(converged[n], node_state(lab, n), "a refused plan changed %s" % n)
+    other.unlink()
+    playbook(lab, "site")
