@@ -11,6 +11,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_verify_playbook_passes_and_cleans_up(inventory, nodes):
+    state = inventory.parent / "podnet_state.yml"
+    state_before = (state.read_bytes(), state.stat().st_mtime_ns)
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                PATH="%s:%s" % (bin_dir, os.environ.get("PATH", "")))
@@ -24,6 +26,12 @@ def test_verify_playbook_passes_and_cleans_up(inventory, nodes):
                   "pod -> node (IPv4): %d/%d all ok" % (count * count, count * count),
                   "pod -> external (IPv4 203.0.113.10 port 47300): %d/%d all ok" % (count, count)):
         assert check in out, out[-8000:]
+    total = 3 * count * count + count
+    assert "PASSED: %d of %d probes ok" % (total, total) in out, out[-8000:]
+    # the same-node cells went to a second pod on the node
+    assert "second pod" in out and "(no second pod)" not in out, out[-8000:]
+    # the proof changed nothing but its own probes: the state file is as it was
+    assert (state.read_bytes(), state.stat().st_mtime_ns) == state_before
     # Probes are gone: no veth of a probe pod left on the bridge, no record left.
     for name, host in nodes.items():
         assert host.run("ls /run/podnet-verify 2>/dev/null").stdout.strip() == "", name
