@@ -3,7 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 """The podnet verify probe protocol: a tiny TCP server and a concurrent client (target side).
 
-Standard library only, Python 3.9+, no Ansible import: the module ``podnet.cluster.probe_pod`` writes
+Standard library only, Python 3.8+ (tested on 3.8), no Ansible import: ``podnet.cluster.probe_pod`` writes
 this very file to the node (``<state_dir>/podnet_probe.py``) and runs it as the probe server::
 
     python3 podnet_probe.py serve --name NAME --port 47300 --bind ADDRESS [--bind ADDRESS ...] \\

@@ -40,8 +40,8 @@ description:
     tolerated; both states are idempotent.
   - O(state=present) on a pod that is recorded, running and configured the same is left alone (not
     changed); a stale or different one is removed and made again.
-  - Target side, Python 3.9+ standard library, root. Needs C(unshare) and C(nsenter) (util-linux) and C(ip)
-    (iproute2).
+  - Target side, Python 3.8 or later (the oldest target Python of ansible-core 2.19; tested), standard
+    library, root. Needs C(unshare) and C(nsenter) (util-linux) and C(ip) (iproute2).
 options:
   name:
     description:

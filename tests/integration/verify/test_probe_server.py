@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from verify_lab_lib import PREFIX, sh
+from verify_lab_lib import OLDEST_PYTHON, PREFIX, sh
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "plugins" / "module_utils" / "probe.py"
@@ -109,15 +109,21 @@ def scratch_ns():
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def drive(ns, mode):
-    proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", DRIVER, str(SCRIPT), str(PORT), mode],
+PYTHONS = [pytest.param(sys.executable, id="python%d.%d" % sys.version_info[:2]),
+           pytest.param(OLDEST_PYTHON, id="python3.8", marks=pytest.mark.skipif(
+               OLDEST_PYTHON is None, reason="no Python 3.8 on this machine (the oldest target Python claimed)"))]
+
+
+def drive(ns, mode, python=sys.executable):
+    proc = subprocess.run(["ip", "netns", "exec", ns, python, "-c", DRIVER, str(SCRIPT), str(PORT), mode],
                           capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
-def test_server_listens_only_on_its_addresses_with_capped_threads(scratch_ns):
-    out = drive(scratch_ns, "bind")
+@pytest.mark.parametrize("python", PYTHONS)
+def test_server_listens_only_on_its_addresses_with_capped_threads(scratch_ns, python):
+    out = drive(scratch_ns, "bind", python)
     assert out["ready"] and out["ready"].get("ready"), out
     assert sorted(out["ready"]["listening"]) == ["10.250.0.1:%d" % PORT, "[fd00:250::1]:%d" % PORT]
     answers = out["answers"]
@@ -130,8 +136,9 @@ def test_server_listens_only_on_its_addresses_with_capped_threads(scratch_ns):
     assert out["rc"] == 0
 
 
-def test_server_exits_when_its_lifetime_is_over(scratch_ns):
-    out = drive(scratch_ns, "lifetime")
+@pytest.mark.parametrize("python", PYTHONS)
+def test_server_exits_when_its_lifetime_is_over(scratch_ns, python):
+    out = drive(scratch_ns, "lifetime", python)
     assert out["ready"] and out["ready"].get("ready"), out
     assert out["rc"] == 0, out
     assert "lifetime" in out["stderr"], out

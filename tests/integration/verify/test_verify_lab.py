@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from verify_lab_lib import EXTERNAL_V4, make_lab, pod_v4
+from verify_lab_lib import EXTERNAL_V4, OLDEST_PYTHON, make_lab, pod_v4
 
 
 def failures(run):
@@ -196,6 +196,22 @@ def test_check_mode_starts_nothing(lab):
     assert run.tasks("Judge the probes of every node") == []
     said = run.task("Say what check mode leaves out")
     assert "runs 20 probes" in said["node1"]["msg"]
+
+
+@pytest.mark.skipif(OLDEST_PYTHON is None, reason="no Python 3.8 on this machine (the oldest target Python)")
+def test_verify_on_the_oldest_target_python(lab):
+    """Every module and the probe servers on Python 3.8 (the oldest target Python claimed): the interpreter is
+    a wrapper that records each call and runs python3.8 (so the probe servers, started with the module's
+    own interpreter, run on 3.8 too: os.setns is 3.12+, 3.8 takes the ctypes path)."""
+    wrapper = lab.root / "python3.8-logged"
+    calls = lab.root / "python3.8-calls"
+    wrapper.write_text("#!/bin/sh\necho \"$$ $*\" >> %s\nexec %s \"$@\"\n" % (calls, OLDEST_PYTHON))
+    wrapper.chmod(0o755)
+    run = lab.verify("-e", json.dumps({"ansible_python_interpreter": str(wrapper)}))
+    assert run.rc == 0, run.text
+    assert run.result["passed"] and run.result["total"] == run.result["ok_count"] == 60, run.report
+    # every module call of every host (3 nodes, 7 module tasks each, and the external host's two)
+    assert len(calls.read_text().splitlines()) >= 3 * 7 + 2, "the modules did not run through python3.8"
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ removed at the start of the next session.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
@@ -63,6 +64,12 @@ NODES = {
     "node2": (2, []),
     "node3": (3, ["docker", "cni"]),
 }
+
+
+#: The oldest Python the target side claims (ansible-core 2.19 runs modules on 3.8 and later): a real
+#: interpreter binary (pyenv's shims do not work inside a node), or None when this machine has none.
+OLDEST_PYTHON = next(iter(sorted(glob.glob("/root/.pyenv/versions/3.8.*/bin/python3.8")) +
+                          [p for p in ("/usr/bin/python3.8", "/usr/local/bin/python3.8") if os.path.exists(p)]), None)
 
 
 def pod_v4(i):
