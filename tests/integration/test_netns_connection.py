@@ -42,6 +42,10 @@ def hand_ns():
             if marker.exists():
                 marker.unlink()
         shutil.rmtree(DEFAULT_ROOT_BASE / name, ignore_errors=True)
+        try:
+            DEFAULT_ROOT_BASE.rmdir()  # only when no other node's layers are there
+        except OSError:
+            pass
 
 
 def write_inventory(path: Path, host_vars: dict) -> Path:
