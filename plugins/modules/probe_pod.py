@@ -38,8 +38,9 @@ description:
     process killed by its recorded PID (only if that PID still runs this probe server with the recorded
     start time). Partial leftovers (a dead process, a missing namespace, a veth without record) are
     tolerated; both states are idempotent.
-  - O(state=present) on a pod that is recorded, running and configured the same is left alone (not
-    changed); a stale or different one is removed and made again.
+  - O(state=present) on a pod that is recorded, running, configured the same and with at least half of its
+    O(lifetime) left is left alone (not changed); a stale, different or ageing one is removed and made
+    again.
   - Target side, Python 3.8 or later (the oldest target Python of ansible-core 2.19; tested), standard
     library, root. Needs C(unshare) and C(nsenter) (util-linux) and C(ip) (iproute2).
 options:
@@ -764,6 +765,18 @@ class Pod(object):
         return out
 
 
+def fresh(record, now=None):
+    """A running pod is reused only while at least half of its lifetime is left (a pod left by an interrupted
+    run would otherwise exit in the middle of the next one)."""
+    lifetime = record.get("lifetime") or 0
+    if not lifetime:
+        return True
+    created = record.get("created")
+    if not isinstance(created, (int, float)):
+        return False
+    return created + lifetime - (time.time() if now is None else now) >= lifetime / 2.0
+
+
 def bind_errors(mode, bind):
     """What is wrong with O(bind) for O(mode): a host server needs its addresses, a pod has its own."""
     if mode != "host":
@@ -847,7 +860,7 @@ def main():
             result["diff"] = {"before": describe(current), "after": "absent\n"}
         else:
             wanted = pod.desired()
-            if current is not None and process_is_ours(current) and pod.same(current, wanted):
+            if current is not None and process_is_ours(current) and pod.same(current, wanted) and fresh(current):
                 result = pod.result(current, changed=False)
                 result["diff"] = {"before": describe(current), "after": describe(current)}
             elif module.check_mode:

@@ -59,6 +59,12 @@ PLAYBOOK = """
       podnet.cluster.probe_pod: {name: t-nobind, mode: host, state_dir: "{{ podnet_verify_state_dir }}"}
       register: h3
       ignore_errors: true
+    - name: a1 a node server with a lifetime of 4 seconds
+      podnet.cluster.probe_pod: &ageing {name: t-age, mode: host, bind: [172.30.77.11], lifetime: 4, state_dir: "{{ podnet_verify_state_dir }}"}
+      register: a1
+    - {name: half of its lifetime passes, ansible.builtin.command: sleep 2.2, changed_when: false}
+    - {name: a2 an ageing server is made again, podnet.cluster.probe_pod: *ageing, register: a2}
+    - {name: a3 remove it, podnet.cluster.probe_pod: {name: t-age, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}}
     - name: l1 a pod whose server lives 1 second
       podnet.cluster.probe_pod: {name: t-short, mode: cni, lifetime: 1, conflist: "{{ podnet_cni_conf_dir }}/10-podnet.conflist", state_dir: "{{ podnet_verify_state_dir }}"}
       register: l1
@@ -156,6 +162,9 @@ def test_probe_pod_lifecycle(lab):
     assert p3["node-ip"]["ok"] and p3["node-ip"]["server"] == "t-host"
     assert not p3["bridge-ip"]["ok"] and "refused" in p3["bridge-ip"]["error"]
     assert result(run, "h2 remove the node server", "node1")["changed"]
+    a1, a2 = result(run, "a1 a node server with a lifetime of 4 seconds", "node1"), result(
+        run, "a2 an ageing server is made again", "node1")
+    assert a2["changed"] and a2["pid"] != a1["pid"], "a server with less than half its lifetime left was reused"
     h3 = result(run, "h3 a node server without bind is refused", "node1")
     assert h3["failed"] and "mode=host needs bind" in h3["msg"]
 
