@@ -18,10 +18,11 @@ description:
     by C(SETUP) is ever seen by the machine or by another node.
   - C(SETUP) always mounts a fresh sysfs on C(/sys), so C(/sys/class/net) lists
     the node's own links (as C(ip netns exec) does).
-  - "B(Per-node files.) When O(podnet_netns_root) is set, C(SETUP) also mounts a
+  - "B(Per-node files.) C(SETUP) also mounts a
     copy-on-write overlay over C(/etc), C(/var/lib) and C(/run): the lower layer
     is the machine's real directory, the upper layer is
-    C(<podnet_netns_root>/upper/etc), C(.../upper/var-lib) and C(.../upper/run).
+    C(<root>/upper/etc), C(.../upper/var-lib) and C(.../upper/run), where C(<root>) is
+    O(podnet_netns_root), by default C(/var/tmp/podnet-netns/<namespace name>).
     A node therefore reads the machine's files plus its own changes, and
     everything it writes there (a sysctl.d file, a CNI config, host-local
     leases, a daemon.json, pid files) lands only in its own upper directory:
@@ -35,9 +36,15 @@ description:
     standard input, C(cat path) to fetch), so a copied file lands in the node's
     view, never in the machine's C(/etc).
   - Works for namespaces built by hand (C(ip netns add NAME)); only
-    O(podnet_netns) (or the inventory host name) is needed then, and commands
-    see the machine's C(/etc), C(/var/lib) and C(/run) as C(ip netns exec) would
-    (without its C(/etc/netns/NAME) bind mounts).
+    O(podnet_netns) (or the inventory host name) is needed then. Such a node
+    gets its own layers too (the default O(podnet_netns_root)), so a node never
+    writes the machine's own C(/etc/docker/daemon.json), C(/etc/cni/net.d),
+    C(/etc/sysctl.d) or anything else under C(/etc), C(/var/lib) and C(/run).
+    The entries of C(/etc/netns/NAME) are not bind-mounted as C(ip netns exec)
+    does; put such files into the node's C(<root>/upper/etc) instead.
+  - When the layers cannot be set up (the root cannot be created, overlayfs is
+    missing), the command is not run and the host is reported unreachable;
+    there is no way to run a command with the machine's own C(/etc) writable.
   - Needs C(nsenter) and C(unshare) (util-linux), C(mount), and root on the
     controller.
 author: podnet.cluster maintainers
@@ -61,10 +68,14 @@ options:
       - name: podnet_netns
   podnet_netns_root:
     description:
-      - Per-node root directory. When set, C(/etc), C(/var/lib) and C(/run) are
+      - Per-node root directory. C(/etc), C(/var/lib) and C(/run) are
         copy-on-write overlays whose upper layers are C(<root>/upper/etc),
         C(<root>/upper/var-lib) and C(<root>/upper/run) (created when missing),
         and the host name is set to O(podnet_netns_hostname).
+      - Default C(/var/tmp/podnet-netns/<namespace name>) (a namespace given as a
+        path, C(/proc/42/ns/net), gets C(/var/tmp/podnet-netns/proc-42-ns-net)).
+        It is left behind when the namespace goes; remove it with the namespace.
+        There is no way to turn the layers off.
       - Each command gets its own overlay work directory C(<root>/work/<layer>/<pid>);
         these small directories are left behind and removed with the lab.
       - Must be absolute, outside C(/etc), C(/var/lib) and C(/run), without C(,) or C(:).
@@ -74,8 +85,8 @@ options:
   podnet_netns_hostname:
     description:
       - Host name seen by commands on the node (set in a private UTS namespace).
-      - Defaults to the namespace name when O(podnet_netns_root) is set; without a
-        root the host name is left alone unless this option is set.
+      - Defaults to the namespace name; for a namespace given as a path the host
+        name is left alone unless this option is set.
     type: str
     vars:
       - name: podnet_netns_hostname
@@ -99,7 +110,8 @@ seealso:
 """
 
 EXAMPLES = r"""
-# Inventory for two namespaces built by hand:
+# Inventory for two namespaces built by hand (each gets its own /etc, /var/lib
+# and /run layers under /var/tmp/podnet-netns/<name>):
 #   ip netns add n1; ip netns add n2
 all:
   hosts:
@@ -131,6 +143,7 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.netns import (
     ERROR_PREFIX,
     SETUP_FAILED_RC,
     build_argv,
+    default_root,
     join,
     netns_path,
     validate_hostname,
@@ -149,8 +162,8 @@ class Connection(LocalConnection):
 
     # -- option handling ---------------------------------------------------
 
-    def _node(self) -> t.Tuple[str, t.Optional[str], t.Optional[str]]:
-        """(netns, root, hostname) from the options, validated."""
+    def _node(self) -> t.Tuple[str, str, t.Optional[str]]:
+        """(netns, root, hostname) from the options, validated; root defaults to :func:`default_root`."""
         netns = self.get_option("podnet_netns") or self.get_option("remote_addr") or self._play_context.remote_addr
         if not netns or netns == "inventory_hostname":
             raise AnsibleConnectionFailure("podnet.cluster.netns: no network namespace given (set podnet_netns)")
@@ -158,10 +171,10 @@ class Connection(LocalConnection):
         hostname = self.get_option("podnet_netns_hostname") or None
         try:
             netns_path(netns)
-            if root is not None:
-                root = validate_root(root)
-                if hostname is None:
-                    hostname = os.path.basename(netns) if "/" not in netns else None
+            # Every node has its own layers: without them a task would write the machine's /etc.
+            root = validate_root(root) if root is not None else default_root(netns)
+            if hostname is None:
+                hostname = os.path.basename(netns) if "/" not in netns else None
             if hostname is not None:
                 validate_hostname(hostname)
         except ValueError as exc:

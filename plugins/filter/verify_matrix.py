@@ -13,15 +13,18 @@ short_description: Build and judge the probe matrix of the verify role
 description:
   - Controller-side arithmetic of the role C(podnet.cluster.verify), so that no target list is built in Jinja.
     The input is the C(podnet_plan) fact; the first argument says which step to compute.
-  - C(pod_addresses) - the addresses (C(addr/prefix)) of the probe pod of O(node) when it is wired by hand
-    (veth mode) - the last usable address of each of its pod subnets.
+  - C(pod_addresses) - the addresses (C(addr/prefix), one per pod subnet) of probe pod number O(index) (0 or
+    1) of O(node) when it is wired by hand (veth mode) - the highest addresses of each subnet that no
+    allocator of the node hands out (Docker's C(fixed-cidr), host-local's range, as configured for
+    O(runtimes)); an error naming the host, the subnet and what covers it when there are not two.
   - C(cells) - every cell of the matrix (check, family, source, target, address, expectation, and why it
     cannot be probed, if so); only those whose source is O(node) when O(node) is given.
   - C(probes) - the probes O(node) runs, as the O(probes) argument of M(podnet.cluster.probe).
   - C(judge) - every probe of every node judged against O(results); returns the summary (matrices, failures,
     text report) that the role stores as C(podnet_verify_result).
   - C(preflight) - a list of configuration errors (empty when verify can run).
-  - The checks are C(pod_pod) (pod on A to pod on B, every ordered pair, no NAT, the pod's own IP seen),
+  - The checks are C(pod_pod) (pod on A to pod on B, every ordered pair, no NAT, the pod's own IP seen; A to
+    A is the first probe pod of A to its second one),
     C(node_pod) (node A to pod on B, one of A's addresses seen), C(pod_node) (pod on A to node B's IP, the
     pod's IP seen) and C(egress) (pod on A to the external address, masqueraded to one of A's addresses),
     for every family of the plan.
@@ -43,8 +46,17 @@ options:
     type: list
     elements: str
   pods:
-    description: Node name to the result of M(podnet.cluster.probe_pod) for its probe pod.
+    description: Node name to the result of M(podnet.cluster.probe_pod) for its (first) probe pod.
     type: dict
+  peers:
+    description:
+      - Node name to the result of M(podnet.cluster.probe_pod) for its second probe pod, the target of the
+        node's same-node C(pod_pod) cell.
+    type: dict
+  index:
+    description: Which probe pod of O(node) C(pod_addresses) is for (C(0) the first, C(1) the second).
+    type: int
+    default: 0
   servers:
     description: Node name to the result of M(podnet.cluster.probe_pod) for its node-side (host mode) server.
     type: dict
@@ -61,7 +73,7 @@ options:
     type: int
     default: 47300
   runtimes:
-    description: C(podnet_runtimes), checked by C(preflight).
+    description: C(podnet_runtimes), checked by C(preflight); the allocators C(pod_addresses) keeps away from.
     type: list
     elements: str
   external_host:
@@ -80,12 +92,12 @@ EXAMPLES = r"""
 - name: Run this node's probes
   podnet.cluster.probe:
     probes: "{{ podnet_plan | podnet.cluster.verify_matrix('probes', node=inventory_hostname, nodes=nodes,
-                pods=pods, servers=servers, external=external, port=47300) }}"
+                pods=pods, peers=peers, servers=servers, external=external, port=47300) }}"
 
 - name: Judge them all
   ansible.builtin.set_fact:
     podnet_verify_result: "{{ podnet_plan | podnet.cluster.verify_matrix('judge', nodes=nodes, pods=pods,
-                              servers=servers, results=results, external=external, port=47300) }}"
+                              peers=peers, servers=servers, results=results, external=external, port=47300) }}"
   run_once: true
 """
 
@@ -94,7 +106,7 @@ _value:
   description:
     - C(pod_addresses) - a list of C(addr/prefix); C(probes) - a list of probe dicts (C(id), C(target),
       C(port), C(source_netns), C(connect_only)); C(preflight) - a list of error strings.
-    - C(judge) - a dict with C(passed), C(total), C(ok_count), C(failed_count), C(nodes), C(families),
+    - C(judge) - a dict with C(passed), C(total), C(ok_count), C(failed_count), C(nodes), C(families), C(endpoints),
       C(checks) (per check and family - C(title), C(sources), C(targets), C(rows)), C(failures),
       C(failures_by_source), C(report) (text) and C(report_lines).
   type: raw
@@ -108,7 +120,8 @@ STEPS = ("pod_addresses", "cells", "probes", "judge", "preflight")
 
 
 def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, results=None, external=None,
-                  port=47300, runtimes=None, external_host=None, inventory_hosts=None, timeout=3):
+                  port=47300, runtimes=None, external_host=None, inventory_hosts=None, timeout=3, peers=None,
+                  index=0):
     if step not in STEPS:
         raise AnsibleFilterError("verify_matrix: step must be one of %s, got %r" % (", ".join(STEPS), step))
     try:
@@ -123,14 +136,19 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
         if step == "pod_addresses":
             if node not in plan["nodes"]:
                 raise AnsibleFilterError("verify_matrix: %r is not a node of the plan" % (node,))
-            return verify_lib.pod_addresses(plan["nodes"][node])
+            index = int(index)
+            if index not in (0, 1):
+                raise AnsibleFilterError("verify_matrix: index must be 0 or 1, got %r" % (index,))
+            return verify_lib.probe_addresses(plan, node, runtimes or [], count=2)[index]
         nodes = verify_lib.plain(nodes) if nodes is not None else list(plan["nodes"])
         if step == "cells":
             return verify_lib.cells(plan, nodes, pods or {}, servers or {}, external, port,
-                                    source=None if node is None else str(node))
+                                    source=None if node is None else str(node), peers=peers or {})
         if step == "probes":
-            return verify_lib.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port)
-        return verify_lib.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port)
+            return verify_lib.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port,
+                                         peers=peers or {})
+        return verify_lib.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port,
+                                peers=peers or {})
     except verify_lib.VerifyError as exc:
         raise AnsibleFilterError("verify_matrix: %s" % exc) from exc
 

@@ -3,10 +3,12 @@
 # Apache License 2.0 (see LICENSE)
 """The podnet verify probe protocol: a tiny TCP server and a concurrent client (target side).
 
-Standard library only, Python 3.9+, no Ansible import: the module ``podnet.cluster.probe_pod`` writes
+Standard library only, Python 3.8+ (tested on 3.8), no Ansible import: ``podnet.cluster.probe_pod`` writes
 this very file to the node (``<state_dir>/podnet_probe.py``) and runs it as the probe server::
 
-    python3 podnet_probe.py serve --name NAME --port 47300 [--ready-fd FD]
+    python3 podnet_probe.py serve --name NAME --port 47300 --bind ADDRESS [--bind ADDRESS ...] \\
+        [--lifetime SECONDS] [--max-threads N] [--ready-fd FD]
+    python3 podnet_probe.py serve --name NAME --control-fd FD ...   (addresses sent later on FD)
 
 Protocol (one JSON object per line, UTF-8, at most :data:`MAX_LINE` bytes)::
 
@@ -18,8 +20,10 @@ Protocol (one JSON object per line, UTF-8, at most :data:`MAX_LINE` bytes)::
 the client "sees itself as"); ``seen`` is the address the server got the connection from. They differ
 exactly when something on the path translated the source address (NAT).
 
-The server listens on ``0.0.0.0`` and, separately (``IPV6_V6ONLY``), on ``::``, so IPv4 peers are
-reported as plain IPv4 addresses, never as ``::ffff:a.b.c.d``.
+The server listens only on the addresses it is given (its probe addresses: a pod's own IPs, a node's node
+IPs, the external address), one socket each (IPv6 ones ``IPV6_V6ONLY``), never on a wildcard address. It
+handles at most ``--max-threads`` connections at once (more wait in the listen backlog) and exits on its own
+after ``--lifetime`` seconds, so a server whose run was interrupted does not stay for ever.
 
 The client (:func:`run_probes`) runs many probes at once from a thread pool. A probe may start in
 another network namespace (``source_netns``, e.g. ``/proc/PID/ns/net`` of a probe pod): the worker
@@ -35,6 +39,7 @@ import errno
 import ipaddress
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -47,11 +52,17 @@ PROTOCOL_VERSION = 1
 DEFAULT_PORT = 47300
 DEFAULT_TIMEOUT = 3.0
 MAX_LINE = 8192
+#: Seconds after which a probe server exits on its own (0: never).
+DEFAULT_LIFETIME = 1800.0
+#: Connections a probe server handles at once (one thread each).
+DEFAULT_MAX_THREADS = 32
 #: Marker in the server's command line; probe_pod checks it before killing a recorded PID.
 SCRIPT_NAME = "podnet_probe.py"
 CLONE_NEWNET = 0x40000000
 
 __all__ = [
+    "DEFAULT_LIFETIME",
+    "DEFAULT_MAX_THREADS",
     "DEFAULT_PORT",
     "DEFAULT_TIMEOUT",
     "SCRIPT_NAME",
@@ -149,31 +160,45 @@ def _send_json(sock, obj):
 # server
 # --------------------------------------------------------------------------- #
 
-def _listen(port):
-    """Listening sockets on every IPv4 and IPv6 address; IPv6 skipped when the namespace has none."""
+def _listen(addresses, port, retry_until=0.0):
+    """One listening socket per address (its own address only, never a wildcard).
+
+    An address that is not usable yet (``EADDRNOTAVAIL``: an IPv6 address still in duplicate address
+    detection) is retried until ``retry_until`` (a ``time.monotonic()`` value).
+    """
+    if not addresses:
+        raise OSError(errno.EINVAL, "no address to listen on (a probe server binds only its probe addresses)")
     socks = []
-    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        try:
+    try:
+        for text in addresses:
+            addr = ipaddress.ip_address(str(text))
+            if addr.is_unspecified:
+                raise ValueError("%s is a wildcard address; a probe server binds only its probe addresses" % addr)
+            family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as exc:
-            if family == socket.AF_INET6 and exc.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
-                continue
-            raise
-        try:
+            socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address, port))
+            while True:
+                try:
+                    sock.bind((str(addr), port))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EADDRNOTAVAIL or time.monotonic() >= retry_until:
+                        raise OSError(exc.errno, "cannot listen on %s: %s" % (
+                            _endpoint(str(addr), port), exc.strerror or exc))
+                    time.sleep(0.1)
             sock.listen(256)
-        except OSError as exc:
+    except (OSError, ValueError):
+        for sock in socks:
             sock.close()
-            if family == socket.AF_INET6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                continue  # IPv6 disabled in this namespace
-            for other in socks:
-                other.close()
-            raise OSError(exc.errno, "cannot listen on [%s]:%d: %s" % (address, port, exc.strerror))
-        socks.append(sock)
+        raise
     return socks
+
+
+def _endpoint(address, port):
+    return "[%s]:%d" % (address, port) if ":" in address else "%s:%d" % (address, port)
 
 
 def _handle(conn, name, hostname, timeout):
@@ -206,26 +231,62 @@ def _handle(conn, name, hostname, timeout):
             pass
 
 
-def serve(name, port=DEFAULT_PORT, ready_fd=None, timeout=10.0):
-    """Serve the probe protocol forever (until SIGTERM/SIGINT).
+def _read_control(control_fd, deadline):
+    """The addresses to bind, sent by the caller as one JSON line ``{"bind": [...]}`` on ``control_fd``."""
+    data = b""
+    try:
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OSError(errno.ETIMEDOUT, "no addresses to bind were sent before the end of the lifetime")
+            ready, _w, _x = select.select([control_fd], [], [], min(remaining, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(control_fd, 4096)
+            if not chunk:
+                raise OSError(errno.EPIPE, "the caller went away before sending the addresses to bind")
+            data += chunk
+            if len(data) > MAX_LINE:
+                raise OSError(errno.EINVAL, "control line longer than %d bytes" % MAX_LINE)
+    finally:
+        os.close(control_fd)
+    try:
+        message = json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
+        bind = [str(a) for a in message["bind"]]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise OSError(errno.EINVAL, "unreadable control line %r" % data[:200])
+    return bind
 
-    When ``ready_fd`` is given, one JSON line is written to it once the sockets listen (or the error that
-    prevented it) and the descriptor is closed: the caller waits on it instead of polling.
+
+def serve(name, port=DEFAULT_PORT, ready_fd=None, timeout=10.0, bind=None, control_fd=None,
+          lifetime=DEFAULT_LIFETIME, max_threads=DEFAULT_MAX_THREADS, bind_wait=5.0):
+    """Serve the probe protocol on the addresses ``bind`` until SIGTERM/SIGINT or the end of ``lifetime``.
+
+    * ``bind``: the addresses to listen on (one socket each, never a wildcard). With ``control_fd`` they
+      are read from that descriptor instead (one JSON line ``{"bind": [...]}``), for a pod whose addresses
+      are known only once its namespace is wired: the server first reports ``{"waiting": true, "pid": ...}``
+      on ``ready_fd``, then waits.
+    * ``lifetime``: seconds after the start at which the server exits on its own (0: never), whatever
+      happens to the run that started it.
+    * ``max_threads``: connections handled at once; more wait in the listen backlog.
+    * ``ready_fd``: one JSON line is written to it once the sockets listen (``ready``, ``pid``, ``port``,
+      ``listening``), or the error that prevented it, and the descriptor is closed: the caller waits on it
+      instead of polling.
     """
-    def report(obj):
+    started = time.monotonic()
+    lifetime = float(lifetime or 0)
+    deadline = started + lifetime if lifetime > 0 else float("inf")
+    max_threads = max(1, int(max_threads))
+
+    def report(obj, last=True):
         if ready_fd is None:
             return
         try:
             os.write(ready_fd, (json.dumps(obj) + "\n").encode("utf-8"))
         finally:
-            os.close(ready_fd)
+            if last:
+                os.close(ready_fd)
 
-    try:
-        socks = _listen(port)
-    except OSError as exc:
-        report({"ready": False, "error": str(exc.strerror or exc)})
-        return 1
-    families = [4 if s.family == socket.AF_INET else 6 for s in socks]
     stop = threading.Event()
 
     def on_signal(signum, frame):  # pylint: disable=unused-argument
@@ -234,29 +295,64 @@ def serve(name, port=DEFAULT_PORT, ready_fd=None, timeout=10.0):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    report({"ready": True, "pid": os.getpid(), "port": port, "families": families})
+    try:
+        if control_fd is not None:
+            report({"waiting": True, "pid": os.getpid()}, last=False)
+            bind = _read_control(control_fd, deadline)
+        socks = _listen(list(bind or []), port, retry_until=min(deadline, time.monotonic() + bind_wait))
+    except (OSError, ValueError) as exc:
+        message = str(getattr(exc, "strerror", None) or exc)
+        sys.stderr.write("%s: %s\n" % (name, message))
+        report({"ready": False, "error": message})
+        return 1
+    listening = [_endpoint(normalize_address(s.getsockname()[0]), port) for s in socks]
+    report({"ready": True, "pid": os.getpid(), "port": port, "listening": listening,
+            "lifetime": lifetime, "max_threads": max_threads})
     hostname = socket.gethostname()
+    slots = threading.BoundedSemaphore(max_threads)
+
+    def handle(conn):
+        try:
+            _handle(conn, name, hostname, timeout)
+        finally:
+            slots.release()
+
     selector = selectors.DefaultSelector()
     for sock in socks:
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
+    reason = "stopped by a signal"
     while not stop.is_set():
-        try:
-            events = selector.select(timeout=0.5)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            reason = "lifetime of %g s over" % lifetime
+            break
+        # A free handler slot first: at most max_threads connections are handled at once.
+        if not slots.acquire(timeout=min(0.5, remaining)):
             continue
+        try:
+            events = selector.select(timeout=min(0.5, remaining))
+        except InterruptedError:  # pragma: no cover - PEP 475 retries
+            events = []
+        conn = None
         for key, _mask in events:
             try:
                 conn, _addr = key.fileobj.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                break
+            except OSError:  # BlockingIOError, ConnectionAbortedError, ...
                 continue
-            except OSError:
-                continue
-            conn.setblocking(True)
-            thread = threading.Thread(target=_handle, args=(conn, name, hostname, timeout), daemon=True)
-            thread.start()
+        if conn is None:
+            slots.release()
+            continue
+        conn.setblocking(True)
+        try:
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        except RuntimeError:  # pragma: no cover - cannot start a thread
+            slots.release()
+            conn.close()
     for sock in socks:
         sock.close()
+    sys.stderr.write("%s: %s, exiting\n" % (name, reason))
     return 0
 
 
@@ -404,10 +500,19 @@ def run_probes(probes, timeout=DEFAULT_TIMEOUT, client_name=None, max_parallel=6
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=SCRIPT_NAME, description="podnet verify probe server/client")
     sub = parser.add_subparsers(dest="command")
-    srv = sub.add_parser("serve", help="serve the probe protocol until SIGTERM")
+    srv = sub.add_parser("serve", help="serve the probe protocol until SIGTERM or the end of its lifetime")
     srv.add_argument("--name", required=True)
     srv.add_argument("--port", type=int, default=DEFAULT_PORT)
     srv.add_argument("--ready-fd", type=int, default=None)
+    where = srv.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bind", action="append", metavar="ADDRESS",
+                       help="an address to listen on (repeat for more); never a wildcard")
+    where.add_argument("--control-fd", type=int, default=None,
+                       help='read the addresses as one JSON line {"bind": [...]} from this descriptor')
+    srv.add_argument("--lifetime", type=float, default=DEFAULT_LIFETIME,
+                     help="exit after this many seconds (0: never; default %(default)s)")
+    srv.add_argument("--max-threads", type=int, default=DEFAULT_MAX_THREADS,
+                     help="connections handled at once (default %(default)s)")
     cli = sub.add_parser("probe", help="probe TARGET:PORT once and print the result as JSON")
     cli.add_argument("target")
     cli.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -415,7 +520,8 @@ def main(argv=None):
     cli.add_argument("--source-netns", default=None)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve(args.name, args.port, args.ready_fd)
+        return serve(args.name, args.port, args.ready_fd, bind=args.bind, control_fd=args.control_fd,
+                     lifetime=args.lifetime, max_threads=args.max_threads)
     if args.command == "probe":
         (result,) = run_probes([{"id": "cli", "target": args.target, "port": args.port,
                                  "source_netns": args.source_netns}], timeout=args.timeout)

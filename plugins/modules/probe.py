@@ -24,7 +24,8 @@ description:
   - Also returns the node's own global addresses (C(ip -json address)), so a caller can tell whether an
     address a server saw belongs to this node.
   - Never fails because a probe failed; failures are data. It fails only on invalid parameters.
-  - Target side, Python 3.9+ standard library, root (entering another network namespace needs
+  - Target side, Python 3.8 or later (the oldest target Python of ansible-core 2.19; tested), standard
+    library, root (entering another network namespace needs
     C(CAP_SYS_ADMIN)).
 options:
   probes:

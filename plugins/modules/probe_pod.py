@@ -15,6 +15,11 @@ description:
   - Starts a small TCP server speaking the podnet probe protocol (see C(podnet.cluster.probe)) as a detached
     process (new session, standard streams to a log file), and, for a pod, gives it its own network
     namespace and wires that namespace to the node's pod network like a real pod.
+  - The server listens only on its probe addresses (a pod's own global addresses once it is wired; for
+    O(mode=host) the addresses of O(bind)), never on every address of the host; it handles at most
+    O(max_threads) connections at once and exits on its own after O(lifetime) seconds, so that an
+    interrupted run leaves no server behind for long (the next run, or O(state=absent), removes the rest of
+    a pod whose server is gone - its CNI lease and its record).
   - "O(mode=cni): the server is started under C(unshare --net), so its network namespace lives exactly as
     long as the process; the namespace is referred to as C(/proc/PID/ns/net), never as a named namespace
     under C(/run/netns) (on lab nodes C(/run) is private to the node). The plugins of the CNI configuration
@@ -25,17 +30,19 @@ description:
   - "O(mode=veth), for nodes without CNI: a veth pair, one end (named C(pdv) + a hash of O(name)) added to
     O(bridge), the other moved into the pod as O(ifname) with O(addresses) and default routes via
     O(gateways)."
-  - "O(mode=host): only the server, in the node's own network namespace, so that pods can probe the node."
+  - "O(mode=host): only the server, in the node's own network namespace, listening on O(bind) (the node's
+    node IPs), so that pods can probe the node."
   - What was made (PID and start time of the server, the CNI configuration and result, the veth name) is
     recorded in C(<state_dir>/<name>.json). O(state=absent) undoes it from that record, in reverse - CNI
     C(DEL) for every plugin that was added (with the stored result as C(prevResult)), the veth deleted, the
     process killed by its recorded PID (only if that PID still runs this probe server with the recorded
     start time). Partial leftovers (a dead process, a missing namespace, a veth without record) are
     tolerated; both states are idempotent.
-  - O(state=present) on a pod that is recorded, running and configured the same is left alone (not
-    changed); a stale or different one is removed and made again.
-  - Target side, Python 3.9+ standard library, root. Needs C(unshare) and C(nsenter) (util-linux) and C(ip)
-    (iproute2).
+  - O(state=present) on a pod that is recorded, running, configured the same and with at least half of its
+    O(lifetime) left is left alone (not changed); a stale, different or ageing one is removed and made
+    again.
+  - Target side, Python 3.8 or later (the oldest target Python of ansible-core 2.19; tested), standard
+    library, root. Needs C(unshare) and C(nsenter) (util-linux) and C(ip) (iproute2).
 options:
   name:
     description:
@@ -55,9 +62,28 @@ options:
     type: str
     choices: [cni, veth, host]
   port:
-    description: TCP port the server listens on, on every IPv4 and IPv6 address of its namespace.
+    description: TCP port the server listens on, on its probe addresses only.
     type: int
     default: 47300
+  bind:
+    description:
+      - The addresses the server of O(mode=host) listens on (one socket each; wildcard addresses are
+        refused). Required with O(mode=host); not allowed with the pod modes, whose server listens on the
+        pod's own global addresses.
+      - An IPv6 address still in duplicate address detection is waited for, up to 5 seconds.
+    type: list
+    elements: str
+    default: []
+  lifetime:
+    description:
+      - Seconds after its start at which the server exits on its own, whatever happens to the run that
+        started it (C(0) - never). A pod's network namespace goes with its server.
+    type: float
+    default: 1800
+  max_threads:
+    description: Connections the server handles at once (one thread each); more wait in the listen backlog.
+    type: int
+    default: 32
   conflist:
     description: The CNI configuration list used with O(mode=cni).
     type: path
@@ -128,10 +154,12 @@ EXAMPLES = r"""
     addresses: [10.244.1.254/24, "fd00:10:244:1:ffff:ffff:ffff:ffff/64"]
     gateways: [10.244.1.1, "fd00:10:244:1::1"]
 
-- name: A probe server in the node's own network namespace
+- name: A probe server in the node's own network namespace, on the node's IP only, for at most 10 minutes
   podnet.cluster.probe_pod:
     name: podnet-verify-node-node1
     mode: host
+    bind: [192.168.50.11]
+    lifetime: 600
 
 - name: Remove the pod (CNI DEL, veth removed, process killed)
   podnet.cluster.probe_pod:
@@ -165,6 +193,22 @@ port:
   returned: when present
   type: int
   sample: 47300
+listening:
+  description: The endpoints the server listens on, as it reported them once its sockets were bound.
+  returned: when present
+  type: list
+  elements: str
+  sample: ["10.244.1.2:47300", "[fd00:10:244:1::2]:47300"]
+lifetime:
+  description: The server's lifetime in seconds (C(0) - none).
+  returned: when present
+  type: float
+  sample: 1800
+expires:
+  description: When the server exits on its own (seconds since the epoch; C(null) without a lifetime).
+  returned: when present
+  type: float
+  sample: 1767225600.0
 addresses:
   description:
     - The pod's global addresses with prefix length, read from the pod's namespace (O(mode=host) - the
@@ -202,6 +246,7 @@ actions:
 """
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -215,7 +260,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
-from ansible_collections.podnet.cluster.plugins.module_utils.probe import SCRIPT_NAME, own_source
+from ansible_collections.podnet.cluster.plugins.module_utils.probe import (
+    DEFAULT_LIFETIME,
+    DEFAULT_MAX_THREADS,
+    SCRIPT_NAME,
+    normalize_address,
+    own_source,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 RECORD_VERSION = 1
@@ -299,6 +350,8 @@ class Pod(object):
         self.actions = []
         self.warnings = []
         self._bins = {}
+        self._ready = None
+        self._control = None
 
     # -- tools ------------------------------------------------------------
 
@@ -366,61 +419,124 @@ class Pod(object):
 
     # -- the server -------------------------------------------------------
 
-    def start_server(self, own_netns):
+    def spawn_server(self, record):
+        """Start the probe server detached; return once it waits for its addresses (a pod) or listens.
+
+        A pod's server is started under ``unshare --net`` and told its addresses (those of the wired pod)
+        later, on a control pipe (:meth:`bind_server`); a host server gets them (``bind``) at once.
+        """
+        own_netns = record["mode"] != "host"
         port = self.params["port"]
-        argv = [sys.executable, self.script_path, "serve", "--name", self.name, "--port", str(port)]
+        argv = [sys.executable, self.script_path, "serve", "--name", self.name, "--port", str(port),
+                "--lifetime", "%g" % self.params["lifetime"], "--max-threads", str(self.params["max_threads"])]
         read_fd, write_fd = os.pipe()
         argv += ["--ready-fd", str(write_fd)]
+        pass_fds = [write_fd]
+        control_read = control_write = None
         if own_netns:
+            control_read, control_write = os.pipe()
+            argv += ["--control-fd", str(control_read)]
+            pass_fds.append(control_read)
             argv = [self.bin("unshare"), "--net", "--"] + argv
+        else:
+            for address in record["bind"]:
+                argv += ["--bind", address]
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
-                                    pass_fds=(write_fd,), start_new_session=True, close_fds=True)
+                                    pass_fds=tuple(pass_fds), start_new_session=True, close_fds=True)
         except OSError as exc:
             os.close(read_fd)
+            if control_write is not None:
+                os.close(control_write)
             raise PodError("cannot start the probe server: %s" % to_native(exc))
         finally:
             os.close(write_fd)
+            if control_read is not None:
+                os.close(control_read)
             log.close()
         # Popen would otherwise reap (and warn about) the still-running child at exit.
         proc.returncode = 0
-        data = b""
+        self._ready = (read_fd, [b""])
+        self._control = control_write
+        info = proc_info(proc.pid)
+        record.update(pid=proc.pid, starttime=info[1] if info else None, created=time.time(),
+                      netns="/proc/%d/ns/net" % proc.pid if own_netns else None)
+        answer = self.ready_line()
+        if own_netns:
+            if not answer or not answer.get("waiting"):
+                self.server_failed(record, answer)
+            self.actions.append("started the probe server (pid %d) in a new network namespace" % proc.pid)
+        else:
+            self.server_listens(record, answer)
+
+    def ready_line(self):
+        """The next JSON line the server wrote on its ready pipe (None: nothing within the timeout)."""
+        read_fd, buf = self._ready
         deadline = time.monotonic() + self.params["timeout"]
+        while b"\n" not in buf[0]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ready, _w, _x = select.select([read_fd], [], [], remaining)
+            if not ready:
+                break
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            buf[0] += chunk
+        if b"\n" not in buf[0]:
+            return None
+        line, buf[0] = buf[0].split(b"\n", 1)
         try:
-            while b"\n" not in data:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                ready, _w, _x = select.select([read_fd], [], [], remaining)
-                if not ready:
-                    break
-                chunk = os.read(read_fd, 4096)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            os.close(read_fd)
-        pid = proc.pid
-        info = proc_info(pid)
-        try:
-            answer = json.loads(data.decode("utf-8").splitlines()[0]) if data.strip() else None
+            answer = json.loads(line.decode("utf-8"))
         except ValueError:
-            answer = None
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def close_pipes(self):
+        if self._ready is not None:
+            os.close(self._ready[0])
+            self._ready = None
+        if self._control is not None:
+            os.close(self._control)
+            self._control = None
+
+    def server_failed(self, record, answer):
+        reason = (answer or {}).get("error")
+        if process_is_ours(record):
+            try:
+                os.kill(record["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.close_pipes()
+        log_text = (read_text(self.log_path) or "").strip()[-2000:]
+        raise PodError("the probe server did not start%s%s" % (
+            ": %s" % reason if reason else " within %s s" % self.params["timeout"],
+            "; its log: %s" % log_text if log_text else ""))
+
+    def server_listens(self, record, answer):
         if not answer or not answer.get("ready"):
-            reason = (answer or {}).get("error")
-            if info is not None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            log_text = (read_text(self.log_path) or "").strip()[-2000:]
-            raise PodError("the probe server did not start%s%s" % (
-                ": %s" % reason if reason else " within %s s" % self.params["timeout"],
-                "; its log: %s" % log_text if log_text else ""))
-        self.actions.append("started the probe server (pid %d)%s on port %d" % (
-            pid, " in a new network namespace" if own_netns else " in the node's network namespace", port))
-        return pid, (info[1] if info else None)
+            self.server_failed(record, answer)
+        self.close_pipes()
+        record["listening"] = list(answer.get("listening") or [])
+        self.actions.append("the probe server (pid %d) listens on %s%s" % (
+            record["pid"], ", ".join(record["listening"]),
+            "" if record["mode"] != "host" else " in the node's network namespace"))
+
+    def bind_server(self, record, addresses):
+        """Tell a pod's server its addresses (the wired pod's own), and wait until it listens on them."""
+        if not addresses:
+            self.server_failed(record, {"error": "the pod has no global address after it was wired"})
+        message = json.dumps({"bind": addresses}) + "\n"
+        try:
+            os.write(self._control, message.encode("utf-8"))
+        except OSError as exc:
+            self.server_failed(record, {"error": "cannot send its addresses: %s" % to_native(exc)})
+        os.close(self._control)
+        self._control = None
+        record["bind"] = list(addresses)
+        self.server_listens(record, self.ready_line())
 
     # -- CNI ----------------------------------------------------------------
 
@@ -576,7 +692,10 @@ class Pod(object):
     def desired(self):
         mode = self.params["mode"]
         record = {"version": RECORD_VERSION, "name": self.name, "mode": mode, "port": self.params["port"],
-                  "ifname": self.params["ifname"]}
+                  "ifname": self.params["ifname"], "lifetime": self.params["lifetime"],
+                  "max_threads": self.params["max_threads"]}
+        if mode == "host":
+            record["bind"] = [normalize_address(a) for a in self.params["bind"]]
         if mode == "cni":
             record["cni"] = {"conflist": self.params["conflist"], "config": self.cni_config(), "added": [],
                              "result": None}
@@ -588,9 +707,11 @@ class Pod(object):
 
     @staticmethod
     def same(current, wanted):
-        keys = ("mode", "port", "ifname")
+        keys = ("mode", "port", "ifname", "lifetime", "max_threads")
         if any(current.get(k) != wanted.get(k) for k in keys):
             return False
+        if wanted["mode"] == "host":
+            return current.get("bind") == wanted["bind"]
         if wanted["mode"] == "cni":
             return (current.get("cni") or {}).get("config") == wanted["cni"]["config"]
         if wanted["mode"] == "veth":
@@ -600,16 +721,18 @@ class Pod(object):
 
     def create(self, record):
         self.ensure_state_dir()
-        own_netns = record["mode"] != "host"
-        pid, starttime = self.start_server(own_netns)
-        record.update(pid=pid, starttime=starttime, created=time.time(),
-                      netns="/proc/%d/ns/net" % pid if own_netns else None)
-        self.save(record)
-        if record["mode"] == "cni":
-            self.cni_add(record)
-        elif record["mode"] == "veth":
-            self.veth_add(record)
-        self.save(record)
+        try:
+            self.spawn_server(record)
+            self.save(record)
+            if record["mode"] != "host":
+                if record["mode"] == "cni":
+                    self.cni_add(record)
+                elif record["mode"] == "veth":
+                    self.veth_add(record)
+                self.bind_server(record, [a.split("/", 1)[0] for a in self.addresses(record["netns"])])
+            self.save(record)
+        finally:
+            self.close_pipes()
 
     def remove(self, record):
         """Undo a recorded pod, tolerating whatever part of it is already gone."""
@@ -624,7 +747,10 @@ class Pod(object):
         out = {"changed": changed, "name": self.name, "mode": record.get("mode"), "state_file": self.record_path,
                "actions": self.actions}
         if record.get("pid") is not None:
-            out.update(pid=record["pid"], netns=record.get("netns"), port=record.get("port"))
+            out.update(pid=record["pid"], netns=record.get("netns"), port=record.get("port"),
+                       listening=record.get("listening") or [], lifetime=record.get("lifetime"),
+                       expires=(record["created"] + record["lifetime"]
+                                if record.get("lifetime") and record.get("created") else None))
             try:
                 addresses = self.addresses(record.get("netns")) if process_is_ours(record) else []
             except PodError as exc:
@@ -637,6 +763,37 @@ class Pod(object):
         if record.get("mode") == "cni":
             out["cni_result"] = (record.get("cni") or {}).get("result")
         return out
+
+
+def fresh(record, now=None):
+    """A running pod is reused only while at least half of its lifetime is left (a pod left by an interrupted
+    run would otherwise exit in the middle of the next one)."""
+    lifetime = record.get("lifetime") or 0
+    if not lifetime:
+        return True
+    created = record.get("created")
+    if not isinstance(created, (int, float)):
+        return False
+    return created + lifetime - (time.time() if now is None else now) >= lifetime / 2.0
+
+
+def bind_errors(mode, bind):
+    """What is wrong with O(bind) for O(mode): a host server needs its addresses, a pod has its own."""
+    if mode != "host":
+        return ["bind is only for mode=host (a pod's server listens on the pod's own addresses)"] if bind else []
+    if not bind:
+        return ["mode=host needs bind: the addresses the server listens on (a probe server never listens on "
+                "every address of a host)"]
+    errors = []
+    for address in bind:
+        try:
+            addr = ipaddress.ip_address(str(address))
+        except ValueError:
+            errors.append("bind: %r is not an IP address" % (address,))
+            continue
+        if addr.is_unspecified:
+            errors.append("bind: %s is a wildcard address; give the probe address itself" % addr)
+    return errors
 
 
 def describe(record):
@@ -661,6 +818,9 @@ def main():
             gateways=dict(type="list", elements="str", default=[]),
             state_dir=dict(type="path", default="/run/podnet-verify"),
             timeout=dict(type="float", default=10.0),
+            bind=dict(type="list", elements="str", default=[]),
+            lifetime=dict(type="float", default=DEFAULT_LIFETIME),
+            max_threads=dict(type="int", default=DEFAULT_MAX_THREADS),
         ),
         required_if=[("state", "present", ("mode",)), ("mode", "veth", ("addresses",))],
         supports_check_mode=True,
@@ -672,6 +832,14 @@ def main():
         module.fail_json(msg="port %d is not a TCP port" % params["port"])
     if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", params["ifname"]):
         module.fail_json(msg="ifname %r is not an interface name" % params["ifname"])
+    if params["lifetime"] < 0:
+        module.fail_json(msg="lifetime %s: must be 0 (no limit) or a positive number of seconds" % params["lifetime"])
+    if params["max_threads"] < 1:
+        module.fail_json(msg="max_threads %d: must be at least 1" % params["max_threads"])
+    if params["state"] == "present":
+        errors = bind_errors(params["mode"], params["bind"])
+        if errors:
+            module.fail_json(msg="probe pod %s: %s" % (params["name"], "; ".join(errors)))
 
     pod = Pod(module)
     current = pod.load()
@@ -692,7 +860,7 @@ def main():
             result["diff"] = {"before": describe(current), "after": "absent\n"}
         else:
             wanted = pod.desired()
-            if current is not None and process_is_ours(current) and pod.same(current, wanted):
+            if current is not None and process_is_ours(current) and pod.same(current, wanted) and fresh(current):
                 result = pod.result(current, changed=False)
                 result["diff"] = {"before": describe(current), "after": describe(current)}
             elif module.check_mode:
@@ -719,6 +887,8 @@ def main():
                          warnings=pod.warnings)
     for warning in pod.warnings:
         module.warn(warning)
+    if not module._diff:
+        result.pop("diff", None)
     module.exit_json(**result)
 
 

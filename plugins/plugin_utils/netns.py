@@ -47,6 +47,7 @@ import shlex
 from typing import List, Optional, Sequence, Tuple
 
 __all__ = [
+    "DEFAULT_ROOT_BASE",
     "ERROR_PREFIX",
     "NETNS_RUN_DIR",
     "OVERLAYS",
@@ -54,6 +55,7 @@ __all__ = [
     "WRAPPER_NAME",
     "build_argv",
     "build_command",
+    "default_root",
     "join",
     "netns_path",
     "overlay_dirs",
@@ -70,6 +72,8 @@ WRAPPER_NAME = "podnet-netns"
 SETUP_FAILED_RC = 125
 #: Standard error of a failed setup starts with this.
 ERROR_PREFIX = "podnet-netns:"
+#: Where a node's layers live when the inventory gives no root: ``<base>/<namespace name>``.
+DEFAULT_ROOT_BASE = "/var/tmp/podnet-netns"
 #: (directory of the machine, name of its layer below ROOT/upper and ROOT/work)
 OVERLAYS: Tuple[Tuple[str, str], ...] = (
     ("/etc", "etc"),
@@ -109,6 +113,23 @@ def netns_path(netns: str) -> str:
     if netns in (".", ".."):
         raise ValueError("network namespace: %r is not a valid name" % (netns,))
     return "%s/%s" % (NETNS_RUN_DIR, netns)
+
+
+def default_root(netns: str, base: str = DEFAULT_ROOT_BASE) -> str:
+    """The per-node root of a namespace whose inventory gives none: ``<base>/<name>``.
+
+    A node must never write the machine's own ``/etc``, ``/var/lib`` or ``/run``, so every node gets its
+    layers, also one made by hand with ``ip netns add``. A namespace given as a path
+    (``/proc/42/ns/net``) gets ``<base>/proc-42-ns-net``.
+
+    >>> default_root("n1")
+    '/var/tmp/podnet-netns/n1'
+    >>> default_root("/proc/42/ns/net")
+    '/var/tmp/podnet-netns/proc-42-ns-net'
+    """
+    path = netns_path(netns)
+    key = netns if "/" not in netns else path.strip("/").replace("/", "-")
+    return validate_root("%s/%s" % (base.rstrip("/"), key))
 
 
 def validate_root(root: str) -> str:

@@ -3,11 +3,13 @@
 # Apache License 2.0 (see LICENSE)
 """The verify matrix, controller side: which probes each node runs, and what their results prove.
 
-Pure functions over plain data (standard library and the planner's helpers, no netaddr), used by the filter ``podnet.cluster.verify_matrix``
+Pure functions over plain data (standard library, the planner's helpers and the node configuration's
+allocator split), used by the filter ``podnet.cluster.verify_matrix``
 and unit-tested without Ansible:
 
-* :func:`pod_addresses` - the addresses of a node's probe pod when it is wired by hand (``mode: veth``):
-  the last usable address of each pod subnet, with the subnet's prefix length;
+* :func:`probe_addresses` - the addresses of a node's two probe pods when they are wired by hand
+  (``mode: veth``): the highest addresses of each pod subnet that no allocator of the node (Docker's
+  ``fixed-cidr``, host-local's range) hands out, or an error that says why there are none;
 * :func:`cells` - the whole expected matrix: for every check, family, source and target, what to probe
   and what the answer must be (or why it cannot be probed);
 * :func:`probes_for` - the cells one node runs, as arguments of the module ``podnet.cluster.probe``;
@@ -17,9 +19,10 @@ and unit-tested without Ansible:
 
 The checks (the Kubernetes network model):
 
-``pod_pod``   pod on A -> pod on B, every ordered pair including A = B. Passes when the pod on B answered,
-              and the address it saw = the client's own address = the pod on A's IP (no NAT, and the IP a
-              pod sees itself as is the IP others see).
+``pod_pod``   pod on A -> pod on B, every ordered pair including A = B, where the first probe pod of A talks to
+              the second probe pod of A (two pods on one node, through the bridge). Passes when the target
+              pod answered, and the address it saw = the client's own address = the pod on A's IP (no NAT,
+              and the IP a pod sees itself as is the IP others see).
 ``node_pod``  node A -> pod on B. Passes when the pod answered and saw one of node A's own addresses,
               untranslated.
 ``pod_node``  pod on A -> node B (its node IP). Passes when node B's probe server saw pod A's IP.
@@ -33,11 +36,13 @@ Every family of the plan's cluster networks is probed (IPv4, and IPv6 when dual-
 from __future__ import annotations
 
 import functools
+import math
 import ipaddress
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ansible_collections.podnet.cluster.plugins.plugin_utils import node_config
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
-from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import natural_key
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError, natural_key
 
 CHECKS: Tuple[Tuple[str, str], ...] = (
     ("pod_pod", "pod -> pod"),
@@ -118,28 +123,115 @@ def short_error(error: Optional[str]) -> str:
 # pods wired by hand
 # --------------------------------------------------------------------------- #
 
-def pod_addresses(node: Mapping[str, Any]) -> List[str]:
-    """``addr/prefix`` of the last usable address of each pod subnet of ``node`` (a ``podnet_node`` entry).
+def _allocator_ranges(plan: Mapping[str, Any], node: str, runtimes: Sequence[str]) -> List[Tuple[int, int, str]]:
+    """(first, last, what) of every address range an allocator of ``node`` may hand out.
 
-    IPv4: the address below the broadcast address; IPv6: the last address of the subnet. The gateway (the
-    first address) and, with Docker, the lowest addresses of the upper half are far from it.
+    The ranges are those the node role configures (:func:`node_config.runtime_config`): Docker's
+    ``fixed-cidr`` (IPv4) and host-local's ranges (``rangeStart``..``rangeEnd``, else the whole subnet
+    after its network address). Whole networks are counted, conservatively.
     """
-    node = plain(node) or {}
-    out = []
-    for cidr in node.get("pod_cidrs") or []:
+    try:
+        config = node_config.runtime_config(plan, node, list(runtimes))
+    except PlanError as exc:
+        raise VerifyError("; ".join(exc.errors))
+    out: List[Tuple[int, int, str]] = []
+    docker = config.get("docker") or {}
+    if docker.get("fixed-cidr"):
+        net = ipaddress.ip_network(docker["fixed-cidr"], strict=False)
+        out.append((int(net.network_address), int(net.broadcast_address),
+                    "Docker's fixed-cidr %s" % net))
+    for plugin in (config.get("cni") or {}).get("plugins") or []:
+        for range_set in (plugin.get("ipam") or {}).get("ranges") or []:
+            for rng in range_set:
+                net = ipaddress.ip_network(rng["subnet"], strict=False)
+                start = int(ipaddress.ip_address(rng["rangeStart"])) if rng.get("rangeStart") else int(
+                    net.network_address) + 1
+                end = int(ipaddress.ip_address(rng["rangeEnd"])) if rng.get("rangeEnd") else int(
+                    net.broadcast_address) - (1 if net.version == 4 else 0)
+                out.append((start, end, "host-local's range %s-%s" % (
+                    ipaddress.ip_address(start), ipaddress.ip_address(end))))
+    return out
+
+
+def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] = (), count: int = 2) -> List[List[str]]:
+    """Addresses for the ``count`` probe pods of ``node`` wired by hand (``mode: veth``), one list per pod.
+
+    Each list holds ``addr/prefix`` of one address per pod subnet (family), taken from the top of the subnet
+    among the addresses that **no allocator of the node hands out** (Docker's ``fixed-cidr``, host-local's
+    range, see :func:`_allocator_ranges`) and that are not the network, broadcast or gateway address: a
+    veth pod's address is set by hand, and one that Docker or host-local could also give to a container
+    would break both. Raises :class:`VerifyError` (naming the host, the subnet and what covers it) when a
+    subnet has fewer than ``count`` such addresses.
+    """
+    plan = plain(plan) or {}
+    node = str(node)
+    entry = (plan.get("nodes") or {}).get(node)
+    if entry is None:
+        raise VerifyError("%s is not a node of the plan" % node)
+    ranges = _allocator_ranges(plan, node, runtimes or [])
+    pods: List[List[str]] = [[] for _ in range(count)]
+    errors = []
+    allocators = False
+    gateways = {address_of(g) for g in list(entry.get("gateways") or []) + list(entry.get("bridge_addresses") or [])}
+    for cidr in entry.get("pod_cidrs") or []:
         net = network_of(cidr)
         if net is None:
-            raise VerifyError("pod CIDR %r is not a network" % (cidr,))
-        if net.version == 4:
-            if net.num_addresses < 4:
-                raise VerifyError("pod CIDR %s is too small for a probe pod" % net)
-            addr = net.broadcast_address - 1
-        else:
-            if net.num_addresses < 4:
-                raise VerifyError("pod CIDR %s is too small for a probe pod" % net)
-            addr = net.broadcast_address
-        out.append("%s/%d" % (addr, net.prefixlen))
-    return out
+            raise VerifyError("host %s: pod CIDR %r is not a network" % (node, cidr))
+        first = int(net.network_address) + 1
+        last = int(net.broadcast_address) - (1 if net.version == 4 else 0)
+        taken = [(a, b, what) for a, b, what in ranges if b >= first and a <= last
+                 and ipaddress.ip_address(a).version == net.version]
+        gateway = int(net.network_address) + 1
+        taken.append((gateway, gateway, "the gateway %s" % ipaddress.ip_address(gateway)))
+        for text in gateways:
+            if text and family_of(text) == net.version and ipaddress.ip_address(text) in net:
+                taken.append((int(ipaddress.ip_address(text)),) * 2 + ("the gateway %s" % text,))
+        found: List[int] = []
+        candidate = last
+        for a, b, _what in sorted(taken, key=lambda r: -r[1]):
+            # free addresses above this taken range, from the top down
+            while candidate > b and len(found) < count:
+                if candidate >= first:
+                    found.append(candidate)
+                candidate -= 1
+            candidate = min(candidate, a - 1)
+            if len(found) >= count:
+                break
+        while len(found) < count and candidate >= first:
+            found.append(candidate)
+            candidate -= 1
+        if len(found) < count:
+            what = [w for _a, _b, w in sorted(taken, key=lambda r: (r[0], r[1]))]
+            errors.append("the probe pods need %d %s addresses of %s that no allocator hands out, and there %s: "
+                          "of its %s (%s-%s), %s %s" % (
+                              count, FAMILY_NAMES[net.version], net,
+                              "is only %d" % len(found) if found else "are none",
+                              _count_text(last - first + 1), ipaddress.ip_address(first), ipaddress.ip_address(last),
+                              _join(what), ("leave%s only %s" % ("s" if len(set(what)) == 1 else "", _count_text(len(found)))
+                                            if found else "cover%s them all" % ("s" if len(set(what)) == 1 else ""))))
+            allocators = allocators or any(w.startswith(("Docker", "host-local")) for w in what)
+            continue
+        for index, value in enumerate(found):
+            pods[index].append("%s/%d" % (ipaddress.ip_address(value), net.prefixlen))
+    if errors:
+        raise VerifyError("host %s: %s.%s" % (node, "; ".join(errors), (
+            " A probe pod wired by hand (podnet_runtimes without cni) must not take an address that Docker or "
+            "host-local may also give to a container, so verify cannot run there; put cni in podnet_runtimes "
+            "(the probe pods then take host-local leases, like any pod)") if allocators else ""))
+    return pods
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(dict.fromkeys(items))
+    return items[0] if len(items) == 1 else "%s and %s" % (", ".join(items[:-1]), items[-1])
+
+
+def _count_text(number: int) -> str:
+    if number == 1:
+        return "1 usable address"
+    if number < 10 ** 6:
+        return "%d usable addresses" % number
+    return "about 2^%d usable addresses" % round(math.log2(number))
 
 
 # --------------------------------------------------------------------------- #
@@ -186,8 +278,12 @@ def normalize_external(external: Optional[Mapping[str, Any]], default_port: int)
 
 def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
           external: Optional[Mapping[str, Any]] = None, port: int = 47300,
-          source: Optional[str] = None) -> List[Dict[str, Any]]:
+          source: Optional[str] = None, peers: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
     """Every cell of the matrix (only those from ``source`` when given), in display order.
+
+    ``pods`` maps each node to its (first) probe pod, ``peers`` to its second one: the ``pod_pod`` cell of a
+    node with itself goes from the first pod to the second, so that it proves pod <-> pod on the same node
+    (through the bridge) with two pods, not one pod talking to itself.
 
     A cell: ``id``, ``check``, ``family``, ``source``, ``target`` (a node name or ``external``),
     ``address`` (what is probed), ``port``, ``source_netns`` (None: the node itself), ``connect_only``,
@@ -197,6 +293,7 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     """
     plan = plain(plan) or {}
     pods = plain(pods) or {}
+    peers = plain(peers) or {}
     servers = plain(servers) or {}
     plan_nodes = plan.get("nodes") or {}
     names = [n for n in ordered(nodes) if n in plan_nodes]
@@ -221,6 +318,7 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
 
     for family in plan_families(plan):
         pod_ip = {n: _pod_ip(plan_nodes[n], pods.get(n), family) for n in names}
+        peer_ip = {n: _pod_ip(plan_nodes[n], peers.get(n), family) for n in names}
         node_ips = {n: _node_ip(plan_nodes[n], family) for n in names}
 
         def pod_source(src):
@@ -232,14 +330,17 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
                 return None, None, "not probed: the probe pod on %s has no network namespace" % src
             return pod["netns"], ip, None
 
-        # pod -> pod
+        # pod -> pod (the same node: the first pod -> the second pod)
         for src in sources:
             netns, src_ip, why_src = pod_source(src)
             for dst in names:
-                dst_ip, why_dst = pod_ip[dst]
+                target = peers if dst == src else pods
+                dst_ip, why_dst = peer_ip[dst] if dst == src else pod_ip[dst]
+                if why_dst and dst == src:
+                    why_dst = "no second probe pod" if why_dst == "no probe pod" else why_dst + " (second pod)"
                 skip = why_src or ("not probed: %s on %s" % (why_dst, dst) if why_dst else None)
                 add("pod_pod", family, src, dst, dst_ip, netns,
-                    {"seen": src_ip, "seen_from_node": False, "server": (pods.get(dst) or {}).get("name")}, skip)
+                    {"seen": src_ip, "seen_from_node": False, "server": (target.get(dst) or {}).get("name")}, skip)
         # node -> pod
         for src in sources:
             for dst in names:
@@ -272,11 +373,11 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
 
 def probes_for(plan: Mapping[str, Any], node: str, nodes: Sequence[str], pods: Mapping[str, Any],
                servers: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
-               port: int = 47300) -> List[Dict[str, Any]]:
+               port: int = 47300, peers: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
     """The probes ``node`` runs (arguments of ``podnet.cluster.probe``): its cells that can be probed."""
     node = str(node)
     out = []
-    for cell in cells(plan, nodes, pods, servers, external, port, source=node):
+    for cell in cells(plan, nodes, pods, servers, external, port, source=node, peers=peers):
         if cell["skip"]:
             continue
         out.append({
@@ -325,7 +426,7 @@ def _verdict(cell: Mapping[str, Any], result: Optional[Mapping[str, Any]], node_
 
 def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
           results: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
-          port: int = 47300) -> Dict[str, Any]:
+          port: int = 47300, peers: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Judge every cell against the probe results (``results``: node -> result of ``podnet.cluster.probe``).
 
     Returns ``passed``, ``total``, ``ok_count``, ``failed_count``, ``checks`` (one matrix per check and
@@ -335,7 +436,7 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     """
     plan = plain(plan) or {}
     results = plain(results) or {}
-    all_cells = cells(plan, nodes, pods, servers, external, port)
+    all_cells = cells(plan, nodes, pods, servers, external, port, peers=peers)
     by_id: Dict[str, Dict[str, Any]] = {}
     addresses: Dict[str, Any] = {}
     plan_nodes = plan.get("nodes") or {}
@@ -396,13 +497,17 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     total = len(all_cells)
     names = [n for n in ordered(nodes) if n in plan_nodes]
     pods = plain(pods) or {}
+    peers = plain(peers) or {}
     endpoints = {}
     for name in names:
         pod = pods.get(name) or {}
+        peer = peers.get(name) or {}
         endpoints[name] = {
             "pod": pod.get("name"),
             "pod_mode": pod.get("mode"),
-            "pod_ips": [a for a in (address_of(x) for x in pod.get("ips") or pod.get("addresses") or []) if a],
+            "pod_ips": _ips(pod),
+            "peer": peer.get("name"),
+            "peer_ips": _ips(peer),
             "node_ips": [a for a in (address_of(x) for x in plan_nodes[name].get("node_ips") or []) if a],
         }
     summary = {
@@ -423,11 +528,16 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     return summary
 
 
+def _ips(pod: Mapping[str, Any]) -> List[str]:
+    return [a for a in (address_of(x) for x in pod.get("ips") or pod.get("addresses") or []) if a]
+
+
 def describe_failure(failure: Mapping[str, Any]) -> str:
     src = failure["source"]
     dst = failure["target"]
     what = {
-        "pod_pod": "pod on %s -> pod on %s" % (src, dst),
+        "pod_pod": ("pod on %s -> pod on %s" % (src, dst)) if src != dst else (
+            "pod on %s -> second pod on %s" % (src, dst)),
         "node_pod": "node %s -> pod on %s" % (src, dst),
         "pod_node": "pod on %s -> node %s" % (src, dst),
         "egress": "pod on %s -> external" % src,
@@ -441,13 +551,14 @@ def render(summary: Mapping[str, Any]) -> List[str]:
     lines: List[str] = []
     endpoints = summary.get("endpoints") or {}
     if endpoints:
-        rows = [["node", "probe pod", "node IPs"]]
+        rows = [["node", "probe pod", "second pod", "node IPs"]]
         for name, info in endpoints.items():
             pod = ", ".join(info["pod_ips"]) or "(no probe pod)"
             if info.get("pod_mode"):
                 pod += " (%s)" % info["pod_mode"]
-            rows.append([str(name), pod, ", ".join(info["node_ips"]) or "-"])
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+            peer = ", ".join(info.get("peer_ips") or []) or "(no second pod)"
+            rows.append([str(name), pod, peer, ", ".join(info["node_ips"]) or "-"])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip())
         lines.append("")
@@ -501,6 +612,12 @@ def preflight(plan: Any, node: str, runtimes: Any = None, external: Optional[Map
             bad = [r for r in runtimes if r not in ("docker", "cni")]
             if bad:
                 errors.append("podnet_runtimes: unknown runtime(s) %s (known: docker, cni)" % ", ".join(map(str, bad)))
+            elif "cni" not in runtimes and str(node) in plan["nodes"]:
+                # the probe pods are wired by hand: they need addresses that no allocator hands out
+                try:
+                    probe_addresses(plan, str(node), runtimes)
+                except VerifyError as exc:
+                    errors.append(str(exc))
     for name, value, low, high in (("podnet_verify_port", port, 1, 65535), ("podnet_verify_timeout", timeout, 0.1, 600)):
         try:
             number = float(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -219,6 +220,8 @@ def test_connection_with_a_hand_built_namespace(lab: Lab, tmp_path: Path):
         assert "does not exist" in proc.stdout
     finally:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
+        # its default layers (podnet.cluster.netns gives every node its own /etc, /var/lib, /run)
+        shutil.rmtree("/var/tmp/podnet-netns/%s" % ns, ignore_errors=True)
 
 
 def test_bad_input_fails_before_any_change(lab: Lab):

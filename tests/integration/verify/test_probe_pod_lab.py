@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 
 PLAYBOOK = """
 - name: CNI probe pod on node1
@@ -22,6 +24,10 @@ PLAYBOOK = """
     - {name: c0 check mode, podnet.cluster.probe_pod: *pod, check_mode: true, register: c0}
     - {name: c1 create, podnet.cluster.probe_pod: *pod, register: c1}
     - {name: c2 again, podnet.cluster.probe_pod: *pod, register: c2}
+    - name: s1 sockets listening in the pod
+      ansible.builtin.command: "nsenter --net={{ c1.netns }} ss -Hltn"
+      changed_when: false
+      register: s1
     - name: p1 probe the pod from the node, and the gateway from the pod
       podnet.cluster.probe:
         timeout: 1
@@ -34,6 +40,34 @@ PLAYBOOK = """
     - {name: c4 remove (check mode), podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, check_mode: true, register: c4}
     - {name: c5 remove, podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, register: c5}
     - {name: c6 remove again, podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, register: c6}
+    - name: h1 a node server on the node IPs only
+      podnet.cluster.probe_pod: {name: t-host, mode: host, bind: [172.30.77.11, "fd30:77::11"], state_dir: "{{ podnet_verify_state_dir }}"}
+      register: h1
+    - name: s2 sockets listening on the node
+      ansible.builtin.command: ss -Hltn sport = 47300
+      changed_when: false
+      register: s2
+    - name: p3 probe the node server on its node IP and on the bridge address
+      podnet.cluster.probe:
+        timeout: 1
+        probes:
+          - {id: node-ip, target: 172.30.77.11}
+          - {id: bridge-ip, target: 10.244.1.1}
+      register: p3
+    - {name: h2 remove the node server, podnet.cluster.probe_pod: {name: t-host, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, register: h2}
+    - name: h3 a node server without bind is refused
+      podnet.cluster.probe_pod: {name: t-nobind, mode: host, state_dir: "{{ podnet_verify_state_dir }}"}
+      register: h3
+      ignore_errors: true
+    - name: a1 a node server with a lifetime of 4 seconds
+      podnet.cluster.probe_pod: &ageing {name: t-age, mode: host, bind: [172.30.77.11], lifetime: 4, state_dir: "{{ podnet_verify_state_dir }}"}
+      register: a1
+    - {name: half of its lifetime passes, ansible.builtin.command: sleep 2.2, changed_when: false}
+    - {name: a2 an ageing server is made again, podnet.cluster.probe_pod: *ageing, register: a2}
+    - {name: a3 remove it, podnet.cluster.probe_pod: {name: t-age, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}}
+    - name: l1 a pod whose server lives 1 second
+      podnet.cluster.probe_pod: {name: t-short, mode: cni, lifetime: 1, conflist: "{{ podnet_cni_conf_dir }}/10-podnet.conflist", state_dir: "{{ podnet_verify_state_dir }}"}
+      register: l1
 
 - name: veth probe pod on node2
   hosts: node2
@@ -68,8 +102,33 @@ PLAYBOOK = """
 """
 
 
+CLEANUP = """
+- name: Remove the pod whose server ended on its own
+  hosts: node1
+  gather_facts: false
+  tasks:
+    - podnet.cluster.probe_pod: {name: t-short, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}
+"""
+
+
 def result(run, task, host):
     return run.task(task)[host]
+
+
+def listeners(ss_output):
+    return sorted(line.split()[3] for line in ss_output.splitlines() if line.strip())
+
+
+def wait_gone(pid, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not os.path.exists("/proc/%d" % pid):
+            return True
+        with open("/proc/%d/stat" % pid) as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def test_probe_pod_lifecycle(lab):
@@ -78,7 +137,36 @@ def test_probe_pod_lifecycle(lab):
     leftover = "pdv" + hashlib.sha1(b"t-left").hexdigest()[:11]
     run = lab.playbook("-e", json.dumps({"leftover": leftover}), playbook=str(playbook))
     assert run.rc == 0, run.text
+    # the short-lived server exits on its own, nobody removes it; then its leftovers are cleaned
+    l1 = result(run, "l1 a pod whose server lives 1 second", "node1")
+    assert l1["changed"] and l1["lifetime"] == 1
+    assert wait_gone(l1["pid"]), "the server outlived its lifetime of 1 s"
+    (lab.root / "cleanup.yml").write_text(CLEANUP)
+    cleanup = lab.playbook(playbook=str(lab.root / "cleanup.yml"))
+    assert cleanup.rc == 0, cleanup.text
     assert lab.processes() == [] and lab.state_dirs_left() == []
+    leases = lab.root / "node1" / "leases" / "podnet"
+    assert not [p.name for p in leases.iterdir() if p.name[0].isdigit() or ":" in p.name], "leases left"
+
+    # a pod's server listens on the pod's own addresses only, not on every address of its namespace
+    c1_listen = result(run, "c1 create", "node1")["listening"]
+    assert listeners(result(run, "s1 sockets listening in the pod", "node1")["stdout"]) == sorted(c1_listen)
+    assert sorted(c1_listen) == sorted(
+        ("[%s]:47300" if ":" in ip else "%s:47300") % ip for ip in result(run, "c1 create", "node1")["ips"])
+    # a node server on the addresses it was given
+    h1 = result(run, "h1 a node server on the node IPs only", "node1")
+    assert sorted(h1["listening"]) == ["172.30.77.11:47300", "[fd30:77::11]:47300"]
+    assert listeners(result(run, "s2 sockets listening on the node", "node1")["stdout"]) == sorted(h1["listening"])
+    p3 = {p["id"]: p for p in result(run, "p3 probe the node server on its node IP and on the bridge address",
+                                        "node1")["probes"]}
+    assert p3["node-ip"]["ok"] and p3["node-ip"]["server"] == "t-host"
+    assert not p3["bridge-ip"]["ok"] and "refused" in p3["bridge-ip"]["error"]
+    assert result(run, "h2 remove the node server", "node1")["changed"]
+    a1, a2 = result(run, "a1 a node server with a lifetime of 4 seconds", "node1"), result(
+        run, "a2 an ageing server is made again", "node1")
+    assert a2["changed"] and a2["pid"] != a1["pid"], "a server with less than half its lifetime left was reused"
+    h3 = result(run, "h3 a node server without bind is refused", "node1")
+    assert h3["failed"] and "mode=host needs bind" in h3["msg"]
 
     c0 = result(run, "c0 check mode", "node1")
     assert c0["changed"] and "pid" not in c0
@@ -86,7 +174,8 @@ def test_probe_pod_lifecycle(lab):
     assert c1["changed"] and c1["netns"] == "/proc/%d/ns/net" % c1["pid"]
     assert [a.split("/")[0] for a in c1["addresses"]] == c1["ips"]
     assert c1["ips"][0].startswith("10.244.1.") and c1["ips"][1].startswith("fd00:10:244:1::")
-    assert c1["actions"][1:] == ["CNI ADD bridge", "CNI ADD portmap", "CNI ADD loopback"]
+    assert c1["actions"][1:4] == ["CNI ADD bridge", "CNI ADD portmap", "CNI ADD loopback"]
+    assert c1["actions"][4].startswith("the probe server (pid %d) listens on 10.244.1." % c1["pid"])
     c2 = result(run, "c2 again", "node1")
     assert not c2["changed"] and c2["pid"] == c1["pid"] and c2["ips"] == c1["ips"]
 
@@ -103,9 +192,6 @@ def test_probe_pod_lifecycle(lab):
     c5 = result(run, "c5 remove", "node1")
     assert c5["changed"] and "stopped the probe server (pid %d)" % c3["pid"] in c5["actions"]
     assert not result(run, "c6 remove again", "node1")["changed"]
-    leases = lab.root / "node1" / "leases" / "podnet"
-    assert not [p.name for p in leases.iterdir() if p.name[0].isdigit() or ":" in p.name], "leases left"
-
     v1 = result(run, "v1 create", "node2")
     assert v1["changed"] and v1["ips"] == ["10.244.2.200"] and v1["host_interface"].startswith("pdv")
     assert not result(run, "v2 again", "node2")["changed"]

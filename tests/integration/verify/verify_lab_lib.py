@@ -13,9 +13,11 @@ Topology (``P`` = ``podnet-v-<pytest pid>-<n>``, one lab per test module)::
 Each node: forwarding on (inside its namespace only), a route to every other node's pod subnets via that
 node's IP, a default route via the router, and the masquerade: ``-s <pod subnet> -j VMASQ`` in
 POSTROUTING, where VMASQ RETURNs traffic to the cluster and node networks and masquerades the rest
-(iptables and ip6tables; iptables allows one ``-d`` per rule). node1 runs ``[cni]``, node2 ``[docker]``
-(its probe pod is wired by a veth), node3 ``[docker, cni]`` (host-local gets the lower half of the IPv4
-block). Each CNI node has its own conflist and lease directory under the lab directory.
+(iptables and ip6tables; iptables allows one ``-d`` per rule). node1 runs ``[cni]``, node2 no runtime of
+the collection (``[]``: its probe pods are wired by veths, on the highest addresses of its blocks, which no
+allocator hands out), node3 ``[docker, cni]`` (host-local gets the lower half of the IPv4 block). Each CNI
+node has its own conflist and lease directory under the lab directory. (A ``[docker]`` node cannot be
+verified: Docker's fixed-cidr covers its whole IPv4 block; a test checks that verify refuses it.)
 
 Ansible reaches the namespaces through the collection's connection plugin ``podnet.cluster.netns`` with a
 per-node root (private ``/etc``, ``/var/lib``, ``/run``, as lab nodes have), so probe pods must survive the
@@ -28,6 +30,7 @@ removed at the start of the next session.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
@@ -58,9 +61,15 @@ EXTERNAL_V6 = "2001:db8:51::10"
 NODES = {
     # name: (index, runtimes)
     "node1": (1, ["cni"]),
-    "node2": (2, ["docker"]),
+    "node2": (2, []),
     "node3": (3, ["docker", "cni"]),
 }
+
+
+#: The oldest Python the target side claims (ansible-core 2.19 runs modules on 3.8 and later): a real
+#: interpreter binary (pyenv's shims do not work inside a node), or None when this machine has none.
+OLDEST_PYTHON = next(iter(sorted(glob.glob("/root/.pyenv/versions/3.8.*/bin/python3.8")) +
+                          [p for p in ("/usr/bin/python3.8", "/usr/local/bin/python3.8") if os.path.exists(p)]), None)
 
 
 def pod_v4(i):

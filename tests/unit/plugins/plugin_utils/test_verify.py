@@ -11,8 +11,8 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.verify import (
     VerifyError,
     cells,
     judge,
-    pod_addresses,
     preflight,
+    probe_addresses,
     probes_for,
     short_error,
 )
@@ -39,13 +39,15 @@ def make_plan(dual=True, names=NAMES):
 
 
 def make_pods(plan):
-    pods, servers = {}, {}
+    """(pods, servers, peers): the first probe pod of each node gets .2/::2, the second .3/::3."""
+    pods, servers, peers = {}, {}, {}
     for i, (name, node) in enumerate(plan["nodes"].items(), start=1):
-        ips = [c.replace("0/24", "2").replace("::/64", "::2") for c in node["pod_cidrs"]]
-        pods[name] = {"name": "pod-" + name, "mode": "cni", "pid": 100 + i, "netns": "/proc/%d/ns/net" % (100 + i),
-                      "ips": ips, "addresses": [ip + ("/64" if ":" in ip else "/24") for ip in ips]}
+        for table, host, pid, prefix in ((pods, "2", 100 + i, "pod-"), (peers, "3", 300 + i, "peer-")):
+            ips = [c.replace("0/24", host).replace("::/64", "::" + host) for c in node["pod_cidrs"]]
+            table[name] = {"name": prefix + name, "mode": "cni", "pid": pid, "netns": "/proc/%d/ns/net" % pid,
+                           "ips": ips, "addresses": [ip + ("/64" if ":" in ip else "/24") for ip in ips]}
         servers[name] = {"name": "srv-" + name, "mode": "host", "pid": 200 + i, "netns": None}
-    return pods, servers
+    return pods, servers, peers
 
 
 EXTERNAL = {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10", "port": 47300, "server": "ext"}
@@ -54,10 +56,11 @@ EXTERNAL = {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10", "port": 47300, "
 class Network:
     """A model of a correct pod network: answers every probe the way the real one should."""
 
-    def __init__(self, plan, pods, servers, external=EXTERNAL):
+    def __init__(self, plan, pods, servers, external=EXTERNAL, peers=None):
         self.plan, self.pods, self.servers, self.external = plan, pods, servers, external
+        self.peers = peers or {}
         self.owner = {}
-        for name, pod in pods.items():
+        for pod in list(pods.values()) + list(self.peers.values()):
             for ip in pod["ips"]:
                 self.owner[ip] = pod["name"]
         for name, node in plan["nodes"].items():
@@ -73,7 +76,8 @@ class Network:
     def answer(self, node, probe):
         family = ipaddress.ip_address(probe["target"]).version
         if probe["source_netns"]:
-            pod = next(p for p in self.pods.values() if p["netns"] == probe["source_netns"])
+            pod = next(p for p in list(self.pods.values()) + list(self.peers.values())
+                       if p["netns"] == probe["source_netns"])
             local = next(ip for ip in pod["ips"] if ipaddress.ip_address(ip).version == family)
         else:
             local = self.node_address(node, family)
@@ -91,16 +95,17 @@ class Network:
         out = {}
         for node in nodes or self.plan["nodes"]:
             probes = probes_for(self.plan, node, list(self.plan["nodes"]), self.pods, self.servers,
-                                external if external is not None else self.external)
+                                external if external is not None else self.external, peers=self.peers)
             out[node] = {"probes": [self.answer(node, p) for p in probes],
                          "addresses": list(self.plan["nodes"][node]["node_ips"])}
         return out
 
 
 def setup(dual=True, external=EXTERNAL):
+    """plan, pods, servers, net; the second pods are net.peers."""
     plan = make_plan(dual)
-    pods, servers = make_pods(plan)
-    net = Network(plan, pods, servers, external)
+    pods, servers, peers = make_pods(plan)
+    net = Network(plan, pods, servers, external, peers)
     return plan, pods, servers, net
 
 
@@ -108,27 +113,87 @@ def probe_of(results, node, probe_id):
     return next(p for p in results[node]["probes"] if p["id"] == probe_id)
 
 
-# --- pod addresses ----------------------------------------------------------
+# --- probe addresses (pods wired by hand) --------------------------------
 
-def test_pod_addresses_are_the_last_usable_address_of_each_subnet():
-    node = {"pod_cidrs": ["10.244.1.0/24", "fd00:10:244:1::/64"]}
-    assert pod_addresses(node) == ["10.244.1.254/24", "fd00:10:244:1:ffff:ffff:ffff:ffff/64"]
-    assert pod_addresses({"pod_cidrs": ["10.1.0.64/26"]}) == ["10.1.0.126/26"]
-    assert pod_addresses({"pod_cidrs": ["10.1.0.4/30"]}) == ["10.1.0.6/30"]
+def allocator_ranges(plan, node, runtimes):
+    """Every (first, last) address an allocator may hand out, read back from the node role's own config."""
+    from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import runtime_config
+
+    config = runtime_config(plan, node, runtimes)
+    out = []
+    if config["docker"]:
+        net = ipaddress.ip_network(config["docker"]["fixed-cidr"])
+        out.append((net[0], net[-1]))
+    for plugin in (config["cni"] or {}).get("plugins", []):
+        for range_set in plugin.get("ipam", {}).get("ranges", []):
+            for rng in range_set:
+                net = ipaddress.ip_network(rng["subnet"])
+                out.append((ipaddress.ip_address(rng.get("rangeStart", net[1])),
+                            ipaddress.ip_address(rng.get("rangeEnd", net[-1]))))
+    return out
 
 
-def test_pod_addresses_reject_tiny_or_bad_subnets():
-    with pytest.raises(VerifyError):
-        pod_addresses({"pod_cidrs": ["10.1.0.0/31"]})
-    with pytest.raises(VerifyError):
-        pod_addresses({"pod_cidrs": ["nonsense"]})
+def test_probe_addresses_without_allocators_are_the_highest_usable_ones():
+    plan = make_plan()
+    first, second = probe_addresses(plan, "node1", [])
+    assert first == ["10.244.1.254/24", "fd00:10:244:1:ffff:ffff:ffff:ffff/64"]
+    assert second == ["10.244.1.253/24", "fd00:10:244:1:ffff:ffff:ffff:fffe/64"]
+
+
+@pytest.mark.parametrize("prefix, expected", [(26, "10.244.1.62/26"), (29, "10.244.1.6/29"), (30, None)])
+def test_probe_addresses_of_small_subnets(prefix, expected):
+    plan = make_plan(dual=False)
+    plan["nodes"]["node1"]["pod_cidrs"] = ["10.244.1.0/%d" % prefix]
+    if expected is None:  # a /30 holds the gateway and one more address: not two probe pods
+        with pytest.raises(VerifyError, match=r"10.244.1.0/30 .*there is only 1: of its 2 usable addresses"):
+            probe_addresses(plan, "node1", [])
+    else:
+        assert probe_addresses(plan, "node1", [])[0] == [expected]
+
+
+@pytest.mark.parametrize("runtimes", [["docker"], ["cni"], ["docker", "cni"]])
+def test_probe_addresses_never_inside_an_allocator_range(runtimes):
+    """The last address of a block is inside Docker's fixed-cidr (and host-local's range): never use it."""
+    for dual in (False, True):
+        plan = make_plan(dual=dual)
+        try:
+            pods = probe_addresses(plan, "node2", runtimes)
+        except VerifyError as exc:
+            # none left: the refusal names the host, the block and what covers it
+            text = str(exc)
+            assert text.startswith("host node2: ") and "10.244.2.0/24" in text
+            assert ("Docker's fixed-cidr" in text) == ("docker" in runtimes)
+            assert ("host-local's range" in text) == ("cni" in runtimes)
+            assert "put cni in podnet_runtimes" in text
+            continue
+        for pod in pods:
+            for text in pod:
+                addr = ipaddress.ip_interface(text).ip
+                assert not [r for r in allocator_ranges(plan, "node2", runtimes)
+                            if r[0].version == addr.version and r[0] <= addr <= r[1]], (runtimes, text)
+    with pytest.raises(VerifyError, match=r"Docker's fixed-cidr 10.244.2.0/24 and the gateway 10.244.2.1 "
+                                          r"cover them all"):
+        probe_addresses(make_plan(), "node2", ["docker"])
+
+
+def test_docker_only_leaves_ipv6_to_the_probe_pods_but_not_ipv4():
+    plan = make_plan(dual=True)
+    with pytest.raises(VerifyError) as info:
+        probe_addresses(plan, "node1", ["docker"])
+    assert "IPv4 addresses of 10.244.1.0/24" in str(info.value) and "IPv6" not in str(info.value)
+
+
+def test_probe_addresses_skip_the_gateways_of_the_plan():
+    plan = make_plan(dual=False)
+    plan["nodes"]["node1"]["gateways"] = ["10.244.1.254"]
+    assert probe_addresses(plan, "node1", []) == [["10.244.1.253/24"], ["10.244.1.252/24"]]
 
 
 # --- targets --------------------------------------------------------------
 
 def test_every_ordered_pair_every_family_and_egress():
-    plan, pods, servers, _net = setup()
-    all_cells = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL)
+    plan, pods, servers, net = setup()
+    all_cells = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)
     # 3 checks x 2 families x 3 x 3 pairs + egress 2 families x 3 sources
     assert len(all_cells) == 3 * 2 * 9 + 2 * 3
     assert len({c["id"] for c in all_cells}) == len(all_cells)
@@ -137,9 +202,42 @@ def test_every_ordered_pair_every_family_and_egress():
     assert pairs == {(a, b) for a in NAMES for b in NAMES}  # including a node with itself
 
 
+def test_same_node_cell_is_one_pod_to_another_pod_on_that_node():
+    """Pod <-> pod on one node is proven with two pods: never a pod talking to itself."""
+    plan, pods, servers, net = setup()
+    by_id = {c["id"]: c for c in cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)}
+    for family, first, second in ((4, "10.244.2.2", "10.244.2.3"), (6, "fd00:10:244:2::2", "fd00:10:244:2::3")):
+        cell = by_id["pod_pod/%d/node2/node2" % family]
+        assert cell["source_netns"] == pods["node2"]["netns"]            # from the first pod
+        assert cell["address"] == second != first                        # to the second pod's IP
+        assert cell["expect"] == {"seen": first, "seen_from_node": False, "server": "peer-node2"}
+        assert not cell["skip"]
+        # across nodes the first pods talk to each other
+        assert by_id["pod_pod/%d/node1/node2" % family]["address"] == first
+    # an answer from the source pod itself (one pod talking to itself) fails the cell
+    results = net.results()
+    probe = probe_of(results, "node2", "pod_pod/4/node2/node2")
+    probe.update(server="pod-node2")
+    summary = run_judge(plan, pods, servers, results, peers=net.peers)
+    (failure,) = summary["failures"]
+    assert failure["source"] == failure["target"] == "node2" and "expected 'peer-node2'" in failure["reason"]
+    assert "pod on node2 -> second pod on node2 (10.244.2.3)" in summary["report"]
+
+
+def test_same_node_cell_without_a_second_pod_is_reported():
+    plan, pods, servers, net = setup()
+    del net.peers["node1"]
+    all_cells = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)
+    skipped = {c["id"]: c["skip"] for c in all_cells if c["skip"]}
+    assert set(skipped) == {"pod_pod/4/node1/node1", "pod_pod/6/node1/node1"}
+    assert skipped["pod_pod/4/node1/node1"] == "not probed: no second probe pod on node1"
+    summary = run_judge(plan, pods, servers, net.results(), peers=net.peers)
+    assert summary["failed_count"] == 2 and "(no second pod)" in summary["report"]
+
+
 def test_probes_of_one_node():
-    plan, pods, servers, _net = setup()
-    probes = probes_for(plan, "node2", list(plan["nodes"]), pods, servers, EXTERNAL)
+    plan, pods, servers, net = setup()
+    probes = probes_for(plan, "node2", list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)
     assert len(probes) == 20
     by_id = {p["id"]: p for p in probes}
     pp = by_id["pod_pod/4/node2/node10"]
@@ -154,60 +252,62 @@ def test_probes_of_one_node():
 
 
 def test_natural_order_of_nodes():
-    plan, pods, servers, _net = setup()
-    targets = [c["target"] for c in cells(plan, list(plan["nodes"]), pods, servers)
+    plan, pods, servers, net = setup()
+    targets = [c["target"] for c in cells(plan, list(plan["nodes"]), pods, servers, peers=net.peers)
                if c["check"] == "pod_pod" and c["family"] == 4 and c["source"] == "node1"]
     assert targets == ["node1", "node2", "node10"]
 
 
 def test_ipv4_only_plan_probes_ipv4_only_even_if_pods_have_ipv6():
     plan = make_plan(dual=False)
-    pods, servers = make_pods(make_plan(dual=True))
-    all_cells = cells(plan, list(plan["nodes"]), pods, servers, {"ipv4": "198.51.100.10"})
+    pods, servers, peers = make_pods(make_plan(dual=True))
+    all_cells = cells(plan, list(plan["nodes"]), pods, servers, {"ipv4": "198.51.100.10"}, peers=peers)
     assert {c["family"] for c in all_cells} == {4}
     assert len(all_cells) == 3 * 9 + 3
 
 
 def test_no_external_no_egress_and_external_without_server_is_connect_only():
-    plan, pods, servers, _net = setup()
-    assert not [c for c in cells(plan, list(plan["nodes"]), pods, servers, None) if c["check"] == "egress"]
+    plan, pods, servers, net = setup()
+    assert not [c for c in cells(plan, list(plan["nodes"]), pods, servers, None, peers=net.peers) if c["check"] == "egress"]
     ext = {"ipv4": "198.51.100.10", "ipv6": "", "port": 443, "server": ""}
-    egress = [c for c in cells(plan, list(plan["nodes"]), pods, servers, ext) if c["check"] == "egress"]
+    egress = [c for c in cells(plan, list(plan["nodes"]), pods, servers, ext, peers=net.peers) if c["check"] == "egress"]
     assert len(egress) == 3
     assert all(c["connect_only"] and c["port"] == 443 and c["family"] == 4 for c in egress)
 
 
 def test_missing_pod_makes_cells_unprobeable_not_missing():
-    plan, pods, servers, _net = setup()
+    plan, pods, servers, net = setup()
     del pods["node2"]
-    all_cells = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL)
+    all_cells = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)
     assert len(all_cells) == 60
     skipped = [c for c in all_cells if c["skip"]]
     # from node2's pod: pod_pod 6 + pod_node 6 + egress 2; to node2's pod: pod_pod 4 (others) + node_pod 6
     assert len(skipped) == 6 + 6 + 2 + 4 + 6
-    assert not [p for p in probes_for(plan, "node1", list(plan["nodes"]), pods, servers, EXTERNAL)
+    assert not [p for p in probes_for(plan, "node1", list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)
                 if p["target"].startswith("10.244.2.")]
 
 
 def test_pod_ip_outside_its_node_subnet_is_reported():
-    plan, pods, servers, _net = setup(dual=False)
+    plan, pods, servers, net = setup(dual=False)
     pods["node1"]["ips"] = ["10.99.0.2"]
-    (cell,) = [c for c in cells(plan, list(plan["nodes"]), pods, servers)
+    (cell,) = [c for c in cells(plan, list(plan["nodes"]), pods, servers, peers=net.peers)
                if c["check"] == "pod_pod" and c["source"] == "node2" and c["target"] == "node1"]
     assert "no IPv4 address in 10.244.1.0/24" in cell["skip"] and "10.99.0.2" in cell["skip"]
 
 
 def test_nodes_outside_the_run_are_left_out():
-    plan, pods, servers, _net = setup()
-    all_cells = cells(plan, ["node1", "node2"], pods, servers)
+    plan, pods, servers, net = setup()
+    all_cells = cells(plan, ["node1", "node2"], pods, servers, peers=net.peers)
     assert {c["source"] for c in all_cells} == {"node1", "node2"}
     assert {c["target"] for c in all_cells} == {"node1", "node2"}
 
 
 # --- judging --------------------------------------------------------------
 
-def run_judge(plan, pods, servers, results, external=EXTERNAL, nodes=None):
-    return judge(plan, nodes or list(plan["nodes"]), pods, servers, results, external)
+def run_judge(plan, pods, servers, results, external=EXTERNAL, nodes=None, peers=None):
+    if peers is None:  # the second pods of the model network (make_pods)
+        peers = make_pods(plan)[2]
+    return judge(plan, nodes or list(plan["nodes"]), pods, servers, results, external, peers=peers)
 
 
 def test_a_correct_network_passes():
@@ -307,7 +407,7 @@ def test_failed_node_without_pod_is_reported_in_every_cell_it_is_in():
     del pods["node10"], servers["node10"]
     # what node1 and node2 would have probed without node10's pod
     for node in ("node1", "node2"):
-        probes = probes_for(plan, node, NAMES, pods, servers, EXTERNAL)
+        probes = probes_for(plan, node, NAMES, pods, servers, EXTERNAL, peers=net.peers)
         results[node]["probes"] = [net.answer(node, p) for p in probes]
     summary = run_judge(plan, pods, servers, results)
     failed = {(f["check"], f["source"], f["target"]) for f in summary["failures"]}
@@ -322,7 +422,8 @@ def test_report_shape():
     results = net.results()
     probe_of(results, "node1", "pod_pod/4/node1/node2")["seen"] = "172.30.77.11"
     lines = run_judge(plan, pods, servers, results)["report_lines"]
-    assert lines[0].split() == ["node", "probe", "pod", "node", "IPs"]
+    assert lines[0].split() == ["node", "probe", "pod", "second", "pod", "node", "IPs"]
+    assert lines[1].split() == ["node1", "10.244.1.2", "(cni)", "10.244.1.3", "172.30.77.11"]
     start = lines.index("pod -> pod (IPv4): 8/9 1 FAILED")
     assert lines[start + 1].split() == ["from", "\\", "to", "node1", "node2", "node10"]
     assert lines[start + 2].split() == ["node1", "ok", "FAIL", "(172.30.77.11)", "ok"]
@@ -375,16 +476,26 @@ def test_preflight_errors(kwargs, expected):
     assert any(expected in e for e in errors), errors
 
 
+def test_preflight_refuses_pods_wired_by_hand_inside_docker_fixed_cidr():
+    errors = preflight(make_plan(), "node2", ["docker"], EXTERNAL, "ext", ["node1", "node2", "node10", "ext"])
+    (error,) = errors
+    assert error.startswith("host node2: the probe pods need 2 IPv4 addresses of 10.244.2.0/24")
+    assert "Docker's fixed-cidr 10.244.2.0/24" in error and "put cni in podnet_runtimes" in error
+    assert preflight(make_plan(), "node2", [], EXTERNAL, "ext", ["node1", "node2", "node10", "ext"]) == []
+    assert preflight(make_plan(), "node2", ["docker", "cni"], EXTERNAL, "ext",
+                     ["node1", "node2", "node10", "ext"]) == []
+
+
 def test_preflight_ipv6_external_needs_an_ipv6_plan():
     errors = preflight(make_plan(dual=False), "node1", ["cni"], {"ipv6": "2001:db8:51::10"})
     assert any("no IPv6 cluster network" in e for e in errors)
 
 
 def test_cells_of_one_source_are_those_of_the_whole_matrix():
-    plan, pods, servers, _net = setup()
-    everything = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL)
+    plan, pods, servers, net = setup()
+    everything = cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, peers=net.peers)
     for node in NAMES:
-        assert cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, source=node) == [
+        assert cells(plan, list(plan["nodes"]), pods, servers, EXTERNAL, source=node, peers=net.peers) == [
             c for c in everything if c["source"] == node]
 
 
@@ -393,10 +504,10 @@ def test_a_hundred_nodes_are_judged_quickly():
 
     names = ["n%d" % i for i in range(100)]
     plan = make_plan(dual=True, names=names)
-    pods, servers = make_pods(plan)
-    net = Network(plan, pods, servers)
+    pods, servers, peers = make_pods(plan)
+    net = Network(plan, pods, servers, peers=peers)
     start = time.monotonic()
     results = net.results()
-    summary = judge(plan, names, pods, servers, results, EXTERNAL)
+    summary = judge(plan, names, pods, servers, results, EXTERNAL, peers=peers)
     assert summary["passed"] and summary["total"] == 3 * 2 * 100 * 100 + 2 * 100
     assert time.monotonic() - start < 20

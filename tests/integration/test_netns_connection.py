@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+"""The netns connection on a namespace made by hand (``ip netns add``), as a new user would write it: an
+inventory with no ``podnet_netns_root``. What a task writes to /etc, /var/lib or /run must land in the node's
+own layer (the default per-node root /var/tmp/podnet-netns/<name>), never in the machine's files; and a node
+whose layers cannot be set up is refused, the command not run.
+
+The namespace ``pnc<pytest pid>-hand`` is made by the test and deleted by name; so are its default root and
+the test's marker files (named after the pid), wherever a broken connection may have put them. Namespaces of
+earlier killed runs are removed first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib.labtools import BIN, recap, remove_stale_namespaces, run
+
+PREFIX = "pnc"
+DEFAULT_ROOT_BASE = Path("/var/tmp/podnet-netns")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+@pytest.fixture()
+def hand_ns():
+    remove_stale_namespaces(PREFIX)
+    name = "%s%d-hand" % (PREFIX, os.getpid())
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    markers = [Path("/etc/podnet-hand-%d" % os.getpid()), Path("/var/lib/podnet-hand-%d" % os.getpid()),
+               Path("/run/podnet-hand-%d" % os.getpid())]
+    try:
+        yield name, markers
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        for marker in markers:  # only ever our own, uniquely named files
+            if marker.exists():
+                marker.unlink()
+        shutil.rmtree(DEFAULT_ROOT_BASE / name, ignore_errors=True)
+        try:
+            DEFAULT_ROOT_BASE.rmdir()  # only when no other node's layers are there
+        except OSError:
+            pass
+
+
+def write_inventory(path: Path, host_vars: dict) -> Path:
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"hand": dict({
+        "ansible_connection": "podnet.cluster.netns",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }, **host_vars)}}}))
+    return path
+
+
+def playbook(tmp_path: Path, markers) -> Path:
+    tasks = [{"name": "write %s" % m, "ansible.builtin.copy": {"dest": str(m), "content": "node file\n",
+                                                                 "mode": "0644"}} for m in markers]
+    tasks.append({"name": "read them back", "ansible.builtin.command": "cat %s" % " ".join(map(str, markers)),
+                  "register": "back", "changed_when": False})
+    tasks.append({"name": "the node sees its own files", "ansible.builtin.assert": {
+        "that": ["back.stdout_lines == ['node file'] * %d" % len(markers)]}})
+    tasks.append({"name": "host name", "ansible.builtin.command": "hostname", "register": "name",
+                  "changed_when": False})
+    play = tmp_path / "write.yml"
+    play.write_text(yaml.safe_dump([{"name": "Write on a hand-made node", "hosts": "hand", "gather_facts": False,
+                                     "tasks": tasks}]))
+    return play
+
+
+def test_writes_on_a_hand_made_namespace_stay_on_the_node(hand_ns, tmp_path):
+    name, markers = hand_ns
+    inv = write_inventory(tmp_path / "hand.yml", {"podnet_netns": name})
+    proc = run([str(BIN / "ansible-playbook"), "-i", str(inv), str(playbook(tmp_path, markers))], check=False)
+    reached = [str(m) for m in markers if m.exists()]
+    assert reached == [], "the node wrote the machine's own files: %s" % reached
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert recap(proc.stdout)["hand"]["failed"] == 0
+    root = DEFAULT_ROOT_BASE / name
+    for marker, layer in zip(markers, ("etc", "var-lib", "run")):
+        assert (root / "upper" / layer / marker.name).read_text() == "node file\n"
+    # a second run finds its files again (the layer is the node's, not the command's)
+    again = run([str(BIN / "ansible"), "-i", str(inv), "hand", "-m", "command", "-a", "cat %s" % markers[0]],
+                check=False)
+    assert again.returncode == 0 and "node file" in again.stdout, again.stdout
+
+
+def test_a_node_whose_layers_cannot_be_set_up_is_refused(hand_ns, tmp_path):
+    name, markers = hand_ns
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    inv = write_inventory(tmp_path / "hand.yml", {"podnet_netns": name, "podnet_netns_root": str(blocker)})
+    proc = run([str(BIN / "ansible"), "-i", str(inv), "hand", "-m", "command", "-a", "touch %s" % markers[0]],
+               check=False)
+    assert proc.returncode != 0 and "UNREACHABLE" in proc.stdout, proc.stdout
+    assert "cannot set up the node's view" in proc.stdout
+    assert not markers[0].exists()
