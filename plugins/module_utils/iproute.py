@@ -3,7 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 """Helpers around iproute2 for the podnet.cluster modules (target side).
 
-Standard library only (Python 3.7+). The pure functions (parsing, longest-prefix
+Standard library only (Python 3.8+). The pure functions (parsing, longest-prefix
 match) take already-decoded ``ip -json`` data so that they can be unit-tested
 without a kernel; the ``run_*`` helpers take an engine runner (engine/runner.py) and raise
 EngineError naming the command on error.

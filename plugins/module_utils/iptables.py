@@ -15,7 +15,7 @@ Checked against iptables 1.8.9 (nf_tables and legacy) for the fields supported h
 * a comment made only of ``[A-Za-z0-9_-]`` is printed bare, anything else in
   double quotes with ``"``, ``'`` and ``\\`` escaped by a backslash.
 
-Standard library only (Python 3.9+); pure functions, unit-testable.
+Standard library only (Python 3.8+); pure functions, unit-testable.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ version_added: 0.2.0
 author:
   - podnet.cluster maintainers
 requirements:
-  - iproute2, iptables (with ip6tables for IPv6) on the node; Python 3.7 or later
+  - iproute2, iptables (with ip6tables for IPv6) on the node; Python 3.8 or later
 options:
   document:
     description:

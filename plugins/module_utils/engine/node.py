@@ -15,7 +15,7 @@ The controller computes the document (plugins/plugin_utils/document.py). Here, o
 The record keeps what podnet.cluster owns and what it found before it first changed a thing
 (``pristine``), so teardown and transitions never depend on the current inventory alone.
 
-Standard library only (Python 3.7+), no Ansible import: the node module copies these very files to
+Standard library only (Python 3.8+), no Ansible import: the node module copies these very files to
 ``<lib_dir>/lib`` for the boot-time restore.
 """
 

@@ -3,7 +3,7 @@
 # Apache License 2.0 (see LICENSE)
 """How the engines run commands: through an AnsibleModule, or as a plain process (boot-time restore).
 
-Standard library only (Python 3.7+).
+Standard library only (Python 3.8+).
 """
 
 from __future__ import annotations

@@ -179,8 +179,6 @@ def test_verify_changes_no_state_file(lab):
     state.unlink()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the plan action to create no lock file in check mode (the lead's "
-                                       "fix of plugins/action/plan.py)")
 def test_verify_creates_no_lock_file(lab):
     lock = lab.inventory.parent / "podnet_state.yml.lock"
     if lock.exists():
