@@ -285,3 +285,58 @@ def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
         assert_same(converged[n], node_state(lab, n), "a refused plan changed %s" % n)
     other.unlink()
     playbook(lab, "site")
+
+
+STUB_SERVICE = """#!/bin/sh
+# A stand-in docker service for the lab (SysV script): logs each restart with its start and end time, and strips
+# the bridge's global IPv6 addresses as dockerd does when it starts.
+LOG=%(log)s
+case "$1" in
+  status) exit 0 ;;
+  restart)
+    echo "$(hostname) begin $(date +%%s.%%N)" >> "$LOG"
+    sleep 1
+    for a in $(ip -6 -o addr show dev %(bridge)s scope global | awk '{print $4}'); do ip addr del "$a" dev %(bridge)s; done
+    echo "$(hostname) end $(date +%%s.%%N)" >> "$LOG"
+    ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp_path, batch):
+    """A daemon.json change restarts Docker podnet_restart_batch nodes at a time; each restart is done, Docker
+    active and the IPv6 pod gateways back on the bridge, before the next batch begins."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    for n in lab.nodes:
+        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
+        script.chmod(0o755)
+    try:
+        run_ = playbook(lab, "site", podnet_bridge_mtu=1400, podnet_restart_batch=batch)
+        assert "Restart Docker in batches" in run_.stdout
+        assert log.exists(), run_.stdout[-5000:]
+        lines = [l.split() for l in log.read_text().splitlines()]
+        spans = {}
+        for host, what, when in lines:
+            spans.setdefault(host, {})[what] = float(when)
+        assert sorted(spans) == sorted(lab.nodes), lines
+        (a, sa), (b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
+        if batch == 1:
+            assert sa["end"] <= sb["begin"], "the second node restarted before the first was done: %s" % lines
+        else:
+            assert sb["begin"] < sa["end"], "batch 2 restarted one node at a time: %s" % lines
+        state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+        for n in lab.nodes:
+            addrs = hosts[n].check_output("ip -o addr show dev cbr0")
+            for cidr in state[n]:
+                gateway = str(__import__("ipaddress").ip_network(cidr)[1])
+                assert gateway in addrs, "%s: the pod gateway %s is not back after the restart" % (n, gateway)
+    finally:
+        for n in lab.nodes:
+            Path(lab.node_root(n), "upper/etc/init.d/docker").unlink(missing_ok=True)
+        playbook(lab, "site")
