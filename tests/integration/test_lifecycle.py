@@ -340,3 +340,50 @@ def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp
         for n in lab.nodes:
             Path(lab.node_root(n), "upper/etc/init.d/docker").unlink(missing_ok=True)
         playbook(lab, "site")
+
+
+SEEN_BY = r"""
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(1); srv.settimeout(20)
+conn, peer = srv.accept(); conn.sendall(peer[0].encode()); conn.close()
+"""
+
+
+def test_a_non_node_host_on_the_node_lan_answers_a_pod_and_sees_the_node(lab: Lab):
+    """l2_routes: the node networks are not exempt from masquerade, only the node addresses: the lab router (on
+    the nodes' segment, no route to pods) answers a pod, and sees the node's address."""
+    red = lab.nodes[0]
+    router = "%s-router" % lab.name
+    playbook(lab, "site")
+    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    import ipaddress
+    block = ipaddress.ip_network(state[red][0])
+    pod_ip = block[block.num_addresses // 2 - 1]          # inside host-local's half, unused in the lab
+    pod = "%s-pod" % lab.name
+    sh = lambda *a: subprocess.run(list(a), capture_output=True, text=True, check=True)  # noqa: E731
+    subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+    sh("ip", "netns", "add", pod)
+    try:
+        sh("ip", "-n", red, "link", "add", "pdvt0", "type", "veth", "peer", "name", "eth0", "netns", pod)
+        sh("ip", "-n", red, "link", "set", "pdvt0", "master", "cbr0", "up")
+        sh("ip", "-n", pod, "addr", "add", "%s/%d" % (pod_ip, block.prefixlen), "dev", "eth0")
+        sh("ip", "-n", pod, "link", "set", "eth0", "up")
+        sh("ip", "-n", pod, "link", "set", "lo", "up")
+        sh("ip", "-n", pod, "route", "add", "default", "via", str(block[1]))
+        server = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % router, "python3", "-c", SEEN_BY,
+                                   "172.26.9.1", "47999"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            client = ("import socket,time\nfor i in range(50):\n    try:\n        s=socket.create_connection(("
+                      "'172.26.9.1',47999),timeout=5); break\n    except OSError: time.sleep(0.1)\n"
+                      "print(s.recv(100).decode())")
+            seen = subprocess.run(["nsenter", "--net=/run/netns/%s" % pod, "python3", "-c", client],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            server.kill()
+            server.wait()
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.strip() == "172.26.9.11", "the router saw %r, not the node address" % seen.stdout
+    finally:
+        subprocess.run(["ip", "-n", red, "link", "del", "pdvt0"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", pod], capture_output=True)
