@@ -274,7 +274,7 @@ def build_inventory(topo, inventory_vars):
         node_vars["podnet_verify_external_ipv6"] = topo["external_info"]["ipv6"]
     node_vars.update(inventory_vars or {})
     r, e = topo["router_info"], topo["external_info"]
-    return {
+    inventory = {
         "all": {
             "children": {
                 "podnet_lab": {
@@ -290,14 +290,16 @@ def build_inventory(topo, inventory_vars):
                             "vars": node_vars,
                         },
                         "podnet_lab_router": {"hosts": {topo["router"]: host_vars(topo["router"], r["root"])}},
-                        # the lab router is the fabric of podnet_fabric=router (it acts only then)
-                        "podnet_routers": {"hosts": {topo["router"]: {}}},
                         "podnet_lab_external": {"hosts": {topo["external"]: host_vars(topo["external"], e["root"])}},
                     },
                 }
             }
         }
     }
+    if (inventory_vars or {}).get("podnet_fabric") == "router":
+        # the lab router is the fabric: it routes every node's pod subnets
+        inventory["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {topo["router"]: {}}}
+    return inventory
 
 
 # --------------------------------------------------------------------------
