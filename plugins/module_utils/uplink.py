@@ -678,7 +678,7 @@ def probe(runner, target, bridge, method="ping", timeout=5.0, ip="ip", ping="pin
             last = (err or out or "").strip().splitlines()[-1:] or ["ping rc=%d" % rc]
             last = "%s did not answer ping: %s" % (address, last[0])
         if clock() >= deadline:
-            return False, "%s after %d attempt(s) in %ss" % (last, attempts, timeout)
+            return False, "%s; %d attempt(s) in %.1f s" % (last, attempts, float(timeout))
         sleep(0.2)
 
 
