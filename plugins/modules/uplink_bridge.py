@@ -16,8 +16,8 @@ description:
     address and route metrics. The bridge is created if needed, with the uplink's MTU and MAC address (so
     neighbours' ARP caches and the IPv6 link-local address stay valid)."
   - All of it is one C(ip -batch), so the node is without its address for microseconds; established TCP
-    connections (the SSH session of this very task) survive. IPv6 addresses are re-added with C(nodad):
-    they already passed duplicate address detection on this segment.
+    connections (the SSH session of this very task) survive. IPv6 addresses are re-added with C(nodad),
+    as they already passed duplicate address detection on this segment.
   - "Try and roll back: after the batch the module checks that the node still reaches its default
     gateway(s) (or I(check_address)); if not, it moves everything back at once and fails. Through the
     action plugin of the same name the module runs B(detached) from the connection (Ansible async), and
