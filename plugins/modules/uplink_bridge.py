@@ -104,7 +104,7 @@ notes:
     entries. Addresses handed out by DHCP on the uplink keep their remaining lifetime; the DHCP client is
     not told.
   - The persistent network configuration of the host (ifupdown, netplan, NetworkManager) is not changed.
-  - Do not set C(async)/C(poll) on the task: the action plugin detaches by itself.
+  - Do not set C(async)/C(poll) on the task; the action plugin detaches by itself.
 attributes:
   check_mode:
     support: full
