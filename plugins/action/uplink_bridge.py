@@ -8,10 +8,11 @@
 2. Otherwise the module runs again through Ansible's async wrapper (``wrap_async``), so it is detached
    from this connection (its own session; a dropped SSH session does not kill it), with a cookie path
    (``_confirm_path``) under the async directory of the host.
-3. The connection is reset (SSH: the ControlPersist master is stopped), and the controller tries, over
-   the new connection, to delete the cookie. The module creates it only after its batch ran and its own
-   reachability check passed; deleting it confirms that the controller reaches the host after the
-   change. If the module finished first (check failed, rolled back) the loop stops at once.
+3. The controller polls until the module is ready: it creates the cookie only after its batch ran and
+   its own reachability check passed (or it finished: check failed, rolled back). Then the connection
+   is reset (SSH: the ControlPersist master is stopped) and the controller deletes the cookie over a
+   connection opened after the change; that proves the host is reachable after it. A connection
+   failure resets and retries until rollback_timeout.
 4. The module's result is read with ``async_status`` and returned as this task's result; the job file
    is removed.
 
@@ -78,6 +79,13 @@ class ActionModule(ActionBase):
 
     # ------------------------------------------------------------------ detached run
 
+    def _reset_connection(self):
+        """Close the connection (SSH: stop the ControlPersist master) so the next command opens a new one."""
+        try:
+            self._connection.reset()
+        except AttributeError:
+            display.warning("%s: the connection cannot be reset; confirming over the current one" % MODULE)
+
     def _detached(self, args, task_vars):
         try:
             rollback_timeout = int(args.get("rollback_timeout", 30))
@@ -101,28 +109,29 @@ class ActionModule(ActionBase):
         display.vvv("%s: detached as job %s; confirming over a new connection" % (MODULE, jid),
                     host=self._play_context.remote_addr)
 
-        # a new connection: the confirmation must prove that the host is reachable after the change
-        try:
-            self._connection.reset()
-        except AttributeError:
-            display.warning("%s: the connection cannot be reset; confirming over the current one" % MODULE)
-        probe = ("if rm -- {c} 2>/dev/null; then echo podnet-confirmed; "
+        # Wait until the module is ready (its batch ran, its check passed, the cookie exists) or done,
+        # over the connection we have; then confirm over a connection opened after that moment.
+        state = ("if [ -e {c} ]; then echo podnet-ready; "
                  "elif [ ! -e {r} ] || grep -qs '\"started\": true' {r}; then echo podnet-running; "
                  "else echo podnet-finished; fi").format(c=shlex.quote(cookie), r=shlex.quote(results_file))
+        confirm = "rm -- %s && echo podnet-confirmed" % shlex.quote(cookie)
         deadline = time.monotonic() + rollback_timeout + 5
         confirmed, last_error = False, None
         while time.monotonic() < deadline:
             try:
-                out = self._low_level_execute_command(probe, sudoable=True).get("stdout", "")
+                out = self._low_level_execute_command(state, sudoable=True).get("stdout", "")
+                if "podnet-finished" in out:
+                    break
+                if "podnet-ready" in out:
+                    # a NEW connection: it proves that the controller reaches the host after the change
+                    self._reset_connection()
+                    out = self._low_level_execute_command(confirm, sudoable=True).get("stdout", "")
+                    if "podnet-confirmed" in out:
+                        confirmed = True
+                        break
             except AnsibleConnectionFailure as exc:
                 last_error = str(exc)
-                time.sleep(POLL)
-                continue
-            if "podnet-confirmed" in out:
-                confirmed = True
-                break
-            if "podnet-finished" in out:
-                break
+                self._reset_connection()
             time.sleep(POLL)
         display.vvv("%s: job %s %s" % (MODULE, jid, "confirmed" if confirmed else "not confirmed"),
                     host=self._play_context.remote_addr)
