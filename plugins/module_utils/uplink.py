@@ -640,8 +640,10 @@ def probe(runner, target, bridge, method="ping", timeout=5.0, ip="ip", ping="pin
           clock=time.monotonic, sleep=time.sleep):
     """Whether ``target`` (``{"address", "family"}``) answers within ``timeout`` seconds.
 
-    ``ping``: an ICMP echo gets a reply. ``neigh``: the address answers ARP (IPv4) or neighbour
-    solicitation (IPv6) on the bridge: the cached entry is dropped (unless permanent), one echo
+    ``bridge`` is the interface the answer must come through (the bridge after a move, the uplink
+    after a restore). ``ping``: an ICMP echo gets a reply (an IPv6 link-local address is pinged
+    through ``bridge``). ``neigh``: the address answers ARP (IPv4) or neighbour
+    solicitation (IPv6) on ``bridge``: the cached entry is dropped (unless permanent), one echo
     request triggers the resolution, and the entry must come back with a link-layer address;
     this works where ICMP is filtered. Returns ``(ok, detail)``.
     """
@@ -706,9 +708,9 @@ def check_all(runner, targets, bridge, method="ping", timeout=5.0, **kw):
     return all(r["ok"] for r in results), results
 
 
-def _transaction(runner, before, lines, done, revert, reverted, targets, method, check_timeout, confirm, ip):
-    """Apply ``lines``; verify ``done(after) == []``; probe ``targets``; ``confirm()``; on any failure
-    apply ``revert(now)`` and verify ``reverted(final) == []``."""
+def _transaction(runner, before, lines, done, revert, reverted, targets, via, method, check_timeout, confirm, ip):
+    """Apply ``lines``; verify ``done(after) == []``; probe ``targets`` through ``via``; ``confirm()``;
+    on any failure apply ``revert(now)`` and verify ``reverted(final) == []``."""
     outcome = {"changed": True, "commands": list(lines), "checked": [], "rolled_back": False,
                "rollback_commands": [], "error": None}
     try:
@@ -718,7 +720,7 @@ def _transaction(runner, before, lines, done, revert, reverted, targets, method,
         if left:
             raise UplinkError("the batch ran but these steps are still to do: %s" % "; ".join(left))
         if targets:
-            ok, outcome["checked"] = check_all(runner, targets, before["bridge"], method, check_timeout, ip=ip)
+            ok, outcome["checked"] = check_all(runner, targets, via, method, check_timeout, ip=ip)
             if not ok:
                 raise UplinkError("reachability check failed: %s"
                                   % "; ".join(r["detail"] for r in outcome["checked"] if not r["ok"]))
@@ -730,6 +732,8 @@ def _transaction(runner, before, lines, done, revert, reverted, targets, method,
         return outcome
     except UplinkError as exc:
         outcome["error"] = str(exc)
+    except Exception as exc:  # a bug must not leave the host half-moved either
+        outcome["error"] = "unexpected %s: %s" % (type(exc).__name__, exc)
     # roll back
     outcome["rolled_back"] = True
     try:
@@ -772,7 +776,7 @@ def move(runner, bridge, uplink, check_addresses=None, method="ping", check_time
                 "error": None, "before": before, "after": before}
     targets = check_targets(before, check_addresses)
     outcome = _transaction(runner, before, lines, plan_move, lambda now: plan_restore(before, now),
-                           lambda now: plan_restore(before, now), targets, method, check_timeout, confirm, ip)
+                           lambda now: plan_restore(before, now), targets, bridge, method, check_timeout, confirm, ip)
     outcome["before"] = before
     return outcome
 
@@ -787,6 +791,6 @@ def restore(runner, saved, check_addresses=None, method="ping", check_timeout=5.
                 "error": None, "before": before, "after": before}
     targets = check_targets(saved, check_addresses)
     outcome = _transaction(runner, before, lines, lambda now: plan_restore(saved, now),
-                           plan_move, plan_move, targets, method, check_timeout, confirm, ip)
+                           plan_move, plan_move, targets, saved["uplink"], method, check_timeout, confirm, ip)
     outcome["before"] = before
     return outcome

@@ -276,6 +276,28 @@ def test_reverse_restores_the_original_state_exactly(lab: Lab, pristine, ctl: Co
     assert rc == 0 and not again["changed"]
 
 
+def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
+    node = lab.nodes[0]
+    before = kernel_state(node)
+    task = {"podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0"}, "ignore_errors": True}
+    rc, results, raw = ctl.play(node, [
+        dict(task, name="no such uplink", **{"podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth9"}}),
+        dict(task, name="timeouts", **{"podnet.cluster.uplink_bridge": {
+            "bridge": "br0", "uplink": "eth0", "check_timeout": 10, "rollback_timeout": 8}}),
+        dict(task, name="bad check address", **{"podnet.cluster.uplink_bridge": {
+            "bridge": "br0", "uplink": "eth0", "check_address": ["gateway"]}}),
+        dict(task, name="bridge is a veth", **{"podnet.cluster.uplink_bridge": {"bridge": "eth0", "uplink": "lo"}}),
+    ])
+    assert results["no such uplink"][node]["msg"] == "br0/eth9: uplink eth9 does not exist on this host"
+    assert results["timeouts"][node]["msg"].startswith(
+        "rollback_timeout (8 s) must be greater than check_timeout (10 s)")
+    assert results["bad check address"][node]["msg"] == "br0/eth0: check address 'gateway' is not an IP address"
+    assert results["bridge is a veth"][node]["msg"] == "eth0/lo: uplink lo is a loopback; it cannot be enslaved " \
+        "into bridge eth0"
+    assert all(results[name][node].get("failed") for name in results), raw[-3000:]
+    assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
+
+
 # --------------------------------------------------------------------------- node 2: a TCP stream
 
 
@@ -318,6 +340,20 @@ def test_tcp_connection_survives_the_move_without_loss(lab: Lab, ctl: Controller
     assert outcome["error"] is None, outcome
     assert outcome["in_order"] and outcome["received"] == outcome["sent"] > after_move + 500, outcome
     assert ctl.uplink(node, state="absent")[0] == 0
+
+
+def test_neigh_check_needs_an_arp_and_ndp_answer(lab: Lab, pristine, ctl: Controller):
+    node = lab.nodes[1]
+    rc, moved = ctl.uplink(node, check_method="neigh")
+    assert rc == 0 and moved["changed"] and moved["confirmed"], moved
+    assert [c["address"] for c in moved["checked"]] == [GATEWAY, GATEWAY6]
+    router_mac = link("%s-router" % lab.name, "eth0")["address"]
+    for check in moved["checked"]:
+        assert check["ok"] and check["method"] == "neigh"
+        assert " is at %s on br0 (" % router_mac in check["detail"]
+    rc, back = ctl.uplink(node, state="absent", check_method="neigh")
+    assert rc == 0 and back["changed"], back
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
 
 
 # --------------------------------------------------------------------------- node 3: rollbacks
