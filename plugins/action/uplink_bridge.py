@@ -16,6 +16,8 @@
 4. The module's result is read with ``async_status`` and returned as this task's result; the job file
    is removed.
 
+The module's documentation (podnet.cluster.uplink_bridge) is the user's side of this.
+
 Without the confirmation within ``rollback_timeout`` seconds of the change, the module rolls back by
 itself; the controller's side only reads its verdict.
 """
@@ -157,8 +159,7 @@ class ActionModule(ActionBase):
                 "without the controller's confirmation it rolls back by itself%s"
                 % (MODULE, jid, RESULT_GRACE, rollback_timeout, "; last error: %s" % last_error if last_error else ""))
         try:
-            self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                                 module_args={"jid": jid, "_async_dir": async_dir, "mode": "cleanup"})
+            self._low_level_execute_command("rm -f -- %s" % shlex.quote(results_file), sudoable=True)
         except AnsibleConnectionFailure:
             pass
         for key in ("ansible_job_id", "finished", "started", "results_file", "stdout_lines", "stderr_lines"):
