@@ -794,3 +794,65 @@ def restore(runner, saved, check_addresses=None, method="ping", check_timeout=5.
                            plan_move, plan_move, targets, saved["uplink"], method, check_timeout, confirm, ip)
     outcome["before"] = before
     return outcome
+
+
+# --------------------------------------------------------------------------- #
+# command line (boot-time restore, by hand): python3 uplink.py move|restore|plan ...
+# --------------------------------------------------------------------------- #
+
+def main(argv=None, runner=None, out=None):
+    """``uplink.py {plan,move,restore} --bridge B --uplink U [--snapshot PATH] [--check-address A ...]
+    [--check-method ping|neigh] [--check-timeout S]``: the engine without Ansible, printing one JSON
+    document. ``move`` saves the snapshot first (when the uplink is not yet a port of the bridge),
+    ``restore`` reads it and removes it when done. Exit status 0 done (or nothing to do), 1 rolled
+    back, 2 bad input or refused before any change."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="uplink.py", description="Move an uplink into a bridge and back "
+                                     "(podnet.cluster), in one ip -batch, checked, rolled back on failure.")
+    parser.add_argument("action", choices=["plan", "move", "restore"])
+    parser.add_argument("--bridge", required=True)
+    parser.add_argument("--uplink", required=True)
+    parser.add_argument("--snapshot", help="default /etc/podnet/uplink-<bridge>.json")
+    parser.add_argument("--check-address", action="append", default=[])
+    parser.add_argument("--check-method", choices=CHECK_METHODS, default="ping")
+    parser.add_argument("--check-timeout", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    runner = runner or SubprocessRunner()
+    out = out or sys.stdout
+    path = args.snapshot or "/etc/podnet/uplink-%s.json" % args.bridge
+    report = {"action": args.action, "bridge": args.bridge, "uplink": args.uplink, "snapshot": path}
+    status = 0
+    try:
+        current = read_snapshot(runner, args.bridge, args.uplink)
+        if args.action == "plan":
+            report["commands"] = plan_move(current)
+        elif args.action == "move":
+            if plan_move(current) and (current["links"].get(args.uplink) or {}).get("master") != args.bridge:
+                save_snapshot(path, current)
+            result = move(runner, args.bridge, args.uplink, args.check_address, args.check_method,
+                          args.check_timeout, before=current)
+            report.update((k, result.get(k)) for k in ("changed", "commands", "checked", "rolled_back",
+                                                       "rollback_commands", "rollback_complete", "error"))
+            status = 1 if result["error"] else 0
+        else:
+            saved = load_snapshot(path)
+            if saved is None:
+                raise UplinkError("no snapshot at %s" % path)
+            result = restore(runner, saved, args.check_address, args.check_method, args.check_timeout)
+            report.update((k, result.get(k)) for k in ("changed", "commands", "checked", "rolled_back",
+                                                       "rollback_commands", "rollback_complete", "error"))
+            if result["error"]:
+                status = 1
+            else:
+                os.unlink(path)
+    except (UplinkError, OSError) as exc:
+        report["error"] = str(exc)
+        status = 2
+    out.write(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

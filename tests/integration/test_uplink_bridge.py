@@ -410,6 +410,29 @@ def test_no_confirmation_from_a_new_connection_is_rolled_back(lab: Lab, pristine
     assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
 
 
+def test_engine_runs_without_ansible(lab: Lab, pristine, tmp_path):
+    """What a boot-time restore does: the engine file alone, run by the system Python (no Ansible)."""
+    node = lab.nodes[2]
+    engine = str(REPO / "plugins" / "module_utils" / "uplink.py")
+    snapshot = str(tmp_path / "uplink-br0.json")
+    common = ["--bridge", "br0", "--uplink", "eth0", "--snapshot", snapshot]
+    assert in_ns(node, "/usr/bin/python3", "-c", "import ansible").returncode != 0  # really without Ansible
+    moved = in_ns(node, "/usr/bin/python3", engine, "move", *common)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    report = json.loads(moved.stdout)
+    assert report["changed"] and not report["rolled_back"] and [c["ok"] for c in report["checked"]] == [True, True]
+    assert link(node, "eth0").get("master") == "br0" and os.path.exists(snapshot)
+    again = json.loads(in_ns(node, "/usr/bin/python3", engine, "move", *common).stdout)
+    assert again["changed"] is False and again["commands"] == []
+    back = in_ns(node, "/usr/bin/python3", engine, "restore", *common)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert not os.path.exists(snapshot)
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
+    refused = in_ns(node, "/usr/bin/python3", engine, "move", "--bridge", "br0", "--uplink", "lo",
+                    "--snapshot", snapshot)
+    assert refused.returncode == 2 and "uplink lo is a loopback" in json.loads(refused.stdout)["error"]
+
+
 # --------------------------------------------------------------------------- removal
 
 
