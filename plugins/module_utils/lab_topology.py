@@ -30,6 +30,32 @@ SSHD = "/usr/sbin/sshd"
 SSH_DIR = "ssh"          # <root>/ssh: the controller's key pair and authorized_keys of every node
 SSHD_DIR = "sshd"        # <root>/<node>/sshd: the node's sshd_config, host key, pid file and log
 SSH_KEY = "id_ed25519"
+SSH_PROXY = "proxy.py"   # <root>/ssh/proxy.py: ProxyCommand relay, run inside the controller namespace
+# A stdin/stdout <-> TCP relay (what `nc HOST PORT` does), run by ssh as its ProxyCommand under
+# `nsenter --net=/run/netns/<lab>-ctl`: the TCP connection to the node's sshd lives in the lab's
+# controller namespace even when ssh (and Ansible) run in the machine's own namespace.
+PROXY_SCRIPT = """\
+# Written by podnet.cluster.lab_topology: ssh ProxyCommand relay (stdin/stdout <-> TCP HOST PORT).
+import os, select, socket, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=15)
+sock.settimeout(None)
+open_in = True
+while True:
+    ready = select.select([sock] + ([0] if open_in else []), [], [])[0]
+    if 0 in ready:
+        data = os.read(0, 65536)
+        if data:
+            sock.sendall(data)
+        else:
+            open_in = False
+            sock.shutdown(socket.SHUT_WR)
+    if sock in ready:
+        data = sock.recv(65536)
+        if not data:
+            break
+        while data:
+            data = data[os.write(1, data):]
+"""
 EXTERNAL_HOST = 10
 ROUTER_SYSCTLS_V4 = {"net.ipv4.ip_forward": "1"}
 ROUTER_SYSCTLS_V6 = {"net.ipv6.conf.all.forwarding": "1"}
@@ -331,13 +357,20 @@ def build_inventory(topo, inventory_vars):
 
 
 def ssh_host_vars(topo, node):
-    """Inventory variables that make Ansible reach ``node`` over SSH from the controller namespace."""
+    """Inventory variables that make Ansible reach ``node`` over SSH through the controller namespace.
+
+    The TCP connection is always made inside ``<lab>-ctl`` (a ProxyCommand relay entered with
+    nsenter), so the inventory works from the machine's own namespace too, without touching it.
+    """
+    proxy = "ProxyCommand=nsenter --net=%s/%s -- /usr/bin/python3 %s/%s/%s %%h %%p" % (
+        NETNS_DIR, topo["controller"], topo["root"], SSH_DIR, SSH_PROXY)
     return {
         "ansible_connection": "ssh",
         "ansible_host": node["ipv4"],
         "ansible_user": "root",
         "ansible_ssh_private_key_file": topo["controller_info"]["key"],
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+                                   "-o '%s'" % proxy,
     }
 
 

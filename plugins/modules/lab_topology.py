@@ -52,9 +52,11 @@ description:
     address(es) only, with its configuration, host key, pid file and log in
     C(<root>/<node>/sshd/) and one client key pair in C(<root>/ssh/); and a controller
     namespace C(<name>-ctl) is attached to the switch with the underlay's second address
-    (C(.2), C(::2)), no default route. Run Ansible inside it
-    (C(nsenter --net=/run/netns/<name>-ctl ansible-playbook ...)): the nodes of the returned
-    RV(inventory) then use C(ansible_connection=ssh). The machine's own namespace is not touched."
+    (C(.2), C(::2)), no default route. The nodes of the returned RV(inventory) use
+    C(ansible_connection=ssh) with a C(ProxyCommand) relay (C(<root>/ssh/proxy.py)) entered with
+    C(nsenter --net=/run/netns/<name>-ctl), so the TCP connection is made in the controller
+    namespace whether Ansible runs inside it (C(nsenter --net=/run/netns/<name>-ctl ansible-playbook ...))
+    or in the machine's namespace. The machine's own namespace is not touched."
   - A node's C(eth0) that is a port of a bridge (its uplink moved by
     M(podnet.cluster.uplink_bridge)) counts the bridge's addresses as its own, so a repair run
     does not put the node address back on C(eth0).
@@ -255,6 +257,8 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     OVERLAY_LAYERS,
     SSH_DIR,
     SSH_KEY,
+    SSH_PROXY,
+    PROXY_SCRIPT,
     SSHD,
     SSHD_DIR,
     STATE_FILE,
@@ -809,6 +813,7 @@ def ssh_reconcile(lab, topo, before):
     if not lab.check:
         with open(key + ".pub") as fh:
             _write_if_changed(lab, "%s/authorized_keys" % keydir, fh.read(), 0o644, before)
+    _write_if_changed(lab, "%s/%s" % (keydir, SSH_PROXY), PROXY_SCRIPT, 0o644, before)
     for node, spec in sshd_files(topo).items():
         _ensure_dir(lab, spec["dir"], 0o700)
         _ensure_dir(lab, spec["privsep_dir"], 0o755)  # /run/sshd in the node's view
@@ -835,6 +840,7 @@ def ssh_facts(topo):
         return facts
     facts.add("ssh key %s/%s/%s" % (topo["root"], SSH_DIR, SSH_KEY))
     facts.add("file %s/%s/authorized_keys" % (topo["root"], SSH_DIR))
+    facts.add("file %s/%s/%s" % (topo["root"], SSH_DIR, SSH_PROXY))
     for node, spec in sshd_files(topo).items():
         facts.add("ssh host key %s" % spec["host_key"])
         facts.add("file %s" % spec["config_path"])

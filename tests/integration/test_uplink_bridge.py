@@ -225,6 +225,10 @@ def test_lab_serves_its_nodes_over_ssh(lab: Lab, pristine, ctl: Controller):
         # the session runs in the node's own view: its UTS name and its /etc overlay
         assert hostname == etc_hostname == node
         assert connection.split()[0] == "172.30.21.2" and connection.split()[3] == "22"
+    # from the machine's own namespace too: the ProxyCommand makes the TCP connection inside <lab>-ctl
+    proc = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), lab.nodes[0], "-m", "command",
+                "-a", "sh -c 'echo $SSH_CONNECTION'"])
+    assert "172.30.21.2 " in proc.stdout and " 172.30.21.11 22" in proc.stdout, proc.stdout
     # the machine's own namespace is untouched by the lab, the sshds and the controller
     assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""
 

@@ -79,6 +79,9 @@ def test_ssh_inventory_and_sshd_config():
     assert node["ansible_user"] == "root"
     assert node["ansible_ssh_private_key_file"] == "/var/tmp/podnet-lab/lab/ssh/id_ed25519"
     assert "StrictHostKeyChecking=no" in node["ansible_ssh_common_args"]
+    assert node["ansible_ssh_common_args"].endswith(
+        "-o 'ProxyCommand=nsenter --net=/run/netns/lab-ctl -- /usr/bin/python3 "
+        "/var/tmp/podnet-lab/lab/ssh/proxy.py %h %p'")
     assert node["podnet_netns"] == "lab-node2"
     router = inv["all"]["children"]["podnet_lab"]["children"]["podnet_lab_router"]["hosts"]["lab-router"]
     assert "ansible_connection" not in router  # the group's netns connection
