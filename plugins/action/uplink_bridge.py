@@ -36,7 +36,7 @@ from ansible.utils.display import Display
 display = Display()
 
 MODULE = "podnet.cluster.uplink_bridge"
-OPTIONS = frozenset(("bridge", "uplink", "state", "check_address", "check_method", "check_timeout",
+OPTIONS = frozenset(("bridge", "uplink", "uplink_address", "state", "check_address", "check_method", "check_timeout",
                      "rollback_timeout", "snapshot_path", "detach"))
 INTERNAL = ("_phase", "_confirm_path")
 # The async wrapper kills the job after this many seconds beyond rollback_timeout (it must never cut

@@ -66,7 +66,7 @@ CHECK_METHODS = ("ping", "neigh")
 __all__ = [
     "UplinkError", "SubprocessRunner", "snapshot_from_ip", "read_snapshot", "plan_move", "plan_restore",
     "check_targets", "render", "simulate_move", "apply_batch", "probe", "check_all", "move", "restore",
-    "save_snapshot", "load_snapshot", "is_moved",
+    "save_snapshot", "load_snapshot", "is_moved", "uplink_for_address", "find_uplink",
 ]
 
 
@@ -182,6 +182,11 @@ def read_snapshot(runner, bridge, uplink, ip="ip"):
         _ip_json(runner, ["-d", "-4", "route", "show", "table", "all"], ip),
         _ip_json(runner, ["-d", "-6", "route", "show", "table", "all"], ip),
         bridge, uplink)
+
+
+def find_uplink(runner, address, bridge, saved=None, ip="ip"):
+    """:func:`uplink_for_address` on the running kernel."""
+    return uplink_for_address(_ip_json(runner, ["addr", "show"], ip), address, bridge, saved)
 
 
 def save_snapshot(path, snap):
@@ -348,6 +353,43 @@ def _describe_route(route):
 # --------------------------------------------------------------------------- #
 # planning (pure)
 # --------------------------------------------------------------------------- #
+
+def uplink_for_address(addresses, address, bridge, saved=None):
+    """The uplink of a node given its underlay address (``podnet_uplink`` defaults to it).
+
+    ``addresses`` is decoded ``ip -json addr show``. The uplink is the interface that holds
+    ``address``; when the bridge holds it (the move is done), it is the uplink of the saved
+    snapshot ``saved``, else the bridge's one port. Raises :class:`UplinkError` when that is
+    not decidable.
+    """
+    try:
+        wanted = ipaddress.ip_address(str(address).split("/")[0].strip())
+    except ValueError:
+        raise UplinkError("uplink address %r is not an IP address" % (address,))
+    holders = []
+    for entry in addresses or []:
+        for info in entry.get("addr_info", []):
+            try:
+                if ipaddress.ip_address(info.get("local", "")) == wanted:
+                    holders.append(entry.get("ifname"))
+            except ValueError:
+                continue
+    holders = sorted(set(holders))
+    if not holders:
+        raise UplinkError("no interface of this host holds %s, the address that names the uplink" % wanted)
+    others = [h for h in holders if h != bridge]
+    if len(others) > 1:
+        raise UplinkError("%s is on %s; name the uplink explicitly" % (wanted, " and ".join(others)))
+    if others:  # not moved yet, or half-moved (the address is on both)
+        return others[0]
+    if saved and saved.get("bridge") == bridge and saved.get("uplink"):
+        return saved["uplink"]
+    ports = [e.get("ifname") for e in addresses or [] if e.get("master") == bridge]
+    if len(ports) == 1:
+        return ports[0]
+    raise UplinkError("%s is on bridge %s already, which has %s and no snapshot names its uplink; name the "
+                      "uplink explicitly" % (wanted, bridge, "ports %s" % ", ".join(ports) if ports else "no port"))
+
 
 def _check_names(bridge, uplink):
     for what, name in (("bridge", bridge), ("uplink", uplink)):

@@ -45,10 +45,16 @@ options:
     required: true
   uplink:
     description:
-      - The interface that carries the node's underlay address (normally the one of C(podnet_node_ip)).
-        It must not be a bridge or a port of another bridge.
+      - The interface that carries the node's underlay address. It must not be a bridge or a port of
+        another bridge.
+      - One of O(uplink) and O(uplink_address) is required.
     type: str
-    required: true
+  uplink_address:
+    description:
+      - The node's underlay address (for example C(podnet_node_ip)); the uplink is the interface that
+        holds it. Once the move is done the bridge holds it, and the uplink is the one named in
+        O(snapshot_path), or else the bridge's only port.
+    type: str
   state:
     description:
       - C(present) moves the uplink into the bridge.
@@ -142,6 +148,11 @@ EXAMPLES = r"""
     check_timeout: 3
     rollback_timeout: 20
 
+- name: The uplink is whichever interface holds the node's address (before and after the move)
+  podnet.cluster.uplink_bridge:
+    bridge: cbr0
+    uplink_address: 192.0.2.11  # or 192.0.2.11/24: the prefix is ignored
+
 - name: Put eth0 back as it was (teardown)
   podnet.cluster.uplink_bridge:
     bridge: cbr0
@@ -183,6 +194,11 @@ kept_bridge:
   description: With I(state=absent), why a bridge made by the move is not deleted (other ports, addresses or routes).
   returned: when the bridge is kept
   type: str
+uplink:
+  description: The uplink (given, or found from O(uplink_address)).
+  returned: always
+  type: str
+  sample: eth0
 snapshot_path:
   description: The snapshot file used.
   returned: always
@@ -245,7 +261,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             bridge=dict(type="str", required=True),
-            uplink=dict(type="str", required=True),
+            uplink=dict(type="str"),
+            uplink_address=dict(type="str"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             check_address=dict(type="list", elements="str", default=[]),
             check_method=dict(type="str", default="ping", choices=list(engine.CHECK_METHODS)),
@@ -256,6 +273,8 @@ def main():
             _phase=dict(type="str", default="apply", choices=["plan", "apply"]),
             _confirm_path=dict(type="path"),
         ),
+        required_one_of=[("uplink", "uplink_address")],
+        mutually_exclusive=[("uplink", "uplink_address")],
         supports_check_mode=True,
     )
     p = module.params
@@ -269,6 +288,11 @@ def main():
                              % (p["rollback_timeout"], p["check_timeout"]))
     tools = {"ip": module.get_bin_path("ip", required=True)}
     runner = ModuleRunner(module, tools)
+    if uplink is None:
+        try:
+            uplink = engine.find_uplink(runner, p["uplink_address"], bridge, engine.load_snapshot(path), tools["ip"])
+        except engine.UplinkError as exc:
+            module.fail_json(msg="%s: %s" % (bridge, exc), bridge=bridge, uplink_address=p["uplink_address"])
     result = dict(changed=False, commands=[], checked=[], rolled_back=False, rollback_commands=[],
                   snapshot_path=path, bridge=bridge, uplink=uplink, state=state)
     saved = None

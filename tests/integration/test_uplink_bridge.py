@@ -165,7 +165,8 @@ class Controller:
         return proc.returncode, results, proc.stdout
 
     def uplink(self, node: str, *options: str, **args: Any):
-        task = {"name": "uplink", "podnet.cluster.uplink_bridge": dict({"bridge": "br0", "uplink": "eth0"}, **args)}
+        base = {"bridge": "br0"} if "uplink_address" in args else {"bridge": "br0", "uplink": "eth0"}
+        task = {"name": "uplink", "podnet.cluster.uplink_bridge": dict(base, **args)}
         rc, results, raw = self.play(node, [task], *options)
         assert "uplink" in results and node in results["uplink"], raw[-4000:]
         return rc, results["uplink"][node]
@@ -262,8 +263,9 @@ def test_move_over_ssh_survives_and_a_second_run_changes_nothing(lab: Lab, prist
     default4 = json.loads(in_ns(node, "ip", "-json", "-4", "route", "show", "default").stdout)
     assert [(r["gateway"], r["dev"]) for r in default4] == [(GATEWAY, "br0")]
 
-    rc, again = ctl.uplink(node, "--diff")
-    assert rc == 0 and not again["changed"] and again["commands"] == []
+    # named by its address, which is on the bridge now: the saved snapshot says the uplink is eth0
+    rc, again = ctl.uplink(node, "--diff", uplink_address="172.30.21.11")
+    assert rc == 0 and not again["changed"] and again["commands"] == [] and again["uplink"] == "eth0"
     assert "confirmed" not in again  # nothing to do: no detached run
 
 
@@ -332,8 +334,8 @@ def test_tcp_connection_survives_the_move_without_loss(lab: Lab, pristine, ctl: 
     try:
         wait_for(200)
         # the check this time: ARP and NDP answers of the gateways through the bridge
-        rc, moved = ctl.uplink(node, check_method="neigh")
-        assert rc == 0 and moved["changed"] and moved["confirmed"], moved
+        rc, moved = ctl.uplink(node, check_method="neigh", uplink_address="172.30.21.12/24")
+        assert rc == 0 and moved["changed"] and moved["confirmed"] and moved["uplink"] == "eth0", moved
         assert link(node, "eth0").get("master") == "br0"
         router_mac = link("%s-router" % lab.name, "eth0")["address"]
         assert [(c["address"], c["method"], c["ok"]) for c in moved["checked"]] == [

@@ -309,3 +309,22 @@ def test_probe_neigh_needs_a_link_layer_answer():
 def test_check_method_is_validated():
     with pytest.raises(U.UplinkError):
         U.check_all(None, [], "br0", method="arping")
+
+
+def test_uplink_for_address():
+    before, after = DATA["before"]["addresses"], DATA["after"]["addresses"]
+    assert U.uplink_for_address(before, "10.1.0.11", "br0") == "eth0"
+    assert U.uplink_for_address(before, "fd00::11/64", "br0") == "eth0"
+    assert U.uplink_for_address(before, "198.51.100.1", "br0") == "eth1"
+    # moved: the address is on the bridge; its one port, or the saved snapshot, names the uplink
+    assert U.uplink_for_address(after, "10.1.0.11", "br0") == "eth0"
+    assert U.uplink_for_address(after, "10.1.0.11", "br0", snap()) == "eth0"
+    with pytest.raises(U.UplinkError) as info:
+        U.uplink_for_address(before, "10.1.0.99", "br0")
+    assert "no interface of this host holds 10.1.0.99" in str(info.value)
+    two_ports = copy.deepcopy(after)
+    two_ports.append({"ifname": "veth7", "master": "br0", "addr_info": []})
+    with pytest.raises(U.UplinkError) as info:
+        U.uplink_for_address(two_ports, "10.1.0.11", "br0")
+    assert "on bridge br0 already, which has ports eth0, veth7" in str(info.value)
+    assert U.uplink_for_address(two_ports, "10.1.0.11", "br0", snap()) == "eth0"
