@@ -186,33 +186,38 @@ def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
 
 
 TRANSITIONS = [
-    ("runtimes [cni]", {"podnet_runtimes": ["cni"]}),
-    ("runtimes [docker]", {"podnet_runtimes": ["docker"]}),
-    ("masquerade off", {"podnet_masquerade": False}),
-    ("renamed bridge", {"podnet_bridge": "pbr7"}),
-    ("IPv4 only", {"podnet_cluster_cidrs": CLUSTERS[:1], "podnet_allow_readdress": True}),
-    ("extra non-masquerade network", {"podnet_nonmasquerade_cidrs": ["192.168.240.0/20"]}),
-    ("routed fabric (no peer routes)", {"podnet_fabric": "router"}),
+    ("runtimes [cni]", [{"podnet_runtimes": ["cni"]}]),
+    ("runtimes [docker]", [{"podnet_runtimes": ["docker"]}]),
+    ("runtimes [cni] then [docker]", [{"podnet_runtimes": ["cni"]}, {"podnet_runtimes": ["docker"]}]),
+    ("masquerade off", [{"podnet_masquerade": False}]),
+    ("renamed bridge", [{"podnet_bridge": "pbr7"}]),
+    ("IPv4 only", [{"podnet_cluster_cidrs": CLUSTERS[:1], "podnet_allow_readdress": True}]),
+    ("extra non-masquerade network", [{"podnet_nonmasquerade_cidrs": ["192.168.240.0/20"]}]),
+    ("routed fabric (no peer routes)", [{"podnet_fabric": "router"}]),
 ]
 
 
-@pytest.mark.parametrize("label,change", TRANSITIONS, ids=[t[0] for t in TRANSITIONS])
-def test_setting_change_converges_without_leftovers(lab: Lab, label, change):
-    """default -> changed -> default; each state equals what a fresh converge with those settings gives."""
+@pytest.mark.parametrize("label,changes", TRANSITIONS, ids=[t[0] for t in TRANSITIONS])
+def test_setting_change_converges_without_leftovers(lab: Lab, label, changes):
+    """default -> each change in turn -> default; every state equals what a fresh converge with those settings
+    gives (converged after a teardown): nothing an earlier setting made is left behind."""
     playbook(lab, "teardown")
     playbook(lab, "site")
-    playbook(lab, "site", **change)
-    moved = {n: node_state(lab, n) for n in lab.nodes}
-    assert unchanged(playbook(lab, "site", **change)), "%s: not idempotent" % label
-    back = {"podnet_allow_readdress": True} if "podnet_cluster_cidrs" in change else {}
+    reached = []
+    for change in changes:
+        playbook(lab, "site", **change)
+        reached.append({n: node_state(lab, n) for n in lab.nodes})
+        assert unchanged(playbook(lab, "site", **change)), "%s: not idempotent" % label
+    back = {"podnet_allow_readdress": True} if any("podnet_cluster_cidrs" in c for c in changes) else {}
     playbook(lab, "site", **back)
     returned = {n: node_state(lab, n) for n in lab.nodes}
 
-    playbook(lab, "teardown")
-    playbook(lab, "site", **change)
-    for n in lab.nodes:
-        assert_same(node_state(lab, n), moved[n], "%s: the change left something a fresh converge does not have"
-                    % label)
+    for change, moved in zip(changes, reached):
+        playbook(lab, "teardown")
+        playbook(lab, "site", **change)
+        for n in lab.nodes:
+            assert_same(node_state(lab, n), moved[n], "%s (%s): the change left something a fresh converge does "
+                        "not have" % (label, change))
     playbook(lab, "teardown")
     playbook(lab, "site")
     for n in lab.nodes:
