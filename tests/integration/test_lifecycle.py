@@ -404,3 +404,25 @@ def test_a_non_node_host_on_the_node_lan_answers_a_pod_and_sees_the_node(lab: La
     finally:
         subprocess.run(["ip", "-n", red, "link", "del", "pdvt0"], capture_output=True)
         subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+
+
+def test_an_ipv6_default_route_from_router_advertisements_survives_forwarding(lab: Lab):
+    """IPv6 forwarding makes the kernel ignore router advertisements (accept_ra=1): the uplink of an RA-learned
+    default route gets accept_ra=2, persisted with the forwarding settings, and put back by teardown."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    playbook(lab, "teardown")
+    hosts[red].check_output("ip -6 route add default via fe80::1 dev eth0 proto ra metric 2048")
+    try:
+        before = hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip()
+        assert before != "2"
+        playbook(lab, "site")
+        assert hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == "2"
+        assert "net/ipv6/conf/eth0/accept_ra = 2" in hosts[red].file("/etc/sysctl.d/90-podnet-cluster.conf") \
+            .content_string
+        green = lab.nodes[1]
+        assert hosts[green].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() != "2"
+        playbook(lab, "teardown")
+        assert hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == before
+    finally:
+        hosts[red].run("ip -6 route del default via fe80::1 dev eth0 proto ra metric 2048")
