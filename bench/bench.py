@@ -445,6 +445,7 @@ class Bench:
         self.absent_netns = OWNER + "-absent"
         self.baselines: Dict[Tuple[int, int], lib.Timing] = {}
         self.inventories: Dict[int, Path] = {}
+        self.base_runs: Dict[int, Run] = {}  # the last baseline run of each inventory size
 
     # -- plan items --
 
@@ -484,7 +485,9 @@ class Bench:
         check_ok(run)
         if not run.stopped and per_host(run) != tasks:
             raise BenchFailure("%s: %d results per host, expected %d" % (run.name, per_host(run), tasks))
-        log("baseline %d set_fact, %s hosts: %.1f s" % (tasks, lib.count_text(size), run.seconds))
+        log("baseline %d set_fact, %s hosts: %.1f s, peak memory %s" % (tasks, lib.count_text(size), run.seconds,
+                                                                       lib.bytes_text(run.peak)))
+        self.base_runs[size] = run
         return run
 
     def plan_item(self, key: str, title: str, playbook_args: Sequence[str], memory: bool) -> None:
@@ -537,16 +540,21 @@ class Bench:
     def memory_row(self, runs: List[Run]) -> None:
         worst = max(runs, key=lambda r: r.peak)
         lower = bool(worst.stopped)
+        base = ""
+        if MEMORY_SIZE in self.base_runs:
+            other = self.base_runs[MEMORY_SIZE]
+            base = (" For comparison, the set_fact baseline on the same inventory: main process %s, all processes "
+                    "%s." % (lib.bytes_text(other.main_maxrss or 0), lib.bytes_text(other.tree_pss)))
         self.rows.append(lib.memory_row("peak memory, plan playbook, 5,000 hosts", worst.peak, MEMORY_LIMIT, lower,
                                         "see the memory note"))
         self.notes.append(
             "Peak memory of the 5,000-host plan run%s: main ansible-playbook process %s (its own "
             "getrusage ru_maxrss, exact); the largest single process of the run %s (wait4 ru_maxrss: the main "
             "process or one of its forked workers); all its processes together %s (sum of PSS, sampled every "
-            "0.5 s). The table shows the larger of the main process and the sum."
+            "0.5 s). The table shows the larger of the main process and the sum.%s"
             % (" (stopped early: a lower bound)" if lower else "",
                lib.bytes_text(worst.main_maxrss) if worst.main_maxrss else "unknown (killed)",
-               lib.bytes_text(worst.any_maxrss), lib.bytes_text(worst.tree_pss)))
+               lib.bytes_text(worst.any_maxrss), lib.bytes_text(worst.tree_pss), base))
 
     # -- converge --
 
@@ -574,7 +582,10 @@ class Bench:
                 def site(cap: float) -> Run:
                     run = self.runner.playbook("site-noop-%d" % count, ["podnet.cluster.site"] + hosts, cap=cap)
                     check_ok(run)
-                    if not run.stopped:
+                    if run.stopped:
+                        log("no-op converge of %d nodes: stopped after %.1f s (%s cap)" % (count, run.seconds,
+                                                                                         run.stopped))
+                    else:
                         changed = [h for h, c in lib.parse_recap(run.output).items() if c.get("changed")]
                         not_noop.extend(changed)
                         log("no-op converge of %d nodes: %.1f s" % (count, run.seconds))
@@ -715,8 +726,8 @@ class Bench:
                    os.getloadavg()[0], time.time() - started))
         caps = ("Times are wall-clock seconds of whole ansible-playbook runs; a run shorter than %.0f s is repeated "
                 "(up to %d runs, alternating with its baseline) and the median shown. A measured run is stopped at "
-                "%.1fx its baseline (at least %.0f s): '> N s (stopped)' then proves the target missed, and larger "
-                "sizes of that item are not run." % (self.config.cheap, self.config.repeat, self.config.cap_ratio,
+                "%.1fx its baseline (at least %.0f s): '> N s (stopped)' then proves the target missed, and the larger "
+                "sizes of that plan item are not run." % (self.config.cheap, self.config.repeat, self.config.cap_ratio,
                                                      self.config.cap_min))
         lines = [head, "", lib.format_table(self.rows), "", lib.summary(self.rows), "", caps]
         lines += ["- " + note for note in self.notes]
