@@ -68,7 +68,7 @@ OWNER = "%s%d" % (PREFIX, os.getpid())
 LAB_ROOT_BASE = Path("/var/tmp/podnet-lab")
 WORK_BASE = Path("/var/tmp")
 STALE = re.compile(r"^%s(\d+)(-.*)?$" % re.escape(PREFIX))
-MARKER = b"bench/bench.py"  # in the command line of a live benchmark process
+MARKER = b"bench.py"  # in the command line of a live benchmark process
 PLAN_RATIO = 1.5
 GROWTH_LIMIT = 1.5
 CONVERGE_RATIO = 1.5
@@ -265,6 +265,10 @@ class Runner:
             sampler.start()
             try:
                 _pid, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the playbook before leaving
+                _stop_tree(proc.pid)
+                os.waitpid(proc.pid, 0)
+                raise
             finally:
                 elapsed = time.perf_counter() - start
                 sampler.done.set()
