@@ -68,6 +68,7 @@ OWNER = "%s%d" % (PREFIX, os.getpid())
 LAB_ROOT_BASE = Path("/var/tmp/podnet-lab")
 WORK_BASE = Path("/var/tmp")
 STALE = re.compile(r"^%s(\d+)(-.*)?$" % re.escape(PREFIX))
+KEPT = "KEPT"  # in a work directory kept with BENCH_KEEP=1: not a leftover
 MARKER = b"bench.py"  # in the command line of a live benchmark process
 PLAN_RATIO = 1.5
 GROWTH_LIMIT = 1.5
@@ -375,7 +376,7 @@ def remove_leftovers(own: bool = False) -> None:
     for base in (LAB_ROOT_BASE, WORK_BASE):
         if base.is_dir():
             for entry in base.iterdir():
-                if entry.is_dir() and ours_to_remove(entry.name):
+                if entry.is_dir() and ours_to_remove(entry.name) and not (entry / KEPT).exists():
                     shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -759,6 +760,8 @@ def main() -> int:
                 m = STALE.match(name)
                 if m and int(m.group(1)) == os.getpid():
                     subprocess.run(["ip", "netns", "delete", name], check=False)
+            if bench.work.is_dir():
+                (bench.work / KEPT).write_text("kept on request (BENCH_KEEP); later runs leave it alone\n")
             log("kept %s" % bench.work)
         else:
             remove_leftovers(own=True)
