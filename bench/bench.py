@@ -225,6 +225,7 @@ class Runner:
         self.work = work
         self.current: Optional[subprocess.Popen] = None
         self.serial = 0
+        self.loads: List[float] = []  # 1-minute load average at the start of each run
 
     def env(self, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         env = dict(os.environ)
@@ -248,6 +249,7 @@ class Runner:
                  env: Optional[Dict[str, str]] = None) -> Run:
         """Run ``ansible-playbook ARGS`` from the repository root; stop it after ``cap`` seconds."""
         self.serial += 1
+        self.loads.append(os.getloadavg()[0])
         stem = self.work / "logs" / ("%03d-%s" % (self.serial, re.sub(r"[^A-Za-z0-9.-]+", "-", name)))
         stem.parent.mkdir(parents=True, exist_ok=True)
         rss_file, count_file, log_file = (Path("%s.%s" % (stem, s)) for s in ("rss.json", "count.json", "log"))
@@ -726,15 +728,21 @@ class Bench:
                                 text=True).stdout.strip() or "unknown"
         from ansible import __version__ as ansible_version  # pylint: disable=import-outside-toplevel
         head = ("podnet.cluster scale benchmark (issue 9): commit %s, ansible-core %s, Python %s, %d CPUs, "
-                "load average %.1f at the start and %.1f at the end, %.0f s in all."
+                "load average %.1f at the start, %.1f at the end, %.1f at most when a run started; %.0f s in all."
                 % (commit, ansible_version, platform.python_version(), os.cpu_count() or 0, load_before[0],
-                   os.getloadavg()[0], time.time() - started))
-        caps = ("Times are wall-clock seconds of whole ansible-playbook runs; a run shorter than %.0f s is repeated "
-                "(up to %d runs, alternating with its baseline) and the median shown. A measured run is stopped at "
-                "%.1fx its baseline (at least %.0f s): '> N s (stopped)' then proves the target missed, and the larger "
-                "sizes of that plan item are not run." % (self.config.cheap, self.config.repeat, self.config.cap_ratio,
-                                                     self.config.cap_min))
+                   os.getloadavg()[0], max(self.runner.loads or [0.0]), time.time() - started))
+        caps = ("Times are wall-clock seconds of whole ansible-playbook runs; a run shorter than %.0f s is "
+                "repeated (up to %d runs, alternating with its baseline; the routes item: %d rounds) and the median "
+                "shown. A measured run is stopped at %.1fx its baseline (at least %.0f s): '> N s (stopped)' then "
+                "proves the target missed, and the larger sizes of that plan item are not run."
+                % (self.config.cheap, self.config.repeat, self.config.routes_repeat, self.config.cap_ratio,
+                   self.config.cap_min))
         lines = [head, "", lib.format_table(self.rows), "", lib.summary(self.rows), "", caps]
+        busy = max([load_before[0], os.getloadavg()[0]] + self.runner.loads)
+        if busy > (os.cpu_count() or 1):
+            lines.append("- The machine was busy (load average up to %.1f on %d CPUs): other processes shared the "
+                         "CPUs, so times are longer and ratios noisier than on an idle machine." % (busy,
+                                                                                           os.cpu_count() or 1))
         lines += ["- " + note for note in self.notes]
         return "\n".join(lines)
 
