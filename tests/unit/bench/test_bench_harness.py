@@ -145,3 +145,24 @@ def test_table_is_one_aligned_markdown_table():
     assert lib.summary(rows) == "targets met: 1, missed: 1, unknown or not run: 0"
     with pytest.raises(ValueError, match="holds '|'"):
         lib.format_table([lib.Row("a|b", "", "", "", "", "", "")])
+
+
+def test_runner_counts_tasks_per_host_and_reads_memory(tmp_path):
+    """The harness's own plumbing on a 3-host play: wrapper, counting callback, memory, exit status."""
+    import bench  # noqa: E402  (bench/bench.py; imported here so that the pure tests above need nothing else)
+
+    inventory = tmp_path / "hosts.json"
+    inventory.write_text(json.dumps(lib.generate_inventory(3, "podnet-bench-0-absent")))
+    play = lib.set_fact_play(2)
+    play[0]["tasks"].append({"name": "Once", "ansible.builtin.debug": {"msg": "once"}, "run_once": True})
+    play_file = tmp_path / "play.json"
+    play_file.write_text(json.dumps(play))
+    run = bench.Runner(bench.Config.from_env(), tmp_path).playbook("t", ["-i", str(inventory), str(play_file)])
+    assert run.rc == 0, run.tail()
+    assert not run.stopped
+    assert run.counts["results"] == {"bench-00001": 3, "bench-00002": 2, "bench-00003": 2}
+    assert lib.per_host_task_count(run.counts["results"]) == 2
+    assert [t["name"] for t in run.counts["tasks"]] == ["Trivial fact 1", "Trivial fact 2", "Once"]
+    assert run.main_maxrss and run.main_maxrss > 10 * lib.MIB
+    assert run.any_maxrss >= run.main_maxrss
+    assert "bench-00003" in lib.parse_recap(run.output)
