@@ -70,9 +70,9 @@ unit: setup
 integration: setup
 	$(BIN)/pytest tests/integration
 
+# One table for issue 9 (docs/performance.md); e.g. BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
 bench: setup
-	$(BIN)/python bench/plan_bench.py
-	$(BIN)/python bench/routes_bench.py
+	$(BIN)/python bench/bench.py
 
 lint: setup
 	$(BIN)/ansible-lint
