@@ -116,7 +116,8 @@ FAULTS = [
 def test_fault_on_one_node_is_reported_there_only_and_healed(lab: Lab, label, inject):
     hosts = lab_hosts(str(lab.hosts_yml))
     faulty, other = lab.nodes
-    assert unchanged(playbook(lab, "site", "--check")), "the lab is not converged before the fault"
+    before = playbook(lab, "site", "--check")
+    assert unchanged(before), "the lab is not converged before the fault:\n%s" % before.stdout[-5000:]
     converged = {n: node_state(lab, n) for n in lab.nodes}
     inject(hosts[faulty])
     try:
