@@ -96,7 +96,7 @@ def _conflist_deleted(host):
 FORWARD_POLICY_REASON = (
     "the node engine does not track the FORWARD policy: PODNET-FORWARD (appended, scoped to the bridge) "
     "accepts pod traffic under a policy of DROP, so pods keep working and --check reports no change; "
-    "whether the policy should be reported is open (see the drift report)")
+    "podnet.cluster leaves the policy alone on purpose (docs/node.md, Drift)")
 
 FAULTS = [
     pytest.param("bridge deleted", _bridge_deleted, id="bridge-deleted"),
