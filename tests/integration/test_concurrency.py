@@ -90,7 +90,9 @@ def test_two_site_runs_at_once(lab: Lab):
     changed = [_plan_changed(out) for _rc, out, _err in outs]
     waited = ["waited" in out and "for the lock" in out for _rc, out, _err in outs]
     assert changed.count(True) == 1, "plan changed in runs: %s" % changed
-    print("plan changed per run: %s; printed 'waited ... for the lock': %s" % (changed, waited))
+    node_waits = [len(re.findall(r"waited [\d.]+ s for this node.s lock", out + err)) for _rc, out, err in outs]
+    print("plan changed per run: %s; plan printed 'waited ... for the lock': %s; node-lock waits per run: %s"
+          % (changed, waited, node_waits))
 
     # Nodes converged: a third run in check mode changes nothing, on the nodes or in the plan.
     check = playbook(lab, "site", "--check")
