@@ -21,10 +21,11 @@ from lib.nodestate import node_changes, playbook, unchanged
 PREFIX = "pcc"
 CLUSTERS = ["10.93.128.0/17", "fd00:93::/60"]
 PLAN_TASK = "Plan the pod network of the whole cluster"
-# The directories a converge creates on a node. In the lab every command on a node mounts its own overlay of
-# /etc, /var/lib and /run over one shared upper layer (the netns connection); the kernel leaves concurrent
-# overlays of one upper layer undefined, and a directory one of them creates shows as "Stale file handle" in
-# another (seen: /etc/podnet). Real hosts have no such layer, so the test makes them before the runs.
+# The directories a converge creates on a node, made before the runs. In the lab every command on a node
+# mounts its own overlay of /etc, /var/lib and /run over one shared upper layer (the netns connection); the
+# kernel leaves concurrent overlays of one upper layer undefined, and a directory one of them creates can show
+# as "Stale file handle" in another (seen once on /etc/podnet, before the node lock existed). Real hosts have
+# no such layer. The node lock alone passed without this too (twice); this keeps the lab's own quirk out.
 NODE_DIRS = ("/etc/podnet", "/etc/cni/net.d", "/var/lib/podnet", "/etc/sysctl.d",
              "/etc/systemd/system/docker.service.d")
 
