@@ -11,7 +11,8 @@ BIN          := $(VENV)/bin
 STAMP        := $(VENV)/.podnet-stamp
 COLLECTION   := .collections/ansible_collections/podnet/cluster
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps util-linux \
-                containernetworking-plugins docker.io busybox-static python3-venv
+                containernetworking-plugins docker.io busybox-static python3-venv \
+                openssh-server openssh-client
 export PATH  := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1

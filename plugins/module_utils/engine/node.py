@@ -47,6 +47,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl impor
     write_live,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
+from ansible_collections.podnet.cluster.plugins.module_utils.iproute import route_protocol, run_ip_json, valid_ifname
 
 DOCUMENT_VERSION = 1
 RECORD_NAME = "node.json"
@@ -377,6 +378,10 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
 
     # ---- sysctls: live forwarding, the persisted file
     settings = dict(doc["sysctl"].get("settings") or {}) if present else {}
+    settings.update(ra_settings(runner, settings))
+    if present:
+        # the record keeps the settings in force (accept_ra included), so teardown puts each one back
+        doc = dict(doc, sysctl=dict(doc["sysctl"], settings=dict(settings)))
     for key in settings:
         if key not in pristine["sysctl"]:
             pristine["sysctl"][key] = read_live(key)
@@ -408,8 +413,13 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
             plan.warnings.extend(change.pop("warnings"))
             plan.add("old bridge %s" % old_bridge, change, lambda c: apply_bridge(runner, c))
     if present:
+        exists = read_bridge(runner, bridge["name"])[0] is not None
+        if not exists and not bridge_supported():
+            raise EngineError("node %s: the kernel has no bridge support (module bridge is neither loaded nor "
+                              "installed for %s): podnet.cluster needs the Linux bridge for %s"
+                              % (doc["node"], os.uname().release, bridge["name"]))
         if bridge["name"] not in pristine["bridge_existed"]:
-            pristine["bridge_existed"][bridge["name"]] = read_bridge(runner, bridge["name"])[0] is not None
+            pristine["bridge_existed"][bridge["name"]] = exists
         bchange = plan_bridge(runner, bridge["name"], bridge.get("addresses") or [], owned_cidrs,
                               bridge.get("mtu"), bridge.get("mtu_from_address"), "present",
                               owned_addresses=recorded_addrs if old_bridge == bridge["name"] else ())
@@ -530,6 +540,35 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
                 if c["changed"] and c.get("path") and (c.get("content", "") is None or c.get("target", "") is None)]
     plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing), apply_dirs)
     return plan
+
+
+def ra_settings(runner, settings):
+    """accept_ra=2 on every link whose IPv6 default route came from a router advertisement, when podnet.cluster
+    turns IPv6 forwarding on: a forwarding host ignores advertisements (accept_ra=1), and that default route
+    would be purged when it expires."""
+    if str(settings.get("net.ipv6.conf.all.forwarding")) != "1":
+        return {}
+    out = {}
+    for route in run_ip_json(runner, ["-6", "route", "show", "default"], tolerate=True):
+        if route_protocol(route) not in (9, "ra"):
+            continue
+        devs = [route.get("dev")] + [nh.get("dev") for nh in route.get("nexthops") or []]
+        for dev in devs:
+            if dev and valid_ifname(dev):
+                out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
+    return out
+
+
+def bridge_supported():
+    """True when the kernel has (or can load) the bridge driver."""
+    if os.path.isdir("/sys/module/bridge"):
+        return True
+    release = os.uname().release
+    for name in ("/lib/modules/%s/modules.builtin" % release, "/lib/modules/%s/modules.dep" % release):
+        text = read_text(name) if os.path.isfile(name) else None
+        if text and "/bridge.ko" in text:
+            return True
+    return False
 
 
 def _missing_parents(path):
