@@ -107,12 +107,14 @@ diff:
 
 import os
 import time
+from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import (
     apply_node,
     check_node,
     held,
+    node_lock,
     plan_node,
     read_record,
     record_path,
@@ -183,42 +185,18 @@ def main():
     doc = module.params["document"]
     state = module.params["state"]
     runner = ModuleRunner(module)
+    waited = None
     try:
-        path = record_path(doc)
-        record = read_record(path)
-        found = held(runner, doc, record)
-        if state == "probe":
-            module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
-        if state == "present":
-            problem = readdress_problem(doc, found)
-            if problem:
-                try:  # report the document's own problems too, all at once
-                    plan_node(runner, doc, record, state)
-                except EngineError as exc:
-                    problem = "%s; and %s" % (problem, exc.msg)
-                raise EngineError(problem, held=found)
-        if state == "restart":
-            if not service_active(runner, module.params["service"]):
-                # a stopped service reads daemon.json when it starts; nothing to restart
-                module.exit_json(changed=False, restarted=False, held=found, record=path, changes={},
-                                 docker_changed=False,
-                                 msg="%s is not running: not restarted" % module.params["service"])
-            if not module.check_mode:
-                restart_service(runner, module.params["service"], module.params["timeout"])
-        if state in ("restore", "restart"):
-            if record is None:
-                raise EngineError("no record at %s: nothing to restore" % path)
-            plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
-        else:
-            plan = plan_node(runner, doc, record, state)
-        if module.check_mode:
-            check_node(runner, plan)
-        elif plan.changed:
-            apply_node(plan, runner)
+        # not around a restart: Docker's drop-in runs podnet-restore, which takes the lock, before Docker is active
+        with _locked(module.check_mode or state in ("probe", "restart")) as lock:
+            waited = lock
+            plan, path, record, found = _run(module, runner, doc, state)
     except EngineError as exc:
         fail_module(module, exc)
     for warning in plan.warnings:
         module.warn(warning)
+    if waited:
+        module.warn("waited %.1f s for this node's lock, held by another podnet.cluster run" % waited)
     if state == "restart" and not module.check_mode and plan.changed:
         # the gateways must be back before the next batch starts
         again = plan_node(runner, record["document"], record, "present", kernel_only=True)
@@ -230,6 +208,52 @@ def main():
     if module._diff:
         result["diff"] = plan.diff()
     module.exit_json(**result)
+
+
+@contextmanager
+def _locked(read_only):
+    """The node lock around a run that may change the node (none for check mode and probes: they only read)."""
+    if read_only:
+        yield None
+    else:
+        with node_lock() as waited:
+            yield waited
+
+
+def _run(module, runner, doc, state):
+    """Read the node, compute every change and (unless check mode) apply it; (plan, record path, record, held)."""
+    path = record_path(doc)
+    record = read_record(path)
+    found = held(runner, doc, record)
+    if state == "probe":
+        module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
+    if state == "present":
+        problem = readdress_problem(doc, found)
+        if problem:
+            try:  # report the document's own problems too, all at once
+                plan_node(runner, doc, record, state)
+            except EngineError as exc:
+                problem = "%s; and %s" % (problem, exc.msg)
+            raise EngineError(problem, held=found)
+    if state == "restart":
+        if not service_active(runner, module.params["service"]):
+            # a stopped service reads daemon.json when it starts; nothing to restart
+            module.exit_json(changed=False, restarted=False, held=found, record=path, changes={},
+                             docker_changed=False,
+                             msg="%s is not running: not restarted" % module.params["service"])
+        if not module.check_mode:
+            restart_service(runner, module.params["service"], module.params["timeout"])
+    if state in ("restore", "restart"):
+        if record is None:
+            raise EngineError("no record at %s: nothing to restore" % path)
+        plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
+    else:
+        plan = plan_node(runner, doc, record, state)
+    if module.check_mode:
+        check_node(runner, plan)
+    elif plan.changed:
+        apply_node(plan, runner)
+    return plan, path, record, found
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ Standard library only (Python 3.8+), no Ansible import: the node module copies t
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
+import socket
 import sys
+import time
+from contextlib import contextmanager
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge import apply_bridge, plan_bridge, read_bridge
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import (
@@ -77,6 +81,39 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import 
 
 sys.exit(main(sys.argv[1:]))
 """
+
+
+# An abstract Unix socket name: it lives in the network namespace (one per node, lab nodes included), needs no
+# file, and is released by the kernel when its holder exits, however it exits.
+NODE_LOCK_NAME = "\0podnet.cluster/node-lock"
+
+
+@contextmanager
+def node_lock(timeout=600.0, interval=0.2):
+    """Hold this node's podnet.cluster lock; yields the seconds waited for it.
+
+    Two runs that change one node at once (two site runs, a run and the boot restore) would both read the node
+    as it was and both add the same bridge or route ("File exists"); with the lock the second reads what the
+    first left. Raises :class:`EngineError` after ``timeout`` seconds.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                sock.bind(NODE_LOCK_NAME)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise EngineError("cannot take the node lock (abstract socket %r): %s"
+                                      % (NODE_LOCK_NAME[1:], exc))
+                if time.monotonic() - start > timeout:
+                    raise EngineError("another podnet.cluster run has held this node's lock (abstract socket %r) "
+                                      "for more than %d s; nothing was changed" % (NODE_LOCK_NAME[1:], timeout))
+                time.sleep(interval)
+        yield time.monotonic() - start
+    finally:
+        sock.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -646,7 +683,11 @@ def main(argv):
         return 2
     runner = ProcessRunner(check_mode=check)
     try:
-        changed, summary = restore(runner, args[0], check)
+        if check:
+            changed, summary = restore(runner, args[0], check)
+        else:
+            with node_lock():
+                changed, summary = restore(runner, args[0], check)
     except EngineError as exc:
         sys.stderr.write("podnet-restore: %s\n" % exc.msg)
         return 1
