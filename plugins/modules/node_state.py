@@ -203,7 +203,7 @@ def main():
         if again.changed:
             module.fail_json(msg="%s restarted, but the pod network of %s is not back: %s"
                                  % (module.params["service"], doc["node"], again.summary()))
-    result = dict(changed=plan.changed or state == "restart", restarted=state == "restart", changes=plan.summary(), docker_changed=plan.docker_changed, held=found,
+    result = dict(changed=plan.changed or state == "restart", restarted=state == "restart", changes=plan.summary(commands=module._diff), docker_changed=plan.docker_changed, held=found,
                   record=path)
     if module._diff:
         result["diff"] = plan.diff()

@@ -86,11 +86,23 @@ EXAMPLES = r"""
 
 RETURN = r"""
 added:
-  description: Routes added.
+  description: Routes added, one C(DST via GW dev DEV) line each; without --diff the first 100 (see I(added_count)).
   returned: always
   type: list
-  elements: dict
-  sample: [{dst: 10.244.2.0/24, via: 192.168.10.12, dev: eth0, peer: node2}]
+  elements: str
+  sample: ["10.244.2.0/24 via 192.168.10.12 dev eth0"]
+added_count:
+  description: How many routes were added (without --diff, where I(added) may be cut).
+  returned: without --diff
+  type: int
+replaced_count:
+  description: How many routes were replaced (without --diff).
+  returned: without --diff
+  type: int
+removed_count:
+  description: How many routes were removed (without --diff).
+  returned: without --diff
+  type: int
 replaced:
   description: Routes replaced because the gateway, device, metric or type differed; C(old) is the route before.
   returned: always
@@ -109,7 +121,7 @@ routes:
   type: int
 commands:
   description: The batch lines per family, given (or in check mode, that would be given) to C(ip -4 -batch -) and C(ip -6 -batch -).
-  returned: always
+  returned: with --diff
   type: dict
   sample: {"4": ["route add 10.244.2.0/24 via 192.168.10.12 dev eth0 proto 158 table main"], "6": []}
 diff:
@@ -126,6 +138,10 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner impor
     diff_only,
     fail_module,
 )
+
+
+# Without --diff the lists of added, replaced and removed routes hold at most this many (the counts are whole).
+LISTED = 100
 
 
 def main():
@@ -147,6 +163,11 @@ def main():
             apply_routes(runner, change)
     except EngineError as exc:
         fail_module(module, exc)
+    if not module._diff:
+        change.pop("commands")      # thousands of lines: returned with --diff, like the diff
+        for key in ("added", "replaced", "removed"):
+            change["%s_count" % key] = len(change[key])
+            change[key] = change[key][:LISTED]
     module.exit_json(**diff_only(module, change))
 
 

@@ -330,8 +330,14 @@ class Plan(object):
     def changed(self):
         return any(change["changed"] for _n, change, _f in self.parts)
 
-    def summary(self):
-        return {name: _short(change) for name, change, _f in self.parts if change["changed"]}
+    def summary(self, commands=True):
+        """What changed, by part; without ``commands`` the batch lines and restore texts are left out."""
+        out = {name: _short(change) for name, change, _f in self.parts if change["changed"]}
+        if not commands:
+            for part in out.values():
+                part.pop("commands", None)
+                part.pop("restore", None)
+        return out
 
     def diff(self):
         out = []

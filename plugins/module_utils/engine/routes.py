@@ -269,7 +269,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
             cur = by_dst.get(dst)
             if cur is None:
                 adds.append("route add " + spec)
-                added.append(dict(dst=str(dst), via=str(via), dev=dev, peer=want["peer"]))
+                added.append(_line(dst, via, dev))
                 continue
             same = (not cur.get("nexthops") and cur.get("gateway") is not None
                     and ipaddress.ip_address(cur["gateway"]) == via and cur.get("dev") == dev)
