@@ -252,13 +252,13 @@ class RouteIndex(object):
         self.bits = 32 if family == 4 else 128
         self.by_prefix = {}
         for route in routes:
+            if exclude_protocol is not None and route_protocol(route) == exclude_protocol:
+                continue
             try:
                 net = route_dst(route, family)
             except ValueError:
                 continue
             if net.version != family:
-                continue
-            if exclude_protocol is not None and route_protocol(route) == exclude_protocol:
                 continue
             key = int(net.network_address)
             self.by_prefix.setdefault(net.prefixlen, {}).setdefault(key, []).append(route)

@@ -248,7 +248,7 @@ def _run(module, runner, doc, state):
             raise EngineError("no record at %s: nothing to restore" % path)
         plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
     else:
-        plan = plan_node(runner, doc, record, state)
+        plan = plan_node(runner, doc, record, state, diff=module._diff)
     if module.check_mode:
         check_node(runner, plan)
     elif plan.changed:

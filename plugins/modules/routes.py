@@ -158,7 +158,8 @@ def main():
     p = module.params
     runner = ModuleRunner(module)
     try:
-        change = plan_routes(runner, p["routes"], p["node"], p["protocol"], p["table"], p["state"])
+        change = plan_routes(runner, p["routes"], p["node"], p["protocol"], p["table"], p["state"],
+                             diff=module._diff)
         if change["changed"] and not module.check_mode:
             apply_routes(runner, change)
     except EngineError as exc:

@@ -359,7 +359,7 @@ def _pristine_of(record):
     return dict((record or {}).get("pristine") or {})
 
 
-def plan_node(runner, doc, record=None, state="present", kernel_only=False):
+def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff=True):
     """Every change that makes the node match ``doc`` (state=present) or removes podnet.cluster (absent).
 
     ``record`` is the record of the last run (read_record), or None. ``kernel_only`` (the restore) limits
@@ -459,7 +459,7 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
         plan.add("routes proto %s (removed)" % old_proto, change, lambda c: apply_routes(runner, c))
     if present:
         change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
-                             routes.get("table", "main"), "present")
+                             routes.get("table", "main"), "present", diff=diff)
         plan.add("routes", change, lambda c: apply_routes(runner, c))
     elif old_proto is None:
         change = plan_routes(runner, (), doc["node"], routes["protocol"], routes.get("table", "main"), "absent")

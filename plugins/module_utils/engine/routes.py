@@ -163,8 +163,11 @@ def _sort_key(line):
         return (9, b"", 0, line)
 
 
-def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present"):
-    """The whole change of our routes; raises EngineError (off-link gateway, foreign route...) before any write."""
+def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present", diff=True):
+    """The whole change of our routes; raises EngineError (off-link gateway, foreign route...) before any write.
+
+    ``diff`` False skips the before/after text (sorting thousands of lines costs more than the reconcile).
+    """
     node = node or socket.gethostname()
     proto = protocol
     table = str(table).strip()
@@ -287,7 +290,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
         commands=commands,
         diff=dict(before="".join(l + "\n" for l in sorted(before_lines, key=_sort_key)),
                   after="".join(l + "\n" for l in sorted(after_lines, key=_sort_key)),
-                  before_header=header, after_header=header),
+                  before_header=header, after_header=header) if diff else None,
     )
 
 

@@ -86,6 +86,6 @@ def fail_module(module, exc, **extra):
 
 def diff_only(module, result):
     """Drop ``diff`` from a result unless the run asked for diffs (--diff)."""
-    if not getattr(module, "_diff", False):
+    if not getattr(module, "_diff", False) or result.get("diff") is None:
         result.pop("diff", None)
     return result
