@@ -93,11 +93,6 @@ def _conflist_deleted(host):
     host.check_output("rm %s" % CONFLIST)
 
 
-FORWARD_POLICY_REASON = (
-    "the node engine does not track the FORWARD policy: PODNET-FORWARD (appended, scoped to the bridge) "
-    "accepts pod traffic under a policy of DROP, so pods keep working and --check reports no change; "
-    "podnet.cluster leaves the policy alone on purpose (docs/node.md, Drift)")
-
 FAULTS = [
     pytest.param("bridge deleted", _bridge_deleted, id="bridge-deleted"),
     pytest.param("bridge addresses removed", _addresses_removed, id="addresses-removed"),
@@ -105,8 +100,7 @@ FAULTS = [
     pytest.param("stale route to a departed node", _stale_route, id="stale-route"),
     pytest.param("chains flushed and jumps deleted", _chains_flushed, id="chains-flushed"),
     pytest.param("ip_forward 0", _forwarding_off, id="ip-forward-0"),
-    pytest.param("FORWARD policy DROP", _forward_policy_drop, id="forward-policy-drop",
-                 marks=pytest.mark.xfail(strict=True, reason=FORWARD_POLICY_REASON)),
+    pytest.param("FORWARD policy DROP", _forward_policy_drop, id="forward-policy-drop"),
     pytest.param("Docker keys removed", _docker_keys_removed, id="docker-keys-removed"),
     pytest.param("CNI conflist deleted", _conflist_deleted, id="conflist-deleted"),
 ]
@@ -146,7 +140,8 @@ def test_fault_on_one_node_is_reported_there_only_and_healed(lab: Lab, label, in
 
 
 def test_forward_policy_drop_keeps_pods_working(lab: Lab):
-    """The FORWARD policy of DROP (Docker's) is not healed, but it does not cut pods off: verify passes under it."""
+    """While a FORWARD policy of DROP lasts (until a converge puts back the recorded one), pods are not cut off:
+    PODNET-FORWARD accepts their traffic, and verify passes under it."""
     hosts = lab_hosts(str(lab.hosts_yml))
     for n in lab.nodes:
         hosts[n].check_output("iptables -P FORWARD DROP")

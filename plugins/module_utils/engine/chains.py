@@ -181,6 +181,7 @@ def plan_chains(runner, ip_version=4, table="filter", chains=(), mark="podnet.cl
     after_text = _section(names, after_chains, after_jumps)
     return dict(
         changed=bool(restore),
+        policies={name: current[name]["policy"] for name in BUILTIN_CHAINS[table] if name in current},
         table=table,
         ip_version=ipv,
         chains_written=chains_written,
@@ -203,6 +204,16 @@ def _restore(runner, change, test):
     if rc != 0:
         raise EngineError("%s failed for table %s (nothing was changed, the transaction is atomic): %s"
                           % (" ".join(cmd), change["table"], (err or out).strip()), rc=rc, restore=change["restore"])
+
+
+def plan_policy(ip_version, table, chain, current, wanted):
+    """Change of a built-in chain's policy back to ``wanted`` (one iptables-restore line)."""
+    save, _restore = tools(ip_version)
+    header = "%s -t %s: %s policy" % (save, table, chain)
+    return dict(changed=current != wanted, ip_version=int(ip_version), table=table,
+                restore="*%s\n:%s %s [0:0]\nCOMMIT\n" % (table, chain, wanted),
+                diff=dict(before="%s %s\n" % (chain, current), after="%s %s\n" % (chain, wanted),
+                          before_header=header, after_header=header))
 
 
 def test_chains(runner, change):

@@ -34,6 +34,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge impor
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import (
     apply_chains,
     plan_chains,
+    plan_policy,
     test_chains,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile import ABSENT, apply_json, plan_json, read_object
@@ -445,10 +446,19 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
             change = plan_chains(runner, ipv, table, [{"name": n} for n in gone], state="absent")
             plan.add("iptables IPv%d %s (removed)" % (ipv, table), change, lambda c: apply_chains(runner, c))
     if present:
+        policies = pristine.setdefault("forward_policy", {})
         for item in doc.get("iptables") or []:
-            change = plan_chains(runner, int(item["ip_version"]), item["table"], item["chains"])
-            plan.add("iptables IPv%d %s" % (int(item["ip_version"]), item["table"]), change,
-                     lambda c: apply_chains(runner, c))
+            ipv = int(item["ip_version"])
+            change = plan_chains(runner, ipv, item["table"], item["chains"])
+            plan.add("iptables IPv%d %s" % (ipv, item["table"]), change, lambda c: apply_chains(runner, c))
+            if item["table"] == "filter" and "FORWARD" in change["policies"]:
+                # The FORWARD policy is the host's; what it was at the first converge is kept. Turned to DROP
+                # later, it is drift: pod traffic still passes (PODNET-FORWARD), but the node no longer
+                # forwards what it forwarded when it was converged. Reported, and put back.
+                recorded = policies.setdefault(str(ipv), change["policies"]["FORWARD"])
+                plan.add("iptables IPv%d FORWARD policy" % ipv,
+                         plan_policy(ipv, "filter", "FORWARD", change["policies"]["FORWARD"], recorded),
+                         lambda c: apply_chains(runner, c))
 
     # ---- routes (one pass, both families); an old protocol number is cleaned too
     routes = doc["routes"]
