@@ -101,6 +101,7 @@ diff:
 """
 
 import os
+import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -194,6 +195,9 @@ def main():
         elif plan.changed:
             apply_node(plan, runner)
     except EngineError as exc:
+        node = str(doc.get("node") or "")
+        if node and not re.search(r"\b%s\b" % re.escape(node), exc.msg):
+            exc.msg = "node %s: %s" % (node, exc.msg)
         fail_module(module, exc)
     for warning in plan.warnings:
         module.warn(warning)
