@@ -161,6 +161,7 @@ CASES: List[Case] = [
     Case("bridge non-ASCII", ("podnet_bridge",), host_vars=bridge("brü0")),
     Case("bridge number", ("podnet_bridge",), host_vars=bridge(12345)),
     Case("bridge empty", ("podnet_bridge",), host_vars=bridge("")),
+    Case("bridge null", ("podnet_bridge",), host_vars=bridge(None)),
     Case("bridge is an existing veth link", ("vx7", "bridge"), host_vars=bridge("vx7"),
          setup=("ash", "ip link add vx7 type veth peer name vx7p"), cleanup=("ash", "ip link del vx7")),
     # ---- CIDRs and lists
