@@ -24,6 +24,8 @@ FABRICS = ("l2_routes", "router", "gce")
 # Fabrics whose nodes route to each other's pod subnets themselves.
 PEER_ROUTE_FABRICS = ("l2_routes",)
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# The CNI spec's network name.
+CNI_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 DEFAULTS: Dict[str, Any] = {
     "fabric": "l2_routes",
@@ -113,6 +115,13 @@ def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
     name = settings["cni_conflist_name"]
     if not isinstance(name, str) or "/" in name or not name.endswith(".conflist"):
         errors.append("host %s: podnet_cni_conflist_name=%r: a file name ending in .conflist" % (host, name))
+    network = settings["cni_network_name"]
+    if not isinstance(network, str) or not CNI_NAME.match(network):
+        errors.append("host %s: podnet_cni_network_name=%r: a CNI network name (letters, digits, _ . -, starting with "
+                      "a letter or digit; host-local keeps its leases in a directory of that name)" % (host, network))
+    version = settings["cni_version"]
+    if not isinstance(version, str) or not re.match(r"^\d+\.\d+\.\d+$", version):
+        errors.append("host %s: podnet_cni_version=%r: a CNI spec version such as 1.0.0" % (host, version))
     if settings["sysctl_conflicts"] not in ("fail", "warn", "ignore"):
         errors.append("host %s: podnet_sysctl_conflicts=%r: fail, warn or ignore" % (host, settings["sysctl_conflicts"]))
     return errors

@@ -24,6 +24,8 @@ PLAN = {"cluster_cidrs": ["10.91.0.0/17"], "node_cidrs": ["172.27.3.0/24"],
     ({"nonmasquerade_cidrs": ["10.0.0.1/8"]}, "podnet_nonmasquerade_cidrs[0]: 10.0.0.1/8 has host bits"),
     ({"nonmasquerade_cidrs": [5]}, "podnet_nonmasquerade_cidrs[0]: 5 is not a network"),
     ({"nonmasquerade_cidrs": ["192.168.0.0/33"]}, "podnet_nonmasquerade_cidrs[0]"),
+    ({"cni_network_name": "../../etc"}, "podnet_cni_network_name="),
+    ({"cni_version": 1}, "podnet_cni_version=1"),
 ])
 def test_bad_setting_names_host_and_variable(settings, needle):
     with pytest.raises(PlanError) as err:
