@@ -242,6 +242,16 @@ CASES: List[Case] = [
     Case("runtimes a string", ("podnet_runtimes",), host_vars={"ash": {"podnet_runtimes": "docker"}}),
     Case("CNI conflist name with a slash", ("podnet_cni_conflist_name",),
          host_vars={"ash": {"podnet_cni_conflist_name": "../../x.conflist"}}),
+    Case("CNI network name with a path", ("podnet_cni_network_name",),
+         host_vars={"ash": {"podnet_cni_network_name": "../../../etc/podnet"}}),
+    Case("service network overlaps the cluster", ("podnet_service_cidrs", CLUSTER), host=None,
+         group_vars={"podnet_service_cidrs": ["10.91.64.0/18"]}),
+    Case("release a node still in the inventory", ("podnet_release_nodes",), host="birch",
+         group_vars={"podnet_release_nodes": ["%(lab)s-birch"]}),
+    Case("node prefix null", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": None}),
+    Case("state file not YAML", ("podnet_state.yml",), host=None, state_text="nodes: [unclosed\n"),
+    Case("state file gives two nodes one block", ("state file", "overlap"), host=None,
+         state_text="version: 1\nnodes:\n  %(lab)s-ash: [10.91.0.0/25]\n  %(lab)s-birch: [10.91.0.0/25]\n"),
     Case("state dir relative", ("podnet_state_dir",), host_vars={"ash": {"podnet_state_dir": "etc/podnet"}}),
     Case("sysctl conflicts unknown", ("podnet_sysctl_conflicts",),
          host_vars={"ash": {"podnet_sysctl_conflicts": "maybe"}}),
@@ -250,13 +260,15 @@ CASES: List[Case] = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_and_nothing_changes(lab: Lab, case: Case):
-    inv = write_inventory(lab, case.group_vars, case.host_vars)
+    group_vars = {k: [x % {"lab": lab.name} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+                  for k, v in case.group_vars.items()}
+    inv = write_inventory(lab, group_vars, case.host_vars)
     saved_state = state_path(lab).read_text()
     try:
         if case.setup:
             node_sh(lab, *case.setup)
         if case.state_text is not None:
-            state_path(lab).write_text(case.state_text)
+            state_path(lab).write_text(case.state_text % {"lab": lab.name})
         before = snapshot(lab)
         proc = site(lab, inv)
         after = snapshot(lab)
@@ -283,3 +295,53 @@ def test_the_lab_still_converges_to_nothing_to_do(lab: Lab):
     proc = site(lab, write_inventory(lab, {}, {}))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
+
+
+# ---- a few cases on a lab that was never converged: nothing of podnet.cluster appears, no state file
+
+FRESH_CASES = [c for c in CASES if c.id in (
+    "bridge command substitution", "foreign route inside the cluster network", "daemon.json with bip",
+    "duplicate node IPs", "route protocol dhcp", "sysctl file turns forwarding off at boot")]
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory, request) -> Lab:
+    spec = new_lab("pbf", tmp_path_factory.mktemp("fresh") / "lab", request, node_names=NAMES,
+                   lab_vars={"podnet_lab_subnet": SUBNET,
+                             "podnet_lab_external_cidr": "198.18.28.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                                           "podnet_node_prefix_ipv4": 25,
+                                                           "podnet_runtimes": ["docker", "cni"]}})
+    spec.playbook("present")
+    return spec
+
+
+@pytest.mark.parametrize("case", FRESH_CASES, ids=[c.id for c in FRESH_CASES])
+def test_bad_input_on_a_fresh_lab_leaves_nothing(fresh: Lab, case: Case):
+    inv = write_inventory(fresh, case.group_vars, case.host_vars)
+    setup = case.setup
+    if setup and DAEMON in setup[1]:
+        # no daemon.json yet: the case's file is made whole, and removed after
+        setup = ("ash", "mkdir -p /etc/docker && printf '{\"bip\": \"172.17.0.1/16\"}\\n' > %s && cp -p %s %s.bak"
+                 % (DAEMON, DAEMON, DAEMON))
+    try:
+        if setup:
+            node_sh(fresh, *setup)
+        before = snapshot(fresh)
+        proc = site(fresh, inv)
+        after = snapshot(fresh)
+    finally:
+        if case.cleanup:
+            node_sh(fresh, *case.cleanup)
+        if setup and DAEMON in setup[1]:
+            node_sh(fresh, "ash", "rm -f %s" % DAEMON)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "Traceback" not in out, out[-6000:]
+    said = failure_text(out)
+    for needle in case.needles:
+        assert needle in said, "%r not in the failure message:\n%s" % (needle, said[-4000:] or out[-4000:])
+    assert not state_path(fresh).exists()
+    assert rootns.diff(before, after) == ""
+    for node in fresh.nodes:
+        assert "etc/podnet" not in before["%s: files" % node]
