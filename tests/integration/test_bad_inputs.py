@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -27,7 +28,7 @@ import pytest
 import yaml
 
 from lib import rootns
-from lib.labtools import BIN, Lab, new_lab, recap, run
+from lib.labtools import BIN, Lab, in_ns, new_lab, recap, run
 from lib.netns_backend import lab_hosts
 
 PREFIX = "pbi"
@@ -328,6 +329,13 @@ def fresh(tmp_path_factory, request) -> Lab:
                                                            "podnet_node_prefix_ipv4": 25,
                                                            "podnet_runtimes": ["docker", "cni"]}})
     spec.playbook("present")
+    # A new link's IPv6 link-local address finishes DAD a moment later (a route appears in table local):
+    # the kernel's doing, not a run's; wait for it so "before" and "after" compare a settled node.
+    for node in spec.nodes:
+        for _ in range(100):
+            if not in_ns(node, "ip", "-6", "addr", "show", "tentative").stdout.strip():
+                break
+            time.sleep(0.1)
     return spec
 
 
