@@ -5,13 +5,16 @@ One lab (named nodes, non-default CIDRs, both runtimes), converged once. Each ca
 (inventory variables and/or something on one node), runs ``podnet.cluster.site`` once and asserts:
 
 * the run fails;
-* the error message names the host (where the input belongs to one) and the variable or the object;
+* the error message names the host (for an input of one host: in the message itself, not only in the
+  ``fatal: [host]`` prefix) and the variable or the object; cluster-wide inputs (podnet_cluster_cidrs, the
+  node prefix, the service networks, the state file) name the variable or the file;
 * there is no Python traceback in the output;
 * every node's addresses, links, routes, rules, iptables/ip6tables/nft rule sets, forwarding switches and
   the files under its overlay ``upper/`` (the collection's files, by mode and content), and the plan's state
   file, are byte for byte what they were just before the run.
 
-What a case put on a node is removed again by name after it.
+What a case put on a node is removed again by name after it. A few cases also run on a lab that was never
+converged: the refused run leaves no state file and nothing of podnet.cluster on the nodes.
 """
 
 from __future__ import annotations
