@@ -11,7 +11,8 @@ BIN          := $(VENV)/bin
 STAMP        := $(VENV)/.podnet-stamp
 COLLECTION   := .collections/ansible_collections/podnet/cluster
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps util-linux \
-                containernetworking-plugins docker.io busybox-static python3-venv
+                containernetworking-plugins docker.io busybox-static python3-venv \
+                openssh-server openssh-client
 export PATH  := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
@@ -69,9 +70,9 @@ unit: setup
 integration: setup
 	$(BIN)/pytest tests/integration
 
+# One table for issue 9 (docs/performance.md); e.g. BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
 bench: setup
-	$(BIN)/python bench/plan_bench.py
-	$(BIN)/python bench/routes_bench.py
+	$(BIN)/python bench/bench.py
 
 lint: setup
 	$(BIN)/ansible-lint

@@ -139,7 +139,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native, to_
 from ansible.plugins.connection.local import Connection as LocalConnection
 from ansible.utils.display import Display
 
-from ansible_collections.podnet.cluster.plugins.plugin_utils.netns import (
+from ansible_collections.podnet.cluster.plugins.module_utils.netns import (
     ERROR_PREFIX,
     SETUP_FAILED_RC,
     build_argv,

@@ -10,6 +10,7 @@ import shutil
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import (
     EXTERNAL_HOST,
@@ -22,6 +23,8 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils import plan
 # Directories every node overlays, or that are not real directories.
 # Tools the lab module (ip, sysctl) and the netns connection (nsenter, unshare, mount) run.
 TOOLS = {"ip": "iproute2", "sysctl": "procps", "nsenter": "util-linux", "unshare": "util-linux", "mount": "mount"}
+# More tools with podnet_lab_ssh (an sshd per node, keys; the controller runs ssh).
+SSH_TOOLS = {"sshd": "openssh-server", "ssh-keygen": "openssh-client", "ssh": "openssh-client"}
 TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
 
 
@@ -41,7 +44,7 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     """Every problem of the lab role's inputs, one line each; [] when they are usable.
 
     ``inputs`` keys: state, name, nodes, subnet, subnet_ipv6, external_cidr,
-    external_cidr_ipv6, root, inventory_dir, inventory_vars (the podnet_lab_*
+    external_cidr_ipv6, root, inventory_dir, inventory_vars, ssh (the podnet_lab_*
     variables without their prefix); with ``check_tools`` (default true) the
     commands the lab runs are looked up on this machine, the controller, which
     is where the lab play (hosts: localhost, connection: local) builds the lab.
@@ -68,10 +71,11 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
                               "digits, '.' and '-', and have at most 40 characters" % (n,))
         if len(set(names)) != len(names):
             errors.append("podnet_lab_nodes: a node name is listed twice: %s" % ", ".join(names))
-        infra = {"%s-%s" % (name, suffix) for suffix in ("sw", "router", "ext")} if isinstance(name, str) else set()
+        infra = ({"%s-%s" % (name, suffix) for suffix in ("sw", "router", "ext", "ctl")}
+                 if isinstance(name, str) else set())
         for n in sorted(infra & set(names)):
-            errors.append("podnet_lab_nodes: node name %s is taken by the lab's own switch, router or external "
-                          "host" % n)
+            errors.append("podnet_lab_nodes: node name %s is taken by the lab's own switch, router, external "
+                          "host or controller namespace" % n)
         count = len(names)
     elif isinstance(raw_count, bool):
         errors.append("podnet_lab_nodes: %r is not a number of nodes" % (raw_count,))
@@ -126,11 +130,19 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     inventory_vars = inputs.get("inventory_vars", {})
     if not isinstance(inventory_vars, Mapping):
         errors.append("podnet_lab_inventory_vars: must be a dict, not %s" % type(inventory_vars).__name__)
+    try:
+        ssh = boolean(inputs.get("ssh", False), strict=True)
+    except TypeError:
+        errors.append("podnet_lab_ssh: %r is not a boolean" % (inputs.get("ssh"),))
+        ssh = False
     if inputs.get("check_tools", True):
-        missing = sorted(tool for tool in TOOLS if shutil.which(tool, path=TOOL_PATH) is None)
+        tools = dict(TOOLS)
+        if ssh is True and state == "present":
+            tools.update(SSH_TOOLS)
+        missing = sorted(tool for tool in tools if shutil.which(tool, path=TOOL_PATH) is None)
         if missing:
             errors.append("missing on this machine: %s; install the Debian package(s) %s"
-                          % (", ".join(missing), ", ".join(sorted({TOOLS[t] for t in missing}))))
+                          % (", ".join(missing), ", ".join(sorted({tools[t] for t in missing}))))
     return errors
 
 

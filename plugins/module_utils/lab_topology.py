@@ -22,8 +22,40 @@ STATE_VERSION = 1
 NETNS_DIR = "/run/netns"
 BRIDGE = "br0"
 ROUTER_PORT = "rtr"
+CONTROLLER_PORT = "ctl"
 FIRST_NODE_HOST = 11
 ROUTER_HOST = 1
+CONTROLLER_HOST = 2
+SSHD = "/usr/sbin/sshd"
+SSH_DIR = "ssh"          # <root>/ssh: the controller's key pair and authorized_keys of every node
+SSHD_DIR = "sshd"        # <root>/<node>/sshd: the node's sshd_config, host key, pid file and log
+SSH_KEY = "id_ed25519"
+SSH_PROXY = "proxy.py"   # <root>/ssh/proxy.py: ProxyCommand relay, run inside the controller namespace
+# A stdin/stdout <-> TCP relay (what `nc HOST PORT` does), run by ssh as its ProxyCommand under
+# `nsenter --net=/run/netns/<lab>-ctl`: the TCP connection to the node's sshd lives in the lab's
+# controller namespace even when ssh (and Ansible) run in the machine's own namespace.
+PROXY_SCRIPT = """\
+# Written by podnet.cluster.lab_topology: ssh ProxyCommand relay (stdin/stdout <-> TCP HOST PORT).
+import os, select, socket, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=15)
+sock.settimeout(None)
+open_in = True
+while True:
+    ready = select.select([sock] + ([0] if open_in else []), [], [])[0]
+    if 0 in ready:
+        data = os.read(0, 65536)
+        if data:
+            sock.sendall(data)
+        else:
+            open_in = False
+            sock.shutdown(socket.SHUT_WR)
+    if sock in ready:
+        data = sock.recv(65536)
+        if not data:
+            break
+        while data:
+            data = data[os.write(1, data):]
+"""
 EXTERNAL_HOST = 10
 ROUTER_SYSCTLS_V4 = {"net.ipv4.ip_forward": "1"}
 ROUTER_SYSCTLS_V6 = {"net.ipv6.conf.all.forwarding": "1"}
@@ -95,7 +127,8 @@ def build_topology(params):
         nodes = []
     if params["state"] == "present" and not nodes and not errors:
         errors.append("nodes/node_count: a lab needs at least one node")
-    infra = {"switch": "%s-sw" % name, "router": "%s-router" % name, "external": "%s-ext" % name}
+    infra = {"switch": "%s-sw" % name, "router": "%s-router" % name, "external": "%s-ext" % name,
+             "controller": "%s-ctl" % name}
     seen = set()
     for node in nodes:
         if not NAME_RE.match(node) or len(node) > 63:
@@ -145,6 +178,8 @@ def build_topology(params):
         "switch": infra["switch"],
         "router": infra["router"],
         "external": infra["external"],
+        "controller": infra["controller"],
+        "ssh": bool(params.get("ssh")),
         "node_names": nodes,
         "nodes": {},
         "subnet": str(subnet),
@@ -175,6 +210,13 @@ def build_topology(params):
         "external_ipv6": str(v6_host(ext6, ROUTER_HOST)) if ext6 else None,
         "root": "%s/%s" % (root, infra["router"]),
     }
+    topo["controller_info"] = {
+        "netns": infra["controller"],
+        "ipv4": str(subnet.network_address + CONTROLLER_HOST),
+        "ipv6": str(v6_host(subnet6, CONTROLLER_HOST)) if subnet6 else None,
+        "key": "%s/%s/%s" % (root, SSH_DIR, SSH_KEY),
+        "run_prefix": "nsenter --net=%s/%s --" % (NETNS_DIR, infra["controller"]),
+    } if topo["ssh"] else None
     topo["external_info"] = {
         "netns": infra["external"],
         "ipv4": str(ext.network_address + EXTERNAL_HOST),
@@ -224,6 +266,15 @@ def desired_state(topo):
         routes.append((node, 4, "default", n["gateway_ipv4"]))
         if p6:
             routes.append((node, 6, "default", n["gateway_ipv6"]))
+    if topo["ssh"]:
+        c = topo["controller_info"]
+        ctl = topo["controller"]
+        namespaces.append(ctl)
+        link(ctl, "lo", "loopback")
+        link(sw, CONTROLLER_PORT, "veth", master=BRIDGE, alias=ctl)
+        link(ctl, "eth0", "veth", addrs=[a for a in ("%s/%d" % (c["ipv4"], p4),
+                                                     "%s/%d" % (c["ipv6"], p6) if p6 else None) if a])
+        veths.append((sw, CONTROLLER_PORT, ctl, "eth0"))
     routes.append((ex, 4, topo["subnet"], r["external_ipv4"]))
     if topo["subnet_ipv6"] and r["external_ipv6"]:
         routes.append((ex, 6, topo["subnet_ipv6"], r["external_ipv6"]))
@@ -266,6 +317,9 @@ def build_inventory(topo, inventory_vars):
             # address/prefix: the plan then knows the node network too (never masqueraded).
             ipv4 = "%s/%d" % (node["ipv4"], node["prefix_ipv4"])
             hv["podnet_node_ip"] = ipv4 if not node["ipv6"] else [ipv4, "%s/%d" % (node["ipv6"], node["prefix_ipv6"])]
+            if topo.get("ssh"):
+                # Real SSH to the node's sshd, from the controller namespace (see docs/lab.md).
+                hv.update(ssh_host_vars(topo, node))
         return hv
 
     node_vars = {"podnet_verify_external": topo["external_info"]["ipv4"],
@@ -274,7 +328,7 @@ def build_inventory(topo, inventory_vars):
         node_vars["podnet_verify_external_ipv6"] = topo["external_info"]["ipv6"]
     node_vars.update(inventory_vars or {})
     r, e = topo["router_info"], topo["external_info"]
-    return {
+    inventory = {
         "all": {
             "children": {
                 "podnet_lab": {
@@ -290,14 +344,81 @@ def build_inventory(topo, inventory_vars):
                             "vars": node_vars,
                         },
                         "podnet_lab_router": {"hosts": {topo["router"]: host_vars(topo["router"], r["root"])}},
-                        # the lab router is the fabric of podnet_fabric=router (it acts only then)
-                        "podnet_routers": {"hosts": {topo["router"]: {}}},
                         "podnet_lab_external": {"hosts": {topo["external"]: host_vars(topo["external"], e["root"])}},
                     },
                 }
             }
         }
     }
+    if (inventory_vars or {}).get("podnet_fabric") == "router":
+        # the lab router is the fabric: it routes every node's pod subnets
+        inventory["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {topo["router"]: {}}}
+    return inventory
+
+
+# --------------------------------------------------------------------------
+# SSH (option ssh): an sshd inside every node's own view, a controller namespace on the switch
+
+
+def ssh_host_vars(topo, node):
+    """Inventory variables that make Ansible reach ``node`` over SSH through the controller namespace.
+
+    The TCP connection is always made inside ``<lab>-ctl`` (a ProxyCommand relay entered with
+    nsenter), so the inventory works from the machine's own namespace too, without touching it.
+    """
+    proxy = "ProxyCommand=nsenter --net=%s/%s -- /usr/bin/python3 %s/%s/%s %%h %%p" % (
+        NETNS_DIR, topo["controller"], topo["root"], SSH_DIR, SSH_PROXY)
+    return {
+        "ansible_connection": "ssh",
+        "ansible_host": node["ipv4"],
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": topo["controller_info"]["key"],
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+                                   "-o '%s'" % proxy,
+    }
+
+
+def sshd_files(topo):
+    """Per node: paths and the sshd_config text of its sshd (all under the lab root)."""
+    out = {}
+    keys = "%s/%s" % (topo["root"], SSH_DIR)
+    for name in topo["node_names"]:
+        node = topo["nodes"][name]
+        base = "%s/%s" % (node["root"], SSHD_DIR)
+        listen = ["%s:22" % node["ipv4"]] + (["[%s]:22" % node["ipv6"]] if node["ipv6"] else [])
+        config = "".join(line + "\n" for line in [
+            "# Written by podnet.cluster.lab_topology: the sshd of lab node %s, started inside the node's" % name,
+            "# own view (its network namespace and its /etc, /var/lib, /run overlays); stopped by its pid file.",
+        ] + ["ListenAddress %s" % addr for addr in listen] + [
+            "HostKey %s/ssh_host_ed25519_key" % base,
+            "PidFile %s/sshd.pid" % base,
+            "AuthorizedKeysFile %s/authorized_keys" % keys,
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            # The key files live under /var/tmp (mode 1777), which StrictModes refuses.
+            "StrictModes no",
+            "UseDNS no",
+            "PrintMotd no",
+            "X11Forwarding no",
+            "AcceptEnv LANG LC_*",
+            "MaxStartups 200",
+            "MaxSessions 100",
+            "Subsystem sftp internal-sftp",
+        ])
+        out[name] = {
+            "dir": base,
+            "config": config,
+            "config_path": "%s/sshd_config" % base,
+            "host_key": "%s/ssh_host_ed25519_key" % base,
+            "pid_file": "%s/sshd.pid" % base,
+            "log": "%s/sshd.log" % base,
+            "privsep_dir": "%s/upper/run/sshd" % node["root"],
+            "listen": listen,
+        }
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -46,6 +46,20 @@ description:
     of an earlier, interrupted run are tolerated by both states.
   - The lab's node list is recorded in C(<root>/lab.json); nodes that disappear from
     O(nodes) are removed on the next O(state=present) run.
+  - "With O(ssh), the lab also serves its nodes over real SSH: an C(sshd) runs inside each
+    node's own view (its namespace and its C(/etc), C(/var/lib), C(/run) overlays, as the
+    C(podnet.cluster.netns) connection sets them up), listening on the node's underlay
+    address(es) only, with its configuration, host key, pid file and log in
+    C(<root>/<node>/sshd/) and one client key pair in C(<root>/ssh/); and a controller
+    namespace C(<name>-ctl) is attached to the switch with the underlay's second address
+    (C(.2), C(::2)), no default route. The nodes of the returned RV(inventory) use
+    C(ansible_connection=ssh) with a C(ProxyCommand) relay (C(<root>/ssh/proxy.py)) entered with
+    C(nsenter --net=/run/netns/<name>-ctl), so the TCP connection is made in the controller
+    namespace whether Ansible runs inside it (C(nsenter --net=/run/netns/<name>-ctl ansible-playbook ...))
+    or in the machine's namespace. The machine's own namespace is not touched."
+  - A node's C(eth0) that is a port of a bridge (its uplink moved by
+    M(podnet.cluster.uplink_bridge)) counts the bridge's addresses as its own, so a repair run
+    does not put the node address back on C(eth0).
 options:
   name:
     description:
@@ -107,6 +121,13 @@ options:
       - Variables merged into the C(podnet_nodes) group of the returned RV(inventory).
     type: dict
     default: {}
+  ssh:
+    description:
+      - Serve the nodes over SSH and add the controller namespace (see the description).
+        Switching it off stops the sshds (by pid) and removes their files and the controller namespace.
+      - Needs C(sshd) and C(ssh-keygen) (Debian C(openssh-server), C(openssh-client)).
+    type: bool
+    default: false
   state:
     description:
       - C(present) builds or repairs the lab, C(absent) removes it.
@@ -205,6 +226,14 @@ inventory:
       plus O(inventory_vars).
   returned: state=present
   type: dict
+controller:
+  description:
+    - With O(ssh), the controller namespace, its addresses, the client key and the command prefix
+      that runs a program (ansible-playbook) inside it.
+  returned: state=present and ssh
+  type: dict
+  sample: {netns: lab-ctl, ipv4: 172.30.9.2, ipv6: null, key: /var/tmp/podnet-lab/lab/ssh/id_ed25519,
+           run_prefix: "nsenter --net=/run/netns/lab-ctl --"}
 killed:
   description: Processes killed (or, in check mode, that would be killed) because they belong to the lab.
   returned: always
@@ -215,6 +244,7 @@ killed:
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -225,6 +255,12 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     BRIDGE,
     NETNS_DIR,
     OVERLAY_LAYERS,
+    SSH_DIR,
+    SSH_KEY,
+    SSH_PROXY,
+    PROXY_SCRIPT,
+    SSHD,
+    SSHD_DIR,
     STATE_FILE,
     STATE_VERSION,
     LabError,
@@ -232,7 +268,9 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     build_topology,
     desired_state,
     host_files,
+    sshd_files,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.netns import build_argv, join
 
 
 class Lab:
@@ -520,8 +558,15 @@ def reconcile(lab, topo, want, files, recorded_nodes):
             if not owned:
                 continue
             peer = peers.get((ns, name)) if (ns, name) in pairs_ok else None
-            before.add(_link_fact(ns, name, info["kind"], peer, info["master"], info["alias"], info["up"]))
-            for addr in info["addrs"]:
+            master, addrs = info["master"], list(info["addrs"])
+            if ns in topo["node_names"] and master and (ns, name) in want["links"] \
+                    and not want["links"][(ns, name)]["master"]:
+                # uplink moved into a bridge: the lab does not own that, and counts its addresses as eth0's
+                wanted = set(want["links"][(ns, name)]["addrs"])
+                addrs += [a for a in current[ns]["links"].get(master, {}).get("addrs", []) if a in wanted]
+                master = None
+            before.add(_link_fact(ns, name, info["kind"], peer, master, info["alias"], info["up"]))
+            for addr in addrs:
                 before.add("%s: addr %s %s" % (ns, name, addr))
         for rt in current[ns]["routes"]:
             if rt["via"] and (ns in topo["node_names"] and rt["dst"] == "default" or ns == topo["external"]):
@@ -563,9 +608,14 @@ def reconcile(lab, topo, want, files, recorded_nodes):
             lab.run_change([ip, "-n", ns, "link", "set", name, "master", spec["master"]])
         if spec["alias"] and info["alias"] != spec["alias"]:
             lab.run_change([ip, "-n", ns, "link", "set", name, "alias", spec["alias"]])
-        have = set(info["addrs"])
+        have_here = set(info["addrs"])
+        have = set(have_here)
+        if ns in topo["node_names"] and info.get("master") and not spec["master"]:
+            # The node's uplink was moved into a bridge (podnet.cluster.uplink_bridge): its
+            # addresses live on the bridge now and count as the node's.
+            have |= set(current[ns]["links"].get(info["master"], {}).get("addrs", []))
         wanted = set(spec["addrs"])
-        for addr in sorted(have - wanted):
+        for addr in sorted(have_here - wanted):
             lab.run_change([ip, "-n", ns, "addr", "del", addr, "dev", name])
         for addr in sorted(wanted - have):
             extra = ["nodad"] if ":" in addr else []
@@ -645,6 +695,188 @@ def prepare_files(lab, files, before):
                 os.setxattr(path, "trusted.overlay.opaque", b"y")
 
 
+# --------------------------------------------------------------------------
+# SSH (option ssh)
+
+
+def _listening(pid, port=22):
+    """True when the network namespace of ``pid`` has a TCP socket listening on ``port``."""
+    suffix = ":%04X" % port
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as fh:
+                for line in list(fh)[1:]:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[1].endswith(suffix) and fields[3] == "0A":
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+def sshd_pid(spec, nsid=None):
+    """PID of a node's running sshd, from its pid file, checked against /proc (command line and namespace)."""
+    try:
+        with open(spec["pid_file"]) as fh:
+            pid = int(fh.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            cmdline = fh.read()
+        st = os.stat("/proc/%d/ns/net" % pid)
+    except (OSError, ValueError):
+        return None
+    if spec["config_path"].encode() not in cmdline or not _running(pid):
+        return None
+    if nsid is not None and (st.st_dev, st.st_ino) != nsid:
+        return None
+    return pid
+
+
+def _keygen(lab, keygen, path, comment):
+    for old in (path, path + ".pub"):
+        if os.path.lexists(old):
+            lab.note("remove %s" % old)
+            if not lab.check:
+                os.unlink(old)
+    lab.run_change([keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path])
+
+
+def _ensure_dir(lab, path, mode):
+    if not os.path.isdir(path):
+        lab.note("mkdir %s" % path)
+        if not lab.check:
+            os.makedirs(path, mode=mode, exist_ok=True)
+            os.chmod(path, mode)
+
+
+def _write_if_changed(lab, path, content, mode, before):
+    try:
+        with open(path) as fh:
+            if fh.read() == content:
+                before.add("file %s" % path)
+                return False
+    except OSError:
+        pass
+    lab.note("write %s" % path)
+    if not lab.check:
+        _write(path, content)
+        os.chmod(path, mode)
+    return True
+
+
+def start_sshd(lab, topo, node, spec):
+    """Start the node's sshd inside the node's view (the netns connection's wrapper); wait until it listens."""
+    command = "exec %s -f %s -E %s" % (SSHD, shlex.quote(spec["config_path"]), shlex.quote(spec["log"]))
+    argv = build_argv(node, command, root=topo["nodes"][node]["root"], hostname=node)
+    lab.run_change(argv, text="start sshd of %s in its view (listening on %s): %s"
+                   % (node, ", ".join(spec["listen"]), join(argv)))
+    if lab.check:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid = sshd_pid(spec)
+        if pid is not None and _listening(pid):
+            return
+        time.sleep(0.05)
+    try:
+        with open(spec["log"]) as fh:
+            log = fh.read()[-2000:]
+    except OSError:
+        log = "(no log)"
+    raise LabError("the sshd of %s does not listen on %s after 10 s; its log %s says:\n%s"
+                   % (node, ", ".join(spec["listen"]), spec["log"], log))
+
+
+def stop_sshd(lab, node, spec):
+    """Stop the node's sshd by the pid in its pid file (only if that pid is this sshd)."""
+    pid = sshd_pid(spec)
+    if pid is None:
+        return False
+    lab.note("stop sshd of %s (pid %d)" % (node, pid))
+    lab.kill([{"pid": pid}])
+    return True
+
+
+def ssh_reconcile(lab, topo, before):
+    """Keys, configuration and a running sshd for every node (option ssh)."""
+    if not os.access(SSHD, os.X_OK):
+        raise LabError("ssh: %s is missing; install the Debian package openssh-server" % SSHD)
+    keygen = lab.module.get_bin_path("ssh-keygen")
+    if keygen is None:
+        raise LabError("ssh: ssh-keygen is missing; install the Debian package openssh-client")
+    keydir = "%s/%s" % (topo["root"], SSH_DIR)
+    key = "%s/%s" % (keydir, SSH_KEY)
+    _ensure_dir(lab, keydir, 0o700)
+    if os.path.isfile(key) and os.path.isfile(key + ".pub"):
+        before.add("ssh key %s" % key)
+    else:
+        _keygen(lab, keygen, key, "podnet lab %s controller" % topo["name"])
+    if not lab.check:
+        with open(key + ".pub") as fh:
+            _write_if_changed(lab, "%s/authorized_keys" % keydir, fh.read(), 0o644, before)
+    _write_if_changed(lab, "%s/%s" % (keydir, SSH_PROXY), PROXY_SCRIPT, 0o644, before)
+    for node, spec in sshd_files(topo).items():
+        _ensure_dir(lab, spec["dir"], 0o700)
+        _ensure_dir(lab, spec["privsep_dir"], 0o755)  # /run/sshd in the node's view
+        fresh_key = False
+        if os.path.isfile(spec["host_key"]):
+            before.add("ssh host key %s" % spec["host_key"])
+        else:
+            _keygen(lab, keygen, spec["host_key"], node)
+            fresh_key = True
+        changed = _write_if_changed(lab, spec["config_path"], spec["config"], 0o600, before)
+        running = sshd_pid(spec, lab.netns_id(node)) is not None
+        if running and (changed or fresh_key):
+            stop_sshd(lab, node, spec)
+            running = False
+        if running:
+            before.add("sshd %s listening %s" % (node, " ".join(spec["listen"])))
+        else:
+            start_sshd(lab, topo, node, spec)
+
+
+def ssh_facts(topo):
+    facts = set()
+    if not topo["ssh"]:
+        return facts
+    facts.add("ssh key %s/%s/%s" % (topo["root"], SSH_DIR, SSH_KEY))
+    facts.add("file %s/%s/authorized_keys" % (topo["root"], SSH_DIR))
+    facts.add("file %s/%s/%s" % (topo["root"], SSH_DIR, SSH_PROXY))
+    for node, spec in sshd_files(topo).items():
+        facts.add("ssh host key %s" % spec["host_key"])
+        facts.add("file %s" % spec["config_path"])
+        facts.add("sshd %s listening %s" % (node, " ".join(spec["listen"])))
+    return facts
+
+
+def ssh_remove(lab, topo, nodes, before):
+    """Stop every node's sshd (by pid), remove the SSH files and the controller namespace."""
+    for node in nodes:
+        spec = {"pid_file": "%s/%s/%s/sshd.pid" % (topo["root"], node, SSHD_DIR),
+                "config_path": "%s/%s/%s/sshd_config" % (topo["root"], node, SSHD_DIR)}
+        if stop_sshd(lab, node, spec):
+            before.add("sshd %s" % node)
+        node_dir = "%s/%s/%s" % (topo["root"], node, SSHD_DIR)
+        if os.path.isdir(node_dir):
+            before.add("directory %s" % node_dir)
+            lab.note("remove %s" % node_dir)
+            if not lab.check:
+                shutil.rmtree(node_dir)
+    keydir = "%s/%s" % (topo["root"], SSH_DIR)
+    if os.path.isdir(keydir):
+        before.add("directory %s" % keydir)
+        lab.note("remove %s" % keydir)
+        if not lab.check:
+            shutil.rmtree(keydir)
+    ctl = topo["controller"]
+    killed = []
+    if lab.netns_state(ctl) != "missing":
+        before.add("netns %s" % ctl)
+        killed = lab.lab_processes([ctl], [])
+        lab.kill(killed)
+        lab.run_change([lab.ip, "netns", "delete", ctl])
+    return killed
+
+
 def _write(path, content):
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     tmp = "%s.podnet-tmp" % path
@@ -700,18 +932,24 @@ def present(module, lab, topo):
     before_net, killed = reconcile(lab, topo, want, files, record.get("nodes", []))
     before |= before_net
     prepare_files(lab, files, before)
+    if topo["ssh"]:
+        ssh_reconcile(lab, topo, before)
+    else:
+        killed += ssh_remove(lab, topo, topo["node_names"], before)
     if not lab.check and record != wanted_record:
         _write(os.path.join(topo["root"], STATE_FILE), json.dumps(wanted_record, indent=1) + "\n")
-    after = desired_facts(want, files) | {"record %s/%s" % (topo["root"], STATE_FILE)}
+    after = desired_facts(want, files) | {"record %s/%s" % (topo["root"], STATE_FILE)} | ssh_facts(topo)
     return before, after, killed, want
 
 
 def absent(module, lab, topo):
     record = read_record(topo["root"], topo["name"])
     names = [topo["switch"], topo["router"], topo["external"]]
-    names += [n for n in list(record.get("nodes", [])) + list(topo["node_names"]) if n not in names]
+    nodes = [n for n in list(record.get("nodes", [])) + list(topo["node_names"]) if n not in names]
+    names += nodes
     before = set()
-    procs = lab.lab_processes(names, [topo["root"]])
+    stopped = ssh_remove(lab, topo, list(dict.fromkeys(nodes)), before)
+    procs = stopped + lab.lab_processes(names, [topo["root"]])
     lab.kill(procs)
     for ns in names:
         state = lab.netns_state(ns)
@@ -739,6 +977,7 @@ def main():
             root=dict(type="path"),
             hide_services=dict(type="bool", default=True),
             inventory_vars=dict(type="dict", default={}),
+            ssh=dict(type="bool", default=False),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("nodes", "node_count")],
@@ -775,6 +1014,8 @@ def main():
             switch={"netns": topo["switch"], "bridge": BRIDGE},
             inventory=build_inventory(topo, module.params["inventory_vars"]),
         )
+        if topo["ssh"]:
+            result["controller"] = topo["controller_info"]
     module.exit_json(**result)
 
 

@@ -40,8 +40,9 @@ options:
       - C(present) makes the node match the document; C(absent) removes everything podnet.cluster owns there,
         reading the record (or, without one, the document); C(probe) only reports what the node holds (for the
         planner's adoption); C(restore) re-applies the kernel state of the record, as the boot unit does;
-        C(restart) restarts I(service), waits until it is active again and restores the pod gateways (dockerd
-        strips them), so a batch of nodes is done before the next one starts (C(throttle)).
+        C(restart) restarts I(service) when it runs (systemd, else the SysV C(service) command), waits until it is
+        active again and restores the pod gateways (dockerd strips them), so a batch of nodes is done before the
+        next one starts (C(throttle)); a service that is not running is left alone.
     type: str
     choices: [present, absent, probe, restore, restart]
     default: present
@@ -89,6 +90,10 @@ held:
   returned: always
   type: dict
   sample: {recorded: [10.244.1.0/24], gateways: [10.244.1.1/24]}
+restarted:
+  description: With I(state=restart), whether the service was restarted (it is not when it does not run).
+  returned: always
+  type: bool
 record:
   description: Path of the node record.
   returned: always
@@ -103,12 +108,14 @@ diff:
 import os
 import re
 import time
+from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import (
     apply_node,
     check_node,
     held,
+    node_lock,
     plan_node,
     read_record,
     record_path,
@@ -137,14 +144,25 @@ def readdress_problem(doc, found):
             % (doc["node"], ", ".join(moved + stray), ", ".join(sorted(want)) or "nothing"))
 
 
-def restart_service(runner, service, timeout):
-    """Restart ``service`` (systemd, else the service command) and wait until it is active again."""
+def service_commands(runner, service):
+    """(restart argv, is-active argv) through systemd when it runs, else the service command (SysV)."""
     if os.path.isdir("/run/systemd/system"):
-        restart = [runner.which("systemctl"), "restart", service]
-        probe = [runner.which("systemctl"), "is-active", "--quiet", service]
-    else:
-        restart = [runner.which("service"), service, "restart"]
-        probe = [runner.which("service"), service, "status"]
+        return ([runner.which("systemctl"), "restart", service],
+                [runner.which("systemctl"), "is-active", "--quiet", service])
+    return [runner.which("service"), service, "restart"], [runner.which("service"), service, "status"]
+
+
+def service_active(runner, service):
+    try:
+        _restart, probe = service_commands(runner, service)
+    except EngineError:
+        return False
+    return runner.run(probe)[0] == 0
+
+
+def restart_service(runner, service, timeout):
+    """Restart ``service`` and wait until it is active again."""
+    restart, probe = service_commands(runner, service)
     rc, out, err = runner.run(restart)
     if rc != 0:
         raise EngineError("restarting %s failed: %s" % (service, (err or out).strip()))
@@ -168,32 +186,12 @@ def main():
     doc = module.params["document"]
     state = module.params["state"]
     runner = ModuleRunner(module)
+    waited = None
     try:
-        path = record_path(doc)
-        record = read_record(path)
-        found = held(runner, doc, record)
-        if state == "probe":
-            module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
-        if state == "present":
-            problem = readdress_problem(doc, found)
-            if problem:
-                try:  # report the document's own problems too, all at once
-                    plan_node(runner, doc, record, state)
-                except EngineError as exc:
-                    problem = "%s; and %s" % (problem, exc.msg)
-                raise EngineError(problem, held=found)
-        if state == "restart" and not module.check_mode:
-            restart_service(runner, module.params["service"], module.params["timeout"])
-        if state in ("restore", "restart"):
-            if record is None:
-                raise EngineError("no record at %s: nothing to restore" % path)
-            plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
-        else:
-            plan = plan_node(runner, doc, record, state)
-        if module.check_mode:
-            check_node(runner, plan)
-        elif plan.changed:
-            apply_node(plan, runner)
+        # not around a restart: Docker's drop-in runs podnet-restore, which takes the lock, before Docker is active
+        with _locked(module.check_mode or state in ("probe", "restart")) as lock:
+            waited = lock
+            plan, path, record, found = _run(module, runner, doc, state)
     except EngineError as exc:
         node = str(doc.get("node") or "")
         if node and not re.search(r"\b%s\b" % re.escape(node), exc.msg):
@@ -201,17 +199,65 @@ def main():
         fail_module(module, exc)
     for warning in plan.warnings:
         module.warn(warning)
+    if waited:
+        module.warn("waited %.1f s for this node's lock, held by another podnet.cluster run" % waited)
     if state == "restart" and not module.check_mode and plan.changed:
         # the gateways must be back before the next batch starts
         again = plan_node(runner, record["document"], record, "present", kernel_only=True)
         if again.changed:
             module.fail_json(msg="%s restarted, but the pod network of %s is not back: %s"
                                  % (module.params["service"], doc["node"], again.summary()))
-    result = dict(changed=plan.changed or state == "restart", changes=plan.summary(), docker_changed=plan.docker_changed, held=found,
+    result = dict(changed=plan.changed or state == "restart", restarted=state == "restart", changes=plan.summary(), docker_changed=plan.docker_changed, held=found,
                   record=path)
     if module._diff:
         result["diff"] = plan.diff()
     module.exit_json(**result)
+
+
+@contextmanager
+def _locked(read_only):
+    """The node lock around a run that may change the node (none for check mode and probes: they only read)."""
+    if read_only:
+        yield None
+    else:
+        with node_lock() as waited:
+            yield waited
+
+
+def _run(module, runner, doc, state):
+    """Read the node, compute every change and (unless check mode) apply it; (plan, record path, record, held)."""
+    path = record_path(doc)
+    record = read_record(path)
+    found = held(runner, doc, record)
+    if state == "probe":
+        module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
+    if state == "present":
+        problem = readdress_problem(doc, found)
+        if problem:
+            try:  # report the document's own problems too, all at once
+                plan_node(runner, doc, record, state)
+            except EngineError as exc:
+                problem = "%s; and %s" % (problem, exc.msg)
+            raise EngineError(problem, held=found)
+    if state == "restart":
+        if not service_active(runner, module.params["service"]):
+            # a stopped service reads daemon.json when it starts; nothing to restart
+            module.exit_json(changed=False, restarted=False, held=found, record=path, changes={},
+                             docker_changed=False,
+                             msg="%s is not running: not restarted" % module.params["service"])
+        if not module.check_mode:
+            restart_service(runner, module.params["service"], module.params["timeout"])
+    if state in ("restore", "restart"):
+        if record is None:
+            raise EngineError("no record at %s: nothing to restore" % path)
+        plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
+    else:
+        plan = plan_node(runner, doc, record, state)
+    if module.check_mode:
+        check_node(runner, plan)
+    elif plan.changed:
+        apply_node(plan, runner)
+    return plan, path, record, found
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ DEFAULTS: Dict[str, Any] = {
     "units": True,
     "systemd_dir": "/etc/systemd/system",
     "allow_readdress": False,
+    "gce_network_cidrs": [],
 }
 
 DOCKER_REFUSE = {
@@ -158,7 +159,8 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
                          "podnet.cluster.plan run in this play?" % host])
     entry = nodes[host]
     net = node_network(plan, host, nonmasquerade=s["nonmasquerade_cidrs"], masquerade=bool(s["masquerade"]),
-                       routes=False, route_protocol=s["route_protocol"], bridge=s["bridge"])
+                       routes=False, route_protocol=s["route_protocol"], bridge=s["bridge"], fabric=s["fabric"],
+                       fabric_cidrs=s["gce_network_cidrs"])
     runtime = runtime_config(plan, host, s["runtimes"], bridge=s["bridge"], mtu=None,
                              cni_network=s["cni_network_name"], cni_version=s["cni_version"])
     routes: List[str] = []

@@ -53,14 +53,34 @@ def _by_family(cidrs: Sequence[str]) -> Dict[int, "netaddr.IPNetwork"]:
     return out
 
 
-def nonmasquerade_cidrs(plan: Mapping[str, Any], extra: Sequence[str] = ()) -> Dict[int, List[str]]:
-    """Destinations that keep the pod's address: cluster, node networks and addresses, link-local, extra."""
+# What each fabric keeps unmasqueraded besides the cluster networks, link-local and podnet_nonmasquerade_cidrs
+# (docs/node.md says why):
+#   l2_routes  the node addresses only: other hosts on the node's LAN have no route back to pod addresses;
+#   router     the node networks: the router routes pod addresses back;
+#   l2_bridge  the node networks: pods share the nodes' L2 segment;
+#   gce        podnet_gce_network_cidrs (the source's "! -d <VPC range>"): the VPC routes pods back.
+FABRIC_KEEPS = {"l2_routes": "node_ips", "router": "node_cidrs", "l2_bridge": "node_cidrs", "gce": "gce"}
+
+
+def nonmasquerade_cidrs(plan: Mapping[str, Any], extra: Sequence[str] = (), fabric: Optional[str] = None,
+                        fabric_cidrs: Sequence[str] = ()) -> Dict[int, List[str]]:
+    """Destinations that keep the pod's address: cluster networks, link-local, what the fabric routes back, extra.
+
+    ``fabric`` None keeps the node networks and the node addresses (the filter interface of 0.1).
+    """
+    keeps = FABRIC_KEEPS.get(fabric or "", "both")
     nets: Dict[int, list] = {4: [], 6: []}
     errors: List[str] = []
     sources = [("podnet_plan.cluster_cidrs", plan.get("cluster_cidrs") or []),
-               ("podnet_plan.node_cidrs", plan.get("node_cidrs") or []),
                ("podnet_nonmasquerade_cidrs", list(extra or []))]
+    if keeps in ("node_cidrs", "both"):
+        sources.append(("podnet_plan.node_cidrs", plan.get("node_cidrs") or []))
+    if keeps == "gce":
+        sources.append(("podnet_gce_network_cidrs", list(fabric_cidrs or [])))
     for var, values in sources:
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+            errors.append("%s: %r is not a list of networks" % (var, values))
+            continue
         for i, value in enumerate(values):
             try:
                 net = to_ipnetwork(str(value).strip()).cidr
@@ -70,10 +90,11 @@ def nonmasquerade_cidrs(plan: Mapping[str, Any], extra: Sequence[str] = ()) -> D
             nets[net.version].append(net)
     if errors:
         raise PlanError(errors)
-    for entry in (plan.get("nodes") or {}).values():
-        for ip in entry.get("node_ips") or []:
-            addr = to_ipnetwork(str(ip))
-            nets[addr.version].append(addr)
+    if keeps in ("node_ips", "both"):
+        for entry in (plan.get("nodes") or {}).values():
+            for ip in entry.get("node_ips") or []:
+                addr = to_ipnetwork(str(ip))
+                nets[addr.version].append(addr)
     families = {to_ipnetwork(c).version for c in plan.get("cluster_cidrs") or []}
     return {f: [fmt_network(n) for n in netaddr.cidr_merge(nets[f] + [to_ipnetwork(LINK_LOCAL[f])])]
             for f in sorted(families)}
@@ -95,7 +116,8 @@ def forward_rules(cluster_cidr: str, bridge: Optional[str]) -> List[Dict[str, st
 
 def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence[str] = (),
                  masquerade: bool = True, routes: bool = True,
-                 route_protocol: int = ROUTE_PROTOCOL, bridge: Optional[str] = None) -> Dict[str, Any]:
+                 route_protocol: int = ROUTE_PROTOCOL, bridge: Optional[str] = None,
+                 fabric: Optional[str] = None, fabric_cidrs: Sequence[str] = ()) -> Dict[str, Any]:
     """Bridge addresses, sysctls, iptables chains and peer routes of one node.
 
     With ``bridge`` the FORWARD rules are scoped to it and appended to FORWARD; without it (the old filter
@@ -105,7 +127,7 @@ def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence
     node = _node(plan, hostname)
     pods = _by_family(node.get("pod_cidrs") or [])
     cluster = _by_family(plan.get("cluster_cidrs") or [])
-    keep = nonmasquerade_cidrs(plan, nonmasquerade) if masquerade else {}
+    keep = nonmasquerade_cidrs(plan, nonmasquerade, fabric, fabric_cidrs) if masquerade else {}
 
     chains: List[Dict[str, Any]] = []
     for family in sorted(pods):

@@ -11,21 +11,16 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Dict
 
 import pytest
 import yaml
 
-from lib import rootns
 from lib.labtools import BIN, Lab, new_lab, recap, run
+from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
 from lib.netns_backend import lab_hosts
 
 PREFIX = "plc"
 CLUSTERS = ["10.77.0.0/18", "fd00:77::/56"]
-# Files of the lab itself, or of the CNI plugins the verify probes run: not podnet.cluster's.
-SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/init.d", "etc/systemd/system/"
-              "podnet-lab")
-
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 
@@ -41,82 +36,6 @@ def lab(tmp_path_factory, request) -> Lab:
                                                            "podnet_runtimes": ["docker", "cni"]}})
     spec.playbook("present")
     return spec
-
-
-def playbook(lab: Lab, name: str, *args: str, check: bool = True, **extra):
-    argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % name, "-i", str(lab.hosts_yml)]
-    if extra:
-        argv += ["-e", json.dumps(extra)]
-    return run(argv + list(args), check=check)
-
-
-def _kernel_made(text: str) -> str:
-    """Without what the kernel makes anew for a re-created link: ifindexes, link-local addresses, DAD state."""
-    lines = [re.sub(r"^\d+:\s+", "", line).replace(" tentative", "") for line in text.splitlines()
-             if "fe80:" not in line and "anycast fe80::" not in line]
-    return "\n".join(lines) + "\n"
-
-
-def _without_empty_tables(text: str) -> str:
-    """iptables-save text without tables that hold nothing (built-in chains, policy ACCEPT, no rule): reading or
-    writing a table makes the kernel show it, which is no change in behaviour."""
-    out, table = [], []
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = [line]
-        elif line == "COMMIT" and table:
-            table.append(line)
-            empty = all(l.startswith(":") and l.split()[1] == "ACCEPT" for l in table[1:-1])
-            if not empty:
-                out.extend(table)
-            table = []
-        elif table:
-            table.append(line)
-        elif line.strip():
-            out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def _lower_dir(rel: str) -> str:
-    top, _, rest = rel.partition("/")
-    return os.path.join({"etc": "/etc", "var-lib": "/var/lib"}.get(top, "/" + top), rest)
-
-
-def node_state(lab: Lab, node: str) -> Dict[str, str]:
-    """Everything of a node that podnet.cluster may touch: network state and its files (by content)."""
-    snap = rootns.snapshot(node)
-    for key in ("ip -o addr", "ip route show table all", "ip -6 route show table all"):
-        snap[key] = _kernel_made(snap[key])
-    # nft lists chains in creation order; iptables-save and ip6tables-save (compared) list them canonically
-    del snap["nft list ruleset"]
-    for key in ("iptables-save", "ip6tables-save"):
-        snap[key] = _without_empty_tables(snap[key])
-    files = rootns.files_snapshot(os.path.join(lab.node_root(node), "upper"), skip=SKIP_FILES + ("run",))
-    # a directory of the machine's own tree shows in the node's upper layer once a file was written in it
-    files = {rel: v for rel, v in files.items() if not (v.startswith("dir ") and os.path.isdir(_lower_dir(rel)))}
-    record = files.pop("etc/podnet/node.json", None)
-    snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
-    if record:
-        data = json.loads(Path(lab.node_root(node), "upper/etc/podnet/node.json").read_text())
-        data["document"].pop("allow_readdress")   # a run's permission, not the node's state
-        snap["record document"] = json.dumps(data["document"], indent=1, sort_keys=True)
-    return snap
-
-
-def assert_same(before: Dict[str, str], after: Dict[str, str], what: str):
-    changes = rootns.diff(before, after)
-    assert changes == "", "%s:\n%s" % (what, changes[:6000])
-
-
-def node_changes(stdout: str):
-    """Hosts the node task (apply) reported as changed: the plan's own state-file write does not count."""
-    section = stdout.split("Pod network of this node", 1)[1].split("\nTASK ", 1)[0] if "Pod network of this node" \
-        in stdout else ""
-    return re.findall(r"^changed: \[([^\]]+)\]", section, re.M)
-
-
-def unchanged(proc) -> bool:
-    return all(c["changed"] == 0 and c["failed"] == 0 for c in recap(proc.stdout).values())
 
 
 def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
@@ -186,33 +105,38 @@ def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
 
 
 TRANSITIONS = [
-    ("runtimes [cni]", {"podnet_runtimes": ["cni"]}),
-    ("runtimes [docker]", {"podnet_runtimes": ["docker"]}),
-    ("masquerade off", {"podnet_masquerade": False}),
-    ("renamed bridge", {"podnet_bridge": "pbr7"}),
-    ("IPv4 only", {"podnet_cluster_cidrs": CLUSTERS[:1], "podnet_allow_readdress": True}),
-    ("extra non-masquerade network", {"podnet_nonmasquerade_cidrs": ["192.168.240.0/20"]}),
-    ("routed fabric (no peer routes)", {"podnet_fabric": "router"}),
+    ("runtimes [cni]", [{"podnet_runtimes": ["cni"]}]),
+    ("runtimes [docker]", [{"podnet_runtimes": ["docker"]}]),
+    ("runtimes [cni] then [docker]", [{"podnet_runtimes": ["cni"]}, {"podnet_runtimes": ["docker"]}]),
+    ("masquerade off", [{"podnet_masquerade": False}]),
+    ("renamed bridge", [{"podnet_bridge": "pbr7"}]),
+    ("IPv4 only", [{"podnet_cluster_cidrs": CLUSTERS[:1], "podnet_allow_readdress": True}]),
+    ("extra non-masquerade network", [{"podnet_nonmasquerade_cidrs": ["192.168.240.0/20"]}]),
+    ("routed fabric (no peer routes)", [{"podnet_fabric": "router"}]),
 ]
 
 
-@pytest.mark.parametrize("label,change", TRANSITIONS, ids=[t[0] for t in TRANSITIONS])
-def test_setting_change_converges_without_leftovers(lab: Lab, label, change):
-    """default -> changed -> default; each state equals what a fresh converge with those settings gives."""
+@pytest.mark.parametrize("label,changes", TRANSITIONS, ids=[t[0] for t in TRANSITIONS])
+def test_setting_change_converges_without_leftovers(lab: Lab, label, changes):
+    """default -> each change in turn -> default; every state equals what a fresh converge with those settings
+    gives (converged after a teardown): nothing an earlier setting made is left behind."""
     playbook(lab, "teardown")
     playbook(lab, "site")
-    playbook(lab, "site", **change)
-    moved = {n: node_state(lab, n) for n in lab.nodes}
-    assert unchanged(playbook(lab, "site", **change)), "%s: not idempotent" % label
-    back = {"podnet_allow_readdress": True} if "podnet_cluster_cidrs" in change else {}
+    reached = []
+    for change in changes:
+        playbook(lab, "site", **change)
+        reached.append({n: node_state(lab, n) for n in lab.nodes})
+        assert unchanged(playbook(lab, "site", **change)), "%s: not idempotent" % label
+    back = {"podnet_allow_readdress": True} if any("podnet_cluster_cidrs" in c for c in changes) else {}
     playbook(lab, "site", **back)
     returned = {n: node_state(lab, n) for n in lab.nodes}
 
-    playbook(lab, "teardown")
-    playbook(lab, "site", **change)
-    for n in lab.nodes:
-        assert_same(node_state(lab, n), moved[n], "%s: the change left something a fresh converge does not have"
-                    % label)
+    for change, moved in zip(changes, reached):
+        playbook(lab, "teardown")
+        playbook(lab, "site", **change)
+        for n in lab.nodes:
+            assert_same(node_state(lab, n), moved[n], "%s (%s): the change left something a fresh converge does "
+                        "not have" % (label, change))
     playbook(lab, "teardown")
     playbook(lab, "site")
     for n in lab.nodes:
@@ -224,16 +148,28 @@ def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
     hosts = lab_hosts(str(lab.hosts_yml))
     router = "%s-router" % lab.name
     playbook(lab, "site")                      # l2_routes first: its peer routes must go
-    playbook(lab, "site", podnet_fabric="router")
+    inv = yaml.safe_load(lab.hosts_yml.read_text())
+    inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
+    inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["vars"]["podnet_state_file"] = str(
+        lab.inventory_dir / "podnet_state.yml")
+    routed = lab.inventory_dir / "routed.yml"
+    routed.write_text(yaml.safe_dump(inv))
+
+    def playbook_routed(*args, **extra):
+        argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % args[0], "-i", str(routed)]
+        return run(argv + ["-e", json.dumps(dict(extra, podnet_fabric="router"))] + list(args[1:]))
+
+    playbook_routed("site")
     state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
     for family, flag in ((4, "-4"), (6, "-6")):
         got = {r["dst"] for r in json.loads(hosts[router].check_output("ip %s -json route show proto 158" % flag))}
         assert got == {c for n in lab.nodes for c in state[n] if (":" in c) == (family == 6)}
         for n in lab.nodes:
             assert hosts[n].check_output("ip %s route show proto 158" % flag).strip() == ""
-    assert unchanged(playbook(lab, "site", podnet_fabric="router"))
-    verify = playbook(lab, "verify", podnet_fabric="router")
+    assert unchanged(playbook_routed("site"))
+    verify = playbook_routed("verify")
     assert "PASSED" in verify.stdout, verify.stdout[-4000:]
+    routed.unlink()
 
 
 def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
@@ -285,3 +221,127 @@ def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
         assert_same(converged[n], node_state(lab, n), "a refused plan changed %s" % n)
     other.unlink()
     playbook(lab, "site")
+
+
+STUB_SERVICE = """#!/bin/sh
+# A stand-in docker service for the lab (SysV script): logs each restart with its start and end time, and strips
+# the bridge's global IPv6 addresses as dockerd does when it starts.
+LOG=%(log)s
+case "$1" in
+  status) exit 0 ;;
+  restart)
+    echo "$(hostname) begin $(date +%%s.%%N)" >> "$LOG"
+    sleep 1
+    for a in $(ip -6 -o addr show dev %(bridge)s scope global | awk '{print $4}'); do ip addr del "$a" dev %(bridge)s; done
+    echo "$(hostname) end $(date +%%s.%%N)" >> "$LOG"
+    ;;
+  *) exit 0 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp_path, batch):
+    """A daemon.json change restarts Docker podnet_restart_batch nodes at a time; each restart is done, Docker
+    active and the IPv6 pod gateways back on the bridge, before the next batch begins."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    for n in lab.nodes:
+        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
+        script.chmod(0o755)
+    try:
+        run_ = playbook(lab, "site", podnet_bridge_mtu=1400, podnet_restart_batch=batch)
+        assert "Restart Docker in batches" in run_.stdout
+        assert log.exists(), run_.stdout[-5000:]
+        lines = [l.split() for l in log.read_text().splitlines()]
+        spans = {}
+        for host, what, when in lines:
+            spans.setdefault(host, {})[what] = float(when)
+        assert sorted(spans) == sorted(lab.nodes), lines
+        (a, sa), (b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
+        if batch == 1:
+            assert sa["end"] <= sb["begin"], "the second node restarted before the first was done: %s" % lines
+        else:
+            assert sb["begin"] < sa["end"], "batch 2 restarted one node at a time: %s" % lines
+        state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+        for n in lab.nodes:
+            addrs = hosts[n].check_output("ip -o addr show dev cbr0")
+            for cidr in state[n]:
+                gateway = str(__import__("ipaddress").ip_network(cidr)[1])
+                assert gateway in addrs, "%s: the pod gateway %s is not back after the restart" % (n, gateway)
+    finally:
+        for n in lab.nodes:
+            Path(lab.node_root(n), "upper/etc/init.d/docker").unlink(missing_ok=True)
+        playbook(lab, "site")
+
+
+SEEN_BY = r"""
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(1); srv.settimeout(20)
+conn, peer = srv.accept(); conn.sendall(peer[0].encode()); conn.close()
+"""
+
+
+def test_a_non_node_host_on_the_node_lan_answers_a_pod_and_sees_the_node(lab: Lab):
+    """l2_routes: the node networks are not exempt from masquerade, only the node addresses: the lab router (on
+    the nodes' segment, no route to pods) answers a pod, and sees the node's address."""
+    red = lab.nodes[0]
+    router = "%s-router" % lab.name
+    playbook(lab, "site")
+    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    import ipaddress
+    block = ipaddress.ip_network(state[red][0])
+    pod_ip = block[block.num_addresses // 2 - 1]          # inside host-local's half, unused in the lab
+    pod = "%s-pod" % lab.name
+    sh = lambda *a: subprocess.run(list(a), capture_output=True, text=True, check=True)  # noqa: E731
+    subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+    sh("ip", "netns", "add", pod)
+    try:
+        sh("ip", "-n", red, "link", "add", "pdvt0", "type", "veth", "peer", "name", "eth0", "netns", pod)
+        sh("ip", "-n", red, "link", "set", "pdvt0", "master", "cbr0", "up")
+        sh("ip", "-n", pod, "addr", "add", "%s/%d" % (pod_ip, block.prefixlen), "dev", "eth0")
+        sh("ip", "-n", pod, "link", "set", "eth0", "up")
+        sh("ip", "-n", pod, "link", "set", "lo", "up")
+        sh("ip", "-n", pod, "route", "add", "default", "via", str(block[1]))
+        server = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % router, "python3", "-c", SEEN_BY,
+                                   "172.26.9.1", "47999"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            client = ("import socket,time\nfor i in range(50):\n    try:\n        s=socket.create_connection(("
+                      "'172.26.9.1',47999),timeout=5); break\n    except OSError: time.sleep(0.1)\n"
+                      "print(s.recv(100).decode())")
+            seen = subprocess.run(["nsenter", "--net=/run/netns/%s" % pod, "python3", "-c", client],
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            server.kill()
+            server.wait()
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.strip() == "172.26.9.11", "the router saw %r, not the node address" % seen.stdout
+    finally:
+        subprocess.run(["ip", "-n", red, "link", "del", "pdvt0"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+
+
+def test_an_ipv6_default_route_from_router_advertisements_survives_forwarding(lab: Lab):
+    """IPv6 forwarding makes the kernel ignore router advertisements (accept_ra=1): the uplink of an RA-learned
+    default route gets accept_ra=2, persisted with the forwarding settings, and put back by teardown."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    playbook(lab, "teardown")
+    hosts[red].check_output("ip -6 route add default via fe80::1 dev eth0 proto ra metric 2048")
+    try:
+        before = hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip()
+        assert before != "2"
+        playbook(lab, "site")
+        assert hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == "2"
+        assert "net/ipv6/conf/eth0/accept_ra = 2" in hosts[red].file("/etc/sysctl.d/90-podnet-cluster.conf") \
+            .content_string
+        green = lab.nodes[1]
+        assert hosts[green].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() != "2"
+        playbook(lab, "teardown")
+        assert hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == before
+    finally:
+        hosts[red].run("ip -6 route del default via fe80::1 dev eth0 proto ra metric 2048")

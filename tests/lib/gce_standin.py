@@ -589,6 +589,24 @@ class NetnsRouteSync:
 
 
 # ------------------------------------------------------------------------------- as a process
+def lab_instances(inventory: str, zone: str, network: str) -> List[Dict[str, Any]]:
+    """add_instance() arguments for every node of a lab inventory: the VM of each node, able to forward."""
+    import yaml
+
+    with open(inventory) as fh:
+        data = yaml.safe_load(fh)
+    nodes = data["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["hosts"]
+    out = []
+    for name, hv in nodes.items():
+        ips = hv["podnet_node_ip"] if isinstance(hv["podnet_node_ip"], list) else [hv["podnet_node_ip"]]
+        addrs = [ipaddress.ip_interface(i).ip for i in ips]
+        v4 = [str(a) for a in addrs if a.version == 4]
+        v6 = [str(a) for a in addrs if a.version == 6]
+        out.append({"name": name, "zone": zone, "network": network, "network_ip": v4[0],
+                    "ipv6_address": v6[0] if v6 else None, "can_ip_forward": True})
+    return out
+
+
 def _serve(args: argparse.Namespace) -> int:
     state_dir = os.path.abspath(args.state_dir)
     os.makedirs(state_dir, exist_ok=True)
@@ -598,6 +616,9 @@ def _serve(args: argparse.Namespace) -> int:
         with open(args.instances) as fh:
             for spec in json.load(fh):
                 standin.add_instance(**spec)
+    if args.lab_inventory:
+        for spec in lab_instances(args.lab_inventory, args.zone, args.network):
+            standin.add_instance(**spec)
     if args.background:
         read_fd, write_fd = os.pipe()
         if os.fork() > 0:
@@ -664,6 +685,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     serve.add_argument("--token", default="podnet-test-token")
     serve.add_argument("--instances", help="JSON list of add_instance() arguments")
     serve.add_argument("--netns", help="lab namespace to program with NetnsRouteSync")
+    serve.add_argument("--lab-inventory", help="a lab's hosts.yml: one instance per node (its name, zone, network IPs)")
+    serve.add_argument("--zone", default="lab-a", help="zone of the instances of --lab-inventory")
+    serve.add_argument("--network", default="default", help="network of the instances of --lab-inventory")
     serve.add_argument("--background", action="store_true", help="detach once listening")
     stop = sub.add_parser("stop", help="stop the stand-in whose pid is in --state-dir")
     stop.add_argument("--state-dir", required=True)

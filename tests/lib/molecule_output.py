@@ -74,6 +74,9 @@ def count_tests(folder: Path) -> int:
         tree = ast.parse(path.read_text(), str(path))
         total += sum(1 for node in tree.body
                      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"))
+        # tests shared between scenarios, imported by name (from lib.x import test_a, test_b)
+        total += sum(1 for node in tree.body if isinstance(node, ast.ImportFrom)
+                     for alias in node.names if (alias.asname or alias.name).startswith("test"))
     return total
 
 

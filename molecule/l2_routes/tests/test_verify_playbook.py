@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from lib.molecule_scenario import assert_three_rules, run_verify
 
 
 def test_verify_playbook_passes_and_cleans_up(inventory, nodes, state):
     state_file = inventory.parent / "podnet_state.yml"
     state_before = (state_file.read_bytes(), state_file.stat().st_mtime_ns)
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               PATH="%s:%s" % (bin_dir, os.environ.get("PATH", "")))
-    proc = subprocess.run([str(bin_dir / "ansible-playbook"), "podnet.cluster.verify", "-i", str(inventory)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-8000:]
+    out = run_verify(inventory)
     count = len(nodes)
-    for check in ("pod -> pod (IPv4): %d/%d all ok" % (count * count, count * count),
-                  "node -> pod (IPv4): %d/%d all ok" % (count * count, count * count),
-                  "pod -> node (IPv4): %d/%d all ok" % (count * count, count * count),
-                  "pod -> external (IPv4 203.0.113.10 port 47300): %d/%d all ok" % (count, count)):
-        assert check in out, out[-8000:]
+    assert_three_rules(out, count)
+    assert "pod -> external (IPv4 203.0.113.10 port 47300): %d/%d all ok" % (count, count) in out, out[-8000:]
     total = 3 * count * count + count
     assert "PASSED: %d of %d probes ok" % (total, total) in out, out[-8000:]
     # the same-node cells went to a second pod: every node's row of the table has two pod IPs of its block

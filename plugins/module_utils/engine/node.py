@@ -21,10 +21,14 @@ Standard library only (Python 3.8+), no Ansible import: the node module copies t
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
+import socket
 import sys
+import time
+from contextlib import contextmanager
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge import apply_bridge, plan_bridge, read_bridge
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import (
@@ -48,6 +52,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     route_dst,
     route_protocol,
     run_ip_json,
+    valid_ifname,
 )
 
 DOCUMENT_VERSION = 1
@@ -82,6 +87,39 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import 
 
 sys.exit(main(sys.argv[1:]))
 """
+
+
+# An abstract Unix socket name: it lives in the network namespace (one per node, lab nodes included), needs no
+# file, and is released by the kernel when its holder exits, however it exits.
+NODE_LOCK_NAME = "\0podnet.cluster/node-lock"
+
+
+@contextmanager
+def node_lock(timeout=600.0, interval=0.2):
+    """Hold this node's podnet.cluster lock; yields the seconds waited for it.
+
+    Two runs that change one node at once (two site runs, a run and the boot restore) would both read the node
+    as it was and both add the same bridge or route ("File exists"); with the lock the second reads what the
+    first left. Raises :class:`EngineError` after ``timeout`` seconds.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                sock.bind(NODE_LOCK_NAME)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise EngineError("cannot take the node lock (abstract socket %r): %s"
+                                      % (NODE_LOCK_NAME[1:], exc))
+                if time.monotonic() - start > timeout:
+                    raise EngineError("another podnet.cluster run has held this node's lock (abstract socket %r) "
+                                      "for more than %d s; nothing was changed" % (NODE_LOCK_NAME[1:], timeout))
+                time.sleep(interval)
+        yield time.monotonic() - start
+    finally:
+        sock.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -401,6 +439,10 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
 
     # ---- sysctls: live forwarding, the persisted file
     settings = dict(doc["sysctl"].get("settings") or {}) if present else {}
+    settings.update(ra_settings(runner, settings))
+    if present:
+        # the record keeps the settings in force (accept_ra included), so teardown puts each one back
+        doc = dict(doc, sysctl=dict(doc["sysctl"], settings=dict(settings)))
     for key in settings:
         if key not in pristine["sysctl"]:
             pristine["sysctl"][key] = read_live(key)
@@ -432,8 +474,13 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
             plan.warnings.extend(change.pop("warnings"))
             plan.add("old bridge %s" % old_bridge, change, lambda c: apply_bridge(runner, c))
     if present:
+        exists = read_bridge(runner, bridge["name"])[0] is not None
+        if not exists and not bridge_supported():
+            raise EngineError("node %s: the kernel has no bridge support (module bridge is neither loaded nor "
+                              "installed for %s): podnet.cluster needs the Linux bridge for %s"
+                              % (doc["node"], os.uname().release, bridge["name"]))
         if bridge["name"] not in pristine["bridge_existed"]:
-            pristine["bridge_existed"][bridge["name"]] = read_bridge(runner, bridge["name"])[0] is not None
+            pristine["bridge_existed"][bridge["name"]] = exists
         bchange = plan_bridge(runner, bridge["name"], bridge.get("addresses") or [], owned_cidrs,
                               bridge.get("mtu"), bridge.get("mtu_from_address"), "present",
                               owned_addresses=recorded_addrs if old_bridge == bridge["name"] else ())
@@ -556,6 +603,35 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False):
     return plan
 
 
+def ra_settings(runner, settings):
+    """accept_ra=2 on every link whose IPv6 default route came from a router advertisement, when podnet.cluster
+    turns IPv6 forwarding on: a forwarding host ignores advertisements (accept_ra=1), and that default route
+    would be purged when it expires."""
+    if str(settings.get("net.ipv6.conf.all.forwarding")) != "1":
+        return {}
+    out = {}
+    for route in run_ip_json(runner, ["-6", "route", "show", "default"], tolerate=True):
+        if route_protocol(route) not in (9, "ra"):
+            continue
+        devs = [route.get("dev")] + [nh.get("dev") for nh in route.get("nexthops") or []]
+        for dev in devs:
+            if dev and valid_ifname(dev):
+                out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
+    return out
+
+
+def bridge_supported():
+    """True when the kernel has (or can load) the bridge driver."""
+    if os.path.isdir("/sys/module/bridge"):
+        return True
+    release = os.uname().release
+    for name in ("/lib/modules/%s/modules.builtin" % release, "/lib/modules/%s/modules.dep" % release):
+        text = read_text(name) if os.path.isfile(name) else None
+        if text and "/bridge.ko" in text:
+            return True
+    return False
+
+
 def _missing_parents(path):
     out = []
     directory = os.path.dirname(path)
@@ -668,7 +744,11 @@ def main(argv):
         return 2
     runner = ProcessRunner(check_mode=check)
     try:
-        changed, summary = restore(runner, args[0], check)
+        if check:
+            changed, summary = restore(runner, args[0], check)
+        else:
+            with node_lock():
+                changed, summary = restore(runner, args[0], check)
     except EngineError as exc:
         sys.stderr.write("podnet-restore: %s\n" % exc.msg)
         return 1

@@ -62,7 +62,8 @@ class ModuleRunner(object):
         self.check_mode = module.check_mode
 
     def which(self, name):
-        path = self.module.get_bin_path(name, required=False, opt_dirs=list(SBIN_DIRS))
+        # PATH first (a host whose iptables are the legacy ones, a wrapper), then the sbin directories
+        path = self.module.get_bin_path(name, required=False)
         if not path:
             raise EngineError("the command %s is not installed on this node" % name)
         return path

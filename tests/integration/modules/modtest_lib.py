@@ -62,8 +62,11 @@ class Netns:
         return self.play([{"name": module, module: args}], check=check, diff=diff)[0]
 
 
-def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120):
+def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120, path_prefix=None, wrap=None):
     """Run ``tasks`` (list of task dicts) in one ansible-playbook process, inside ``netns``.
+
+    ``path_prefix`` goes first on PATH (for example a directory whose iptables-save is iptables-legacy-save);
+    ``wrap`` is a shell snippet run before ansible-playbook in the same process (``exec`` follows it).
 
     Every task gets ``ignore_errors: true`` so that one playbook can exercise several error
     cases; returns the list of result dicts, one per task, in order.
@@ -86,11 +89,15 @@ def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120):
                    ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="0",
                    ANSIBLE_INVENTORY_UNPARSED_WARNING="0", PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+        if path_prefix:
+            env["PATH"] = "%s:%s" % (path_prefix, env["PATH"])
         cmd = [ANSIBLE_PLAYBOOK, "-i", "localhost,", path]
         if check:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
+        if wrap:
+            cmd = ["sh", "-c", '%s; exec "$@"' % wrap, "wrap"] + cmd
         if netns:
             cmd = ["ip", "netns", "exec", netns] + cmd
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -45,3 +45,62 @@ def test_bad_parameters_are_all_reported():
         build_topology(params(name="-bad", subnet="172.31.250.0/30", node_count=5))
     text = str(info.value)
     assert "name" in text and "subnet" in text
+
+
+# --------------------------------------------------------------------------- the SSH option
+
+
+def test_ssh_adds_a_controller_namespace_on_the_switch():
+    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
+
+    topo = build_topology(params(ssh=True, subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64"))
+    assert topo["controller_info"] == {"netns": "lab-ctl", "ipv4": "10.9.8.2", "ipv6": "fd00:9::2",
+                                       "key": "/var/tmp/podnet-lab/lab/ssh/id_ed25519",
+                                       "run_prefix": "nsenter --net=/run/netns/lab-ctl --"}
+    want = desired_state(topo)
+    assert "lab-ctl" in want["namespaces"]
+    assert want["links"][("lab-sw", "ctl")] == {"kind": "veth", "master": "br0", "alias": "lab-ctl", "addrs": []}
+    assert want["links"][("lab-ctl", "eth0")]["addrs"] == ["10.9.8.2/24", "fd00:9::2/64"]
+    assert ("lab-sw", "ctl", "lab-ctl", "eth0") in want["veths"]
+    # no route of the controller leads anywhere: it only reaches the underlay, on-link
+    assert not [r for r in want["routes"] if r[0] == "lab-ctl"]
+    plain = desired_state(build_topology(params()))
+    assert "lab-ctl" not in plain["namespaces"] and ("lab-sw", "ctl") not in plain["links"]
+
+
+def test_ssh_inventory_and_sshd_config():
+    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import sshd_files
+
+    topo = build_topology(params(ssh=True, node_count=2, subnet_ipv6="fd00:31::/64"))
+    inv = build_inventory(topo, {})
+    node = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["hosts"]["lab-node2"]
+    assert node["ansible_connection"] == "ssh"
+    assert node["ansible_host"] == "172.31.250.12"
+    assert node["ansible_user"] == "root"
+    assert node["ansible_ssh_private_key_file"] == "/var/tmp/podnet-lab/lab/ssh/id_ed25519"
+    assert "StrictHostKeyChecking=no" in node["ansible_ssh_common_args"]
+    assert node["ansible_ssh_common_args"].endswith(
+        "-o 'ProxyCommand=nsenter --net=/run/netns/lab-ctl -- /usr/bin/python3 "
+        "/var/tmp/podnet-lab/lab/ssh/proxy.py %h %p'")
+    assert node["podnet_netns"] == "lab-node2"
+    router = inv["all"]["children"]["podnet_lab"]["children"]["podnet_lab_router"]["hosts"]["lab-router"]
+    assert "ansible_connection" not in router  # the group's netns connection
+    spec = sshd_files(topo)["lab-node2"]
+    lines = spec["config"].splitlines()
+    assert [line for line in lines if line.startswith("ListenAddress")] == [
+        "ListenAddress 172.31.250.12:22", "ListenAddress [fd00:31::12]:22"]
+    for line in ("UsePAM no", "PasswordAuthentication no", "PermitRootLogin prohibit-password",
+                 "HostKey /var/tmp/podnet-lab/lab/lab-node2/sshd/ssh_host_ed25519_key",
+                 "PidFile /var/tmp/podnet-lab/lab/lab-node2/sshd/sshd.pid",
+                 "AuthorizedKeysFile /var/tmp/podnet-lab/lab/ssh/authorized_keys"):
+        assert line in lines
+    assert spec["privsep_dir"] == "/var/tmp/podnet-lab/lab/lab-node2/upper/run/sshd"
+    plain = build_inventory(build_topology(params()), {})
+    assert "ansible_connection" not in plain["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"][
+        "hosts"]["lab-node1"]
+
+
+def test_node_cannot_take_the_controller_name():
+    with pytest.raises(LabError) as info:
+        build_topology(params(nodes=["lab-ctl"], node_count=None, ssh=True))
+    assert "lab-ctl is the name of the lab's own controller namespace" in str(info.value)

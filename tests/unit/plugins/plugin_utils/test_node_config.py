@@ -119,3 +119,16 @@ def test_split_too_small_and_docker_without_ipv4_are_errors():
     assert "needs an IPv4 pod subnet" in str(info.value)
     with pytest.raises(PlanError):
         runtime_config(plan, "node1", ["rkt"])
+
+
+def test_masquerade_exceptions_fit_the_fabric():
+    plan = make_plan(PlanConfig(cluster_cidrs=["10.60.0.0/16"]),
+                     [NodeInput("a", node_ip="192.168.7.10/24"), NodeInput("b", node_ip="192.168.7.11/24")]).as_dict()
+    l2 = set(nonmasquerade_cidrs(plan, fabric="l2_routes")[4])
+    assert l2 == {"10.60.0.0/16", "169.254.0.0/16", "192.168.7.10/31"}      # the two node addresses, merged
+    assert "192.168.7.0/24" not in l2
+    routed = set(nonmasquerade_cidrs(plan, fabric="router")[4])
+    assert routed == {"10.60.0.0/16", "169.254.0.0/16", "192.168.7.0/24"}
+    assert set(nonmasquerade_cidrs(plan, fabric="l2_bridge")[4]) == routed
+    gce = set(nonmasquerade_cidrs(plan, ["100.64.0.0/10"], fabric="gce", fabric_cidrs=["10.128.0.0/9"])[4])
+    assert gce == {"10.60.0.0/16", "169.254.0.0/16", "10.128.0.0/9", "100.64.0.0/10"}

@@ -1,4 +1,4 @@
-"""Unit tests of the netns command builder (plugins/plugin_utils/netns.py): the default per-node root."""
+"""Unit tests of the netns command builder (plugins/module_utils/netns.py): the default per-node root."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import doctest
 
 import pytest
 
-from ansible_collections.podnet.cluster.plugins.plugin_utils import netns
+from ansible_collections.podnet.cluster.plugins.module_utils import netns
 
 
 def test_doctests():

@@ -1,0 +1,456 @@
+# -*- coding: utf-8 -*-
+"""The l2_bridge uplink move on the lab, over real SSH: podnet.cluster.uplink_bridge and the lab's SSH option.
+
+One dual-stack lab of three nodes built with ``podnet_lab_ssh: true``; every playbook runs inside
+the lab's controller namespace (``nsenter --net=/run/netns/<lab>-ctl ansible-playbook``) and
+reaches the nodes through their own sshd, as users do. Nothing here is mocked: the kernel moves
+the addresses, TCP keeps (or not) its connections, the check pings (or ARPs) the lab router.
+
+Node 1: move over SSH, idempotence, then the exact reverse; bad input. Node 2: a TCP stream from
+the lab router to the node survives the move (checked by ARP/NDP this time). Node 3: a check address that does not answer, a bridge
+that cuts the gateway, and a controller that cannot reconnect, each rolled back to exactly the
+state before. The lab (named pub<pid>) is removed by a finalizer; leftovers of killed runs first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+from lib import rootns
+from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run
+
+PREFIX = "pub"
+SUBNET = "172.30.21.0/24"
+SUBNET6 = "fd00:30:21::/64"
+GATEWAY, GATEWAY6 = "172.30.21.1", "fd00:30:21::1"
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+ECHO_SERVER = r"""
+import socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept()
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    conn.sendall(data)
+"""
+
+COUNTER_CLIENT = r"""
+import json, os, select, socket, sys, time
+host, port, stop, progress, result = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+sock = socket.create_connection((host, port), timeout=5)
+sock.setblocking(False)
+sent, buf, got, error = 0, b"", [], None
+last_note = 0.0
+def drain(wait):
+    global buf
+    ready, _, _ = select.select([sock], [], [], wait)
+    if ready:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed by the node")
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        got.extend(int(x) for x in lines)
+try:
+    while not os.path.exists(stop):
+        sock.sendall(b"%d\n" % sent)
+        sent += 1
+        drain(0.002)
+        if time.monotonic() - last_note > 0.05:
+            with open(progress + ".tmp", "w") as fh:
+                fh.write(str(len(got)))
+            os.replace(progress + ".tmp", progress)
+            last_note = time.monotonic()
+    deadline = time.monotonic() + 20
+    while len(got) < sent and time.monotonic() < deadline:
+        drain(0.1)
+except Exception as exc:
+    error = "%s: %s" % (type(exc).__name__, exc)
+with open(result, "w") as fh:
+    json.dump({"sent": sent, "received": len(got), "in_order": got == list(range(len(got))), "error": error}, fh)
+"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+# What the kernel derives by itself, not configuration: the queueing discipline it attaches when a
+# link first goes up, a bridge's identifiers (from its ports' and its own address) and its running
+# timers, and offload limits inherited from ports.
+DERIVED = {"qdisc", "tso_max_size", "tso_max_segs", "gso_max_size", "gso_max_segs", "gro_max_size",
+           "gso_ipv4_max_size", "gro_ipv4_max_size"}
+DERIVED_BRIDGE = {"bridge_id", "root_id", "hello_timer", "tcn_timer", "topology_change_timer", "gc_timer"}
+
+
+def kernel_state(ns: str) -> Dict[str, Any]:
+    """Everything `ip` says about links, addresses and routes (every table) and rules of a namespace,
+    exactly, but for the attributes in DERIVED."""
+    state = {}
+    for key, args in (("links", ["-d", "link", "show"]), ("addresses", ["addr", "show"]),
+                      ("routes4", ["-d", "-4", "route", "show", "table", "all"]),
+                      ("routes6", ["-d", "-6", "route", "show", "table", "all"]),
+                      ("rules", ["rule", "show"])):
+        proc = in_ns(ns, "ip", "-N", "-json", *args)
+        assert proc.returncode == 0, proc.stderr
+        state[key] = json.loads(proc.stdout or "[]")
+    for entry in state["links"] + state["addresses"]:
+        for name in DERIVED & set(entry):
+            del entry[name]
+        data = (entry.get("linkinfo") or {}).get("info_data") or {}
+        for name in DERIVED_BRIDGE & set(data):
+            del data[name]
+    return state
+
+
+def same_state(a: Dict[str, Any], b: Dict[str, Any]) -> str:
+    """'' when the two kernel states are equal, else a unified diff of their JSON (for the assertion message)."""
+    if a == b:
+        return ""
+    dump = [json.dumps(x, indent=1, sort_keys=True).splitlines() for x in (a, b)]
+    return "\n".join(difflib.unified_diff(dump[0], dump[1], "expected", "now", lineterm="", n=4))
+
+
+def link(ns: str, name: str) -> Dict[str, Any]:
+    proc = in_ns(ns, "ip", "-json", "-d", "link", "show", "dev", name)
+    return json.loads(proc.stdout)[0] if proc.returncode == 0 else {}
+
+
+def global_addrs(ns: str, dev: str) -> List[str]:
+    proc = in_ns(ns, "ip", "-json", "addr", "show", "dev", dev)
+    data = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    return sorted("%s/%s" % (a["local"], a["prefixlen"]) for e in data for a in e["addr_info"]
+                  if a.get("scope") == "global")
+
+
+class Controller:
+    """Runs ansible inside the lab's controller namespace, against the lab inventory, over SSH."""
+
+    def __init__(self, lab: Lab, tmp: Path):
+        self.lab = lab
+        self.tmp = tmp
+        self.netns = "%s-ctl" % lab.name
+
+    def play(self, hosts: str, tasks: List[Dict[str, Any]], *options: str, timeout: int = 240):
+        """Run one play; return (returncode, {task name: {host: result}}, raw stdout)."""
+        path = self.tmp / ("play-%d.yml" % time.monotonic_ns())
+        path.write_text(yaml.safe_dump([{"hosts": hosts, "gather_facts": False, "tasks": tasks}]))
+        argv = ["nsenter", "--net=/run/netns/%s" % self.netns, "--", str(BIN / "ansible-playbook"),
+                "-i", str(self.lab.hosts_yml), str(path)] + list(options)
+        env = dict(os.environ, PATH="%s:%s" % (BIN, os.environ.get("PATH", "")),
+                   ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
+                   ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0")
+        proc = subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError("no JSON from ansible-playbook (rc %d):\n%s\n%s"
+                                 % (proc.returncode, proc.stdout[-4000:], proc.stderr[-3000:]))
+        results = {task["task"]["name"]: task["hosts"] for play in report["plays"] for task in play["tasks"]}
+        return proc.returncode, results, proc.stdout
+
+    def uplink(self, node: str, *options: str, **args: Any):
+        base = {"bridge": "br0"} if "uplink_address" in args else {"bridge": "br0", "uplink": "eth0"}
+        task = {"name": "uplink", "podnet.cluster.uplink_bridge": dict(base, **args)}
+        rc, results, raw = self.play(node, [task], *options)
+        assert "uplink" in results and node in results["uplink"], raw[-4000:]
+        return rc, results["uplink"][node]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("lab") / "inventories" / "lab", request, count=3,
+                   lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6, "podnet_lab_ssh": True})
+    # the controller namespace is not in Lab.namespaces: remove it too if the lab's own removal fails
+    request.addfinalizer(lambda: subprocess.run(["ip", "netns", "delete", "%s-ctl" % spec.name],
+                                                stderr=subprocess.DEVNULL))
+    spec.rootns_before = rootns.snapshot()
+    spec.first_run = spec.playbook("present")
+    return spec
+
+
+def settled(ns: str) -> None:
+    """Wait until no address of ``ns`` is tentative (IPv6 duplicate address detection of the link-local
+    addresses takes a second or two after a link comes up; their local routes appear after it)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        data = json.loads(in_ns(ns, "ip", "-json", "addr", "show").stdout or "[]")
+        if not any(a.get("tentative") for e in data for a in e.get("addr_info", [])):
+            return
+        time.sleep(0.1)
+    raise AssertionError("addresses of %s still tentative after 30 s" % ns)
+
+
+@pytest.fixture(scope="module")
+def pristine(lab: Lab) -> Dict[str, Dict[str, Any]]:
+    """The kernel state of every node as the lab built it (once its link-local addresses settled)."""
+    for node in lab.nodes:
+        settled(node)
+    return {node: kernel_state(node) for node in lab.nodes}
+
+
+@pytest.fixture
+def ctl(lab: Lab, tmp_path) -> Controller:
+    return Controller(lab, tmp_path)
+
+
+# --------------------------------------------------------------------------- the lab's SSH option
+
+
+def test_lab_serves_its_nodes_over_ssh(lab: Lab, pristine, ctl: Controller):
+    for index, node in enumerate(lab.nodes):
+        listening = sorted(line.split()[3] for line in in_ns(node, "ss", "-Hltn").stdout.splitlines())
+        assert listening == ["172.30.21.%d:22" % (11 + index), "[fd00:30:21::%d]:22" % (11 + index)]
+    ctl_addrs = global_addrs(ctl.netns, "eth0")
+    assert ctl_addrs == ["172.30.21.2/24", "fd00:30:21::2/64"]
+    rc, results, raw = ctl.play("podnet_nodes", [{
+        "name": "where", "ansible.builtin.command": "sh -c 'hostname; cat /etc/hostname; echo $SSH_CONNECTION'"}])
+    assert rc == 0, raw[-3000:]
+    for node in lab.nodes:
+        hostname, etc_hostname, connection = results["where"][node]["stdout"].splitlines()
+        # the session runs in the node's own view: its UTS name and its /etc overlay
+        assert hostname == etc_hostname == node
+        assert connection.split()[0] == "172.30.21.2" and connection.split()[3] == "22"
+    # from the machine's own namespace too: the ProxyCommand makes the TCP connection inside <lab>-ctl
+    proc = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), lab.nodes[0], "-m", "command",
+                "-a", "sh -c 'echo $SSH_CONNECTION'"])
+    assert "172.30.21.2 " in proc.stdout and " 172.30.21.11 22" in proc.stdout, proc.stdout
+    # the machine's own namespace is untouched by the lab, the sshds and the controller
+    assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""
+
+
+# --------------------------------------------------------------------------- node 1: move and back
+
+
+def test_move_over_ssh_survives_and_a_second_run_changes_nothing(lab: Lab, pristine, ctl: Controller):
+    node = lab.nodes[0]
+    rc, check = ctl.uplink(node, "--check", "--diff")
+    assert rc == 0 and check["changed"] and check["commands"][0].startswith("link add name br0")
+    assert "+br0: addr 172.30.21.11/24" not in check["diff"]["before"]
+    assert "br0: addr 172.30.21.11/24" in check["diff"]["after"]
+    assert not same_state(pristine[node], kernel_state(node)), "check mode changed the node"
+
+    rc, results, raw = ctl.play(node, [
+        {"name": "uplink", "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0"}},
+        # the same SSH session (ControlPersist is reset only by the action) works after the move
+        {"name": "after", "ansible.builtin.command": "ip -json addr show dev br0"},
+    ])
+    assert rc == 0, raw[-4000:]
+    moved = results["uplink"][node]
+    assert moved["changed"] and moved["confirmed"] and not moved["rolled_back"]
+    assert [(c["address"], c["ok"]) for c in moved["checked"]] == [(GATEWAY, True), (GATEWAY6, True)]
+    assert "172.30.21.11" in results["after"][node]["stdout"]
+    assert link(node, "eth0").get("master") == "br0"
+    bridge = link(node, "br0")
+    assert bridge["address"] == link(node, "eth0")["address"] and bridge["mtu"] == link(node, "eth0")["mtu"]
+    assert global_addrs(node, "br0") == ["172.30.21.11/24", "fd00:30:21::11/64"]
+    assert global_addrs(node, "eth0") == []
+    default4 = json.loads(in_ns(node, "ip", "-json", "-4", "route", "show", "default").stdout)
+    assert [(r["gateway"], r["dev"]) for r in default4] == [(GATEWAY, "br0")]
+
+    # named by its address, which is on the bridge now: the saved snapshot says the uplink is eth0
+    rc, again = ctl.uplink(node, "--diff", uplink_address="172.30.21.11")
+    assert rc == 0 and not again["changed"] and again["commands"] == [] and again["uplink"] == "eth0"
+    assert "confirmed" not in again  # nothing to do: no detached run
+
+
+def test_reverse_restores_the_original_state_exactly(lab: Lab, pristine, ctl: Controller):
+    node = lab.nodes[0]
+    if link(node, "eth0").get("master") != "br0":  # this test alone: move first
+        assert ctl.uplink(node)[0] == 0
+    rc, back = ctl.uplink(node, "--diff", state="absent")
+    assert rc == 0, back
+    assert back["changed"] and back["confirmed"]
+    assert back["commands"][0] == "link set dev eth0 nomaster" and back["commands"][-1] == "link del dev br0"
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
+    rc, again = ctl.uplink(node, state="absent")
+    assert rc == 0 and not again["changed"]
+
+
+def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
+    node = lab.nodes[0]
+    before = kernel_state(node)
+    task = {"podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0"}, "ignore_errors": True}
+    rc, results, raw = ctl.play(node, [
+        dict(task, name="no such uplink", **{"podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth9"}}),
+        dict(task, name="timeouts", **{"podnet.cluster.uplink_bridge": {
+            "bridge": "br0", "uplink": "eth0", "check_timeout": 10, "rollback_timeout": 8}}),
+        dict(task, name="bad check address", **{"podnet.cluster.uplink_bridge": {
+            "bridge": "br0", "uplink": "eth0", "check_address": ["gateway"]}}),
+        dict(task, name="bridge is a veth", **{"podnet.cluster.uplink_bridge": {"bridge": "eth0", "uplink": "lo"}}),
+    ])
+    assert results["no such uplink"][node]["msg"] == "br0/eth9: uplink eth9 does not exist on this host"
+    assert results["timeouts"][node]["msg"].startswith(
+        "rollback_timeout (8 s) must be greater than check_timeout (10 s)")
+    assert results["bad check address"][node]["msg"] == "br0/eth0: check address 'gateway' is not an IP address"
+    assert results["bridge is a veth"][node]["msg"] == "eth0/lo: uplink lo is a loopback; it cannot be enslaved " \
+        "into bridge eth0"
+    assert all(results[name][node].get("failed") for name in results), raw[-3000:]
+    assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
+
+
+# --------------------------------------------------------------------------- node 2: a TCP stream
+
+
+def test_tcp_connection_survives_the_move_without_loss(lab: Lab, pristine, ctl: Controller, tmp_path):
+    node, router = lab.nodes[1], "%s-router" % lab.name
+    stop, progress, result = tmp_path / "stop", tmp_path / "progress", tmp_path / "result.json"
+    server = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % node, "--", sys.executable, "-c", ECHO_SERVER,
+                               "172.30.21.12", "7000"], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    lab.pids.append(server.pid)
+    assert server.stdout.readline().strip() == "listening"
+    client = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % router, "--", sys.executable, "-c", COUNTER_CLIENT,
+                               "172.30.21.12", "7000", str(stop), str(progress), str(result)],
+                              start_new_session=True)
+    lab.pids.append(client.pid)
+
+    def received() -> int:
+        try:
+            return int(progress.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while received() < count and client.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received() >= count, "the stream stalled at %d (client rc %s)" % (received(), client.poll())
+
+    try:
+        wait_for(200)
+        # the check this time: ARP and NDP answers of the gateways through the bridge
+        rc, moved = ctl.uplink(node, check_method="neigh", uplink_address="172.30.21.12/24")
+        assert rc == 0 and moved["changed"] and moved["confirmed"] and moved["uplink"] == "eth0", moved
+        assert link(node, "eth0").get("master") == "br0"
+        router_mac = link("%s-router" % lab.name, "eth0")["address"]
+        assert [(c["address"], c["method"], c["ok"]) for c in moved["checked"]] == [
+            (GATEWAY, "neigh", True), (GATEWAY6, "neigh", True)]
+        assert all(" is at %s on br0 (" % router_mac in c["detail"] for c in moved["checked"])
+        after_move = received()
+        wait_for(after_move + 500)  # the same connection carries data after the move
+    finally:
+        stop.write_text("stop")
+        client.wait(timeout=60)
+        server.wait(timeout=30)
+    outcome = json.loads(result.read_text())
+    assert outcome["error"] is None, outcome
+    assert outcome["in_order"] and outcome["received"] == outcome["sent"] > after_move + 500, outcome
+    rc, back = ctl.uplink(node, state="absent", check_method="neigh")
+    assert rc == 0 and back["changed"] and all(c["ok"] for c in back["checked"]), back
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
+
+
+# --------------------------------------------------------------------------- node 3: rollbacks
+
+
+def test_check_address_that_does_not_answer_is_rolled_back(lab: Lab, pristine, ctl: Controller):
+    node = lab.nodes[2]
+    before = kernel_state(node)
+    rc, failed = ctl.uplink(node, check_address=["172.30.21.99"], check_timeout=2, rollback_timeout=20)
+    assert rc != 0 and failed.get("failed")
+    assert failed["rolled_back"] and failed["rollback_complete"] and not failed["confirmed"]
+    assert "move of eth0 into br0 rolled back: reachability check failed: 172.30.21.99 did not answer" \
+        in failed["msg"]
+    assert failed["rollback_commands"][0] == "link set dev eth0 nomaster"
+    assert before == pristine[node]
+    assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
+    # reachable again, over a new SSH connection
+    rc, results, raw = ctl.play(node, [{"name": "ping", "ansible.builtin.ping": {}}])
+    assert rc == 0 and results["ping"][node]["ping"] == "pong", raw[-3000:]
+
+
+def test_bridge_that_cuts_the_gateway_is_rolled_back(lab: Lab, ctl: Controller):
+    """An existing bridge with STP on keeps a new port in the listening state for 2 x 15 s: after the
+    move the gateways do not answer, the move is rolled back, and the bridge gets its own state back."""
+    node = lab.nodes[2]
+    assert in_ns(node, "ip", "link", "add", "br0", "mtu", "1400", "type", "bridge", "stp_state", "1").returncode == 0
+    try:
+        before = kernel_state(node)
+        rc, failed = ctl.uplink(node, check_timeout=3, rollback_timeout=20)
+        assert rc != 0 and failed["rolled_back"] and failed["rollback_complete"], failed
+        assert failed["commands"][:3] == ["link set dev br0 address %s mtu 1500" % link(node, "eth0")["address"],
+                                          "link set dev eth0 master br0", "link set dev br0 up"]
+        assert "%s did not answer ping" % GATEWAY in failed["msg"]
+        assert "%s did not answer ping" % GATEWAY6 in failed["msg"]
+        assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
+        assert link(node, "br0")["linkinfo"]["info_data"]["stp_state"] == 1
+    finally:
+        in_ns(node, "ip", "link", "del", "br0")
+
+
+def test_no_confirmation_from_a_new_connection_is_rolled_back(lab: Lab, pristine, ctl: Controller):
+    """The node drops new SSH connections that arrive through the bridge: the module's own check
+    passes, but the controller cannot reconnect to confirm, so the module rolls back by itself."""
+    node = lab.nodes[2]
+    for command in (["add", "table", "inet", "podnet_test"],
+                    ["add", "chain", "inet", "podnet_test", "input", "{ type filter hook input priority 0; }"],
+                    ["add", "rule", "inet", "podnet_test", "input", "iifname", "br0", "tcp", "dport", "22",
+                     "ct", "state", "new", "drop"]):
+        proc = in_ns(node, "nft", *command)
+        assert proc.returncode == 0, proc.stderr
+    try:
+        before = kernel_state(node)
+        rc, failed = ctl.uplink(node, "-e", "ansible_ssh_timeout=3", check_timeout=3, rollback_timeout=10)
+        assert rc != 0 and failed["rolled_back"] and failed["rollback_complete"], failed
+        assert all(c["ok"] for c in failed["checked"])
+        assert failed["confirmed"] is False
+        assert "no confirmation from the controller over a new connection" in failed["msg"]
+        assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
+    finally:
+        in_ns(node, "nft", "delete", "table", "inet", "podnet_test")
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
+
+
+def test_engine_runs_without_ansible(lab: Lab, pristine, tmp_path):
+    """What a boot-time restore does: the engine file alone, run by the system Python (no Ansible)."""
+    node = lab.nodes[2]
+    engine = str(REPO / "plugins" / "module_utils" / "uplink.py")
+    snapshot = str(tmp_path / "uplink-br0.json")
+    common = ["--bridge", "br0", "--uplink", "eth0", "--snapshot", snapshot]
+    assert in_ns(node, "/usr/bin/python3", "-c", "import ansible").returncode != 0  # really without Ansible
+    moved = in_ns(node, "/usr/bin/python3", engine, "move", *common)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    report = json.loads(moved.stdout)
+    assert report["changed"] and not report["rolled_back"] and [c["ok"] for c in report["checked"]] == [True, True]
+    assert link(node, "eth0").get("master") == "br0" and os.path.exists(snapshot)
+    again = json.loads(in_ns(node, "/usr/bin/python3", engine, "move", *common).stdout)
+    assert again["changed"] is False and again["commands"] == []
+    back = in_ns(node, "/usr/bin/python3", engine, "restore", *common)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert not os.path.exists(snapshot)
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
+    refused = in_ns(node, "/usr/bin/python3", engine, "move", "--bridge", "br0", "--uplink", "lo",
+                    "--snapshot", snapshot)
+    assert refused.returncode == 2 and "uplink lo is a loopback" in json.loads(refused.stdout)["error"]
+
+
+# --------------------------------------------------------------------------- removal
+
+
+def test_lab_absent_stops_the_sshds_and_the_controller(lab: Lab):
+    pids = []
+    for node in lab.nodes:
+        with open("%s/%s/sshd/sshd.pid" % (lab.root, node)) as fh:
+            pids.append(int(fh.read()))
+    proc = lab.playbook("absent", True, "-v")
+    assert "stop sshd of %s" % lab.nodes[0] in proc.stdout
+    for pid in pids:
+        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+    assert not os.path.exists("/run/netns/%s-ctl" % lab.name)
+    assert not os.path.exists(lab.root)
+    assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""

@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+"""Helpers for lab tests of whole runs: run a podnet.cluster playbook on a lab, snapshot everything of a node
+podnet.cluster may touch, compare snapshots, and read which nodes the node task changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Dict
+
+from lib import rootns
+from lib.labtools import BIN, Lab, recap, run
+
+# Files of the lab itself, or of the CNI plugins the verify probes run: not podnet.cluster's.
+SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/init.d", "etc/systemd/system/"
+              "podnet-lab")
+
+
+def playbook(lab: Lab, name: str, *args: str, check: bool = True, **extra):
+    argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % name, "-i", str(lab.hosts_yml)]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    return run(argv + list(args), check=check)
+
+
+def _kernel_made(text: str) -> str:
+    """Without what the kernel makes anew for a re-created link: ifindexes, link-local addresses, DAD state."""
+    lines = [re.sub(r"^\d+:\s+", "", line).replace(" tentative", "") for line in text.splitlines()
+             if "fe80:" not in line and "anycast fe80::" not in line]
+    return "\n".join(lines) + "\n"
+
+
+def _without_empty_tables(text: str) -> str:
+    """iptables-save text without tables that hold nothing (built-in chains, policy ACCEPT, no rule): reading or
+    writing a table makes the kernel show it, which is no change in behaviour."""
+    out, table = [], []
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = [line]
+        elif line == "COMMIT" and table:
+            table.append(line)
+            empty = all(l.startswith(":") and l.split()[1] == "ACCEPT" for l in table[1:-1])
+            if not empty:
+                out.extend(table)
+            table = []
+        elif table:
+            table.append(line)
+        elif line.strip():
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _lower_dir(rel: str) -> str:
+    top, _, rest = rel.partition("/")
+    return os.path.join({"etc": "/etc", "var-lib": "/var/lib"}.get(top, "/" + top), rest)
+
+
+def node_state(lab: Lab, node: str) -> Dict[str, str]:
+    """Everything of a node that podnet.cluster may touch: network state and its files (by content)."""
+    snap = rootns.snapshot(node)
+    for key in ("ip -o addr", "ip route show table all", "ip -6 route show table all"):
+        snap[key] = _kernel_made(snap[key])
+    # nft lists chains in creation order; iptables-save and ip6tables-save (compared) list them canonically
+    del snap["nft list ruleset"]
+    for key in ("iptables-save", "ip6tables-save"):
+        snap[key] = _without_empty_tables(snap[key])
+    files = rootns.files_snapshot(os.path.join(lab.node_root(node), "upper"), skip=SKIP_FILES + ("run",))
+    # a directory of the machine's own tree shows in the node's upper layer once a file was written in it
+    files = {rel: v for rel, v in files.items() if not (v.startswith("dir ") and os.path.isdir(_lower_dir(rel)))}
+    record = files.pop("etc/podnet/node.json", None)
+    snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
+    if record:
+        data = json.loads(Path(lab.node_root(node), "upper/etc/podnet/node.json").read_text())
+        data["document"].pop("allow_readdress")   # a run's permission, not the node's state
+        snap["record document"] = json.dumps(data["document"], indent=1, sort_keys=True)
+    return snap
+
+
+def assert_same(before: Dict[str, str], after: Dict[str, str], what: str):
+    changes = rootns.diff(before, after)
+    assert changes == "", "%s:\n%s" % (what, changes[:6000])
+
+
+def node_changes(stdout: str):
+    """Hosts the node task (apply) reported as changed: the plan's own state-file write does not count."""
+    section = stdout.split("Pod network of this node", 1)[1].split("\nTASK ", 1)[0] if "Pod network of this node" \
+        in stdout else ""
+    return re.findall(r"^changed: \[([^\]]+)\]", section, re.M)
+
+
+def unchanged(proc) -> bool:
+    return all(c["changed"] == 0 and c["failed"] == 0 for c in recap(proc.stdout).values())

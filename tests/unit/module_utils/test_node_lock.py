@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+"""The node lock (engine/node.py node_lock): one holder per network namespace, a second waits or times out.
+
+Runs in a fresh network namespace (``unshare --net``): the abstract socket never exists in the machine's own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COLLECTIONS = Path(__file__).resolve().parents[3] / ".collections"
+
+SCRIPT = r"""
+import sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import node_lock
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
+
+held, release, events = threading.Event(), threading.Event(), []
+
+def holder():
+    with node_lock() as waited:
+        events.append(("first", waited))
+        held.set()
+        release.wait()
+
+t = threading.Thread(target=holder)
+t.start()
+held.wait()
+try:
+    with node_lock(timeout=0.3, interval=0.05):
+        events.append(("second got it while held", None))
+except EngineError as exc:
+    events.append(("timeout", "another podnet.cluster run" in exc.msg))
+waiter_done = []
+def waiter():
+    with node_lock(timeout=60, interval=0.05) as waited:
+        waiter_done.append(waited)
+w = threading.Thread(target=waiter)
+w.start()
+time.sleep(0.3)
+assert not waiter_done, "the waiter got the lock while it was held"
+release.set()
+t.join()
+w.join()
+assert events[0][0] == "first", events
+assert events[1] == ("timeout", True), events
+assert waiter_done and waiter_done[0] > 0, waiter_done
+with node_lock(timeout=0.3) as waited:   # free again once every holder left
+    pass
+print("ok")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for unshare --net")
+def test_node_lock_one_holder_per_namespace():
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-c", SCRIPT, str(COLLECTIONS)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
