@@ -10,6 +10,7 @@ document (see docs/performance.md).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict
 
 from ansible.errors import AnsibleActionFail
@@ -59,8 +60,9 @@ class ActionModule(ActionBase):
             try:
                 document = build_document(plan, str(task_vars.get("inventory_hostname")), plain(args["settings"]))
             except PlanError as exc:
-                result.update(failed=True, msg="podnet.cluster.node_state: %s" % "; ".join(exc.errors),
-                              errors=exc.errors)
+                errors = [e if re.search(r"\b%s\b" % re.escape(str(host)), e) else "host %s: %s" % (host, e)
+                          for e in exc.errors]
+                result.update(failed=True, msg="podnet.cluster.node_state: %s" % "; ".join(errors), errors=errors)
                 return result
         module_args = {"document": document, "state": args["state"], "service": args["service"],
                        "timeout": args["timeout"]}

@@ -106,6 +106,7 @@ diff:
 """
 
 import os
+import re
 import time
 from contextlib import contextmanager
 
@@ -192,6 +193,9 @@ def main():
             waited = lock
             plan, path, record, found = _run(module, runner, doc, state)
     except EngineError as exc:
+        node = str(doc.get("node") or "")
+        if node and not re.search(r"\b%s\b" % re.escape(node), exc.msg):
+            exc.msg = "node %s: %s" % (node, exc.msg)
         fail_module(module, exc)
     for warning in plan.warnings:
         module.warn(warning)

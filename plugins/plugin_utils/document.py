@@ -17,13 +17,15 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import 
     node_network,
     runtime_config,
 )
-from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError, parse_network, require_netaddr
 
 DOCUMENT_VERSION = 1
 FABRICS = ("l2_routes", "router", "gce")
 # Fabrics whose nodes route to each other's pod subnets themselves.
 PEER_ROUTE_FABRICS = ("l2_routes",)
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# The CNI spec's network name.
+CNI_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 DEFAULTS: Dict[str, Any] = {
     "fabric": "l2_routes",
@@ -90,6 +92,17 @@ def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
     runtimes = settings["runtimes"]
     if not isinstance(runtimes, list) or any(r not in ("docker", "cni") for r in runtimes):
         errors.append("host %s: podnet_runtimes=%r: a list of docker and/or cni" % (host, runtimes))
+    cidrs = settings["nonmasquerade_cidrs"]
+    if not isinstance(cidrs, list):
+        errors.append("host %s: podnet_nonmasquerade_cidrs=%r is not a list of networks in CIDR form"
+                      % (host, cidrs))
+    else:
+        for i, value in enumerate(cidrs):
+            if not isinstance(value, str):
+                errors.append("host %s: podnet_nonmasquerade_cidrs[%d]: %r is not a network in CIDR form "
+                              "(address/prefix)" % (host, i, value))
+            else:
+                parse_network(value, "host %s: podnet_nonmasquerade_cidrs[%d]" % (host, i), errors)
     proto = settings["route_protocol"]
     if isinstance(proto, bool) or not isinstance(proto, int) or not 5 <= proto <= 255:
         errors.append("host %s: podnet_route_protocol=%r is not a number from 5 to 255" % (host, proto))
@@ -103,17 +116,41 @@ def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
     name = settings["cni_conflist_name"]
     if not isinstance(name, str) or "/" in name or not name.endswith(".conflist"):
         errors.append("host %s: podnet_cni_conflist_name=%r: a file name ending in .conflist" % (host, name))
+    network = settings["cni_network_name"]
+    if not isinstance(network, str) or not CNI_NAME.match(network):
+        errors.append("host %s: podnet_cni_network_name=%r: a CNI network name (letters, digits, _ . -, starting with "
+                      "a letter or digit; host-local keeps its leases in a directory of that name)" % (host, network))
+    version = settings["cni_version"]
+    if not isinstance(version, str) or not re.match(r"^\d+\.\d+\.\d+$", version):
+        errors.append("host %s: podnet_cni_version=%r: a CNI spec version such as 1.0.0" % (host, version))
     if settings["sysctl_conflicts"] not in ("fail", "warn", "ignore"):
         errors.append("host %s: podnet_sysctl_conflicts=%r: fail, warn or ignore" % (host, settings["sysctl_conflicts"]))
     return errors
 
 
+def _number(value: Any) -> Any:
+    """An int given as text (``-e podnet_route_protocol=158``) as the int; anything else as it is."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
 def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mapping[str, Any]] = None,
                    routes_table: Optional[List[List[str]]] = None) -> Dict[str, Any]:
-    """The node document of ``host``; PlanError naming the host and the variable when it cannot be built."""
+    """The node document of ``host``; PlanError naming the host and the variable when it cannot be built.
+
+    A setting given as None (``podnet_bridge: null`` in the inventory) is an error, not the default: the
+    role passes every setting, so None is what the inventory said.
+    """
     s = dict(DEFAULTS)
-    s.update({k: v for k, v in (settings or {}).items() if v is not None})
-    errors = settings_errors(host, s)
+    given = dict(settings or {})
+    errors = ["host %s: podnet_%s is null; give it a value or remove it to take the default %r"
+              % (host, k, DEFAULTS[k]) for k, v in given.items() if v is None and k in DEFAULTS]
+    s.update({k: v for k, v in given.items() if v is not None})
+    for key in ("route_protocol", "bridge_mtu"):
+        s[key] = _number(s[key])
+    require_netaddr()
+    errors += settings_errors(host, s)
     if errors:
         raise PlanError(errors)
     nodes = plan.get("nodes") or {}

@@ -20,7 +20,8 @@ from lib.nodestate import node_changes, playbook, unchanged
 
 PREFIX = "pcc"
 CLUSTERS = ["10.93.128.0/17", "fd00:93::/60"]
-PLAN_TASK = "Plan the pod network of the whole cluster"
+# site plans in check mode, runs every preflight, then records the plan: the record task is the one that writes.
+PLAN_TASK = "Record the plan in the state file"
 # The directories a converge creates on a node, made before the runs. In the lab every command on a node
 # mounts its own overlay of /etc, /var/lib and /run over one shared upper layer (the netns connection); the
 # kernel leaves concurrent overlays of one upper layer undefined, and a directory one of them creates can show

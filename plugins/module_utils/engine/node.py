@@ -48,7 +48,13 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl impor
     write_live,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
-from ansible_collections.podnet.cluster.plugins.module_utils.iproute import route_protocol, run_ip_json, valid_ifname
+from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
+    describe_route,
+    route_dst,
+    route_protocol,
+    run_ip_json,
+    valid_ifname,
+)
 
 DOCUMENT_VERSION = 1
 RECORD_NAME = "node.json"
@@ -356,6 +362,52 @@ def _short(change):
     return {k: v for k, v in change.items() if k in keep and v not in (None, [], {}, "")}
 
 
+def foreign_in_cluster(runner, doc, old=None):
+    """Routes and local addresses podnet.cluster does not own that lie inside a cluster network.
+
+    A pod route (or a pod gateway) would shadow them: a VPN or second-NIC network inside the cluster network
+    is cut off. Ours: routes of our protocol (this document's or the record's), routes and addresses on our
+    bridge (this document's or the record's). Returns one line per problem.
+    """
+    old = old or {}
+    clusters = []
+    for cidr in doc.get("owned_cidrs") or []:
+        try:
+            clusters.append(ipaddress.ip_network(cidr))
+        except ValueError:
+            raise EngineError("owned_cidrs: %r is not a network" % (cidr,))
+    if not clusters:
+        return []
+    bridges = {doc["bridge"]["name"], (old.get("bridge") or {}).get("name")}
+    protocols = {doc["routes"]["protocol"], (old.get("routes") or {}).get("protocol")}
+    problems = []
+    for fam in sorted({c.version for c in clusters}):
+        nets = [c for c in clusters if c.version == fam]
+        for route in run_ip_json(runner, ["-%d" % fam, "route", "show", "table", "main"], tolerate=fam == 6):
+            try:
+                dst = route_dst(route, fam)
+            except ValueError:
+                continue
+            if route_protocol(route) in protocols or route.get("dev") in bridges:
+                continue
+            for net in nets:
+                if dst.prefixlen >= net.prefixlen and dst.subnet_of(net):
+                    problems.append("route '%s' lies inside the cluster network %s" % (describe_route(route, fam), net))
+    for entry in run_ip_json(runner, ["addr", "show"], numeric=False):
+        if entry.get("ifname") in bridges:
+            continue
+        for info in entry.get("addr_info") or []:
+            try:
+                addr = ipaddress.ip_address(info.get("local", ""))
+            except ValueError:
+                continue
+            for net in clusters:
+                if addr in net:
+                    problems.append("address %s/%s on %s lies inside the cluster network %s"
+                                    % (addr, info.get("prefixlen"), entry.get("ifname"), net))
+    return problems
+
+
 def _pristine_of(record):
     return dict((record or {}).get("pristine") or {})
 
@@ -380,6 +432,15 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     pristine.setdefault("docker", {})
     pristine.setdefault("bridge_existed", {})
     bridge = doc["bridge"]
+    if present and not kernel_only:
+        problems = foreign_in_cluster(runner, doc, old)
+        if problems:
+            raise EngineError(
+                "node %s: %d route(s) or address(es) that podnet.cluster does not own lie inside the cluster "
+                "network (podnet_cluster_cidrs); pod routes and gateways would shadow them: %s. Choose a cluster "
+                "network that does not overlap them, or remove them." % (doc["node"], len(problems),
+                                                                        "; ".join(problems[:10])),
+                foreign=problems)
     owned_cidrs = list(doc.get("owned_cidrs") or []) + [c for c in old.get("owned_cidrs") or []
                                                         if c not in (doc.get("owned_cidrs") or [])]
 

@@ -1,0 +1,373 @@
+# -*- coding: utf-8 -*-
+"""A catalogue of bad inputs (plan, inventory, the hosts' existing state), each refused before any change.
+
+One lab (named nodes, non-default CIDRs, both runtimes), converged once. Each case injects its bad input
+(inventory variables and/or something on one node), runs ``podnet.cluster.site`` once and asserts:
+
+* the run fails;
+* the error message names the host (for an input of one host: in the message itself, not only in the
+  ``fatal: [host]`` prefix) and the variable or the object; cluster-wide inputs (podnet_cluster_cidrs, the
+  node prefix, the service networks, the state file) name the variable or the file;
+* there is no Python traceback in the output;
+* every node's addresses, links, routes, rules, iptables/ip6tables/nft rule sets, forwarding switches and
+  the files under its overlay ``upper/`` (the collection's files, by mode and content), and the plan's state
+  file, are byte for byte what they were just before the run.
+
+What a case put on a node is removed again by name after it. A few cases also run on a lab that was never
+converged: the refused run leaves no state file and nothing of podnet.cluster on the nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+import yaml
+
+from lib import rootns
+from lib.labtools import BIN, Lab, in_ns, new_lab, recap, run
+from lib.netns_backend import lab_hosts
+
+PREFIX = "pbi"
+CLUSTER = "10.91.0.0/17"
+SUBNET = "172.27.3.0/24"
+GATEWAY = "172.27.3.1"
+NAMES = ["ash", "birch"]
+# Files of the lab itself, not podnet.cluster's.
+SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/init.d", "run")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("bad") / "lab", request, node_names=NAMES,
+                   lab_vars={"podnet_lab_subnet": SUBNET,
+                             "podnet_lab_external_cidr": "198.18.27.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                                           "podnet_node_prefix_ipv4": 25,
+                                                           "podnet_runtimes": ["docker", "cni"]}})
+    spec.playbook("present")
+    first = site(spec, write_inventory(spec, {}, {}))
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert (spec.inventory_dir / "podnet_state.yml").exists()
+    again = site(spec, write_inventory(spec, {}, {}))
+    assert all(c["changed"] == 0 and c["failed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]
+    return spec
+
+
+def state_path(lab: Lab) -> Path:
+    return lab.inventory_dir / "podnet_state.yml"
+
+
+def write_inventory(lab: Lab, group_vars: Dict[str, Any], host_vars: Dict[str, Dict[str, Any]]) -> Path:
+    """The lab's inventory with ``group_vars`` merged into the node group and ``host_vars`` (by suffix)."""
+    data = yaml.safe_load(lab.hosts_yml.read_text())
+    group = data["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
+    group["vars"]["podnet_state_file"] = str(state_path(lab))
+    group["vars"].update(group_vars)
+    for suffix, hv in host_vars.items():
+        group["hosts"]["%s-%s" % (lab.name, suffix)].update(hv)
+    path = lab.inventory_dir / "bad.yml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def site(lab: Lab, inv: Path, *args: str):
+    return run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(inv), *args], check=False)
+
+
+def snapshot(lab: Lab) -> Dict[str, str]:
+    """Everything a refused run must leave alone, as {what: text}."""
+    snap: Dict[str, str] = {}
+    for node in lab.nodes:
+        for key, text in rootns.snapshot(node).items():
+            snap["%s: %s" % (node, key)] = text
+        files = rootns.files_snapshot(os.path.join(lab.node_root(node), "upper"), skip=SKIP_FILES)
+        snap["%s: files" % node] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
+    path = state_path(lab)
+    snap["state file"] = path.read_text() if path.exists() else "<absent>"
+    return snap
+
+
+def failure_text(out: str) -> str:
+    """What the run said about its failures: each failed/fatal result with its message, and ERROR! lines."""
+    blocks, current = [], None
+    for line in out.splitlines():
+        if re.match(r"^(fatal|failed): \[", line) or "ERROR!" in line or line.startswith("[ERROR]"):
+            current = [line]
+            blocks.append(current)
+        elif current is not None and (line.startswith(" ") or line.startswith("\t")):
+            current.append(line)
+        else:
+            current = None
+    return "\n".join("\n".join(b) for b in blocks)
+
+
+def node_sh(lab: Lab, suffix: str, script: str) -> None:
+    """Run a shell script on a node as the site run sees it (its namespace and overlay root)."""
+    node = "%s-%s" % (lab.name, suffix)
+    result = lab_hosts(str(lab.hosts_yml))[node].run(script)
+    assert result.rc == 0, "%s on %s: %s %s" % (script, node, result.stdout, result.stderr)
+
+
+@dataclass
+class Case:
+    id: str
+    # text that the failure message must hold (a variable or an object); host: node suffix named in it
+    needles: Tuple[str, ...]
+    host: Optional[str] = "ash"
+    group_vars: Dict[str, Any] = field(default_factory=dict)
+    host_vars: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    # shell on a node before the run, and after it (by name)
+    setup: Optional[Tuple[str, str]] = None
+    cleanup: Optional[Tuple[str, str]] = None
+    # the state file's text for the run (restored after)
+    state_text: Optional[str] = None
+
+
+def bridge(value: Any) -> Dict[str, Dict[str, Any]]:
+    return {"ash": {"podnet_bridge": value}}
+
+
+DAEMON = "/etc/docker/daemon.json"
+RECORD = "/etc/podnet/node.json"
+
+
+def daemon_with(extra: str) -> Tuple[str, str]:
+    """Back up daemon.json and add one JSON member to it."""
+    return ("ash", "cp -p %s %s.bak && python3 -c %s" % (DAEMON, DAEMON, shlex.quote(
+        "import json; p=%r; d=json.load(open(p)); d.update(%s); open(p,'w').write(json.dumps(d, indent=2)+'\\n')"
+        % (DAEMON, extra))))
+
+
+def daemon_text(text: str) -> Tuple[str, str]:
+    return ("ash", "cp -p %s %s.bak && printf %%s %s > %s" % (DAEMON, DAEMON, shlex.quote(text), DAEMON))
+
+
+RESTORE_DAEMON = ("ash", "mv -f %s.bak %s" % (DAEMON, DAEMON))
+
+CASES: List[Case] = [
+    # ---- bridge names that are not kernel interface names (they would reach ip -batch and iptables-restore)
+    Case("bridge too long", ("podnet_bridge",), host_vars=bridge("podnetbridge0123")),
+    Case("bridge with slash", ("podnet_bridge",), host_vars=bridge("br/0")),
+    Case("bridge with space", ("podnet_bridge",), host_vars=bridge("br 0")),
+    Case("bridge with hash", ("podnet_bridge",), host_vars=bridge("br#0")),
+    Case("bridge leading dash", ("podnet_bridge",), host_vars=bridge("-br0")),
+    Case("bridge command substitution", ("podnet_bridge",), host_vars=bridge("$(reboot)")),
+    Case("bridge semicolon", ("podnet_bridge",), host_vars=bridge("br0;reboot")),
+    Case("bridge non-ASCII", ("podnet_bridge",), host_vars=bridge("brü0")),
+    Case("bridge number", ("podnet_bridge",), host_vars=bridge(12345)),
+    Case("bridge empty", ("podnet_bridge",), host_vars=bridge("")),
+    Case("bridge null", ("podnet_bridge",), host_vars=bridge(None)),
+    Case("bridge is an existing veth link", ("vx7", "bridge"), host_vars=bridge("vx7"),
+         setup=("ash", "ip link add vx7 type veth peer name vx7p"), cleanup=("ash", "ip link del vx7")),
+    # ---- CIDRs and lists
+    Case("cluster CIDR with a space", ("podnet_cluster_cidrs",), host=None,
+         group_vars={"podnet_cluster_cidrs": ["10.91.0.0 /17"]}),
+    Case("cluster CIDR with host bits", ("podnet_cluster_cidrs", "host bits"), host=None,
+         group_vars={"podnet_cluster_cidrs": ["10.91.0.1/17"]}),
+    Case("cluster CIDRs empty list", ("podnet_cluster_cidrs",), host=None, group_vars={"podnet_cluster_cidrs": []}),
+    Case("cluster CIDRs null", ("podnet_cluster_cidrs",), host=None, group_vars={"podnet_cluster_cidrs": None}),
+    Case("cluster CIDRs a number", ("podnet_cluster_cidrs",), host=None, group_vars={"podnet_cluster_cidrs": 10}),
+    Case("cluster CIDR of the wrong family for the nodes", ("IPv6",), group_vars={
+        "podnet_cluster_cidrs": [CLUSTER, "fd00:91::/56"]}),
+    Case("cluster network overlaps the nodes' network", ("node IP", "podnet_cluster_cidrs"), group_vars={
+        "podnet_cluster_cidrs": ["172.27.0.0/16"]}),
+    Case("node prefix a string", ("podnet_node_prefix_ipv4",), host=None,
+         group_vars={"podnet_node_prefix_ipv4": "big"}),
+    Case("node prefix 31", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": 31}),
+    Case("node prefix 0", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": 0}),
+    Case("non-masquerade CIDR not a network", ("podnet_nonmasquerade_cidrs",),
+         host_vars={"ash": {"podnet_nonmasquerade_cidrs": ["192.168.0.0/33"]}}),
+    Case("non-masquerade CIDR with host bits", ("podnet_nonmasquerade_cidrs", "host bits"),
+         host_vars={"ash": {"podnet_nonmasquerade_cidrs": ["192.168.7.1/24"]}}),
+    Case("non-masquerade CIDRs a number", ("podnet_nonmasquerade_cidrs",),
+         host_vars={"ash": {"podnet_nonmasquerade_cidrs": 12345}}),
+    Case("non-masquerade CIDRs a string", ("podnet_nonmasquerade_cidrs",),
+         host_vars={"ash": {"podnet_nonmasquerade_cidrs": "192.168.0.0/16"}}),
+    # ---- numbers
+    Case("route protocol a string", ("podnet_route_protocol",), host_vars={"ash": {"podnet_route_protocol": "bgp"}}),
+    Case("route protocol 0", ("podnet_route_protocol",), host_vars={"ash": {"podnet_route_protocol": 0}}),
+    Case("route protocol 300", ("podnet_route_protocol",), host_vars={"ash": {"podnet_route_protocol": 300}}),
+    Case("route protocol boot", ("podnet_route_protocol",), host_vars={"ash": {"podnet_route_protocol": 3}}),
+    Case("route protocol static", ("podnet_route_protocol",), host_vars={"ash": {"podnet_route_protocol": 4}}),
+    Case("route protocol dhcp", ("podnet_route_protocol", "dhcp"),
+         host_vars={"ash": {"podnet_route_protocol": 16}}),
+    Case("route protocol bgp", ("podnet_route_protocol", "bgp"),
+         host_vars={"ash": {"podnet_route_protocol": 186}}),
+    Case("bridge MTU 67", ("podnet_bridge_mtu",), host_vars={"ash": {"podnet_bridge_mtu": 67}}),
+    Case("bridge MTU 70000", ("podnet_bridge_mtu",), host_vars={"ash": {"podnet_bridge_mtu": 70000}}),
+    Case("bridge MTU a string", ("podnet_bridge_mtu",), host_vars={"ash": {"podnet_bridge_mtu": "jumbo"}}),
+    # ---- the node's existing state
+    Case("daemon.json not JSON", (DAEMON,), setup=daemon_text("{\"bridge\": "), cleanup=RESTORE_DAEMON),
+    Case("daemon.json not an object", (DAEMON,), setup=daemon_text("[1, 2]\n"), cleanup=RESTORE_DAEMON),
+    Case("daemon.json with bip", (DAEMON, "bip"), setup=daemon_with("{'bip': '172.17.0.1/16'}"),
+         cleanup=RESTORE_DAEMON),
+    Case("daemon.json with ipv6", (DAEMON, "ipv6"), setup=daemon_with("{'ipv6': True}"), cleanup=RESTORE_DAEMON),
+    Case("daemon.json with fixed-cidr-v6", (DAEMON, "fixed-cidr-v6"),
+         setup=daemon_with("{'fixed-cidr-v6': 'fd00:1::/64'}"), cleanup=RESTORE_DAEMON),
+    Case("sysctl file turns forwarding off at boot", ("/etc/sysctl.d/99-off.conf", "net.ipv4.ip_forward"),
+         setup=("ash", "printf 'net.ipv4.ip_forward = 0\\n' > /etc/sysctl.d/99-off.conf"),
+         cleanup=("ash", "rm -f /etc/sysctl.d/99-off.conf")),
+    Case("foreign route inside the cluster network", ("10.91.96.0/24", CLUSTER),
+         setup=("ash", "ip route add 10.91.96.0/24 via %s proto static" % GATEWAY),
+         cleanup=("ash", "ip route del 10.91.96.0/24 via %s proto static" % GATEWAY)),
+    Case("local address inside the cluster network", ("10.91.100.5", CLUSTER),
+         setup=("ash", "ip addr add 10.91.100.5/32 dev eth0"),
+         cleanup=("ash", "ip addr del 10.91.100.5/32 dev eth0")),
+    Case("node record of a newer version", (RECORD, "newer"),
+         setup=("ash", "cp -p %s %s.bak && python3 -c %s" % (RECORD, RECORD, shlex.quote(
+             "import json; p=%r; d=json.load(open(p)); d['version']=99; open(p,'w').write(json.dumps(d))" % RECORD))),
+         cleanup=("ash", "mv -f %s.bak %s" % (RECORD, RECORD))),
+    Case("foreign route for a peer's pod subnet", ("10.91.0.128/26", CLUSTER),
+         setup=("ash", "ip route add 10.91.0.128/26 via %s proto static" % GATEWAY),
+         cleanup=("ash", "ip route del 10.91.0.128/26 via %s proto static" % GATEWAY)),
+    Case("stray pod gateway on the bridge", ("10.91.7.1/25", "podnet_allow_readdress"),
+         setup=("ash", "ip addr add 10.91.7.1/25 dev cbr0"), cleanup=("ash", "ip addr del 10.91.7.1/25 dev cbr0")),
+    Case("node record not JSON", (RECORD, "not valid JSON"),
+         setup=("ash", "cp -p %s %s.bak && printf '{\"version\": 1,' > %s" % (RECORD, RECORD, RECORD)),
+         cleanup=("ash", "mv -f %s.bak %s" % (RECORD, RECORD))),
+    # ---- the plan and the inventory
+    Case("two IPv4 cluster networks", ("podnet_cluster_cidrs",), host=None,
+         group_vars={"podnet_cluster_cidrs": [CLUSTER, "10.92.0.0/17"]}),
+    Case("node IP a number", ("podnet_node_ip",), host_vars={"ash": {"podnet_node_ip": 42}}),
+    Case("pod CIDR with host bits", ("podnet_pod_cidrs", "host bits"),
+         host_vars={"ash": {"podnet_pod_cidrs": "10.91.5.1/25"}}),
+    Case("CNI conflist name a number", ("podnet_cni_conflist_name",),
+         host_vars={"ash": {"podnet_cni_conflist_name": 10}}),
+    Case("state file of a newer version", ("state file", "version 99"), host=None, state_text="version: 99\nnodes: {}\n"),
+    Case("duplicate node IPs", ("same node IP",), host="birch",
+         host_vars={"birch": {"podnet_node_ip": "172.27.3.11"}}),
+    Case("node IP inside the cluster network", ("podnet_node_ip", "cluster network"),
+         host_vars={"ash": {"podnet_node_ip": "10.91.5.5"}}),
+    Case("node IP with a space", ("podnet_node_ip",), host_vars={"ash": {"podnet_node_ip": "172.27.3.11 /24"}}),
+    Case("pod CIDR outside the cluster", ("podnet_pod_cidrs", "outside"),
+         host_vars={"ash": {"podnet_pod_cidrs": "10.92.0.0/25"}}),
+    Case("pod CIDR of the wrong family", ("podnet_pod_cidrs", "IPv6"),
+         host_vars={"ash": {"podnet_pod_cidrs": "fd00:91::/64"}}),
+    Case("two nodes claim the same block", ("podnet_pod_cidrs", "10.91.5.0/25"), host="birch",
+         host_vars={"ash": {"podnet_pod_cidrs": "10.91.5.0/25"}, "birch": {"podnet_pod_cidrs": "10.91.5.0/25"}}),
+    Case("node claims another node's block", ("podnet_pod_cidrs", "state file"), host="birch",
+         host_vars={"birch": {"podnet_pod_cidrs": "10.91.0.0/25"}}),
+    Case("unknown fabric", ("podnet_fabric", "vxlan"), host_vars={"ash": {"podnet_fabric": "vxlan"}}),
+    Case("unknown runtime", ("podnet_runtimes", "podman"), host_vars={"ash": {"podnet_runtimes": ["docker", "podman"]}}),
+    Case("runtimes a string", ("podnet_runtimes",), host_vars={"ash": {"podnet_runtimes": "docker"}}),
+    Case("CNI conflist name with a slash", ("podnet_cni_conflist_name",),
+         host_vars={"ash": {"podnet_cni_conflist_name": "../../x.conflist"}}),
+    Case("CNI network name with a path", ("podnet_cni_network_name",),
+         host_vars={"ash": {"podnet_cni_network_name": "../../../etc/podnet"}}),
+    Case("service network overlaps the cluster", ("podnet_service_cidrs", CLUSTER), host=None,
+         group_vars={"podnet_service_cidrs": ["10.91.64.0/18"]}),
+    Case("release a node still in the inventory", ("podnet_release_nodes",), host="birch",
+         group_vars={"podnet_release_nodes": ["%(lab)s-birch"]}),
+    Case("node prefix null", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": None}),
+    Case("state file not YAML", ("podnet_state.yml",), host=None, state_text="nodes: [unclosed\n"),
+    Case("state file gives two nodes one block", ("state file", "overlap"), host=None,
+         state_text="version: 1\nnodes:\n  %(lab)s-ash: [10.91.0.0/25]\n  %(lab)s-birch: [10.91.0.0/25]\n"),
+    Case("state dir relative", ("podnet_state_dir",), host_vars={"ash": {"podnet_state_dir": "etc/podnet"}}),
+    Case("sysctl conflicts unknown", ("podnet_sysctl_conflicts",),
+         host_vars={"ash": {"podnet_sysctl_conflicts": "maybe"}}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_refused_and_nothing_changes(lab: Lab, case: Case):
+    group_vars = {k: [x % {"lab": lab.name} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+                  for k, v in case.group_vars.items()}
+    inv = write_inventory(lab, group_vars, case.host_vars)
+    saved_state = state_path(lab).read_text()
+    try:
+        if case.setup:
+            node_sh(lab, *case.setup)
+        if case.state_text is not None:
+            state_path(lab).write_text(case.state_text % {"lab": lab.name})
+        before = snapshot(lab)
+        proc = site(lab, inv)
+        after = snapshot(lab)
+    finally:
+        if case.cleanup:
+            node_sh(lab, *case.cleanup)
+        state_path(lab).write_text(saved_state)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "the run did not fail:\n%s" % out[-3000:]
+    assert "Traceback" not in out, out[-6000:]
+    said = failure_text(out)
+    for needle in case.needles:
+        assert needle in said, "%r not in the failure message:\n%s" % (needle, said[-4000:] or out[-4000:])
+    if case.host:
+        host = "%s-%s" % (lab.name, case.host)
+        messages = "\n".join(re.sub(r"^(fatal|failed): \[[^\]]*\]", "", line) for line in said.splitlines())
+        assert host in messages, "the failure message does not name %s:\n%s" % (host, said[-4000:])
+    changes = rootns.diff(before, after)
+    assert changes == "", "the refused run changed something:\n%s" % changes[:6000]
+
+
+def test_the_lab_still_converges_to_nothing_to_do(lab: Lab):
+    """After every refused case (and its clean-up) the lab is exactly as converged."""
+    proc = site(lab, write_inventory(lab, {}, {}))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert all(c["changed"] == 0 and c["failed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
+
+
+# ---- a few cases on a lab that was never converged: nothing of podnet.cluster appears, no state file
+
+FRESH_CASES = [c for c in CASES if c.id in (
+    "bridge command substitution", "foreign route inside the cluster network", "daemon.json with bip",
+    "duplicate node IPs", "route protocol dhcp", "sysctl file turns forwarding off at boot")]
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory, request) -> Lab:
+    spec = new_lab("pbf", tmp_path_factory.mktemp("fresh") / "lab", request, node_names=NAMES,
+                   lab_vars={"podnet_lab_subnet": SUBNET,
+                             "podnet_lab_external_cidr": "198.18.28.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                                           "podnet_node_prefix_ipv4": 25,
+                                                           "podnet_runtimes": ["docker", "cni"]}})
+    spec.playbook("present")
+    # A new link's IPv6 link-local address finishes DAD a moment later (a route appears in table local):
+    # the kernel's doing, not a run's; wait for it so "before" and "after" compare a settled node.
+    for node in spec.nodes:
+        for _ in range(100):
+            if not in_ns(node, "ip", "-6", "addr", "show", "tentative").stdout.strip():
+                break
+            time.sleep(0.1)
+    return spec
+
+
+@pytest.mark.parametrize("case", FRESH_CASES, ids=[c.id for c in FRESH_CASES])
+def test_bad_input_on_a_fresh_lab_leaves_nothing(fresh: Lab, case: Case):
+    inv = write_inventory(fresh, case.group_vars, case.host_vars)
+    setup = case.setup
+    if setup and DAEMON in setup[1]:
+        # no daemon.json yet: the case's file is made whole, and removed after
+        setup = ("ash", "mkdir -p /etc/docker && printf '{\"bip\": \"172.17.0.1/16\"}\\n' > %s && cp -p %s %s.bak"
+                 % (DAEMON, DAEMON, DAEMON))
+    try:
+        if setup:
+            node_sh(fresh, *setup)
+        before = snapshot(fresh)
+        proc = site(fresh, inv)
+        after = snapshot(fresh)
+    finally:
+        if case.cleanup:
+            node_sh(fresh, *case.cleanup)
+        if setup and DAEMON in setup[1]:
+            node_sh(fresh, "ash", "rm -f %s" % DAEMON)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "Traceback" not in out, out[-6000:]
+    said = failure_text(out)
+    for needle in case.needles:
+        assert needle in said, "%r not in the failure message:\n%s" % (needle, said[-4000:] or out[-4000:])
+    assert not state_path(fresh).exists()
+    assert rootns.diff(before, after) == ""
+    for node in fresh.nodes:
+        assert "etc/podnet" not in before["%s: files" % node]
