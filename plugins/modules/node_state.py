@@ -90,6 +90,21 @@ held:
   returned: always
   type: dict
   sample: {recorded: [10.244.1.0/24], gateways: [10.244.1.1/24]}
+uplink_release:
+  description:
+    - The arguments of M(podnet.cluster.uplink_bridge) (I(state=absent)) that put back an uplink an earlier run
+      moved into a bridge that this document (or teardown) no longer wants; C(null) when there is none. The node
+      role runs it before the node's change.
+  returned: with I(state=present) or I(state=absent)
+  type: dict
+  sample: {bridge: cbr0, uplink: eth0, state: absent, snapshot_path: /etc/podnet/uplink-cbr0.json}
+uplink_move:
+  description:
+    - The arguments of M(podnet.cluster.uplink_bridge) (I(state=present)) that move the uplink into the bridge
+      (fabric C(l2_bridge)); C(null) otherwise. The node role runs it after the node's change.
+  returned: with I(state=present) or I(state=absent)
+  type: dict
+  sample: {bridge: cbr0, uplink_address: 192.0.2.11, state: present, rollback_timeout: 30}
 restarted:
   description: With I(state=restart), whether the service was restarted (it is not when it does not run).
   returned: always
@@ -119,6 +134,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import 
     plan_node,
     read_record,
     record_path,
+    uplink_tasks,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
     EngineError,
@@ -133,9 +149,10 @@ def readdress_problem(doc, found):
         return None
     want = set(doc.get("pod_cidrs") or [])
     recorded = set(found["recorded"])
-    gateways = set(doc["bridge"].get("addresses") or [])
+    # by address: the gateway's prefix is the fabric's (the block's, or the cluster's on a shared segment)
+    gateways = {g.split("/")[0] for g in doc["bridge"].get("addresses") or []}
     moved = sorted(recorded - want) if recorded else []
-    stray = sorted(g for g in found["gateways"] if g not in gateways)
+    stray = sorted(g for g in found["gateways"] if g.split("/")[0] not in gateways)
     if not moved and not stray:
         return None
     return ("node %s already holds %s, but the plan gives it %s: the pods on it would lose their addresses. "
@@ -207,8 +224,13 @@ def main():
         if again.changed:
             module.fail_json(msg="%s restarted, but the pod network of %s is not back: %s"
                                  % (module.params["service"], doc["node"], again.summary()))
-    result = dict(changed=plan.changed or state == "restart", restarted=state == "restart", changes=plan.summary(commands=module._diff), docker_changed=plan.docker_changed, held=found,
-                  record=path)
+    try:
+        release, move = uplink_tasks(doc, record, state) if state in ("present", "absent") else (None, None)
+    except EngineError as exc:
+        fail_module(module, exc)
+    result = dict(changed=plan.changed or state == "restart", restarted=state == "restart",
+                  changes=plan.summary(commands=module._diff), docker_changed=plan.docker_changed, held=found,
+                  record=path, uplink_release=release, uplink_move=move)
     if module._diff:
         result["diff"] = plan.diff()
     module.exit_json(**result)

@@ -10,6 +10,7 @@ the same name, which checks it (check mode: the preflight) or applies it on the 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -20,9 +21,11 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError, parse_network, require_netaddr
 
 DOCUMENT_VERSION = 1
-FABRICS = ("l2_routes", "router", "gce")
+FABRICS = ("l2_routes", "router", "gce", "l2_bridge")
 # Fabrics whose nodes route to each other's pod subnets themselves.
 PEER_ROUTE_FABRICS = ("l2_routes",)
+# Fabrics whose pods share one on-link prefix, the cluster network, with the uplink enslaved in the bridge.
+SHARED_SEGMENT_FABRICS = ("l2_bridge",)
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # The CNI spec's network name.
 CNI_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -48,6 +51,11 @@ DEFAULTS: Dict[str, Any] = {
     "systemd_dir": "/etc/systemd/system",
     "allow_readdress": False,
     "gce_network_cidrs": [],
+    "uplink": "",
+    "l2_bridge_check_address": [],
+    "l2_bridge_check_method": "ping",
+    "l2_bridge_check_timeout": 5,
+    "l2_bridge_rollback_timeout": 30,
 }
 
 DOCKER_REFUSE = {
@@ -125,6 +133,43 @@ def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
         errors.append("host %s: podnet_cni_version=%r: a CNI spec version such as 1.0.0" % (host, version))
     if settings["sysctl_conflicts"] not in ("fail", "warn", "ignore"):
         errors.append("host %s: podnet_sysctl_conflicts=%r: fail, warn or ignore" % (host, settings["sysctl_conflicts"]))
+    errors.extend(uplink_errors(host, settings))
+    return errors
+
+
+def uplink_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
+    """Problems of the l2_bridge settings (podnet_uplink, podnet_l2_bridge_*), checked in every fabric."""
+    errors = []
+    uplink = settings["uplink"]
+    if not isinstance(uplink, str) or (uplink and (not IFNAME.match(uplink) or uplink[0] in "-.")):
+        errors.append("host %s: podnet_uplink=%r: empty (the interface holding the node IP) or a kernel interface "
+                      "name" % (host, uplink))
+    elif uplink and uplink == settings["bridge"]:
+        errors.append("host %s: podnet_uplink=%r is the bridge itself (podnet_bridge); name the interface that "
+                      "carries the node IP" % (host, uplink))
+    checks = settings["l2_bridge_check_address"]
+    if not isinstance(checks, list):
+        errors.append("host %s: podnet_l2_bridge_check_address=%r is not a list of addresses" % (host, checks))
+    else:
+        for i, value in enumerate(checks):
+            try:
+                ipaddress.ip_address(str(value))
+            except ValueError:
+                errors.append("host %s: podnet_l2_bridge_check_address[%d]: %r is not an IP address (no prefix)"
+                              % (host, i, value))
+    if settings["l2_bridge_check_method"] not in ("ping", "neigh"):
+        errors.append("host %s: podnet_l2_bridge_check_method=%r: ping or neigh"
+                      % (host, settings["l2_bridge_check_method"]))
+    check, rollback = settings["l2_bridge_check_timeout"], settings["l2_bridge_rollback_timeout"]
+    bad = False
+    for var, value in (("l2_bridge_check_timeout", check), ("l2_bridge_rollback_timeout", rollback)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append("host %s: podnet_%s=%r is not a whole number of seconds (1 or more)" % (host, var, value))
+            bad = True
+    if not bad and rollback <= check:
+        errors.append("host %s: podnet_l2_bridge_rollback_timeout=%d must be greater than "
+                      "podnet_l2_bridge_check_timeout=%d: the check alone may take %d s, and the controller then "
+                      "needs a new connection to confirm" % (host, rollback, check, check))
     return errors
 
 
@@ -147,7 +192,7 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
     errors = ["host %s: podnet_%s is null; give it a value or remove it to take the default %r"
               % (host, k, DEFAULTS[k]) for k, v in given.items() if v is None and k in DEFAULTS]
     s.update({k: v for k, v in given.items() if v is not None})
-    for key in ("route_protocol", "bridge_mtu"):
+    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout"):
         s[key] = _number(s[key])
     require_netaddr()
     errors += settings_errors(host, s)
@@ -162,7 +207,7 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
                        routes=False, route_protocol=s["route_protocol"], bridge=s["bridge"], fabric=s["fabric"],
                        fabric_cidrs=s["gce_network_cidrs"])
     runtime = runtime_config(plan, host, s["runtimes"], bridge=s["bridge"], mtu=None,
-                             cni_network=s["cni_network_name"], cni_version=s["cni_version"])
+                             cni_network=s["cni_network_name"], cni_version=s["cni_version"], fabric=s["fabric"])
     routes: List[str] = []
     if s["fabric"] in PEER_ROUTE_FABRICS:
         table = routes_table if routes_table is not None else peer_routes(plan)
@@ -180,7 +225,10 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
             conflist["plugins"][0]["mtu"] = int(s["bridge_mtu"])
         cni = {"file": "%s/%s" % (s["cni_conf_dir"].rstrip("/"), s["cni_conflist_name"]), "conflist": conflist,
                "mtu_from_bridge": not s["bridge_mtu"]}
-    return {
+    uplink = None
+    if s["fabric"] in SHARED_SEGMENT_FABRICS:
+        uplink = uplink_spec(host, entry, s)
+    doc = {
         "version": DOCUMENT_VERSION,
         "node": host,
         "fabric": s["fabric"],
@@ -199,3 +247,34 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
         "cni": cni,
         "units": {"enabled": bool(s["units"]), "dir": s["systemd_dir"], "docker_dropin": "docker" in s["runtimes"]},
     }
+    if uplink is not None:
+        doc["uplink"] = uplink
+    return doc
+
+
+def uplink_snapshot_path(state_dir: str, bridge: str) -> str:
+    """Where the state of the uplink before its move into ``bridge`` is kept (the module's default there)."""
+    return "%s/uplink-%s.json" % (state_dir.rstrip("/"), bridge)
+
+
+def uplink_spec(host: str, entry: Mapping[str, Any], s: Mapping[str, Any]) -> Dict[str, Any]:
+    """The arguments of podnet.cluster.uplink_bridge for this node (fabric l2_bridge).
+
+    The uplink is ``podnet_uplink``, or else whichever interface holds the node's first node IP (the bridge,
+    once moved: the snapshot names the uplink then).
+    """
+    spec: Dict[str, Any] = {"bridge": s["bridge"], "snapshot_path": uplink_snapshot_path(s["state_dir"], s["bridge"]),
+                            "check_address": [str(a) for a in s["l2_bridge_check_address"]],
+                            "check_method": s["l2_bridge_check_method"],
+                            "check_timeout": int(s["l2_bridge_check_timeout"]),
+                            "rollback_timeout": int(s["l2_bridge_rollback_timeout"])}
+    if s["uplink"]:
+        spec["uplink"] = s["uplink"]
+    else:
+        ips = list(entry.get("node_ips") or [])
+        if not ips:
+            raise PlanError(["host %s: podnet_fabric l2_bridge moves the interface holding the node IP into %s, "
+                             "but the plan has no node IP for it; set podnet_node_ip or podnet_uplink"
+                             % (host, s["bridge"])])
+        spec["uplink_address"] = str(ips[0]).split("/")[0]
+    return spec

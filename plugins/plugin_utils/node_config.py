@@ -35,6 +35,8 @@ ROUTE_PROTOCOL = 158
 LINK_LOCAL = {4: "169.254.0.0/16", 6: "fe80::/10"}
 SYSCTL_FORWARD = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 RUNTIMES = ("docker", "cni")
+# Fabrics whose pods of all nodes share one L2 segment and one on-link prefix, the cluster network.
+SHARED_SEGMENT = ("l2_bridge",)
 
 
 def _node(plan: Mapping[str, Any], hostname: str) -> Mapping[str, Any]:
@@ -171,8 +173,12 @@ def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence
                                      % (hostname, peer, "IPv4" if net.version == 4 else "IPv6", cidr)])
                 peer_routes.append({"dst": fmt_network(net), "via": via[net.version], "peer": str(peer)})
 
+    bridge_addresses = list(node.get("bridge_addresses") or [])
+    if fabric in SHARED_SEGMENT:
+        # One on-link prefix for the pods of every node: each gateway with the cluster network's prefix.
+        bridge_addresses = ["%s/%d" % (fmt_address(pods[f].first + 1, f), cluster[f].prefixlen) for f in sorted(pods)]
     return {
-        "bridge_addresses": list(node.get("bridge_addresses") or []),
+        "bridge_addresses": bridge_addresses,
         "owned_cidrs": [fmt_network(cluster[f]) for f in sorted(cluster)],
         "sysctl": {SYSCTL_FORWARD[f]: "1" for f in sorted(pods)},
         "iptables": chains,
@@ -187,13 +193,17 @@ def _split(block: "netaddr.IPNetwork") -> List["netaddr.IPNetwork"]:
 
 def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[str], bridge: str = "cbr0",
                    mtu: Optional[int] = None, cni_network: str = "podnet", cni_version: str = "1.0.0",
-                   hairpin: bool = True) -> Dict[str, Any]:
+                   hairpin: bool = True, fabric: Optional[str] = None) -> Dict[str, Any]:
     """Docker daemon options and the CNI conflist for one node.
 
     With both runtimes, each IPv4 block is split in halves: host-local hands out the lower half (after the
     gateway), Docker the upper half (``fixed-cidr``); with one runtime it gets the whole block. Docker gets
     IPv4 only: Docker 20.10 with ``ipv6`` rewrites the bridge's IPv6 addresses to its own gateway, which would
     take the pod gateway off ``cbr0``; IPv6 pods come from CNI.
+
+    On a shared segment (``fabric`` l2_bridge) the pods' subnet is the cluster network (on-link to every pod
+    of every node), and each node hands out only its own block: host-local's ``rangeStart``/``rangeEnd``,
+    Docker's ``fixed-cidr``.
     """
     require_netaddr()
     errors: List[str] = []
@@ -205,12 +215,26 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
     pods = _by_family(node.get("pod_cidrs") or [])
     both = "docker" in runtimes and "cni" in runtimes
     out: Dict[str, Any] = {"docker": None, "cni": None, "split": {}}
+    shared = _by_family(plan.get("cluster_cidrs") or []) if fabric in SHARED_SEGMENT else {}
+
+    def cni_range(block: "netaddr.IPNetwork", start: int, end: Optional[int] = None) -> Dict[str, str]:
+        family = block.version
+        if family not in shared:
+            item = {"subnet": fmt_network(block)}
+            if end is not None:
+                item.update(rangeStart=fmt_address(start, family), rangeEnd=fmt_address(end, family))
+        else:
+            # the block's own addresses (its last IPv4 one may be the cluster's broadcast: left out)
+            last = end if end is not None else block.last - (1 if family == 4 else 0)
+            item = {"subnet": fmt_network(shared[family]), "rangeStart": fmt_address(start, family),
+                    "rangeEnd": fmt_address(last, family)}
+        item["gateway"] = fmt_address(block.first + 1, family)
+        return item
 
     cni_ranges: List[List[Dict[str, str]]] = []
     docker_range: Optional["netaddr.IPNetwork"] = None
     for family in sorted(pods):
         block = pods[family]
-        gateway = fmt_address(block.first + 1, family)
         if family == 4 and both:
             # Halves of at least 4 addresses: the lower one keeps network and gateway out of host-local's range.
             if block.prefixlen > 29:
@@ -222,12 +246,11 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
                 continue
             low, high = _split(block)
             start, end = fmt_address(block.first + 2, family), fmt_address(low.last, family)
-            cni_ranges.append([{"subnet": fmt_network(block), "rangeStart": start, "rangeEnd": end,
-                                "gateway": gateway}])
+            cni_ranges.append([cni_range(block, block.first + 2, low.last)])
             docker_range = high
             out["split"][fmt_network(block)] = {"cni": "%s-%s" % (start, end), "docker": fmt_network(high)}
         else:
-            cni_ranges.append([{"subnet": fmt_network(block), "gateway": gateway}])
+            cni_ranges.append([cni_range(block, block.first + 2)])
             if family == 4:
                 docker_range = block
     if "docker" in runtimes and 4 not in pods:

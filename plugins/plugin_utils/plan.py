@@ -684,6 +684,7 @@ def _adopt(nodes: Sequence[NodeInput], families: Dict[int, "_Family"], recorded:
             fam = families.get(net.version)
             if fam is None or net not in fam.cluster:
                 continue
+            net = _gateway_block(str(value), net, fam)
             what = "host %s holds %s (its record or the gateway on its bridge)" % (node.name, net)
             if net.prefixlen != fam.prefix:
                 if not allow:
@@ -715,6 +716,16 @@ def _adopt(nodes: Sequence[NodeInput], families: Dict[int, "_Family"], recorded:
             if not mine:
                 adopted.setdefault(node.name, {})[net.version] = net
     return adopted
+
+
+def _gateway_block(value: str, net: "netaddr.IPNetwork", fam: Any) -> "netaddr.IPNetwork":
+    """The node block a held gateway stands for: on a shared segment (fabric l2_bridge) the gateway carries the
+    cluster network's prefix, so the block is the node-prefix network whose first host address it is."""
+    if "/" not in value or net.prefixlen >= fam.prefix:
+        return net
+    ip = netaddr.IPAddress(value.split("/")[0])
+    block = netaddr.IPNetwork("%s/%d" % (ip, fam.prefix)).cidr
+    return block if int(ip) == block.first + 1 else net
 
 
 def _short_list(names: Iterable[str], limit: int = 10) -> str:

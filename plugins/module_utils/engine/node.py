@@ -47,6 +47,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl impor
     read_live,
     write_live,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils import uplink as uplink_engine
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     describe_route,
@@ -76,6 +77,8 @@ LIB_MODULES = (
     "ansible_collections.podnet.cluster.plugins.module_utils.iproute",
     "ansible_collections.podnet.cluster.plugins.module_utils.iptables",
 )
+# Installed too when the node's uplink is enslaved in the bridge (fabric l2_bridge): the restore moves it again.
+UPLINK_MODULE = "ansible_collections.podnet.cluster.plugins.module_utils.uplink"
 RESTORE_SCRIPT = """#!/usr/bin/python3
 # Managed by podnet.cluster: restores this node's pod network (bridge, addresses, routes, chains,
 # forwarding) from the record written by the last Ansible run. Run by podnet-cluster.service at boot
@@ -223,18 +226,94 @@ def _lib_rel(name):
     return name.replace(".", "/") + ("/__init__.py" if name.endswith(".engine") else ".py")
 
 
+def _lib_modules(doc):
+    return LIB_MODULES + ((UPLINK_MODULE,) if doc.get("uplink") else ())
+
+
 def lib_paths(doc):
     base = os.path.join(doc["lib_dir"], "lib")
-    return [os.path.join(doc["lib_dir"], RESTORE_NAME)] + [os.path.join(base, _lib_rel(n)) for n in LIB_MODULES]
+    return [os.path.join(doc["lib_dir"], RESTORE_NAME)] + [os.path.join(base, _lib_rel(n)) for n in _lib_modules(doc)]
 
 
 def lib_files(doc):
     """{path: content} of the restore program and the engine files it runs."""
     base = os.path.join(doc["lib_dir"], "lib")
     files = {os.path.join(doc["lib_dir"], RESTORE_NAME): RESTORE_SCRIPT}
-    for name in LIB_MODULES:
+    for name in _lib_modules(doc):
         files[os.path.join(base, _lib_rel(name))] = module_source(name)
     return files
+
+
+# --------------------------------------------------------------------------- #
+# the uplink (fabric l2_bridge): moved by podnet.cluster.uplink_bridge, detached and confirmed
+# --------------------------------------------------------------------------- #
+
+def _snapshot_uplink(path):
+    try:
+        saved = uplink_engine.load_snapshot(path)
+    except (uplink_engine.UplinkError, OSError, ValueError) as exc:
+        raise EngineError("%s cannot be read (%s): it holds the uplink's addresses and routes from before its move "
+                          "into the bridge" % (path, exc))
+    return saved
+
+
+def uplink_tasks(doc, record, state="present"):
+    """(release, move): the arguments of podnet.cluster.uplink_bridge to run before and after the node's apply.
+
+    ``release`` (state absent) puts back an uplink that an earlier run moved into a bridge, when the document no
+    longer wants it there (another fabric, another bridge, teardown); ``move`` (state present) moves the uplink
+    of the document's fabric l2_bridge. None when there is nothing of the kind. The moves themselves are not the
+    node module's: they run detached from the connection and are confirmed over a new one.
+    """
+    want = doc.get("uplink") if state == "present" else None
+    old = ((record or {}).get("document") or {}).get("uplink")
+    if old is None and state != "present":
+        old = doc.get("uplink")
+    release = None
+    if old and (want is None or want.get("bridge") != old.get("bridge")):
+        path = old.get("snapshot_path") or ""
+        saved = _snapshot_uplink(path) if path and os.path.exists(path) else None
+        if saved is not None:
+            release = dict(bridge=old["bridge"], uplink=saved.get("uplink"), state="absent", snapshot_path=path,
+                           check_address=list(old.get("check_address") or []),
+                           check_method=old.get("check_method", "ping"),
+                           check_timeout=int(old.get("check_timeout", 5)),
+                           rollback_timeout=int(old.get("rollback_timeout", 30)))
+    move = dict(want, state="present") if want else None
+    return release, move
+
+
+def restore_uplink(runner, doc, check=False):
+    """The boot-time part of fabric l2_bridge: move the uplink into the bridge again (nothing when it is there).
+
+    Returns (changed, summary); EngineError when the move was rolled back (the node keeps its uplink as it was).
+    """
+    spec = doc.get("uplink")
+    if not spec:
+        return False, {}
+    ip = runner.which("ip")
+    bridge = spec["bridge"]
+    path = spec.get("snapshot_path") or ""
+    saved = _snapshot_uplink(path) if path and os.path.exists(path) else None
+    try:
+        if spec.get("uplink"):
+            name = spec["uplink"]
+        else:
+            name = uplink_engine.find_uplink(runner, spec["uplink_address"], bridge, saved, ip)
+        before = uplink_engine.read_snapshot(runner, bridge, name, ip)
+        lines = uplink_engine.plan_move(before)
+        if not lines or check:
+            return bool(lines), ({"uplink %s" % name: {"commands": lines}} if lines else {})
+        if saved is None and path:
+            uplink_engine.save_snapshot(path, before)
+        out = uplink_engine.move(runner, bridge, name, spec.get("check_address") or None,
+                                 spec.get("check_method", "ping"), spec.get("check_timeout", 5), None, before, ip)
+    except uplink_engine.UplinkError as exc:
+        raise EngineError("the uplink of %s: %s" % (bridge, exc))
+    if out["error"]:
+        raise EngineError("moving %s into %s was rolled back (%s)%s" % (
+            name, bridge, out["error"], "" if out.get("rollback_complete") else "; the rollback is incomplete"))
+    return True, {"uplink %s" % name: {"commands": out["commands"]}}
 
 
 # --------------------------------------------------------------------------- #
@@ -748,7 +827,10 @@ def restore(runner, path, check=False):
         check_node(runner, plan)
     elif plan.changed:
         apply_node(plan)
-    return plan.changed, plan.summary()
+    summary = plan.summary()
+    moved, more = restore_uplink(runner, record["document"], check)
+    summary.update(more)
+    return plan.changed or moved, summary
 
 
 def main(argv):

@@ -347,3 +347,20 @@ def test_property_sticky_disjoint_inside_deterministic(ops, dual, seed):
         recorded = {n: list(c) for n, c in state["nodes"].items()}
         ever_used |= {c for cidrs in recorded.values() for c in cidrs}
     assert set(state["nodes"]) == set(present)
+
+
+def test_a_node_holding_a_shared_segment_gateway_adopts_its_block():
+    # fabric l2_bridge: the gateway on the bridge carries the cluster prefix; the block is the one it begins
+    config = PlanConfig(cluster_cidrs=["10.60.0.0/16"], node_prefix_ipv4=26)
+    nodes = nodes_for(["a", "b"])
+    nodes[1] = NodeInput(name="b", node_ip=nodes[1].node_ip, held=["10.60.3.65/16"])
+    plan = make_plan(config, nodes, None)
+    assert plan.nodes["b"].pod_cidrs == ["10.60.3.64/26"]
+    assert plan.nodes["a"].pod_cidrs == ["10.60.0.0/26"]
+
+
+def test_a_shared_segment_address_that_begins_no_block_is_refused():
+    config = PlanConfig(cluster_cidrs=["10.60.0.0/16"], node_prefix_ipv4=26)
+    nodes = [NodeInput(name="b", node_ip=["172.31.250.10/24"], held=["10.60.3.70/16"])]
+    errors = errors_of(config, nodes)
+    assert any("host b holds 10.60.0.0/16" in e for e in errors), errors
