@@ -14,11 +14,9 @@ state before. The lab (named pub<pid>) is removed by a finalizer; leftovers of k
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -28,6 +26,7 @@ import yaml
 
 from lib import rootns
 from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run
+from lib.uplinklab import TcpStream, kernel_state, link, same_state
 
 PREFIX = "pub"
 SUBNET = "172.30.21.0/24"
@@ -35,98 +34,7 @@ SUBNET6 = "fd00:30:21::/64"
 GATEWAY, GATEWAY6 = "172.30.21.1", "fd00:30:21::1"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
-ECHO_SERVER = r"""
-import socket, sys
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(1)
-print("listening", flush=True)
-conn, _ = srv.accept()
-while True:
-    data = conn.recv(65536)
-    if not data:
-        break
-    conn.sendall(data)
-"""
-
-COUNTER_CLIENT = r"""
-import json, os, select, socket, sys, time
-host, port, stop, progress, result = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-sock = socket.create_connection((host, port), timeout=5)
-sock.setblocking(False)
-sent, buf, got, error = 0, b"", [], None
-last_note = 0.0
-def drain(wait):
-    global buf
-    ready, _, _ = select.select([sock], [], [], wait)
-    if ready:
-        data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by the node")
-        buf += data
-        *lines, buf = buf.split(b"\n")
-        got.extend(int(x) for x in lines)
-try:
-    while not os.path.exists(stop):
-        sock.sendall(b"%d\n" % sent)
-        sent += 1
-        drain(0.002)
-        if time.monotonic() - last_note > 0.05:
-            with open(progress + ".tmp", "w") as fh:
-                fh.write(str(len(got)))
-            os.replace(progress + ".tmp", progress)
-            last_note = time.monotonic()
-    deadline = time.monotonic() + 20
-    while len(got) < sent and time.monotonic() < deadline:
-        drain(0.1)
-except Exception as exc:
-    error = "%s: %s" % (type(exc).__name__, exc)
-with open(result, "w") as fh:
-    json.dump({"sent": sent, "received": len(got), "in_order": got == list(range(len(got))), "error": error}, fh)
-"""
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-# What the kernel derives by itself, not configuration: the queueing discipline it attaches when a
-# link first goes up, a bridge's identifiers (from its ports' and its own address) and its running
-# timers, and offload limits inherited from ports.
-DERIVED = {"qdisc", "tso_max_size", "tso_max_segs", "gso_max_size", "gso_max_segs", "gro_max_size",
-           "gso_ipv4_max_size", "gro_ipv4_max_size"}
-DERIVED_BRIDGE = {"bridge_id", "root_id", "hello_timer", "tcn_timer", "topology_change_timer", "gc_timer"}
-
-
-def kernel_state(ns: str) -> Dict[str, Any]:
-    """Everything `ip` says about links, addresses and routes (every table) and rules of a namespace,
-    exactly, but for the attributes in DERIVED."""
-    state = {}
-    for key, args in (("links", ["-d", "link", "show"]), ("addresses", ["addr", "show"]),
-                      ("routes4", ["-d", "-4", "route", "show", "table", "all"]),
-                      ("routes6", ["-d", "-6", "route", "show", "table", "all"]),
-                      ("rules", ["rule", "show"])):
-        proc = in_ns(ns, "ip", "-N", "-json", *args)
-        assert proc.returncode == 0, proc.stderr
-        state[key] = json.loads(proc.stdout or "[]")
-    for entry in state["links"] + state["addresses"]:
-        for name in DERIVED & set(entry):
-            del entry[name]
-        data = (entry.get("linkinfo") or {}).get("info_data") or {}
-        for name in DERIVED_BRIDGE & set(data):
-            del data[name]
-    return state
-
-
-def same_state(a: Dict[str, Any], b: Dict[str, Any]) -> str:
-    """'' when the two kernel states are equal, else a unified diff of their JSON (for the assertion message)."""
-    if a == b:
-        return ""
-    dump = [json.dumps(x, indent=1, sort_keys=True).splitlines() for x in (a, b)]
-    return "\n".join(difflib.unified_diff(dump[0], dump[1], "expected", "now", lineterm="", n=4))
-
-
-def link(ns: str, name: str) -> Dict[str, Any]:
-    proc = in_ns(ns, "ip", "-json", "-d", "link", "show", "dev", name)
-    return json.loads(proc.stdout)[0] if proc.returncode == 0 else {}
 
 
 def global_addrs(ns: str, dev: str) -> List[str]:
@@ -309,30 +217,9 @@ def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
 
 def test_tcp_connection_survives_the_move_without_loss(lab: Lab, pristine, ctl: Controller, tmp_path):
     node, router = lab.nodes[1], "%s-router" % lab.name
-    stop, progress, result = tmp_path / "stop", tmp_path / "progress", tmp_path / "result.json"
-    server = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % node, "--", sys.executable, "-c", ECHO_SERVER,
-                               "172.30.21.12", "7000"], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    lab.pids.append(server.pid)
-    assert server.stdout.readline().strip() == "listening"
-    client = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % router, "--", sys.executable, "-c", COUNTER_CLIENT,
-                               "172.30.21.12", "7000", str(stop), str(progress), str(result)],
-                              start_new_session=True)
-    lab.pids.append(client.pid)
-
-    def received() -> int:
-        try:
-            return int(progress.read_text() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    def wait_for(count: int) -> None:
-        deadline = time.monotonic() + 30
-        while received() < count and client.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert received() >= count, "the stream stalled at %d (client rc %s)" % (received(), client.poll())
-
+    stream = TcpStream(node, router, "172.30.21.12", 7000, tmp_path, lab.pids).start()
     try:
-        wait_for(200)
+        stream.wait_for(200)
         # the check this time: ARP and NDP answers of the gateways through the bridge
         rc, moved = ctl.uplink(node, check_method="neigh", uplink_address="172.30.21.12/24")
         assert rc == 0 and moved["changed"] and moved["confirmed"] and moved["uplink"] == "eth0", moved
@@ -341,13 +228,10 @@ def test_tcp_connection_survives_the_move_without_loss(lab: Lab, pristine, ctl: 
         assert [(c["address"], c["method"], c["ok"]) for c in moved["checked"]] == [
             (GATEWAY, "neigh", True), (GATEWAY6, "neigh", True)]
         assert all(" is at %s on br0 (" % router_mac in c["detail"] for c in moved["checked"])
-        after_move = received()
-        wait_for(after_move + 500)  # the same connection carries data after the move
+        after_move = stream.received()
+        stream.wait_for(after_move + 500)  # the same connection carries data after the move
     finally:
-        stop.write_text("stop")
-        client.wait(timeout=60)
-        server.wait(timeout=30)
-    outcome = json.loads(result.read_text())
+        outcome = stream.finish()
     assert outcome["error"] is None, outcome
     assert outcome["in_order"] and outcome["received"] == outcome["sent"] > after_move + 500, outcome
     rc, back = ctl.uplink(node, state="absent", check_method="neigh")

@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+"""Fabric l2_bridge end to end, over real SSH: podnet.cluster.site moves every node's uplink into the bridge.
+
+A dual-stack lab of three named nodes served over SSH (``podnet_lab_ssh``), built unlike the defaults
+(172.28.77.0/24, cluster 10.88.0.0/17 and fd00:88::/56, /25 blocks, both runtimes). Every playbook runs from
+this machine's namespace through the lab's ProxyCommand, as molecule and users run it. In order:
+
+1. the converge: an SSH session and a TCP stream to a node's underlay address, both held open through it,
+   survive with no data lost; a second run and ``--check`` change nothing; verify passes (both families);
+2. a reboot: the node back to its underlay, the boot unit's command moves the uplink again;
+3. a transition to l2_routes and back (the uplink is put back first; then moved again);
+4. teardown: every node exactly as before the first converge;
+5. a check that cannot pass (a gateway that does not answer after the move): every node rolled back, with its
+   old addresses and routes, and reachable over SSH.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import yaml
+
+from lib import rootns
+from lib.labtools import BIN, Lab, in_ns, new_lab, recap, run
+from lib.netns_backend import lab_hosts
+from lib.nodestate import assert_same, node_state, playbook, unchanged
+from lib.uplinklab import TcpStream, link
+
+PREFIX = "pl2"
+SUBNET, SUBNET6 = "172.28.77.0/24", "fd00:28:77::/64"
+GATEWAY, GATEWAY6 = "172.28.77.1", "fd00:28:77::1"
+CLUSTERS = ["10.88.0.0/17", "fd00:88::/56"]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("l2b") / "lab", request, node_names=["east", "west", "north"],
+                   lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6,
+                             "podnet_lab_external_cidr": "198.18.77.0/24", "podnet_lab_ssh": True,
+                             "podnet_lab_inventory_vars": {"podnet_fabric": "l2_bridge",
+                                                           "podnet_cluster_cidrs": CLUSTERS,
+                                                           "podnet_node_prefix_ipv4": 25,
+                                                           "podnet_runtimes": ["docker", "cni"]}})
+    request.addfinalizer(lambda: subprocess.run(["ip", "netns", "delete", "%s-ctl" % spec.name],
+                                                stderr=subprocess.DEVNULL))
+    spec.rootns_before = rootns.snapshot()
+    spec.playbook("present")
+    return spec
+
+
+@pytest.fixture(scope="module")
+def pristine(lab: Lab) -> Dict[str, Dict[str, str]]:
+    """Every node as the lab built it, once its IPv6 addresses settled."""
+    deadline = time.monotonic() + 30
+    while any("tentative" in in_ns(n, "ip", "addr").stdout for n in lab.nodes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {n: node_state(lab, n) for n in lab.nodes}
+
+
+def node_ip(lab: Lab, node: str) -> str:
+    return "172.28.77.%d" % (11 + lab.nodes.index(node))
+
+
+def underlay(ns: str) -> Dict[str, List[str]]:
+    """The global addresses and the routes of a namespace, by device, in ip's words: neither the kernel's nor
+    podnet.cluster's (protocol 158) routes."""
+    out: Dict[str, List[str]] = {}
+    for entry in json.loads(in_ns(ns, "ip", "-json", "addr", "show").stdout):
+        for addr in entry["addr_info"]:
+            if addr.get("scope") == "global":
+                out.setdefault(entry["ifname"], []).append("%s/%s" % (addr["local"], addr["prefixlen"]))
+    for family in ("-4", "-6"):
+        for route in json.loads(in_ns(ns, "ip", "-json", family, "route", "show").stdout):
+            if str(route.get("protocol")) not in ("kernel", "158"):
+                out.setdefault(route.get("dev"), []).append("%s via %s" % (route["dst"], route.get("gateway")))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+class SshTicker:
+    """An interactive SSH session from the lab's controller namespace that prints a counter every 50 ms."""
+
+    def __init__(self, lab: Lab, address: str):
+        key = "%s/ssh/id_ed25519" % lab.root
+        self.proc = subprocess.Popen(
+            ["nsenter", "--net=/run/netns/%s-ctl" % lab.name, "--", "ssh", "-i", key, "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=1",
+             "root@%s" % address, "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        lab.pids.append(self.proc.pid)
+        self.lines: List[int] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(int(line))
+
+    def wait_for(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < count and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.05)
+        assert len(self.lines) >= count, "the SSH session stopped at %d lines (rc %s)" % (len(self.lines),
+                                                                                          self.proc.poll())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def test_converge_over_ssh_keeps_sessions_and_streams(lab: Lab, pristine, tmp_path):
+    east, west = lab.nodes[0], lab.nodes[1]
+    stream = TcpStream(east, "%s-router" % lab.name, node_ip(lab, east), 7100, tmp_path, lab.pids).start()
+    ticker = SshTicker(lab, node_ip(lab, west))
+    try:
+        stream.wait_for(200)
+        ticker.wait_for(10)
+        proc = playbook(lab, "site")
+        assert "Uplink | move it into the bridge" in proc.stdout
+        before_end = stream.received(), len(ticker.lines)
+        stream.wait_for(before_end[0] + 300)     # the same TCP connection carries data after the move
+        ticker.wait_for(before_end[1] + 10)      # and so does the SSH session
+        assert ticker.proc.poll() is None
+    finally:
+        outcome = stream.finish()
+        ticker.stop()
+    assert outcome["error"] is None, outcome
+    assert outcome["in_order"] and outcome["received"] == outcome["sent"] > before_end[0] + 300, outcome
+    assert ticker.lines == list(range(len(ticker.lines)))
+    assert all(c["changed"] > 0 and c["failed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
+
+    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())
+    for node in lab.nodes:
+        assert link(node, "eth0").get("master") == "cbr0"
+        assert link(node, "cbr0")["address"] == link(node, "eth0")["address"]
+        v4, v6 = (ipaddress.ip_network(c) for c in state["nodes"][node])
+        assert underlay(node)["cbr0"] == sorted([
+            "%s/17" % (v4.network_address + 1), "%s/56" % (v6.network_address + 1), "%s/24" % node_ip(lab, node),
+            "fd00:28:77::%d/64" % (11 + lab.nodes.index(node)), "default via %s" % GATEWAY,
+            "default via %s" % GATEWAY6])
+        assert "eth0" not in underlay(node)
+        assert in_ns(node, "ip", "route", "show", "proto", "158").stdout == ""
+    # the conflist: the cluster network on-link, this node's lower half of its block to hand out
+    hosts = lab_hosts(str(lab.hosts_yml))
+    conflist = json.loads(hosts[east].file("/etc/cni/net.d/10-podnet.conflist").content_string)
+    v4 = ipaddress.ip_network(state["nodes"][east][0])
+    assert conflist["plugins"][0]["ipam"]["ranges"][0] == [{
+        "subnet": CLUSTERS[0], "rangeStart": str(v4.network_address + 2),
+        "rangeEnd": str(v4.network_address + v4.num_addresses // 2 - 1), "gateway": str(v4.network_address + 1)}]
+    daemon = json.loads(hosts[east].file("/etc/docker/daemon.json").content_string)
+    assert daemon["fixed-cidr"] == str(list(v4.subnets())[1])
+
+    again = playbook(lab, "site")
+    assert unchanged(again), again.stdout[-3000:]
+    check = playbook(lab, "site", "--check", "--diff")
+    assert unchanged(check), check.stdout[-3000:]
+    verify = playbook(lab, "verify")
+    for family in (4, 6):
+        for rule in ("pod -> pod", "node -> pod", "pod -> node"):
+            assert "%s (IPv%d): 9/9 all ok" % (rule, family) in verify.stdout, verify.stdout[-5000:]
+
+
+def test_reboot_moves_the_uplink_again(lab: Lab):
+    east = lab.nodes[0]
+    hosts = lab_hosts(str(lab.hosts_yml))
+    converged = node_state(lab, east)
+    # The node as it boots: its network configuration puts the underlay on eth0; nothing of podnet.cluster.
+    hosts[east].check_output(
+        "ip link del cbr0 && ip addr add %s/24 dev eth0 && ip -6 addr add fd00:28:77::11/64 dev eth0 nodad && "
+        "ip route add default via %s && ip -6 route add default via %s && "
+        "sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0" % (node_ip(lab, east), GATEWAY, GATEWAY6))
+    unit = Path(lab.node_root(east), "upper/etc/systemd/system/podnet-cluster.service").read_text()
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)
+    restored = hosts[east].run(exec_start)
+    assert restored.rc == 0, restored.stdout + restored.stderr
+    assert "changed bridge cbr0" in restored.stdout and "changed uplink eth0" in restored.stdout, restored.stdout
+    assert link(east, "eth0").get("master") == "cbr0"
+    assert_same(converged, node_state(lab, east), "the boot restore did not bring the node back")
+    again = hosts[east].run(exec_start)
+    assert again.rc == 0 and "nothing to do" in again.stdout, again.stdout
+    assert unchanged(playbook(lab, "site", "--check")), "a converge after the restore would change something"
+
+
+def test_transition_to_l2_routes_puts_the_uplink_back_and_back_again(lab: Lab):
+    proc = playbook(lab, "site", podnet_fabric="l2_routes")
+    assert "Uplink | move it into the bridge, or put it back" in proc.stdout
+    for node in lab.nodes:
+        assert link(node, "eth0").get("master") is None
+        assert underlay(node)["eth0"] == sorted([
+            "%s/24" % node_ip(lab, node), "fd00:28:77::%d/64" % (11 + lab.nodes.index(node)),
+            "default via %s" % GATEWAY, "default via %s" % GATEWAY6])
+        assert all(a.endswith(("/25", "/64")) for a in underlay(node)["cbr0"])
+        assert len(in_ns(node, "ip", "route", "show", "proto", "158").stdout.splitlines()) == 2
+        assert not Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").exists()
+    verify = playbook(lab, "verify", podnet_fabric="l2_routes")
+    assert "pod -> pod (IPv4): 9/9 all ok" in verify.stdout, verify.stdout[-5000:]
+    playbook(lab, "site")
+    assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes)
+    assert unchanged(playbook(lab, "site", "--check"))
+
+
+def test_teardown_returns_every_node_to_its_state_before(lab: Lab, pristine):
+    playbook(lab, "teardown")
+    for node in lab.nodes:
+        assert_same(pristine[node], node_state(lab, node), "teardown left %s different" % node)
+    assert unchanged(playbook(lab, "teardown"))
+
+
+def test_a_move_whose_check_fails_is_rolled_back_everywhere(lab: Lab, pristine):
+    before = {n: underlay(n) for n in lab.nodes}
+    proc = playbook(lab, "site", check=False, podnet_l2_bridge_check_address=["172.28.77.99"],
+                    podnet_l2_bridge_check_timeout=2, podnet_l2_bridge_rollback_timeout=15)
+    assert proc.returncode != 0
+    assert proc.stdout.count("move of eth0 into cbr0 rolled back: reachability check failed: 172.28.77.99 did "
+                             "not answer") >= 1, proc.stdout[-4000:]
+    for node in lab.nodes:
+        assert link(node, "eth0").get("master") is None
+        assert underlay(node)["eth0"] == before[node]["eth0"]
+    # reachable over a new SSH connection, from this machine's namespace through the lab's ProxyCommand
+    ping = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), "podnet_nodes", "-m", "ansible.builtin.ping"])
+    assert ping.returncode == 0 and ping.stdout.count("SUCCESS") == len(lab.nodes), ping.stdout
+    playbook(lab, "teardown")
+    for node in lab.nodes:
+        assert_same(pristine[node], node_state(lab, node), "teardown after the rollback left %s different" % node)
+    assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""
