@@ -73,6 +73,10 @@ class ActionModule(ActionBase):
                 result.update(self._detached(args, task_vars))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+        host = str(task_vars.get("inventory_hostname") or "")
+        msg = result.get("msg")
+        if result.get("failed") and host and isinstance(msg, str) and host not in msg:
+            result["msg"] = "host %s: %s" % (host, msg)
         module_args = (result.get("invocation") or {}).get("module_args")
         if isinstance(module_args, dict):
             for key in INTERNAL:

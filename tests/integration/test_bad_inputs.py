@@ -137,6 +137,7 @@ def bridge(value: Any) -> Dict[str, Dict[str, Any]]:
 
 
 DAEMON = "/etc/docker/daemon.json"
+L2_BRIDGE = {"podnet_fabric": "l2_bridge"}
 RECORD = "/etc/podnet/node.json"
 
 
@@ -257,6 +258,18 @@ CASES: List[Case] = [
     Case("node claims another node's block", ("podnet_pod_cidrs", "state file"), host="birch",
          host_vars={"birch": {"podnet_pod_cidrs": "10.91.0.0/25"}}),
     Case("unknown fabric", ("podnet_fabric", "vxlan"), host_vars={"ash": {"podnet_fabric": "vxlan"}}),
+    Case("l2_bridge uplink missing", ("eth9", "cbr0"), group_vars=L2_BRIDGE,
+         host_vars={"ash": {"podnet_uplink": "eth9"}}),
+    Case("l2_bridge uplink is the bridge", ("podnet_uplink", "cbr0"), group_vars=L2_BRIDGE,
+         host_vars={"ash": {"podnet_uplink": "cbr0"}}),
+    Case("l2_bridge uplink is a port of another bridge", ("upl7", "xbr7"), group_vars=L2_BRIDGE,
+         host_vars={"ash": {"podnet_uplink": "upl7"}},
+         setup=("ash", "ip link add xbr7 type bridge && ip link add upl7 type veth peer name upl7p && ip link set upl7 master xbr7"),
+         cleanup=("ash", "ip link del upl7; ip link del xbr7")),
+    Case("l2_bridge check address with a prefix", ("podnet_l2_bridge_check_address",), group_vars=L2_BRIDGE,
+         host_vars={"ash": {"podnet_l2_bridge_check_address": ["172.27.3.1/24"]}}),
+    Case("l2_bridge rollback before the check ends", ("podnet_l2_bridge_rollback_timeout", "5"), group_vars=L2_BRIDGE,
+         host_vars={"ash": {"podnet_l2_bridge_rollback_timeout": 4}}),
     Case("unknown runtime", ("podnet_runtimes", "podman"), host_vars={"ash": {"podnet_runtimes": ["docker", "podman"]}}),
     Case("runtimes a string", ("podnet_runtimes",), host_vars={"ash": {"podnet_runtimes": "docker"}}),
     Case("CNI conflist name with a slash", ("podnet_cni_conflist_name",),
