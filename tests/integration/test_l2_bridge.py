@@ -231,3 +231,25 @@ def test_a_move_whose_check_fails_is_rolled_back_everywhere(lab: Lab, pristine):
     for node in lab.nodes:
         assert_same(pristine[node], node_state(lab, node), "teardown after the rollback left %s different" % node)
     assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""
+
+
+def test_a_default_route_from_router_advertisements_moves_and_keeps_being_accepted(lab: Lab, pristine):
+    """IPv6 forwarding needs accept_ra=2 where the RA-learned default route is: on the uplink before the move,
+    on the bridge after it. Both get it at once, so the second run changes nothing; teardown puts both back."""
+    east = lab.nodes[0]
+    hosts = lab_hosts(str(lab.hosts_yml))
+    hosts[east].check_output("ip -6 route add default via fe80::1 dev eth0 proto ra metric 2048")
+    try:
+        before = hosts[east].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip()
+        # fe80::1 is no router here: the check asks the IPv4 gateway only
+        playbook(lab, "site", podnet_l2_bridge_check_address=[GATEWAY])
+        assert "default via fe80::1 dev cbr0 proto ra metric 2048" in hosts[east].check_output("ip -6 route")
+        for dev in ("eth0", "cbr0"):
+            assert hosts[east].file("/proc/sys/net/ipv6/conf/%s/accept_ra" % dev).content_string.strip() == "2"
+        assert unchanged(playbook(lab, "site", podnet_l2_bridge_check_address=[GATEWAY]))
+        playbook(lab, "teardown")
+        assert "default via fe80::1 dev eth0 proto ra metric 2048" in hosts[east].check_output("ip -6 route")
+        assert hosts[east].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == before
+    finally:
+        hosts[east].run("ip -6 route del default via fe80::1 proto ra metric 2048")
+    assert_same(pristine[east], node_state(lab, east), "the RA case left the node different")

@@ -525,16 +525,19 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
 
     # ---- sysctls: live forwarding, the persisted file
     settings = dict(doc["sysctl"].get("settings") or {}) if present else {}
-    settings.update(ra_settings(runner, settings))
+    settings.update(ra_settings(runner, settings, doc.get("uplink") if present else None))
     if present:
         # the record keeps the settings in force (accept_ra included), so teardown puts each one back
         doc = dict(doc, sysctl=dict(doc["sysctl"], settings=dict(settings)))
+    # keys of the bridge, which this change may create before it writes them
+    not_yet = {k for k in settings if k.startswith("net/ipv6/conf/%s/" % bridge["name"])}
     for key in settings:
         if key not in pristine["sysctl"]:
-            pristine["sysctl"][key] = read_live(key)
+            pristine["sysctl"][key] = None if key in not_yet and not os.path.exists(
+                "/proc/sys/" + canon_key(key)) else read_live(key)
     sysctl_change = plan_sysctl(settings, doc["sysctl"]["file"], apply=True,
                                 conflicts=doc["sysctl"].get("conflicts", "fail") if present else "ignore",
-                                warn=plan.warnings.append)
+                                warn=plan.warnings.append, not_yet=not_yet)
     dropped = [k for k in (old.get("sysctl") or {}).get("settings") or {} if k not in settings]
     for key in dropped:
         before = pristine["sysctl"].get(key)
@@ -698,10 +701,14 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     return plan
 
 
-def ra_settings(runner, settings):
+def ra_settings(runner, settings, uplink=None):
     """accept_ra=2 on every link whose IPv6 default route came from a router advertisement, when podnet.cluster
     turns IPv6 forwarding on: a forwarding host ignores advertisements (accept_ra=1), and that default route
-    would be purged when it expires."""
+    would be purged when it expires.
+
+    With an uplink that moves into the bridge (``uplink``: the document's, fabric l2_bridge) the route is on the
+    uplink before the move and on the bridge after it: both get the setting, so every run wants the same.
+    """
     if str(settings.get("net.ipv6.conf.all.forwarding")) != "1":
         return {}
     out = {}
@@ -710,6 +717,13 @@ def ra_settings(runner, settings):
             continue
         devs = [route.get("dev")] + [nh.get("dev") for nh in route.get("nexthops") or []]
         for dev in devs:
+            if dev and valid_ifname(dev):
+                out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
+    if out and uplink:
+        names = {uplink["bridge"], uplink.get("uplink")}
+        saved = _snapshot_uplink(uplink.get("snapshot_path") or "") if uplink.get("snapshot_path") else None
+        names.add((saved or {}).get("uplink"))
+        for dev in names:
             if dev and valid_ifname(dev):
                 out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
     return out

@@ -133,8 +133,11 @@ def find_conflicts(path, settings, search_paths=SEARCH_PATHS, sysctl_conf=SYSCTL
 
 
 def plan_sysctl(settings, path, apply=True, only_net=True, conflicts="fail", search_paths=SEARCH_PATHS,
-                sysctl_conf=SYSCTL_CONF, proc_root=PROC_ROOT, warn=None):
-    """The whole change: file content, live keys to write; EngineError on conflicts (conflicts=fail)."""
+                sysctl_conf=SYSCTL_CONF, proc_root=PROC_ROOT, warn=None, not_yet=()):
+    """The whole change: file content, live keys to write; EngineError on conflicts (conflicts=fail).
+
+    ``not_yet``: keys of a link the same change creates first (the bridge): missing now, written after it.
+    """
     settings = validate_settings(settings, only_net)
     content = render_file(settings) if settings else None
     found = find_conflicts(path, settings, search_paths, sysctl_conf)
@@ -149,7 +152,8 @@ def plan_sysctl(settings, path, apply=True, only_net=True, conflicts="fail", sea
     live_before, live_after, changed_keys, to_write = {}, {}, [], []
     for key in sorted(settings):
         if apply:
-            cur = read_live(key, proc_root)
+            cur = read_live(key, proc_root) if key not in not_yet or os.path.exists(
+                os.path.join(proc_root, canon_key(key))) else None
             live_before[key] = cur
             live_after[key] = settings[key]
             if cur != settings[key]:
