@@ -47,7 +47,6 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl impor
     read_live,
     write_live,
 )
-from ansible_collections.podnet.cluster.plugins.module_utils import uplink as uplink_engine
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     describe_route,
@@ -226,8 +225,17 @@ def _lib_rel(name):
     return name.replace(".", "/") + ("/__init__.py" if name.endswith(".engine") else ".py")
 
 
+def _uplink():
+    """The uplink engine, imported only where a node has one (the restore program installs it only then)."""
+    from ansible_collections.podnet.cluster.plugins.module_utils import uplink
+    return uplink
+
+
 def _lib_modules(doc):
-    return LIB_MODULES + ((UPLINK_MODULE,) if doc.get("uplink") else ())
+    if doc.get("uplink"):
+        _uplink()
+        return LIB_MODULES + (UPLINK_MODULE,)
+    return LIB_MODULES
 
 
 def lib_paths(doc):
@@ -249,6 +257,7 @@ def lib_files(doc):
 # --------------------------------------------------------------------------- #
 
 def _snapshot_uplink(path):
+    uplink_engine = _uplink()
     try:
         saved = uplink_engine.load_snapshot(path)
     except (uplink_engine.UplinkError, OSError, ValueError) as exc:
@@ -291,6 +300,7 @@ def restore_uplink(runner, doc, check=False):
     spec = doc.get("uplink")
     if not spec:
         return False, {}
+    uplink_engine = _uplink()
     ip = runner.which("ip")
     bridge = spec["bridge"]
     path = spec.get("snapshot_path") or ""
