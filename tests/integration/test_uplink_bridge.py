@@ -202,12 +202,14 @@ def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
             "bridge": "br0", "uplink": "eth0", "check_address": ["gateway"]}}),
         dict(task, name="bridge is a veth", **{"podnet.cluster.uplink_bridge": {"bridge": "eth0", "uplink": "lo"}}),
     ])
-    assert results["no such uplink"][node]["msg"] == "br0/eth9: uplink eth9 does not exist on this host"
+    host = "host %s: " % node   # the action names the host in every failure
+    assert results["no such uplink"][node]["msg"] == host + "br0/eth9: uplink eth9 does not exist on this host"
     assert results["timeouts"][node]["msg"].startswith(
-        "rollback_timeout (8 s) must be greater than check_timeout (10 s)")
-    assert results["bad check address"][node]["msg"] == "br0/eth0: check address 'gateway' is not an IP address"
-    assert results["bridge is a veth"][node]["msg"] == "eth0/lo: uplink lo is a loopback; it cannot be enslaved " \
-        "into bridge eth0"
+        host + "rollback_timeout (8 s) must be greater than check_timeout (10 s)")
+    assert results["bad check address"][node]["msg"] == host + "br0/eth0: check address 'gateway' is not an IP " \
+        "address"
+    assert results["bridge is a veth"][node]["msg"] == host + "eth0/lo: uplink lo is a loopback; it cannot be " \
+        "enslaved into bridge eth0"
     assert all(results[name][node].get("failed") for name in results), raw[-3000:]
     assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
 
