@@ -36,6 +36,7 @@ options:
         routes), or a dict with C(dst) (destination network, a peer's pod CIDR), C(via) (the gateway, the peer
         node's address on a link shared with this node, same family) and optionally C(peer) (the peer's name,
         for messages).
+      - Without --diff the result's C(invocation) echoes the first 100 of them only (the counts are whole).
     type: list
     elements: raw
     default: []
@@ -169,6 +170,13 @@ def main():
         for key in ("added", "replaced", "removed"):
             change["%s_count" % key] = len(change[key])
             change[key] = change[key][:LISTED]
+    if not module._diff:
+        # The module's arguments are echoed in the result (invocation.module_args, shown with -vvv): without --diff
+        # the routes are cut like the lists above (thousands of them cost more to return than to reconcile).
+        args = dict(p)
+        if len(args["routes"] or []) > LISTED:
+            args["routes"] = args["routes"][:LISTED] + ["... and %d more" % (len(args["routes"]) - LISTED)]
+        change["invocation"] = dict(module_args=args)
     module.exit_json(**diff_only(module, change))
 
 

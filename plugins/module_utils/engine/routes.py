@@ -328,12 +328,19 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
         by_dst, stale = {}, []
         wanted = desired[fam]
         default_metric = DEFAULT_METRIC[fam]
+        # iproute2 prints canonical text, as the wanted destinations are (a /32 or /128 without its length):
+        # the same text is the same network, anything else is parsed
+        by_text = {want["dst"]: key for key, want in wanted.items()}
+        by_text.update({want["dst"].rsplit("/", 1)[0]: key for key, want in wanted.items()
+                        if key[1] == _FAMILIES[fam][1]})
         for r in ours:
-            try:
-                key = _route_key(r, fam)
-            except ValueError:
-                stale.append(r)
-                continue
+            key = by_text.get(r.get("dst"))
+            if key is None:
+                try:
+                    key = _route_key(r, fam)
+                except ValueError:
+                    stale.append(r)
+                    continue
             if key in wanted and key not in by_dst and route_is_unicast(r) and route_metric(r) == default_metric:
                 by_dst[key] = r
             else:
