@@ -99,6 +99,19 @@ def parse_route(item, index):
     raise EngineError("route %d %r is not 'DST via GATEWAY [peer NAME]' nor a dict with dst and via" % (index + 1, item))
 
 
+def expand_routes(routes):
+    """The routes one by one: a string of several lines holds one route per line (blank lines ignored)."""
+    if isinstance(routes, str):
+        routes = [routes]
+    for item in routes or []:
+        if isinstance(item, str) and "\n" in item:
+            for line in item.splitlines():
+                if line.strip():
+                    yield line
+        else:
+            yield item
+
+
 # Addresses and networks are handled as (family, integer[, prefix length]) and their canonical text: parsing
 # thousands of them with ipaddress objects costs more than the whole reconcile. The text is taken as it is when
 # it is already canonical (inet_ntop gives it back, which is how iproute2 prints it); anything else goes through
@@ -176,7 +189,7 @@ def desired_routes(routes, node):
     """
     desired = {4: {}, 6: {}}
     problems = []
-    for idx, item in enumerate(routes or []):
+    for idx, item in enumerate(expand_routes(routes)):
         text, via_text, peer = parse_route(item, idx)
         label = peer or "route %d" % (idx + 1)
         try:
