@@ -108,6 +108,17 @@ options:
       - Only read the state file and return C(recorded) and C(unrecorded) (the nodes to probe); plan nothing.
     type: bool
     default: false
+  check_role_vars:
+    description:
+      - Only validate the variables of the role M(podnet.cluster.plan) (its C(meta/argument_specs.yml), entry point
+        C(main)) of every host of the play, in one pass on the controller, then return C(checked) (the number of
+        hosts); plan nothing, read nothing.
+      - The role's task file C(plan.yml) starts with this, in place of the validation task Ansible adds on every
+        host for the entry point C(main). This host's variables are taken as the task sees them; every other host
+        adds those of its own variables that its C(hostvars) hold (inventory, facts, extra vars).
+      - Fails naming each host and its errors, as the per-host validation would.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -143,6 +154,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+checked:
+  description: With I(check_role_vars), how many hosts had their role variables validated.
+  returned: with check_role_vars
+  type: int
+  sample: 500
 cluster_cidrs:
   description: The cluster networks, IPv4 first. The whole table (this key to C(nodes)) is at the top of the result.
   returned: success
