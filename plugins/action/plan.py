@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Dict, List, Optional
 
 import yaml
@@ -28,7 +29,7 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "node_prefix_ipv6": {"type": "raw", "default": 64},
     "service_cidrs": {"type": "list", "elements": "raw", "default": []},
     "reserved_cidrs": {"type": "list", "elements": "raw", "default": []},
-    "state_file": {"type": "path", "required": True},
+    "state_file": {"type": "path"},
     "group": {"type": "str", "default": "podnet_nodes"},
     "prune": {"type": "bool", "default": False},
     "release_nodes": {"type": "list", "elements": "str", "default": []},
@@ -36,6 +37,8 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "held_var": {"type": "str", "default": "__podnet_held"},
     "recorded_only": {"type": "bool", "default": False},
     "check_role_vars": {"type": "bool", "default": False},
+    "node_part": {"type": "bool", "default": False},
+    "plan_var": {"type": "str", "default": "podnet_plan"},
 }
 
 # The plan role's argument spec (entry point main): validated here once for every host (check_role_vars).
@@ -66,6 +69,8 @@ class ActionModule(ActionBase):
 
         if args["check_role_vars"]:
             return self._check_role_vars(result, task_vars)
+        if args["node_part"]:
+            return self._node_part(result, task_vars, args["plan_var"])
 
         group = args["group"]
         hosts: List[str] = list(task_vars.get("groups", {}).get(group, []))
@@ -204,4 +209,23 @@ class ActionModule(ActionBase):
                               % (len(problems), "\n- ".join(listed)))
             return result
         result.update(changed=False, checked=len(hosts), msg="The role variables of %d host(s) are valid" % len(hosts))
+        return result
+
+    @staticmethod
+    def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str) -> Dict[str, Any]:
+        """The fact podnet_node of this host: its entry of the registered plan, read directly.
+
+        A template such as ``{{ podnet_plan.nodes[inventory_hostname] }}`` wraps the whole table of N nodes for
+        every host (a copy of N entries per host: O(N^2) for the play, and pages copied in every worker).
+        """
+        host = task_vars.get("inventory_hostname")
+        plan = task_vars.get(plan_var)
+        if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
+            raise AnsibleActionFail("podnet.cluster.plan: %s is not a plan (register the plan task as %s first)"
+                                    % (plan_var, plan_var))
+        entry = plan["nodes"].get(host)
+        if entry is None:
+            result.update(skipped=True, changed=False, skip_reason="%s is not a node of the plan" % host)
+            return result
+        result.update(changed=False, ansible_facts={"podnet_node": plain(entry)})
         return result
