@@ -5,9 +5,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import os
+from collections.abc import Mapping
+from typing import Any, Dict, List, Optional
+
+import yaml
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
@@ -24,14 +29,32 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "node_prefix_ipv6": {"type": "raw", "default": 64},
     "service_cidrs": {"type": "list", "elements": "raw", "default": []},
     "reserved_cidrs": {"type": "list", "elements": "raw", "default": []},
-    "state_file": {"type": "path", "required": True},
+    "state_file": {"type": "path"},
     "group": {"type": "str", "default": "podnet_nodes"},
     "prune": {"type": "bool", "default": False},
     "release_nodes": {"type": "list", "elements": "str", "default": []},
     "allow_readdress": {"type": "bool", "default": False},
     "held_var": {"type": "str", "default": "__podnet_held"},
     "recorded_only": {"type": "bool", "default": False},
+    "check_role_vars": {"type": "bool", "default": False},
+    "node_part": {"type": "bool", "default": False},
+    "plan_var": {"type": "str", "default": "podnet_plan"},
 }
+
+# The plan role's argument spec (entry point main): validated here once for every host (check_role_vars).
+ROLE_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "roles", "plan", "meta",
+                         "argument_specs.yml")
+MAX_HOSTS_LISTED = 20
+_role_options: Optional[Dict[str, Any]] = None
+
+
+def role_options() -> Dict[str, Any]:
+    """The options of the plan role's entry point main (read once per process)."""
+    global _role_options  # pylint: disable=global-statement
+    if _role_options is None:
+        with open(ROLE_SPEC, "r", encoding="utf-8") as handle:
+            _role_options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+    return _role_options
 
 
 class ActionModule(ActionBase):
@@ -43,6 +66,11 @@ class ActionModule(ActionBase):
         del tmp
         task_vars = task_vars or {}
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+
+        if args["check_role_vars"]:
+            return self._check_role_vars(result, task_vars)
+        if args["node_part"]:
+            return self._node_part(result, task_vars, args["plan_var"])
 
         group = args["group"]
         hosts: List[str] = list(task_vars.get("groups", {}).get(group, []))
@@ -135,4 +163,69 @@ class ActionModule(ActionBase):
                 "before": old_text or "",
                 "after": new_text,
             }
+        return result
+
+    def _check_role_vars(self, result: Dict[str, Any], task_vars: Dict[str, Any]) -> Dict[str, Any]:
+        """Validate the plan role's variables of every host of the play against its argument spec, in one pass.
+
+        What Ansible's validation task of the role's entry point main does on each host, without a task per host:
+        this host's values as the task sees them (play and role variables, extra vars included), and for every
+        other host those of its own variables that its hostvars hold, over this host's.
+        """
+        try:
+            options = role_options()
+        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+            raise AnsibleActionFail("podnet.cluster.plan: cannot read the role's argument spec %s: %s"
+                                    % (ROLE_SPEC, to_native(exc)))
+        validator = ArgumentSpecValidator(options)
+        base = self._templar.template({name: task_vars[name] for name in options if name in task_vars})
+        me = task_vars.get("inventory_hostname")
+        hosts = list(task_vars.get("ansible_play_hosts_all") or [me])
+        hostvars = task_vars.get("hostvars", {})
+        problems: List[str] = []
+        seen: List[Dict[str, Any]] = []
+        for host in hosts:
+            args = base
+            if host != me:
+                hv = hostvars[host]
+                own = {name: hv[name] for name in options if name in hv}
+                if own:
+                    args = dict(base)
+                    args.update(own)
+            if any(args == other for other in seen[-8:]):
+                continue  # the same values as a host just validated
+            errors = validator.validate(args, validate_role_argument_spec=True).error_messages
+            if errors:
+                problems.append("%s: %s" % (host, "; ".join(str(e) for e in errors)))
+            else:
+                seen.append(args)
+        if problems:
+            listed = problems[:MAX_HOSTS_LISTED]
+            if len(problems) > MAX_HOSTS_LISTED:
+                listed.append("... and %d more hosts" % (len(problems) - MAX_HOSTS_LISTED))
+            result.update(failed=True, argument_errors=problems,
+                          msg="podnet.cluster.plan: the role variables (meta/argument_specs.yml of the role "
+                              "podnet.cluster.plan) are not valid on %d host(s):\n- %s"
+                              % (len(problems), "\n- ".join(listed)))
+            return result
+        result.update(changed=False, checked=len(hosts), msg="The role variables of %d host(s) are valid" % len(hosts))
+        return result
+
+    @staticmethod
+    def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str) -> Dict[str, Any]:
+        """The fact podnet_node of this host: its entry of the registered plan, read directly.
+
+        A template such as ``{{ podnet_plan.nodes[inventory_hostname] }}`` wraps the whole table of N nodes for
+        every host (a copy of N entries per host: O(N^2) for the play, and pages copied in every worker).
+        """
+        host = task_vars.get("inventory_hostname")
+        plan = task_vars.get(plan_var)
+        if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
+            raise AnsibleActionFail("podnet.cluster.plan: %s is not a plan (register the plan task as %s first)"
+                                    % (plan_var, plan_var))
+        entry = plan["nodes"].get(host)
+        if entry is None:
+            result.update(skipped=True, changed=False, skip_reason="%s is not a node of the plan" % host)
+            return result
+        result.update(changed=False, ansible_facts={"podnet_node": plain(entry)})
         return result

@@ -272,7 +272,10 @@ class RouteIndex(object):
 
     def lookup(self, address):
         """All routes of the longest matching prefix with the lowest metric (usually one)."""
-        ip = int(ipaddress.ip_address(str(address)))
+        return self.lookup_int(int(ipaddress.ip_address(str(address))))
+
+    def lookup_int(self, ip):
+        """``lookup`` of an address given as an integer of this index's family."""
         for plen in self.prefixes:
             routes = self.by_prefix[plen].get(ip & self.masks[plen])
             if routes:

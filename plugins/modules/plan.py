@@ -71,8 +71,8 @@ options:
   state_file:
     description:
       - Path of the YAML state file on the controller. A lock file C(<state_file>.lock) is kept beside it.
+      - Required, except with I(check_role_vars) or I(node_part).
     type: path
-    required: true
   group:
     description:
       - Inventory group that holds every node of the cluster.
@@ -106,6 +106,30 @@ options:
   recorded_only:
     description:
       - Only read the state file and return C(recorded) and C(unrecorded) (the nodes to probe); plan nothing.
+    type: bool
+    default: false
+  node_part:
+    description:
+      - Only set the fact C(podnet_node) of this host, its entry of the registered plan I(plan_var) (skipped for a
+        host that is not a node of the plan); plan nothing, read nothing. Run on every host (no C(run_once)).
+      - Cheaper than templating C({{ podnet_plan.nodes[inventory_hostname] }}) on every host, which copies the
+        whole table for each host.
+    type: bool
+    default: false
+  plan_var:
+    description:
+      - With I(node_part), the variable the plan task was registered as.
+    type: str
+    default: podnet_plan
+  check_role_vars:
+    description:
+      - Only validate the variables of the role M(podnet.cluster.plan) (its C(meta/argument_specs.yml), entry point
+        C(main)) of every host of the play, in one pass on the controller, then return C(checked) (the number of
+        hosts); plan nothing, read nothing.
+      - The role's task file C(plan.yml) starts with this, in place of the validation task Ansible adds on every
+        host for the entry point C(main). This host's variables are taken as the task sees them; every other host
+        adds those of its own variables that its C(hostvars) hold (inventory, facts, extra vars).
+      - Fails naming each host and its errors, as the per-host validation would.
     type: bool
     default: false
 attributes:
@@ -143,6 +167,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ansible_facts:
+  description: With I(node_part), C(podnet_node), this host's entry of the plan (see I(nodes)).
+  returned: with node_part, on a node of the plan
+  type: dict
+  sample: {podnet_node: {node_ips: ["172.31.250.11"], pod_cidrs: ["10.244.0.0/24"]}}
+checked:
+  description: With I(check_role_vars), how many hosts had their role variables validated.
+  returned: with check_role_vars
+  type: int
+  sample: 500
 cluster_cidrs:
   description: The cluster networks, IPv4 first. The whole table (this key to C(nodes)) is at the top of the result.
   returned: success

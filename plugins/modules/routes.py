@@ -36,8 +36,10 @@ options:
         routes), or a dict with C(dst) (destination network, a peer's pod CIDR), C(via) (the gateway, the peer
         node's address on a link shared with this node, same family) and optionally C(peer) (the peer's name,
         for messages).
-    type: list
-    elements: raw
+      - A string holding several lines (in the list, or instead of the list) is one compact route per line, blank
+        lines ignored; the most compact way to pass thousands of routes through templating.
+      - Without --diff the result's C(invocation) echoes the first 100 of them only (the counts are whole).
+    type: raw
     default: []
   node:
     description:
@@ -78,6 +80,14 @@ EXAMPLES = r"""
       - {dst: 10.244.2.0/24, via: 192.168.10.12, peer: node2}
       - {dst: "fd00:10:244:2::/64", via: "fd00:192:168:10::12", peer: node2}
       - 10.244.3.0/24 via 192.168.10.13 peer node3
+
+- name: The same routes as one string, one route per line
+  podnet.cluster.routes:
+    node: "{{ inventory_hostname }}"
+    routes: |
+      10.244.2.0/24 via 192.168.10.12 peer node2
+      fd00:10:244:2::/64 via fd00:192:168:10::12 peer node2
+      10.244.3.0/24 via 192.168.10.13 peer node3
 
 - name: Remove every pod route of the collection
   podnet.cluster.routes:
@@ -131,7 +141,7 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import apply_routes, plan_routes
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import apply_routes, expand_routes, plan_routes
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
     EngineError,
     ModuleRunner,
@@ -147,7 +157,7 @@ LISTED = 100
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            routes=dict(type="list", elements="raw", default=[]),
+            routes=dict(type="raw", default=[]),
             node=dict(type="str"),
             protocol=dict(type="int", default=158),
             table=dict(type="str", default="main"),
@@ -156,6 +166,14 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if p["routes"] is None:
+        p["routes"] = []
+    if isinstance(p["routes"], str):
+        # one route per line; a single line is split at commas, as a list option would split it
+        p["routes"] = [p["routes"]] if "\n" in p["routes"] else p["routes"].split(",")
+    if not isinstance(p["routes"], list):
+        module.fail_json(msg="routes must be a list, or a string of one route per line, not %s"
+                         % type(p["routes"]).__name__)
     runner = ModuleRunner(module)
     try:
         change = plan_routes(runner, p["routes"], p["node"], p["protocol"], p["table"], p["state"],
@@ -169,6 +187,14 @@ def main():
         for key in ("added", "replaced", "removed"):
             change["%s_count" % key] = len(change[key])
             change[key] = change[key][:LISTED]
+    if not module._diff:
+        # The module's arguments are echoed in the result (invocation.module_args, shown with -vvv): without --diff
+        # the routes are cut like the lists above (thousands of them cost more to return than to reconcile).
+        args = dict(p)
+        listed = list(expand_routes(p["routes"]))
+        if len(listed) > LISTED:
+            args["routes"] = listed[:LISTED] + ["... and %d more" % (len(listed) - LISTED)]
+        change["invocation"] = dict(module_args=args)
     module.exit_json(**diff_only(module, change))
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     RouteIndex,
     describe_route,
-    route_dst,
     route_is_onlink,
     route_is_unicast,
     route_metric,
@@ -99,15 +99,101 @@ def parse_route(item, index):
     raise EngineError("route %d %r is not 'DST via GATEWAY [peer NAME]' nor a dict with dst and via" % (index + 1, item))
 
 
+def expand_routes(routes):
+    """The routes one by one: a string of several lines holds one route per line (blank lines ignored)."""
+    if isinstance(routes, str):
+        routes = [routes]
+    for item in routes or []:
+        if isinstance(item, str) and "\n" in item:
+            for line in item.splitlines():
+                if line.strip():
+                    yield line
+        else:
+            yield item
+
+
+# Addresses and networks are handled as (family, integer[, prefix length]) and their canonical text: parsing
+# thousands of them with ipaddress objects costs more than the whole reconcile. The text is taken as it is when
+# it is already canonical (inet_ntop gives it back, which is how iproute2 prints it); anything else goes through
+# ipaddress, which gives the same result (and the same error messages) as before.
+_FAMILIES = {4: (AF_INET, 32), 6: (AF_INET6, 128)}
+
+
+def _canonical_address(text):
+    """(family, int, text) of an address already in canonical form, else None (the caller uses ipaddress)."""
+    fam = 6 if ":" in text else 4
+    if fam == 6 and "." in text:
+        return None
+    af = _FAMILIES[fam][0]
+    try:
+        packed = inet_pton(af, text)
+    except (OSError, ValueError):
+        return None
+    if inet_ntop(af, packed) != text:
+        return None
+    return fam, int.from_bytes(packed, "big"), text
+
+
+def parse_address(text):
+    """(family, int, canonical text) of an IP address; ValueError as ipaddress.ip_address raises it."""
+    fast = _canonical_address(text)
+    if fast is not None:
+        return fast
+    ip = ipaddress.ip_address(text)
+    return ip.version, int(ip), str(ip)
+
+
+def parse_network(text, strict=True):
+    """(family, int, prefix length, canonical text) of a network; ValueError as ipaddress.ip_network raises it.
+
+    ``text`` without a prefix length is a host route (as iproute2 prints /32 and /128 routes).
+    """
+    addr, sep, plen = text.partition("/")
+    if plen.isascii() and plen.isdigit() and (len(plen) == 1 or plen[0] != "0"):
+        fast = _canonical_address(addr)
+        if fast is not None:
+            fam, num, _ = fast
+            bits = _FAMILIES[fam][1]
+            length = int(plen)
+            if length <= bits:
+                host = num & ((1 << (bits - length)) - 1)
+                if not host:
+                    return fam, num, length, text
+                if not strict:
+                    return fam, num ^ host, length, "%s/%d" % (inet_ntop(_FAMILIES[fam][0], (num ^ host).to_bytes(
+                        bits // 8, "big")), length)
+    elif not sep:
+        fast = _canonical_address(addr)
+        if fast is not None:
+            fam, num, _ = fast
+            return fam, num, _FAMILIES[fam][1], "%s/%d" % (addr, _FAMILIES[fam][1])
+    net = ipaddress.ip_network(text, strict=strict)
+    return net.version, int(net.network_address), net.prefixlen, str(net)
+
+
+def _route_key(route, family):
+    """(int, prefix length) of an ``ip -json route`` entry's destination (ValueError if it is not one)."""
+    dst = route.get("dst", "default")
+    if dst == "default":
+        return 0, 0
+    fam, num, length, _ = parse_network(dst, strict=False)
+    if fam != family:
+        raise ValueError("%s is not IPv%d" % (dst, family))
+    return num, length
+
+
 def desired_routes(routes, node):
-    """{family: {ip_network: {via, peer}}} of the wanted routes, validated (EngineError lists every problem)."""
+    """{family: {(int, prefix length): {dst, via, via_int, peer}}} of the wanted routes (canonical texts), validated.
+
+    EngineError lists every problem.
+    """
     desired = {4: {}, 6: {}}
     problems = []
-    for idx, item in enumerate(routes or []):
+    for idx, item in enumerate(expand_routes(routes)):
         text, via_text, peer = parse_route(item, idx)
         label = peer or "route %d" % (idx + 1)
         try:
-            dst = ipaddress.ip_network(text, strict=True)
+            fam, num, length, dst = parse_network(text, strict=True)
         except ValueError as exc:
             try:
                 net = ipaddress.ip_network(text, strict=False)
@@ -116,22 +202,24 @@ def desired_routes(routes, node):
                 problems.append("peer %s: dst %r is not a network: %s" % (label, text, exc))
             continue
         try:
-            via = ipaddress.ip_address(via_text)
+            via_fam, via_num, via = parse_address(via_text)
         except ValueError as exc:
             problems.append("peer %s: via %r is not an IP address: %s" % (label, via_text, exc))
             continue
-        if via.version != dst.version:
-            problems.append("peer %s: via %s is IPv%d but dst %s is IPv%d" % (label, via, via.version, dst, dst.version))
+        if via_fam != fam:
+            problems.append("peer %s: via %s is IPv%d but dst %s is IPv%d" % (label, via, via_fam, dst, fam))
             continue
-        if via in dst:
+        bits = _FAMILIES[fam][1]
+        if (via_num >> (bits - length)) == (num >> (bits - length)):
             problems.append("peer %s: via %s lies inside its own destination %s" % (label, via, dst))
             continue
-        if dst in desired[dst.version]:
-            other = desired[dst.version][dst]
+        key = (num, length)
+        if key in desired[fam]:
+            other = desired[fam][key]
             problems.append("dst %s is wanted twice: via %s (peer %s) and via %s (peer %s)"
                             % (dst, other["via"], other["peer"], via, label))
             continue
-        desired[dst.version][dst] = dict(via=via, peer=peer)
+        desired[fam][key] = dict(dst=dst, via=via, via_int=via_num, peer=peer)
     if problems:
         raise EngineError("node %s: invalid routes: %s" % (node, _limit(problems)), problems=problems)
     return desired
@@ -157,10 +245,10 @@ def _existing_line(route, family):
 def _sort_key(line):
     head = line.split()[0]
     try:
-        net = ipaddress.ip_network(head, strict=False)
-        return (net.version, net.network_address.packed, net.prefixlen, line)
+        fam, num, length, _ = parse_network(head, strict=False)
+        return (fam, num, length, line)
     except ValueError:
-        return (9, b"", 0, line)
+        return (9, 0, 0, line)
 
 
 def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present", diff=True):
@@ -187,7 +275,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
         for entry in run_ip_json(runner, ["addr", "show"], numeric=False):
             for info in entry.get("addr_info", []):
                 try:
-                    local_ips.add(ipaddress.ip_address(info["local"]))
+                    local_ips.add(parse_address(info["local"])[:2])
                 except (KeyError, ValueError):
                     pass
 
@@ -196,17 +284,24 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
         if not desired[fam]:
             continue
         lpm = RouteIndex(mains[fam], fam, exclude_protocol=proto)
-        exact = RouteIndex(tables[fam], fam)
+        foreign = {}   # the table's routes that are not ours, by destination
+        for route in tables[fam]:
+            if route_protocol(route) == proto:
+                continue
+            try:
+                foreign.setdefault(_route_key(route, fam), []).append(route)
+            except ValueError:
+                continue
         cache = {}
-        for dst, want in desired[fam].items():
-            via = want["via"]
+        for key, want in desired[fam].items():
+            via, via_int = want["via"], want["via_int"]
             peer = want["peer"] or "(unnamed peer)"
-            if via in local_ips:
+            if (fam, via_int) in local_ips:
                 offlink.append("peer %s: via %s is an address of this node %s itself" % (peer, via, node))
                 continue
-            if via not in cache:
-                cache[via] = lpm.lookup(via)
-            best = cache[via]
+            best = cache.get(via_int)
+            if best is None:
+                best = cache[via_int] = lpm.lookup_int(via_int)
             if not best:
                 offlink.append("peer %s at %s: no route at all to it in the main table" % (peer, via))
             elif not all(route_is_onlink(r) for r in best):
@@ -216,13 +311,12 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                 offlink.append("peer %s at %s: on-link through more than one device (%s); cannot choose"
                                % (peer, via, ", ".join(sorted({r.get("dev") for r in best}))))
             else:
-                dev_of[(fam, dst)] = best[0]["dev"]
-            for other in exact.exact(dst):
-                if route_protocol(other) != proto:
-                    conflicts.append("dst %s (peer %s): table %s already has '%s' with protocol %s"
-                                     % (dst, peer, table, describe_route({k: v for k, v in other.items()
-                                                                           if k != "protocol"}),
-                                        proto_text(route_protocol(other))))
+                dev_of[(fam, key)] = best[0]["dev"]
+            for other in foreign.get(key, ()):
+                conflicts.append("dst %s (peer %s): table %s already has '%s' with protocol %s"
+                                 % (want["dst"], peer, table, describe_route({k: v for k, v in other.items()
+                                                                              if k != "protocol"}),
+                                    proto_text(route_protocol(other))))
     if offlink:
         raise EngineError(
             "node %s cannot reach %d gateway(s) on-link: %s. Routes to pod subnets via a node address "
@@ -239,19 +333,29 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
     commands = {"4": [], "6": []}
     added, replaced, removed = [], [], []
     before_lines, after_lines = [], []
+    count = 0
     for fam in (4, 6):
         ours = [r for r in tables[fam] if route_protocol(r) == proto]
-        before_lines.extend(_existing_line(r, fam) for r in ours)
+        if diff:
+            before_lines.extend(_existing_line(r, fam) for r in ours)
         by_dst, stale = {}, []
+        wanted = desired[fam]
+        default_metric = DEFAULT_METRIC[fam]
+        # iproute2 prints canonical text, as the wanted destinations are (a /32 or /128 without its length):
+        # the same text is the same network, anything else is parsed
+        by_text = {want["dst"]: key for key, want in wanted.items()}
+        by_text.update({want["dst"].rsplit("/", 1)[0]: key for key, want in wanted.items()
+                        if key[1] == _FAMILIES[fam][1]})
         for r in ours:
-            try:
-                dst = route_dst(r, fam)
-            except ValueError:
-                stale.append(r)
-                continue
-            if dst in desired[fam] and dst not in by_dst and route_is_unicast(r) \
-                    and route_metric(r) == DEFAULT_METRIC[fam]:
-                by_dst[dst] = r
+            key = by_text.get(r.get("dst"))
+            if key is None:
+                try:
+                    key = _route_key(r, fam)
+                except ValueError:
+                    stale.append(r)
+                    continue
+            if key in wanted and key not in by_dst and route_is_unicast(r) and route_metric(r) == default_metric:
+                by_dst[key] = r
             else:
                 stale.append(r)
         dels, reps, adds = [], [], []
@@ -264,21 +368,26 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
             dels.append(line)
             removed.append(dict(dst=r.get("dst", "default"), via=r.get("gateway"), dev=r.get("dev"),
                                 route=_existing_line(r, fam)))
-        for dst, want in sorted(desired[fam].items(), key=lambda kv: (kv[0].network_address, kv[0].prefixlen)):
-            dev = dev_of[(fam, dst)]
-            via = want["via"]
-            after_lines.append(_line(dst, via, dev))
-            spec = "%s via %s dev %s proto %d table %s" % (dst, via, dev, proto, table)
-            cur = by_dst.get(dst)
+        count += len(wanted)
+        for key in sorted(wanted):
+            want = wanted[key]
+            dev = dev_of[(fam, key)]
+            dst, via = want["dst"], want["via"]
+            if diff:
+                after_lines.append(_line(dst, via, dev))
+            cur = by_dst.get(key)
             if cur is None:
-                adds.append("route add " + spec)
+                adds.append("route add %s via %s dev %s proto %d table %s" % (dst, via, dev, proto, table))
                 added.append(_line(dst, via, dev))
                 continue
-            same = (not cur.get("nexthops") and cur.get("gateway") is not None
-                    and ipaddress.ip_address(cur["gateway"]) == via and cur.get("dev") == dev)
+            gateway = cur.get("gateway")
+            if cur.get("dev") == dev and not cur.get("nexthops") and gateway == via:
+                continue    # the kernel prints canonical text, and ``via`` is canonical: the same route
+            same = (not cur.get("nexthops") and gateway is not None
+                    and parse_address(gateway)[:2] == (fam, want["via_int"]) and cur.get("dev") == dev)
             if not same:
-                reps.append("route replace " + spec)
-                replaced.append(dict(dst=str(dst), via=str(via), dev=dev, peer=want["peer"],
+                reps.append("route replace %s via %s dev %s proto %d table %s" % (dst, via, dev, proto, table))
+                replaced.append(dict(dst=dst, via=via, dev=dev, peer=want["peer"],
                                      old=_existing_line(cur, fam)))
         commands[str(fam)] = dels + reps + adds
     header = "routes proto %d table %s" % (proto, table)
@@ -286,7 +395,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
         changed=bool(commands["4"] or commands["6"]),
         node=node, protocol=proto, table=table,
         added=added, replaced=replaced, removed=removed,
-        routes=len(after_lines),
+        routes=count,
         commands=commands,
         diff=dict(before="".join(l + "\n" for l in sorted(before_lines, key=_sort_key)),
                   after="".join(l + "\n" for l in sorted(after_lines, key=_sort_key)),

@@ -120,3 +120,29 @@ def test_two_thousand_peers_one_call_then_nothing(node_pair):
     assert v4[changed[0]["dst"]] == (changed[0]["via"], "eth0")
     assert v4["10.135.207.0/24"] == ("192.168.8.250", "eth0")      # i = 1999
     assert v6["fd00:10:244:1f4::/64"] == ("fd00:77::203", "eth0")  # i = 499
+
+
+def test_one_string_of_lines_and_a_short_echo(node_pair):
+    node, _peer = node_pair
+    lines = ["10.%d.%d.0/24 via 192.168.%d.%d peer node%d" % (128 + i // 256, i % 256, 1 + i // 250, 1 + i % 250, i)
+             for i in range(150)]
+    # a host route (the kernel prints it without /32) and a gateway not written canonically
+    lines += ["10.250.0.7/32 via 192.168.0.7 peer host7", "fd00:10:244:a::/64 via FD00:77:0::2 peer v6"]
+    text = "\n".join(lines) + "\n\n"
+    first, again, as_list, check = node.play([
+        {M: {"node": "node0", "routes": text}},
+        {M: {"node": "node0", "routes": [text]}},
+        {M: {"node": "node0", "routes": lines}},
+        {M: {"node": "node0", "routes": lines[1:]}, "check_mode": True},
+    ], diff=False)
+    ok(first), ok(again), ok(as_list), ok(check)
+    assert first["changed"] and first["added_count"] == 152 and first["routes"] == 152
+    assert again["changed"] is False and as_list["changed"] is False, "the same routes, whatever their form"
+    assert check["changed"] and check["removed_count"] == 1 and check["added_count"] == 0
+    assert ours(node, 4)["10.250.0.7"] == ("192.168.0.7", "eth0")
+    assert ours(node, 6) == {"fd00:10:244:a::/64": ("fd00:77::2", "eth0")}
+    # without --diff the arguments echoed in the result are cut like the lists
+    echoed = as_list["invocation"]["module_args"]["routes"]
+    assert echoed[:100] == lines[:100] and echoed[100:] == ["... and 52 more"]
+    with_diff = ok(node.module(M, {"node": "node0", "routes": lines}))
+    assert with_diff["changed"] is False and with_diff["invocation"]["module_args"]["routes"] == lines
