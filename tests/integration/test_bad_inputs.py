@@ -45,14 +45,19 @@ SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "et
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 
+def lab_vars(external_cidr: str) -> Dict[str, Any]:
+    """The lab of this catalogue (the converged one and the fresh one differ only in their external network)."""
+    return {"podnet_lab_subnet": SUBNET,
+            "podnet_lab_external_cidr": external_cidr,
+            "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                          "podnet_node_prefix_ipv4": 25,
+                                          "podnet_runtimes": ["docker", "cni"]}}
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, request) -> Lab:
     spec = new_lab(PREFIX, tmp_path_factory.mktemp("bad") / "lab", request, node_names=NAMES,
-                   lab_vars={"podnet_lab_subnet": SUBNET,
-                             "podnet_lab_external_cidr": "198.18.27.0/24",
-                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
-                                                           "podnet_node_prefix_ipv4": 25,
-                                                           "podnet_runtimes": ["docker", "cni"]}})
+                   lab_vars=lab_vars("198.18.27.0/24"))
     spec.playbook("present")
     first = site(spec, write_inventory(spec, {}, {}))
     assert first.returncode == 0, first.stdout[-3000:]
@@ -339,11 +344,7 @@ FRESH_CASES = [c for c in CASES if c.id in (
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory, request) -> Lab:
     spec = new_lab("pbf", tmp_path_factory.mktemp("fresh") / "lab", request, node_names=NAMES,
-                   lab_vars={"podnet_lab_subnet": SUBNET,
-                             "podnet_lab_external_cidr": "198.18.28.0/24",
-                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
-                                                           "podnet_node_prefix_ipv4": 25,
-                                                           "podnet_runtimes": ["docker", "cni"]}})
+                   lab_vars=lab_vars("198.18.28.0/24"))
     spec.playbook("present")
     # A new link's IPv6 link-local address finishes DAD a moment later (a route appears in table local):
     # the kernel's doing, not a run's; wait for it so "before" and "after" compare a settled node.

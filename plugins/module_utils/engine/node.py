@@ -257,6 +257,9 @@ def lib_files(doc):
 # --------------------------------------------------------------------------- #
 
 def _snapshot_uplink(path):
+    """The uplink's snapshot at ``path``, or None (no path, no file)."""
+    if not path:
+        return None
     uplink_engine = _uplink()
     try:
         saved = uplink_engine.load_snapshot(path)
@@ -280,8 +283,8 @@ def uplink_tasks(doc, record, state="present"):
         old = doc.get("uplink")
     release = None
     if old and (want is None or want.get("bridge") != old.get("bridge")):
-        path = old.get("snapshot_path") or ""
-        saved = _snapshot_uplink(path) if path and os.path.exists(path) else None
+        path = old.get("snapshot_path")
+        saved = _snapshot_uplink(path)
         if saved is not None:
             release = dict(bridge=old["bridge"], uplink=saved.get("uplink"), state="absent", snapshot_path=path,
                            check_address=list(old.get("check_address") or []),
@@ -303,8 +306,8 @@ def restore_uplink(runner, doc, check=False):
     uplink_engine = _uplink()
     ip = runner.which("ip")
     bridge = spec["bridge"]
-    path = spec.get("snapshot_path") or ""
-    saved = _snapshot_uplink(path) if path and os.path.exists(path) else None
+    path = spec.get("snapshot_path")
+    saved = _snapshot_uplink(path)
     try:
         if spec.get("uplink"):
             name = spec["uplink"]
@@ -543,8 +546,7 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     not_yet = {k for k in settings if k.startswith("net/ipv6/conf/%s/" % bridge["name"])}
     for key in settings:
         if key not in pristine["sysctl"]:
-            pristine["sysctl"][key] = None if key in not_yet and not os.path.exists(
-                "/proc/sys/" + canon_key(key)) else read_live(key)
+            pristine["sysctl"][key] = read_live(key, missing_ok=key in not_yet)
     sysctl_change = plan_sysctl(settings, doc["sysctl"]["file"], apply=True,
                                 conflicts=doc["sysctl"].get("conflicts", "fail") if present else "ignore",
                                 warn=plan.warnings.append, not_yet=not_yet)
@@ -731,8 +733,7 @@ def ra_settings(runner, settings, uplink=None):
                 out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
     if out and uplink:
         names = {uplink["bridge"], uplink.get("uplink")}
-        saved = _snapshot_uplink(uplink.get("snapshot_path") or "") if uplink.get("snapshot_path") else None
-        names.add((saved or {}).get("uplink"))
+        names.add((_snapshot_uplink(uplink.get("snapshot_path")) or {}).get("uplink"))
         for dev in names:
             if dev and valid_ifname(dev):
                 out["net/ipv6/conf/%s/accept_ra" % dev] = "2"

@@ -64,12 +64,15 @@ def boot_files(search_paths):
     return files
 
 
-def read_live(key, proc_root=PROC_ROOT):
+def read_live(key, proc_root=PROC_ROOT, missing_ok=False):
+    """The live value of ``key``; with ``missing_ok`` None when the key does not exist (yet)."""
     proc = os.path.join(proc_root, canon_key(key))
     try:
         with open(proc, "r") as handle:
             return norm_value(handle.read())
     except FileNotFoundError:
+        if missing_ok:
+            return None
         raise EngineError("sysctl key %s does not exist on this node (%s is missing; is the kernel module, for "
                           "example br_netfilter, loaded, and is the address family enabled?)" % (key, proc))
     except OSError as exc:
@@ -152,8 +155,7 @@ def plan_sysctl(settings, path, apply=True, only_net=True, conflicts="fail", sea
     live_before, live_after, changed_keys, to_write = {}, {}, [], []
     for key in sorted(settings):
         if apply:
-            cur = read_live(key, proc_root) if key not in not_yet or os.path.exists(
-                os.path.join(proc_root, canon_key(key))) else None
+            cur = read_live(key, proc_root, missing_ok=key in not_yet)
             live_before[key] = cur
             live_after[key] = settings[key]
             if cur != settings[key]:
