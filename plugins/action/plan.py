@@ -35,10 +35,12 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "release_nodes": {"type": "list", "elements": "str", "default": []},
     "allow_readdress": {"type": "bool", "default": False},
     "held_var": {"type": "str", "default": "__podnet_held"},
+    "probed_var": {"type": "str", "default": ""},
     "recorded_only": {"type": "bool", "default": False},
     "check_role_vars": {"type": "bool", "default": False},
     "node_part": {"type": "bool", "default": False},
     "plan_var": {"type": "str", "default": "podnet_plan"},
+    "node": {"type": "str"},
 }
 
 # The plan role's argument spec (entry point main): validated here once for every host (check_role_vars).
@@ -70,7 +72,7 @@ class ActionModule(ActionBase):
         if args["check_role_vars"]:
             return self._check_role_vars(result, task_vars)
         if args["node_part"]:
-            return self._node_part(result, task_vars, args["plan_var"])
+            return self._node_part(result, task_vars, args["plan_var"], args["node"])
 
         group = args["group"]
         hosts: List[str] = list(task_vars.get("groups", {}).get(group, []))
@@ -94,11 +96,12 @@ class ActionModule(ActionBase):
             result.update(changed=False, recorded=recorded, unrecorded=[h for h in hosts if h not in recorded])
             return result
         hostvars = task_vars["hostvars"]
+        probed = self._probed(task_vars, args["probed_var"])
         nodes = []
         for host in hosts:
             hv = hostvars[host]
             facts = plain(hv.get("ansible_facts", {}) or {})
-            probe = plain(hv.get(args["held_var"])) or {}
+            probe = plain(hv.get(args["held_var"])) if probed is None or host in probed else None
             held = None
             if isinstance(probe, dict) and isinstance(probe.get("held"), dict):
                 held = list(probe["held"].get("recorded") or []) + list(probe["held"].get("gateways") or [])
@@ -212,13 +215,26 @@ class ActionModule(ActionBase):
         return result
 
     @staticmethod
-    def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str) -> Dict[str, Any]:
+    def _probed(task_vars: Dict[str, Any], probed_var: str) -> Optional[set]:
+        """The hosts asked what they hold in this run (probed_var's C(unrecorded)); None: every host's held_var counts.
+
+        A host not asked in this run may still carry held_var from an earlier play of the same run: it is ignored.
+        """
+        if not probed_var:
+            return None
+        found = task_vars.get(probed_var)
+        if not isinstance(found, Mapping) or found.get("skipped"):
+            return set()
+        return {str(h) for h in (plain(found.get("unrecorded")) or [])}
+
+    @staticmethod
+    def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str, node: Optional[str] = None) -> Dict[str, Any]:
         """The fact podnet_node of this host: its entry of the registered plan, read directly.
 
         A template such as ``{{ podnet_plan.nodes[inventory_hostname] }}`` wraps the whole table of N nodes for
         every host (a copy of N entries per host: O(N^2) for the play, and pages copied in every worker).
         """
-        host = task_vars.get("inventory_hostname")
+        host = node or task_vars.get("inventory_hostname")
         plan = task_vars.get(plan_var)
         if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
             raise AnsibleActionFail("podnet.cluster.plan: %s is not a plan (register the plan task as %s first)"

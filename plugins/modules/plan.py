@@ -103,6 +103,14 @@ options:
         record - so a lost state file is rebuilt from the hosts - and is never handed to another node.
     type: str
     default: __podnet_held
+  probed_var:
+    description:
+      - The variable registered from this module with I(recorded_only) before the nodes were probed. When set, only
+        the hosts in its C(unrecorded) list were asked in this run, and I(held_var) counts for them alone (a host
+        skipped by the probe may still carry I(held_var) from an earlier play of the same run). When that task was
+        skipped, no host's I(held_var) counts. Empty (the default) - every host's I(held_var) counts.
+    type: str
+    default: ""
   recorded_only:
     description:
       - Only read the state file and return C(recorded) and C(unrecorded) (the nodes to probe); plan nothing.
@@ -110,12 +118,18 @@ options:
     default: false
   node_part:
     description:
-      - Only set the fact C(podnet_node) of this host, its entry of the registered plan I(plan_var) (skipped for a
-        host that is not a node of the plan); plan nothing, read nothing. Run on every host (no C(run_once)).
-      - Cheaper than templating C({{ podnet_plan.nodes[inventory_hostname] }}) on every host, which copies the
-        whole table for each host.
+      - Only set the fact C(podnet_node) of one host (I(node), or the task's host), its entry of the registered plan
+        I(plan_var) (skipped for a host that is not a node of the plan); plan nothing, read nothing.
+      - For every host at once, loop over the hosts in one C(run_once) task with C(delegate_to=item),
+        C(delegate_facts=true) and I(node=item), as the role does; one worker then serves them all (a task on every
+        host forks one per host). Either is cheaper than templating C({{ podnet_plan.nodes[inventory_hostname] }})
+        on every host, which copies the whole table for each host.
     type: bool
     default: false
+  node:
+    description:
+      - With I(node_part), the inventory hostname whose C(podnet_node) is returned. Default - the task's host.
+    type: str
   plan_var:
     description:
       - With I(node_part), the variable the plan task was registered as.
@@ -164,6 +178,15 @@ EXAMPLES = r"""
 - name: Show this node's pod subnets
   ansible.builtin.debug:
     msg: "{{ podnet_plan.nodes[inventory_hostname].pod_cidrs }}"
+
+- name: Set every node's fact podnet_node from the registered plan, in one worker
+  podnet.cluster.plan:
+    node_part: true
+    node: "{{ item }}"
+  run_once: true
+  delegate_to: "{{ item }}"
+  delegate_facts: true
+  loop: "{{ ansible_play_batch }}"
 """
 
 RETURN = r"""
