@@ -6,8 +6,9 @@ runs the returned task in a play whose vars are the returned vars, inside a scra
 eth0 holds ON_LINK_ADDRESS (every ``via`` is inside that network, so every peer is on-link). Between runs
 it removes the routes with ``FLUSH`` (run inside that namespace), so that the next run adds them all again.
 
-Today: podnet.cluster.routes with its compact route form, one "DST via GW peer NAME" string per route (the
-form the node document carries). To benchmark another invocation, change only this file.
+Today: podnet.cluster.routes with its compact route form, one "DST via GW peer NAME" line per route (the
+form the node document carries), all in one string: templating a list of 5,000 strings costs 5,000 template
+calls on the controller, one string costs one. To benchmark another invocation, change only this file.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ FLUSH: List[str] = ["ip", "route", "flush", "proto", str(PROTOCOL)]
 def routes_invocation(routes: Sequence[Tuple[str, str, str]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(task, play vars) that make the node's own routes exactly ``routes``.
 
-    The routes travel as a play variable and reach the module through templating, as they do in the node role
-    (the role passes a computed list), so the measured cost includes moving them through Ansible.
+    The routes travel as a play variable and reach the module through templating, so the measured cost includes
+    moving them through Ansible.
     """
     task = {
         "name": "Reconcile the node's peer routes",
@@ -38,5 +39,5 @@ def routes_invocation(routes: Sequence[Tuple[str, str, str]]) -> Tuple[Dict[str,
             "protocol": PROTOCOL,
         },
     }
-    play_vars = {"bench_routes": ["%s via %s peer %s" % (dst, via, peer) for dst, via, peer in routes]}
+    play_vars = {"bench_routes": "\n".join("%s via %s peer %s" % (dst, via, peer) for dst, via, peer in routes)}
     return task, play_vars
