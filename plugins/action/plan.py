@@ -228,8 +228,9 @@ class ActionModule(ActionBase):
         return {str(h) for h in (plain(found.get("unrecorded")) or [])}
 
     @staticmethod
-    def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str, node: Optional[str] = None) -> Dict[str, Any]:
-        """The fact podnet_node of this host: its entry of the registered plan, read directly.
+    def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str,
+                   node: Optional[str] = None) -> Dict[str, Any]:
+        """The fact podnet_node of ``node`` (default: the task's host): its entry of the registered plan, read directly.
 
         A template such as ``{{ podnet_plan.nodes[inventory_hostname] }}`` wraps the whole table of N nodes for
         every host (a copy of N entries per host: O(N^2) for the play, and pages copied in every worker).

@@ -268,7 +268,11 @@ class RouteIndex(object):
 
     def exact(self, network):
         """Routes whose destination is exactly ``network`` (an ip_network)."""
-        return list(self.by_prefix.get(network.prefixlen, {}).get(int(network.network_address), []))
+        return self.exact_int(int(network.network_address), network.prefixlen)
+
+    def exact_int(self, network, prefixlen):
+        """``exact`` of a network given as an integer of this index's family and its prefix length."""
+        return list(self.by_prefix.get(prefixlen, {}).get(network, []))
 
     def lookup(self, address):
         """All routes of the longest matching prefix with the lowest metric (usually one)."""

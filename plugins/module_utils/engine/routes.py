@@ -284,14 +284,8 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
         if not desired[fam]:
             continue
         lpm = RouteIndex(mains[fam], fam, exclude_protocol=proto)
-        foreign = {}   # the table's routes that are not ours, by destination
-        for route in tables[fam]:
-            if route_protocol(route) == proto:
-                continue
-            try:
-                foreign.setdefault(_route_key(route, fam), []).append(route)
-            except ValueError:
-                continue
+        # the table's routes that are not ours, by destination (the main table's index serves both)
+        foreign = lpm if tables[fam] is mains[fam] else RouteIndex(tables[fam], fam, exclude_protocol=proto)
         cache = {}
         for key, want in desired[fam].items():
             via, via_int = want["via"], want["via_int"]
@@ -312,7 +306,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                                % (peer, via, ", ".join(sorted({r.get("dev") for r in best}))))
             else:
                 dev_of[(fam, key)] = best[0]["dev"]
-            for other in foreign.get(key, ()):
+            for other in foreign.exact_int(*key):
                 conflicts.append("dst %s (peer %s): table %s already has '%s' with protocol %s"
                                  % (want["dst"], peer, table, describe_route({k: v for k, v in other.items()
                                                                               if k != "protocol"}),

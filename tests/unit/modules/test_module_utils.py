@@ -108,6 +108,8 @@ def test_route_index_longest_prefix_metric_and_exclusion():
     assert longest_prefix_match(table, "192.168.5.9", exclude_protocol=158)["dev"] == "eth2"
     import ipaddress
     assert [r["dev"] for r in idx.exact(ipaddress.ip_network("192.168.5.0/24"))] == ["eth1", "eth2"]
+    assert [r["dev"] for r in idx.exact_int(int(ipaddress.ip_address("192.168.5.0")), 24)] == ["eth1", "eth2"]
+    assert idx.exact_int(int(ipaddress.ip_address("192.168.5.0")), 23) == []
     v6 = RouteIndex([{"dst": "fd00:77::/64", "dev": "eth0", "metric": 256}, {"dst": "default", "gateway": "fe80::1",
                                                                           "dev": "eth0", "metric": 1024}], 6)
     assert v6.lookup("fd00:77::2")[0]["dst"] == "fd00:77::/64"
