@@ -13,6 +13,7 @@ import yaml
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
@@ -37,6 +38,7 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "held_var": {"type": "str", "default": "__podnet_held"},
     "probed_var": {"type": "str", "default": ""},
     "recorded_only": {"type": "bool", "default": False},
+    "adopt": {"type": "bool", "default": True},
     "check_role_vars": {"type": "bool", "default": False},
     "node_part": {"type": "bool", "default": False},
     "plan_var": {"type": "str", "default": "podnet_plan"},
@@ -93,7 +95,12 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg="podnet.cluster.plan: %s" % to_native(exc))
                 return result
             recorded = sorted(str(n) for n in ((old or {}).get("nodes") or {})) if isinstance(old, dict) else []
-            result.update(changed=False, recorded=recorded, unrecorded=[h for h in hosts if h not in recorded])
+            unrecorded = [h for h in hosts if h not in recorded]
+            probe = unrecorded if args["adopt"] else []
+            gather = self._to_gather(hosts, task_vars)
+            wanted = set(probe) | set(gather)
+            result.update(changed=False, recorded=recorded, unrecorded=unrecorded, probe=probe, gather=gather,
+                          ask=[h for h in hosts if h in wanted])
             return result
         hostvars = task_vars["hostvars"]
         probed = self._probed(task_vars, args["probed_var"])
@@ -214,6 +221,35 @@ class ActionModule(ActionBase):
         result.update(changed=False, checked=len(hosts), msg="The role variables of %d host(s) are valid" % len(hosts))
         return result
 
+    def _to_gather(self, hosts: List[str], task_vars: Dict[str, Any]) -> List[str]:
+        """The nodes of the play to gather network facts from: gathering on (podnet_plan_gather_facts), no
+        podnet_node_ip, and no default_ipv4 or default_ipv6 in their facts (gathered already, maybe empty).
+
+        Decided here, once, so that the role runs one task on every host (the include of the questions) instead of
+        one per question. Each host's own variables (its hostvars, as the plan reads them) count; for
+        podnet_plan_gather_facts, this task's value (role default, play or extra vars) when the host sets none.
+        """
+        play = set(task_vars.get("ansible_play_hosts_all") or [task_vars.get("inventory_hostname")])
+        hostvars = task_vars.get("hostvars", {})
+        default = self._templar.template(task_vars.get("podnet_plan_gather_facts", True))
+        found = []
+        for host in hosts:
+            if host not in play:
+                continue
+            hv = hostvars[host]
+            flag = plain(hv["podnet_plan_gather_facts"]) if "podnet_plan_gather_facts" in hv else plain(default)
+            try:
+                gather = boolean(flag, strict=True)
+            except TypeError as exc:
+                raise AnsibleActionFail("podnet.cluster.plan: %s: podnet_plan_gather_facts: %s"
+                                        % (host, to_native(exc)))
+            if not gather or plain(hv.get("podnet_node_ip")):
+                continue
+            facts = plain(hv.get("ansible_facts") or {})
+            if not (isinstance(facts, Mapping) and ("default_ipv4" in facts or "default_ipv6" in facts)):
+                found.append(host)
+        return found
+
     @staticmethod
     def _probed(task_vars: Dict[str, Any], probed_var: str) -> Optional[set]:
         """The hosts asked what they hold in this run (probed_var's C(unrecorded)); None: every host's held_var counts.
@@ -225,7 +261,8 @@ class ActionModule(ActionBase):
         found = task_vars.get(probed_var)
         if not isinstance(found, Mapping) or found.get("skipped"):
             return set()
-        return {str(h) for h in (plain(found.get("unrecorded")) or [])}
+        asked = found.get("probe") if "probe" in found else found.get("unrecorded")
+        return {str(h) for h in (plain(asked) or [])}
 
     @staticmethod
     def _node_part(result: Dict[str, Any], task_vars: Dict[str, Any], plan_var: str,

@@ -106,16 +106,24 @@ options:
   probed_var:
     description:
       - The variable registered from this module with I(recorded_only) before the nodes were probed. When set, only
-        the hosts in its C(unrecorded) list were asked in this run, and I(held_var) counts for them alone (a host
+        the hosts in its C(probe) list were asked in this run, and I(held_var) counts for them alone (a host
         skipped by the probe may still carry I(held_var) from an earlier play of the same run). When that task was
         skipped, no host's I(held_var) counts. Empty (the default) - every host's I(held_var) counts.
     type: str
     default: ""
   recorded_only:
     description:
-      - Only read the state file and return C(recorded) and C(unrecorded) (the nodes to probe); plan nothing.
+      - Only find the nodes to ask before the plan; plan nothing. Reads the state file and returns C(recorded),
+        C(unrecorded), C(probe) (the nodes to ask which pod subnets they hold), C(gather) (the nodes to gather
+        network facts from) and C(ask) (either), so that one task on every host asks what is needed.
     type: bool
     default: false
+  adopt:
+    description:
+      - With I(recorded_only), whether the nodes the state file does not record are to be asked what they hold
+        (C(podnet_plan_adopt)); false leaves C(probe) empty.
+    type: bool
+    default: true
   node_part:
     description:
       - Only set the fact C(podnet_node) of one host (I(node), or the task's host), its entry of the registered plan
@@ -268,6 +276,23 @@ recorded:
   elements: str
 unrecorded:
   description: With I(recorded_only), the nodes of the group the state file does not record.
+  returned: with recorded_only
+  type: list
+  elements: str
+probe:
+  description: With I(recorded_only), the nodes to ask which pod subnets they hold (C(unrecorded) with I(adopt), else none).
+  returned: with recorded_only
+  type: list
+  elements: str
+gather:
+  description:
+    - With I(recorded_only), the nodes of the play to gather network facts from - C(podnet_plan_gather_facts) true,
+      no C(podnet_node_ip), and no C(default_ipv4) or C(default_ipv6) in their facts.
+  returned: with recorded_only
+  type: list
+  elements: str
+ask:
+  description: With I(recorded_only), the nodes in C(probe) or C(gather), in the group's order.
   returned: with recorded_only
   type: list
   elements: str

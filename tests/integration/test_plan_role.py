@@ -150,6 +150,52 @@ def test_what_a_node_held_counts_only_when_it_was_asked_in_this_run(tmp_path):
     assert again.facts()["node2"]["podnet_node"]["pod_cidrs"] == recorded["node2"]
 
 
+def ran(run, name):
+    """The hosts on which the task ``name`` ran (not skipped); none when no host included it."""
+    try:
+        return {h for h, r in run.task_results(name).items() if not r.get("skipped")}
+    except KeyError:
+        return set()
+
+
+GATHER = "Gather network facts where no node IP is known"
+PROBE = "Ask this node which pod subnets it already holds"
+
+
+def local_addresses():
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    return {a["local"] for link in json.loads(out) for a in link.get("addr_info", [])}
+
+
+def test_only_the_nodes_that_must_be_asked_are_asked(tmp_path):
+    """One include on every host; inside, facts are gathered only where no node IP (nor fact) is known, and only
+    the nodes the state file does not record are probed (with podnet_plan_adopt)."""
+    group_vars = {"podnet_cluster_cidrs": ["10.61.0.0/20"], "podnet_node_prefix_ipv4": 26}
+    first = run_plan(tmp_path, three_nodes(), group_vars)
+    assert first.rc == 0, first.text
+    assert ran(first, GATHER) == set()
+    assert ran(first, PROBE) == {"node1", "node2", "node3"}  # a new state file records nobody
+
+    # node4: no node IP, so its facts are gathered (a local connection: this machine's own, read only) and it is
+    # probed; node5: unrecorded, its IP given: probed only; node1-3: recorded, IPs given: asked nothing
+    hosts = three_nodes(node4={}, node5={"podnet_node_ip": "172.31.9.15/24"})
+    second = run_plan(tmp_path, hosts, group_vars)
+    assert second.rc == 0, second.text
+    assert ran(second, GATHER) == {"node4"}
+    assert ran(second, PROBE) == {"node4", "node5"}
+    facts = second.facts()
+    assert facts["node4"]["podnet_plan"]["nodes"]["node4"]["node_ips"][0] in local_addresses()
+    assert read_state(second.state_path)["nodes"]["node4"] == facts["node4"]["podnet_node"]["pod_cidrs"]
+
+    # without adoption nobody is probed; with gathering off for node6, it is not gathered and the plan names it
+    hosts = three_nodes(node4={}, node5={"podnet_node_ip": "172.31.9.15/24"}, node6={"podnet_plan_gather_facts": False})
+    third = run_plan(tmp_path, hosts, group_vars, args=["-e", "podnet_plan_adopt=false"])
+    assert third.rc != 0
+    assert ran(third, GATHER) == {"node4"}
+    assert ran(third, PROBE) == set()
+    assert "node6" in third.failure_text(), third.text
+
+
 def test_sticky_across_runs_when_nodes_come_and_go(tmp_path):
     assert run_plan(tmp_path, three_nodes()).rc == 0
     first = read_state(tmp_path / "inventory" / "podnet_state.yml")["nodes"]
