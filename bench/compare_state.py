@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+"""Issue 9's "unchanged state" check: converge the same lab with two commits and compare every node's state.
+
+    .venv/bin/python bench/compare_state.py OLD [NEW]      (needs root: namespaces; NEW defaults to the work tree)
+
+For each side it checks the commit out in a scratch git worktree (NEW may be "." for this work tree as it is),
+builds the same lab with that side's own lab playbook (same lab name, nodes, networks: dual stack, both
+runtimes), runs that side's podnet.cluster.site once, takes every node's state with tests/lib/nodestate.py
+(addresses, links, every route table, rules, iptables-save/ip6tables-save, forwarding, every file podnet.cluster
+may write, by content, and the record's document) and removes the lab. It then prints the differences, node by
+node, and exits 1 when there are any.
+
+Left out of the comparison, because they change with the code and not with the node's network: the engine
+source copies the boot restore runs (/var/lib/podnet/lib). The kernel-made ifindexes and link-local addresses
+are left out by nodestate itself.
+
+Everything it makes is named podnet-cmp<pid> (namespaces, lab directory, /var/tmp/podnet-cmp<pid>) and removed at
+the end, also after a failure. The machine's own network namespace is never touched: the lab lives in namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from lib import nodestate  # noqa: E402
+from lib.labtools import BIN, Lab, ansible_env  # noqa: E402
+
+NAME = "podnet-cmp%d" % os.getpid()
+WORK = Path("/var/tmp") / NAME
+LAB_ROOT = "/var/tmp/podnet-lab/%s" % NAME
+# Left out: they change with the code, not with the node's network.
+CODE_FILES = ("var-lib/podnet/lib/",)
+LAB_VARS = {
+    "podnet_lab_subnet": "172.31.250.0/24",
+    "podnet_lab_subnet_ipv6": "fd00:31:250::/64",
+    "podnet_lab_external_cidr_ipv6": "fd00:203::/64",
+    "podnet_lab_inventory_vars": {
+        "podnet_cluster_cidrs": ["10.88.0.0/16", "fd00:88::/56"],
+        "podnet_runtimes": ["cni", "docker"],
+    },
+}
+
+
+def log(msg: str) -> None:
+    print("[compare] %s" % msg, file=sys.stderr, flush=True)
+
+
+def run(argv: List[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = ansible_env(ANSIBLE_CONFIG=str(cwd / "ansible.cfg"))
+    proc = subprocess.run(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, check=False, timeout=900)
+    if check and proc.returncode != 0:
+        raise SystemExit("%s failed in %s (rc=%d)\n%s\n%s" % (" ".join(argv), cwd, proc.returncode,
+                                                               proc.stdout[-4000:], proc.stderr[-2000:]))
+    return proc
+
+
+def checkout(rev: str, where: Path) -> Path:
+    """A tree of ``rev`` importable as podnet.cluster ("." is this work tree itself)."""
+    if rev == ".":
+        tree = REPO
+    else:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(where), rev], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        tree = where
+    link = tree / ".collections/ansible_collections/podnet/cluster"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to("../../..")
+    return tree
+
+
+def lab_playbook(tree: Path, inventory_dir: Path, state: str, check: bool = True) -> None:
+    extra = dict(LAB_VARS, podnet_lab_state=state, podnet_lab_name=NAME, podnet_lab_nodes=3,
+                 podnet_lab_root=LAB_ROOT, podnet_lab_inventory_dir=str(inventory_dir))
+    run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps(extra)], tree, check=check)
+
+
+def side(rev: str, label: str) -> Dict[str, Dict[str, str]]:
+    tree = checkout(rev, WORK / ("tree-" + label))
+    inventory_dir = WORK / ("inventory-" + label)
+    lab = Lab(name=NAME, root=LAB_ROOT, inventory_dir=inventory_dir,
+              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)])
+    try:
+        lab_playbook(tree, inventory_dir, "present")
+        log("%s (%s): lab built, running site" % (label, rev))
+        run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(lab.hosts_yml)], tree)
+        states = {}
+        for node in lab.nodes:
+            snap = nodestate.node_state(lab, node)
+            snap["files"] = "".join(line + "\n" for line in snap["files"].splitlines()
+                                    if not line.startswith(CODE_FILES))
+            states[node] = snap
+        return states
+    finally:
+        lab_playbook(tree, inventory_dir, "absent", check=False)
+        shutil.rmtree(LAB_ROOT, ignore_errors=True)
+        if tree != REPO:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def compare(old: Dict[str, Dict[str, str]], new: Dict[str, Dict[str, str]]) -> List[str]:
+    out = []
+    for node in sorted(set(old) | set(new)):
+        a, b = old.get(node, {}), new.get(node, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append("%s: %s differs" % (node, key))
+                out.extend(difflib.unified_diff((a.get(key) or "").splitlines(), (b.get(key) or "").splitlines(),
+                                                "old", "new", lineterm="", n=1))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("old", help="commit of the state before")
+    parser.add_argument("new", nargs="?", default=".", help="commit of the state after ('.': this work tree)")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    try:
+        old = side(args.old, "old")
+        new = side(args.new, "new")
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
+    keys = sorted(next(iter(new.values())))
+    differences = compare(old, new)
+    print("compared %d nodes, %d aspects each (%s)" % (len(new), len(keys), ", ".join(keys)))
+    if differences:
+        print("\n".join(differences))
+        print("DIFFERENT: %s and %s" % (args.old, args.new))
+        return 1
+    print("IDENTICAL: %s and %s" % (args.old, args.new))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
