@@ -16,7 +16,8 @@ source copies the boot restore runs (/var/lib/podnet/lib). The kernel-made ifind
 are left out by nodestate itself.
 
 Everything it makes is named podnet-cmp<pid> (namespaces, lab directory, /var/tmp/podnet-cmp<pid>) and removed at
-the end, also after a failure. The machine's own network namespace is never touched: the lab lives in namespaces.
+the end, also after a failure. The machine's own network namespace is never touched: the lab lives in namespaces
+(checked: it exits 2 if the namespace's snapshot differs afterwards).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from pathlib import Path
 from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+for _path in (REPO / ".collections", REPO / "tests"):   # as tests/conftest.py: make setup links .collections
+    sys.path.insert(0, str(_path))
 
-from lib import nodestate  # noqa: E402
+from lib import nodestate, rootns  # noqa: E402
 from lib.labtools import BIN, Lab, ansible_env  # noqa: E402
 
 NAME = "podnet-cmp%d" % os.getpid()
@@ -128,14 +130,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("old", help="commit of the state before")
     parser.add_argument("new", nargs="?", default=".", help="commit of the state after ('.': this work tree)")
+    parser.add_argument("--save", metavar="FILE", help="also write both sides' snapshots to FILE (JSON)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    root_before = rootns.snapshot()
     try:
         old = side(args.old, "old")
         new = side(args.new, "new")
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
         subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
+    root_changes = rootns.diff(root_before, rootns.snapshot())
+    if root_changes:
+        print("the machine's own network namespace changed:\n" + root_changes)
+        return 2
+    if args.save:
+        Path(args.save).write_text(json.dumps({"old": old, "new": new}, indent=1, sort_keys=True))
     keys = sorted(next(iter(new.values())))
     differences = compare(old, new)
     print("compared %d nodes, %d aspects each (%s)" % (len(new), len(keys), ", ".join(keys)))
