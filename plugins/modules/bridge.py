@@ -23,6 +23,8 @@ author:
   - podnet.cluster maintainers
 requirements:
   - iproute2 (C(ip)) on the managed node
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   name:
     description:
@@ -69,13 +71,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

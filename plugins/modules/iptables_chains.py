@@ -28,6 +28,8 @@ author:
   - podnet.cluster maintainers
 requirements:
   - iptables (C(iptables-save), C(iptables-restore), and the ip6tables variants for IPv6) on the managed node
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   ip_version:
     description:
@@ -86,13 +88,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 notes:
   - Addresses are normalised as iptables does (host bits cleared, C(/32) and C(/128) added, C(0.0.0.0/0) dropped).
 """

@@ -20,6 +20,8 @@ description:
 version_added: 0.1.0
 author:
   - podnet.cluster maintainers
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   path:
     description: The JSON file.
@@ -49,13 +51,6 @@ options:
     description: Create the parent directories when missing (otherwise a missing directory is an error).
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -60,6 +60,8 @@ description:
   - A node's C(eth0) that is a port of a bridge (its uplink moved by
     M(podnet.cluster.uplink_bridge)) counts the bridge's addresses as its own, so a repair run
     does not put the node address back on C(eth0).
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   name:
     description:
@@ -137,7 +139,6 @@ options:
 notes:
   - Needs root, C(ip) from iproute2, C(sysctl) and C(nsenter)/C(unshare)
     (util-linux) on the target; standard library Python only.
-  - Supports check mode and diff mode.
 seealso:
   - plugin: podnet.cluster.netns
     plugin_type: connection

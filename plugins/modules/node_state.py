@@ -29,6 +29,8 @@ author:
   - podnet.cluster maintainers
 requirements:
   - iproute2, iptables (with ip6tables for IPv6) on the node; Python 3.8 or later
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   document:
     description:
@@ -54,13 +56,6 @@ options:
     description: Seconds to wait for I(service) to be active again.
     type: int
     default: 120
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

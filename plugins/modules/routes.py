@@ -28,6 +28,8 @@ author:
   - podnet.cluster maintainers
 requirements:
   - iproute2 (C(ip)) on the managed node
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   routes:
     description:
@@ -63,13 +65,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -26,6 +26,8 @@ description:
 version_added: 0.1.0
 author:
   - podnet.cluster maintainers
+extends_documentation_fragment:
+  - podnet.cluster.attributes
 options:
   settings:
     description:
@@ -72,7 +74,6 @@ options:
     type: path
     default: /proc/sys
 notes:
-  - Supports check mode and diff mode.
   - Values are compared with white space normalised (C(net.ipv4.ip_local_port_range = 32768 60999) equals the
     tab-separated live value).
 """
