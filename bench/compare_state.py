@@ -102,8 +102,7 @@ def side(rev: str, label: str) -> Dict[str, Dict[str, str]]:
         states = {}
         for node in lab.nodes:
             snap = nodestate.node_state(lab, node)
-            snap["files"] = "".join(line + "\n" for line in snap["files"].splitlines()
-                                    if not line.startswith(CODE_FILES))
+            snap["files"] = without_code(snap["files"])
             states[node] = snap
         return states
     finally:
@@ -112,6 +111,11 @@ def side(rev: str, label: str) -> Dict[str, Dict[str, str]]:
         if tree != REPO:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def without_code(files: str) -> str:
+    """nodestate's file lines ("PATH MODE SHA") without the copies of the collection's code."""
+    return "".join(line + "\n" for line in files.splitlines() if not line.startswith(CODE_FILES))
 
 
 def compare(old: Dict[str, Dict[str, str]], new: Dict[str, Dict[str, str]]) -> List[str]:

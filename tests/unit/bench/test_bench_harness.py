@@ -166,3 +166,22 @@ def test_runner_counts_tasks_per_host_and_reads_memory(tmp_path):
     assert run.main_maxrss and run.main_maxrss > 10 * lib.MIB
     assert run.any_maxrss >= run.main_maxrss
     assert "bench-00003" in lib.parse_recap(run.output)
+
+
+def test_compare_state_names_each_node_and_aspect_that_differs_with_the_lines():
+    import compare_state  # noqa: E402  (bench/ is on the path above)
+
+    old = {"n1": {"ip -o addr": "a\nb\n", "files": "f 1\n"}, "n2": {"files": "x\n"}}
+    same = {"n1": {"ip -o addr": "a\nb\n", "files": "f 1\n"}, "n2": {"files": "x\n"}}
+    assert compare_state.compare(old, same) == []
+    new = {"n1": {"ip -o addr": "a\nc\n", "files": "f 1\n"}, "n2": {"files": "x\n", "iptables-save": "-A X\n"}}
+    out = compare_state.compare(old, new)
+    assert out[0] == "n1: ip -o addr differs"
+    assert "-b" in out and "+c" in out
+    assert "n2: iptables-save differs" in out and "+-A X" in out
+    assert not any(line.startswith("n1: files") or line.startswith("n2: files") for line in out)
+    # the code copies of the boot restore are left out, nothing else (the restore program itself stays)
+    files = ("etc/podnet dir 755\nvar-lib/podnet/lib dir 755\nvar-lib/podnet/lib/x.py 644 ab\n"
+             "var-lib/podnet/podnet-restore 755 cd\n")
+    assert compare_state.without_code(files) == ("etc/podnet dir 755\nvar-lib/podnet/lib dir 755\n"
+                                                 "var-lib/podnet/podnet-restore 755 cd\n")
