@@ -16,15 +16,9 @@ description:
     chains (ip-masq-agent style) and the routes to every peer's pod subnets.
   - Destinations never masqueraded are the cluster networks, the node networks and node addresses of
     the plan, link-local, and I(nonmasquerade).
+extends_documentation_fragment:
+  - podnet.cluster.node_filter
 options:
-  _input:
-    description: The cluster plan (C(podnet_plan)).
-    type: dict
-    required: true
-  hostname:
-    description: The node (inventory hostname).
-    type: str
-    required: true
   nonmasquerade:
     description: Extra destinations that keep the pod's address (C(podnet_nonmasquerade_cidrs)).
     type: list

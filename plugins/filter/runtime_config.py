@@ -18,15 +18,9 @@ description:
     address - host-local the lower half after the gateway (C(rangeStart)/C(rangeEnd)), Docker the upper half
     (C(fixed-cidr)). Docker gets IPv4 only (Docker 20.10 with C(ipv6) rewrites the bridge's IPv6 addresses);
     IPv6 pods come from CNI.
+extends_documentation_fragment:
+  - podnet.cluster.node_filter
 options:
-  _input:
-    description: The cluster plan (C(podnet_plan)).
-    type: dict
-    required: true
-  hostname:
-    description: The node (inventory hostname).
-    type: str
-    required: true
   runtimes:
     description: Runtimes to configure, C(docker) and/or C(cni).
     type: list
