@@ -9,7 +9,7 @@ builds the same lab with that side's own lab playbook (same lab name, nodes, net
 runtimes), runs that side's podnet.cluster.site once, takes every node's state with tests/lib/nodestate.py
 (addresses, links, every route table, rules, iptables-save/ip6tables-save, forwarding, every file podnet.cluster
 may write, by content, and the record's document) and removes the lab. It then prints the differences, node by
-node, and exits 1 when there are any.
+node, and exits 1 when there are any (2: not a commit, 3: a playbook failed).
 
 Left out of the comparison, because they change with the code and not with the node's network: the engine
 source copies the boot restore runs (/var/lib/podnet/lib). The kernel-made ifindexes and link-local addresses
@@ -17,7 +17,7 @@ are left out by nodestate itself.
 
 Everything it makes is named podnet-cmp<pid> (namespaces, lab directory, /var/tmp/podnet-cmp<pid>) and removed at
 the end, also after a failure. The machine's own network namespace is never touched: the lab lives in namespaces
-(checked: it exits 2 if the namespace's snapshot differs afterwards).
+(checked: it exits 4 if the namespace's snapshot differs afterwards).
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 for _path in (REPO / ".collections", REPO / "tests"):   # as tests/conftest.py: make setup links .collections
     sys.path.insert(0, str(_path))
 
 from lib import nodestate, rootns  # noqa: E402
-from lib.labtools import BIN, Lab, ansible_env  # noqa: E402
+from lib.labtools import Lab  # noqa: E402
 
 NAME = "podnet-cmp%d" % os.getpid()
 WORK = Path("/var/tmp") / NAME
@@ -59,16 +61,6 @@ def log(msg: str) -> None:
     print("[compare] %s" % msg, file=sys.stderr, flush=True)
 
 
-def run(argv: List[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = ansible_env(ANSIBLE_CONFIG=str(cwd / "ansible.cfg"))
-    proc = subprocess.run(argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, check=False, timeout=900)
-    if check and proc.returncode != 0:
-        raise SystemExit("%s failed in %s (rc=%d)\n%s\n%s" % (" ".join(argv), cwd, proc.returncode,
-                                                               proc.stdout[-4000:], proc.stderr[-2000:]))
-    return proc
-
-
 def checkout(rev: str, where: Path) -> Path:
     """A tree of ``rev`` importable as podnet.cluster ("." is this work tree itself)."""
     if rev == ".":
@@ -84,21 +76,15 @@ def checkout(rev: str, where: Path) -> Path:
     return tree
 
 
-def lab_playbook(tree: Path, inventory_dir: Path, state: str, check: bool = True) -> None:
-    extra = dict(LAB_VARS, podnet_lab_state=state, podnet_lab_name=NAME, podnet_lab_nodes=3,
-                 podnet_lab_root=LAB_ROOT, podnet_lab_inventory_dir=str(inventory_dir))
-    run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps(extra)], tree, check=check)
-
-
 def side(rev: str, label: str) -> Dict[str, Dict[str, str]]:
+    """Every node's state after ``rev``'s site run on the lab built by ``rev``'s lab playbook."""
     tree = checkout(rev, WORK / ("tree-" + label))
-    inventory_dir = WORK / ("inventory-" + label)
-    lab = Lab(name=NAME, root=LAB_ROOT, inventory_dir=inventory_dir,
-              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)])
+    lab = Lab(name=NAME, root=LAB_ROOT, inventory_dir=WORK / ("inventory-" + label),
+              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)], lab_vars=dict(LAB_VARS), repo=tree)
     try:
-        lab_playbook(tree, inventory_dir, "present")
+        lab.playbook("present")
         log("%s (%s): lab built, running site" % (label, rev))
-        run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(lab.hosts_yml)], tree)
+        nodestate.playbook(lab, "site")
         states = {}
         for node in lab.nodes:
             snap = nodestate.node_state(lab, node)
@@ -106,8 +92,7 @@ def side(rev: str, label: str) -> Dict[str, Dict[str, str]]:
             states[node] = snap
         return states
     finally:
-        lab_playbook(tree, inventory_dir, "absent", check=False)
-        shutil.rmtree(LAB_ROOT, ignore_errors=True)
+        lab.destroy()
         if tree != REPO:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -136,18 +121,25 @@ def main() -> int:
     parser.add_argument("new", nargs="?", default=".", help="commit of the state after ('.': this work tree)")
     parser.add_argument("--save", metavar="FILE", help="also write both sides' snapshots to FILE (JSON)")
     args = parser.parse_args()
+    for rev in {args.old, args.new} - {"."}:
+        if subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", rev + "^{commit}"],
+                          stdout=subprocess.DEVNULL).returncode != 0:
+            parser.error("%s is not a commit of %s" % (rev, REPO))
     WORK.mkdir(parents=True, exist_ok=True)
     root_before = rootns.snapshot()
     try:
         old = side(args.old, "old")
         new = side(args.new, "new")
+    except pytest.fail.Exception as exc:   # labtools.run: a playbook failed (its output is in the message)
+        print(exc, file=sys.stderr)
+        return 3
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
         subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
     root_changes = rootns.diff(root_before, rootns.snapshot())
     if root_changes:
         print("the machine's own network namespace changed:\n" + root_changes)
-        return 2
+        return 4
     if args.save:
         Path(args.save).write_text(json.dumps({"old": old, "new": new}, indent=1, sort_keys=True))
     keys = sorted(next(iter(new.values())))

@@ -68,8 +68,10 @@ def ansible_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def run(argv: List[str], check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, cwd=REPO, env=ansible_env(**extra_env), stdin=subprocess.DEVNULL,
+def run(argv: List[str], check: bool = True, cwd: Path = REPO, **extra_env: str) -> subprocess.CompletedProcess:
+    """Run an Ansible command in ``cwd`` (a checkout of the collection: its ansible.cfg applies)."""
+    env = ansible_env(**dict({"ANSIBLE_CONFIG": str(cwd / "ansible.cfg")}, **extra_env))
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=300)
     if check and proc.returncode != 0:
         pytest.fail("%s failed (rc=%d)\n--- stdout\n%s\n--- stderr\n%s"
@@ -143,6 +145,8 @@ class Lab:
     rootns_before: Dict[str, str] = field(default_factory=dict)
     pids: List[int] = field(default_factory=list)
     lab_vars: Dict[str, Any] = field(default_factory=dict)
+    # the checkout whose playbooks build the lab and run on it (another commit's worktree, say)
+    repo: Path = REPO
 
     @property
     def hosts_yml(self) -> Path:
@@ -165,7 +169,7 @@ class Lab:
         }
         extra.update(self.lab_vars)
         return run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps(extra)] + list(more),
-                   check=check)
+                   check=check, cwd=self.repo)
 
     def destroy(self) -> None:
         """Remove everything of this lab, whatever state it is in."""

@@ -22,7 +22,7 @@ def playbook(lab: Lab, name: str, *args: str, check: bool = True, **extra):
     argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % name, "-i", str(lab.hosts_yml)]
     if extra:
         argv += ["-e", json.dumps(extra)]
-    return run(argv + list(args), check=check)
+    return run(argv + list(args), check=check, cwd=lab.repo)
 
 
 def _kernel_made(text: str) -> str:
