@@ -1,6 +1,7 @@
 # podnet.cluster — developer entry points.
 #   make demo   build the lab, run site and verify on it, print the matrix
-#   make test   every test: unit, integration (real kernel namespaces), molecule
+#   make check  the quick loop: unit tests, lint and the fast integration tests (a few minutes)
+#   make test   every test: unit, integration (real kernel namespaces), molecule (needs root)
 # Both do their own set-up: Debian packages, .venv with pinned versions, and the
 # collection link that makes this checkout importable as podnet.cluster.
 
@@ -17,7 +18,7 @@ export PATH  := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt venv collection demo lab lab-destroy test unit integration molecule \
+.PHONY: setup apt venv collection demo lab lab-destroy check test unit integration molecule root \
         bench lint build clean
 
 setup: apt venv collection
@@ -61,14 +62,27 @@ lab-destroy: setup
 	$(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent
 	rm -f $(LAB_INVENTORY)/podnet_state.yml $(LAB_INVENTORY)/podnet_state.yml.lock
 
-test: setup
-	$(BIN)/pytest tests
+# Tests run on both cores (pytest-xdist); a test module stays on one worker, so a module's lab is built once.
+PYTEST_JOBS  ?= 2
+PYTEST       := $(BIN)/pytest -n $(PYTEST_JOBS) --dist loadfile
+
+# The integration tests build network namespaces: without root, say so and stop (never skip them quietly).
+root:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make: the integration tests build network namespaces and need root; run make test as root" \
+	       "(make unit runs the unit tests as any user)." >&2; exit 2; fi
+
+check: root setup
+	$(PYTEST) -m "not slow" tests
+
+test: root setup
+	$(PYTEST) tests
 
 unit: setup
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -m unit tests
 
-integration: setup
-	$(BIN)/pytest tests/integration
+integration: root setup
+	$(PYTEST) tests/integration
 
 # One table for issue 9 (docs/performance.md); e.g. BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
 bench: setup
