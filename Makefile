@@ -84,7 +84,7 @@ unit: setup
 integration: root setup
 	$(PYTEST) tests/integration
 
-# One table for issue 9 (docs/performance.md); e.g. BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
+# The scale benchmark, one table (docs/performance.md); e.g. BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
 bench: setup
 	$(BIN)/python bench/bench.py
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Drift (issue 8, item 3) on a lab built unlike the defaults (named nodes, dual stack, /25 and /72 blocks,
+"""Drift on a lab built unlike the defaults (named nodes, dual stack, /25 and /72 blocks,
 both runtimes): each fault injected on one node of a converged lab is reported by ``site --check`` on that
 node only (the node task, not the plan), healed by a converge back to exactly the converged state, and the
 cluster verifies afterwards."""

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""No disruption (issue 8, item 4): while a TCP stream (a counter, checked for gaps) and a steady ping flow
+"""No disruption: while a TCP stream (a counter, checked for gaps) and a steady ping flow
 between pods on two nodes, a converge that changes nothing, one that adds a node and one that changes the
 bridge MTU lose no packet and break no connection; the bridge is never re-created.
 
