@@ -180,6 +180,7 @@ def build_topology(params):
         "external": infra["external"],
         "controller": infra["controller"],
         "ssh": bool(params.get("ssh")),
+        "static_neighbours": bool(params.get("static_neighbours", True)),
         "node_names": nodes,
         "nodes": {},
         "subnet": str(subnet),
@@ -281,7 +282,36 @@ def desired_state(topo):
     sysctls = {rt: dict(ROUTER_SYSCTLS_V4)}
     if topo["subnet_ipv6"]:
         sysctls[rt].update(ROUTER_SYSCTLS_V6)
-    return {"namespaces": namespaces, "links": links, "veths": veths, "routes": routes, "sysctls": sysctls}
+    return {"namespaces": namespaces, "links": links, "veths": veths, "routes": routes, "sysctls": sysctls,
+            "neighbours": switch_neighbours(topo)}
+
+
+def switch_neighbours(topo):
+    """The permanent neighbour entries of the hosts on the lab's switch: {namespace: {address: peer namespace}}.
+
+    Every host on the switch (router, nodes, controller) knows the underlay addresses (IPv4 and IPv6) of every
+    other one, as entries of state ``permanent`` on its ``eth0``, pointing at the other's ``eth0`` MAC. Why:
+    the kernel keeps one ARP table and one NDP table for all network namespaces of the machine, and caps the
+    entries it may garbage-collect at ``net.ipv4.neigh.default.gc_thresh3`` (1024 by default) for all
+    namespaces together (``neighbor table overflow`` in the kernel log). Real hosts each have their own table;
+    a lab of N nodes on one switch needs N*(N-1) entries at once as soon as every node talks to every other
+    one (verify's full matrix): 870 at 30 nodes, the cap with what pods need. Permanent entries are not
+    counted against the cap, so the lab's underlay never competes with the pods' own (dynamic) entries.
+    Empty when ``topo["static_neighbours"]`` is false.
+    """
+    if not topo.get("static_neighbours", True):
+        return {}
+    hosts = [(topo["router"], [topo["router_info"]["ipv4"], topo["router_info"]["ipv6"]])]
+    for node in topo["node_names"]:
+        n = topo["nodes"][node]
+        hosts.append((node, [n["ipv4"], n["ipv6"]]))
+    if topo.get("ssh") and topo.get("controller_info"):
+        c = topo["controller_info"]
+        hosts.append((topo["controller"], [c["ipv4"], c["ipv6"]]))
+    out = {}
+    for ns, _mine in hosts:
+        out[ns] = {addr: peer for peer, addrs in hosts if peer != ns for addr in addrs if addr}
+    return out
 
 
 def host_files(topo, hide_services):

@@ -130,6 +130,18 @@ options:
       - Needs C(sshd) and C(ssh-keygen) (Debian C(openssh-server), C(openssh-client)).
     type: bool
     default: false
+  static_neighbours:
+    description:
+      - Give every host on the switch (router, nodes, controller) permanent neighbour entries (ARP and NDP)
+        for the underlay addresses of every other one, pointing at their C(eth0) MACs.
+      - The kernel keeps one neighbour table per family for all network namespaces of the machine and
+        refuses new dynamic entries beyond C(net.ipv4.neigh.default.gc_thresh3) (1024 by default) for all of
+        them together, while real hosts each have their own table. Without these entries a lab of about 30
+        nodes whose nodes all talk to each other at once (the full verify matrix) overflows it, and
+        connections time out (C(neighbor table overflow) in the kernel log). Permanent entries do not count
+        against that limit. Switch it off to test ARP/NDP on the underlay itself.
+    type: bool
+    default: true
   state:
     description:
       - C(present) builds or repairs the lab, C(absent) removes it.
@@ -243,6 +255,7 @@ killed:
   sample: [{pid: 4242, comm: sleep, netns: lab-node1, reason: netns}]
 """
 
+import ipaddress
 import json
 import os
 import shlex
@@ -485,6 +498,9 @@ def desired_facts(want, files):
     for ns, values in want["sysctls"].items():
         for key, value in values.items():
             facts.add("%s: sysctl %s=%s" % (ns, key, value))
+    for ns, entries in (want.get("neighbours") or {}).items():
+        if entries:
+            facts.add(neighbour_fact(ns, len(entries)))
     for host, spec in files.items():
         for rel, _content in spec["files"].items():
             facts.add("file %s/upper/%s" % (spec["root"], rel))
@@ -655,7 +671,66 @@ def reconcile(lab, topo, want, files, recorded_nodes):
                 before.add("%s: sysctl %s=%s" % (ns, key, value))
                 continue
             lab.run_change([ip, "netns", "exec", ns, "sysctl", "-q", "-w", "%s=%s" % (key, value)])
+
+    # 6. permanent neighbour entries between the hosts on the switch (see switch_neighbours)
+    reconcile_neighbours(lab, topo, want, before)
     return before, killed
+
+
+def neighbour_fact(ns, count):
+    return "%s: permanent neighbours for the %d underlay addresses of the other hosts on the switch" % (ns, count)
+
+
+def reconcile_neighbours(lab, topo, want, before):
+    """Make each switch host's permanent neighbour entries those of ``want["neighbours"]``, one ``ip -batch``
+    per host that needs a change; remove permanent entries of the lab's subnets that are not wanted."""
+    wanted = want.get("neighbours") or {}
+    subnets = [ipaddress.ip_network(n) for n in (topo["subnet"], topo.get("subnet_ipv6")) if n]
+    hosts = list(wanted) or [topo["router"]] + list(topo["node_names"])
+    macs, devs = {}, {}
+    for ns in hosts:
+        if lab.netns_state(ns) != "ok":
+            continue
+        links = lab.ip_json(ns, "link", "show", "dev", "eth0") if lab.link_exists(ns, "eth0") else []
+        if links:
+            macs[ns] = links[0].get("address")
+            # an uplink moved into a bridge: the node's addresses (and its neighbours) live on the bridge
+            devs[ns] = links[0].get("master") or "eth0"
+    for ns in hosts:
+        entries = wanted.get(ns, {})
+        if ns not in devs:
+            if entries:
+                lab.note("ip -n %s neigh replace ... nud permanent (%d addresses)" % (ns, len(entries)))
+            continue
+        dev = devs[ns]
+        have = {}
+        for entry in lab.ip_json(ns, "neigh", "show", "nud", "permanent"):
+            if entry.get("dst") and entry.get("dev"):
+                have[(entry["dst"], entry["dev"])] = (entry.get("lladdr") or "").lower()
+        lines = []
+        for addr, peer in sorted(entries.items()):
+            mac = (macs.get(peer) or "").lower()
+            if not mac:
+                continue
+            if have.get((addr, dev)) != mac:
+                lines.append("neigh replace %s lladdr %s dev %s nud permanent" % (addr, mac, dev))
+        for (addr, on_dev), _mac in sorted(have.items()):
+            try:
+                ours = any(ipaddress.ip_address(addr) in net for net in subnets)
+            except ValueError:
+                ours = False
+            if ours and not (on_dev == dev and addr in entries):
+                lines.append("neigh del %s dev %s" % (addr, on_dev))
+        if not lines:
+            if entries:
+                before.add(neighbour_fact(ns, len(entries)))
+            continue
+        lab.note("ip -n %s -batch: %s" % (ns, "; ".join(lines[:3]) + (" ... (%d commands)" % len(lines)
+                                                                         if len(lines) > 3 else "")))
+        if not lab.check:
+            rc, out, err = lab.run([lab.ip, "-n", ns, "-batch", "-"], data=("\n".join(lines) + "\n").encode())
+            if rc != 0:
+                raise LabError("ip -n %s -batch (neighbours) failed (rc=%d): %s" % (ns, rc, (err or out).strip()))
 
 
 def prepare_files(lab, files, before):
@@ -979,6 +1054,7 @@ def main():
             hide_services=dict(type="bool", default=True),
             inventory_vars=dict(type="dict", default={}),
             ssh=dict(type="bool", default=False),
+            static_neighbours=dict(type="bool", default=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("nodes", "node_count")],

@@ -127,6 +127,23 @@ def test_paths_between_hosts(lab: Lab):
     assert "unreachable" in in_ns(ext, "ip", "route", "get", "192.0.2.1").stderr.lower()
 
 
+def test_switch_hosts_have_permanent_neighbours(lab: Lab):
+    """Each host on the switch knows every other one's underlay addresses as permanent entries, with the MAC of
+    that host's eth0 (the machine's kernel has one neighbour table for all namespaces: see docs/lab.md)."""
+    import json as _json
+
+    hosts = ["%s-router" % lab.name] + lab.nodes
+    macs = {h: _json.loads(in_ns(h, "ip", "-j", "link", "show", "dev", "eth0").stdout)[0]["address"] for h in hosts}
+    n1 = lab.nodes[0]
+    entries = {e["dst"]: e["lladdr"] for e in _json.loads(in_ns(n1, "ip", "-j", "neigh", "show", "nud",
+                                                                 "permanent").stdout)}
+    assert entries["172.30.9.12"] == macs[lab.nodes[1]]
+    assert entries["fd00:30:9::14"] == macs[lab.nodes[3]]
+    assert entries["172.30.9.1"] == macs["%s-router" % lab.name]
+    assert "172.30.9.11" not in entries
+    assert len(entries) == 2 * NODES  # router + the other nodes, two families
+
+
 def test_node_has_its_own_view(lab: Lab):
     hosts = lab_hosts(str(lab.hosts_yml))
     assert set(hosts) == set(lab.namespaces[1:])

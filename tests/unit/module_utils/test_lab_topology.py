@@ -104,3 +104,22 @@ def test_node_cannot_take_the_controller_name():
     with pytest.raises(LabError) as info:
         build_topology(params(nodes=["lab-ctl"], node_count=None, ssh=True))
     assert "lab-ctl is the name of the lab's own controller namespace" in str(info.value)
+
+
+def test_switch_hosts_know_each_other_permanently():
+    """Every host on the switch gets the other hosts' underlay addresses (both families), none of its own."""
+    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
+
+    topo = build_topology(params(node_count=4, subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64"))
+    neigh = desired_state(topo)["neighbours"]
+    assert sorted(neigh) == sorted(["lab-router"] + topo["node_names"])
+    node2 = neigh["lab-node2"]
+    assert node2["10.9.8.11"] == "lab-node1" and node2["fd00:9::11"] == "lab-node1"
+    assert node2["10.9.8.1"] == "lab-router" and node2["fd00:9::1"] == "lab-router"
+    assert "10.9.8.12" not in node2 and "fd00:9::12" not in node2
+    assert len(node2) == 2 * 4  # router + 3 other nodes, two families
+    assert len(neigh["lab-router"]) == 2 * 4
+    # the external host is not on the switch
+    assert "203.0.113.10" not in node2
+    # off: the underlay resolves its neighbours by ARP/NDP
+    assert desired_state(build_topology(params(static_neighbours=False)))["neighbours"] == {}
