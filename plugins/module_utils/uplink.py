@@ -679,7 +679,7 @@ def apply_batch(runner, lines, ip="ip"):
 
 
 def probe(runner, target, bridge, method="ping", timeout=5.0, ip="ip", ping="ping",
-          clock=time.monotonic, sleep=time.sleep):
+          clock=time.monotonic, sleep=time.sleep, backoff=False):
     """Whether ``target`` (``{"address", "family"}``) answers within ``timeout`` seconds.
 
     ``bridge`` is the interface the answer must come through (the bridge after a move, the uplink
@@ -687,7 +687,8 @@ def probe(runner, target, bridge, method="ping", timeout=5.0, ip="ip", ping="pin
     through ``bridge``). ``neigh``: the address answers ARP (IPv4) or neighbour
     solicitation (IPv6) on ``bridge``: the cached entry is dropped (unless permanent), one echo
     request triggers the resolution, and the entry must come back with a link-layer address;
-    this works where ICMP is filtered. Returns ``(ok, detail)``.
+    this works where ICMP is filtered. With ``backoff`` the pause between attempts doubles (0.2 s up to
+    8 s): the boot-time restore waits long for a gateway that comes up late. Returns ``(ok, detail)``.
     """
     address, family = target["address"], target["family"]
     link_local = family == 6 and ipaddress.ip_address(address).is_link_local
@@ -698,6 +699,7 @@ def probe(runner, target, bridge, method="ping", timeout=5.0, ip="ip", ping="pin
     deadline = clock() + max(float(timeout), 0.0)
     attempts = 0
     last = ""
+    pause = 0.2
     while True:
         attempts += 1
         if method == "neigh":
@@ -723,7 +725,9 @@ def probe(runner, target, bridge, method="ping", timeout=5.0, ip="ip", ping="pin
             last = "%s did not answer ping: %s" % (address, last[0])
         if clock() >= deadline:
             return False, "%s; %d attempt(s) in %.1f s" % (last, attempts, float(timeout))
-        sleep(0.2)
+        sleep(min(pause, max(deadline - clock(), 0.0)))
+        if backoff:
+            pause = min(pause * 2, 8.0)
 
 
 def _neigh_state(runner, address, bridge, ip):
@@ -750,7 +754,8 @@ def check_all(runner, targets, bridge, method="ping", timeout=5.0, **kw):
     return all(r["ok"] for r in results), results
 
 
-def _transaction(runner, before, lines, done, revert, reverted, targets, via, method, check_timeout, confirm, ip):
+def _transaction(runner, before, lines, done, revert, reverted, targets, via, method, check_timeout, confirm, ip,
+                 backoff=False):
     """Apply ``lines``; verify ``done(after) == []``; probe ``targets`` through ``via``; ``confirm()``;
     on any failure apply ``revert(now)`` and verify ``reverted(final) == []``."""
     outcome = {"changed": True, "commands": list(lines), "checked": [], "rolled_back": False,
@@ -762,7 +767,7 @@ def _transaction(runner, before, lines, done, revert, reverted, targets, via, me
         if left:
             raise UplinkError("the batch ran but these steps are still to do: %s" % "; ".join(left))
         if targets:
-            ok, outcome["checked"] = check_all(runner, targets, via, method, check_timeout, ip=ip)
+            ok, outcome["checked"] = check_all(runner, targets, via, method, check_timeout, ip=ip, backoff=backoff)
             if not ok:
                 raise UplinkError("reachability check failed: %s"
                                   % "; ".join(r["detail"] for r in outcome["checked"] if not r["ok"]))
@@ -798,7 +803,7 @@ def _transaction(runner, before, lines, done, revert, reverted, targets, via, me
 
 
 def move(runner, bridge, uplink, check_addresses=None, method="ping", check_timeout=5.0, confirm=None,
-         before=None, ip="ip"):
+         before=None, ip="ip", backoff=False):
     """Move ``uplink`` into ``bridge``, check, confirm, or roll back to the state before.
 
     :param runner: object with ``run(argv, data=None) -> (rc, out, err)``.
@@ -808,6 +813,7 @@ def move(runner, bridge, uplink, check_addresses=None, method="ping", check_time
     :param confirm: ``None``, or a callable run after a successful check that returns
         ``(confirmed, why_not)``; a refusal rolls back (the controller's confirmation).
     :param before: the snapshot to start from (read now if ``None``).
+    :param backoff: the check's attempts are spaced further and further apart (see :func:`probe`).
     :returns: dict ``changed, commands, checked, rolled_back, rollback_commands, error,
         rollback_complete (after a rollback), before, after``; ``error`` is ``None`` on success.
     """
@@ -818,7 +824,8 @@ def move(runner, bridge, uplink, check_addresses=None, method="ping", check_time
                 "error": None, "before": before, "after": before}
     targets = check_targets(before, check_addresses)
     outcome = _transaction(runner, before, lines, plan_move, lambda now: plan_restore(before, now),
-                           lambda now: plan_restore(before, now), targets, bridge, method, check_timeout, confirm, ip)
+                           lambda now: plan_restore(before, now), targets, bridge, method, check_timeout, confirm, ip,
+                           backoff)
     outcome["before"] = before
     return outcome
 

@@ -10,6 +10,8 @@ import os
 import re
 import shlex
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,153 @@ def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
     assert hosts[red].file("/etc/docker/daemon.json").mode == 0o600
     again = playbook(lab, "teardown")
     assert unchanged(again), "a second teardown changed something"
+
+
+def unit_line(text: str, key: str):
+    """(command, failure ignored) of a unit's ``key=`` line as systemd reads it: the prefixes ``-`` (a failure
+    is recorded but does not fail the unit), ``@``, ``:``, ``+``, ``!`` are taken off the command."""
+    line = re.search(r"^%s=(.*)$" % key, text, re.M).group(1)
+    ignored = False
+    while line[:1] in ("-", "@", ":", "+", "!"):
+        ignored = ignored or line[0] == "-"
+        line = line[1:]
+    return line, ignored
+
+
+def boot_lines(lab: Lab, node: str):
+    """The boot unit's ExecStart and the Docker drop-in's ExecStartPost, as written on the node."""
+    units = Path(lab.node_root(node), "upper/etc/systemd/system")
+    return (unit_line((units / "podnet-cluster.service").read_text(), "ExecStart"),
+            unit_line((units / "docker.service.d" / "10-podnet-cluster.conf").read_text(), "ExecStartPost"))
+
+
+def wipe(host, bridge="cbr0"):
+    """The kernel state of a reboot: no bridge, no route of ours, no chain of ours, forwarding off. Files stay."""
+    host.check_output("ip link del %s" % bridge)
+    host.check_output("ip route flush proto 158")
+    host.check_output("ip -6 route flush proto 158")
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat"):
+            for line in host.check_output("%s-save -t %s" % (tool, table)).splitlines():
+                if "podnet.cluster" in line and line.startswith("-A "):
+                    host.check_output("%s -t %s -D %s" % (tool, table, line[3:]))
+        for table, chain in (("filter", "PODNET-FORWARD"), ("nat", "PODNET-MASQ")):
+            host.check_output("%s -t %s -F %s && %s -t %s -X %s" % (tool, table, chain, tool, table, chain))
+    host.check_output("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0")
+
+
+def kernel_of(state):
+    """A node_state without its files (a test's own extra file there is no difference in the kernel)."""
+    return {k: v for k, v in state.items() if k not in ("files",)}
+
+
+def gateways(lab: Lab, node: str):
+    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    import ipaddress
+    return ["%s/%d" % (ipaddress.ip_network(c)[1], ipaddress.ip_network(c).prefixlen) for c in state[node]]
+
+
+def test_boot_with_a_sysctl_file_that_turns_forwarding_off(lab: Lab):
+    """A sysctl.d file read after ours sets forwarding off (systemd-sysctl applied it at boot): the unit's own
+    ExecStart brings back the bridge, its gateways, forwarding, chains and routes, and says what overrides it
+    (journal, exit status); the Docker drop-in's line cannot fail docker.service."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    playbook(lab, "site")
+    converged = node_state(lab, red)
+    (exec_start, start_ignored), (exec_post, post_ignored) = boot_lines(lab, red)
+    operator = "/etc/sysctl.d/99-zz-operator.conf"
+    hosts[red].check_output("printf 'net.ipv4.ip_forward = 0\\n' > %s && sysctl -q -p %s" % (operator, operator))
+    try:
+        wipe(hosts[red])
+        restored = hosts[red].run(exec_start)
+        assert restored.rc == 1, "the override must show in the unit's exit status: %s" % restored.stderr
+        assert operator in restored.stderr and "net.ipv4.ip_forward" in restored.stderr, restored.stderr
+        addrs = hosts[red].check_output("ip -o addr show dev cbr0")
+        for gateway in gateways(lab, red):
+            assert gateway in addrs, "%s: the gateway %s is not back: %s" % (red, gateway, restored.stderr)
+        assert hosts[red].file("/proc/sys/net/ipv4/ip_forward").content_string.strip() == "1"
+        assert_same(kernel_of(converged), kernel_of(node_state(lab, red)), "the restore did not bring the node back")
+        assert not start_ignored and post_ignored, "the drop-in's ExecStartPost must start with '-'"
+        # dockerd strips the IPv6 gateways; the drop-in puts them back and, whatever it meets, Docker starts
+        hosts[red].check_output("for a in $(ip -6 -o addr show dev cbr0 scope global | awk '{print $4}'); do "
+                                "ip addr del $a dev cbr0; done")
+        post = hosts[red].run(exec_post)
+        assert post.rc == 1 and operator in post.stderr and post_ignored
+        assert_same(kernel_of(converged), kernel_of(node_state(lab, red)), "the drop-in did not put the gateways back")
+    finally:
+        hosts[red].run("rm -f %s" % operator)
+    again = hosts[red].run(exec_start)
+    assert again.rc == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+
+def test_boot_when_the_node_address_comes_after_the_restore_starts(lab: Lab):
+    """The node IP (from which the bridge takes its MTU, and through which the peers are on-link) is not on
+    eth0 when the restore starts: the bridge and its gateways come first, the routes once the address is there."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    playbook(lab, "site")
+    converged = node_state(lab, red)
+    (exec_start, _ignored), _post = boot_lines(lab, red)
+    wipe(hosts[red])
+    # the IPv4 routes through eth0 go with its address; the node's network configuration puts them back with it
+    underlay = [line for line in hosts[red].check_output("ip -4 route show dev eth0").splitlines()
+                if "proto kernel" not in line and "proto 158" not in line]
+    hosts[red].check_output("ip addr del 172.26.9.11/24 dev eth0")
+    comes_back = "ip addr add 172.26.9.11/24 dev eth0" + "".join(
+        " && ip route replace %s dev eth0" % line.strip() for line in underlay)
+    argv = hosts[red].backend.argv(exec_start)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while "cbr0" not in hosts[red].check_output("ip -o link") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)
+        addrs = hosts[red].check_output("ip -o addr show dev cbr0")
+        assert all(g in addrs for g in gateways(lab, red)), addrs
+        assert proc.poll() is None, "the restore gave up at once: %s" % (proc.communicate(),)
+        hosts[red].check_output(comes_back)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if "172.26.9.11/" not in hosts[red].check_output("ip -o addr show dev eth0"):
+            hosts[red].run(comes_back)
+    assert proc.returncode == 0, out + err
+    assert "retrying routes" in err, err
+    assert_same(converged, node_state(lab, red), "the restore did not bring the node back")
+
+
+def test_the_boot_unit_runs_the_restore_with_the_interpreter_of_the_module(lab: Lab, tmp_path):
+    """The units and the restore program name the Python that ran the node module (not /usr/bin/python3), and
+    the preflight refuses one that a reboot removes."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    python = "/usr/bin/python%d.%d" % sys.version_info[:2]
+    try:
+        playbook(lab, "site", ansible_python_interpreter=python)
+        (exec_start, _i), (exec_post, _j) = boot_lines(lab, red)
+        assert exec_start.split()[0] == python and exec_post.split()[0] == python, (exec_start, exec_post)
+        program = Path(lab.node_root(red), "upper/var-lib/podnet/podnet-restore").read_text()
+        assert program.startswith("#!%s\n" % python)
+        again = hosts[red].run(exec_start)
+        assert again.rc == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+        # a Python under /tmp is gone after a reboot: refused before any node changes
+        volatile = Path("/tmp/podnet-py-%d" % os.getpid())
+        volatile.unlink(missing_ok=True)
+        volatile.symlink_to(python)
+        before = {n: node_state(lab, n) for n in lab.nodes}
+        proc = playbook(lab, "site", check=False, ansible_python_interpreter=str(volatile))
+        assert proc.returncode != 0
+        assert "ansible_python_interpreter" in proc.stdout and str(volatile) in proc.stdout, proc.stdout[-3000:]
+        for n in lab.nodes:
+            assert_same(before[n], node_state(lab, n), "a refused interpreter changed %s" % n)
+    finally:
+        Path("/tmp/podnet-py-%d" % os.getpid()).unlink(missing_ok=True)
+        playbook(lab, "site")
+    (exec_start, _i), _post = boot_lines(lab, red)
+    assert exec_start.split()[0] == "/usr/bin/python3"
 
 
 TRANSITIONS = [

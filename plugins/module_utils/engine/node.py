@@ -30,7 +30,12 @@ import sys
 import time
 from contextlib import contextmanager
 
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge import apply_bridge, plan_bridge, read_bridge
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge import (
+    apply_bridge,
+    plan_bridge,
+    read_bridge,
+    resolve_mtu,
+)
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import (
     apply_chains,
     plan_chains,
@@ -43,8 +48,10 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner impor
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl import (
     apply_sysctl,
     canon_key,
+    find_conflicts,
     plan_sysctl,
     read_live,
+    validate_settings,
     write_live,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
@@ -78,10 +85,11 @@ LIB_MODULES = (
 )
 # Installed too when the node's uplink is enslaved in the bridge (fabric l2_bridge): the restore moves it again.
 UPLINK_MODULE = "ansible_collections.podnet.cluster.plugins.module_utils.uplink"
-RESTORE_SCRIPT = """#!/usr/bin/python3
-# Managed by podnet.cluster: restores this node's pod network (bridge, addresses, routes, chains,
-# forwarding) from the record written by the last Ansible run. Run by podnet-cluster.service at boot
-# and after Docker starts. Usage: podnet-restore [--check] RECORD
+RESTORE_SCRIPT = """#!%(interpreter)s
+# Managed by podnet.cluster: restores this node's pod network (bridge, addresses, forwarding, chains, routes,
+# the uplink of fabric l2_bridge) from the record written by the last Ansible run, part by part: a part that
+# fails is reported (stderr, exit status 1) and the parts after it still run. Run by podnet-cluster.service at
+# boot and after Docker starts. Usage: podnet-restore [--check] [--wait SECONDS] [--lock-timeout SECONDS] RECORD
 import os
 import sys
 
@@ -90,6 +98,12 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import 
 
 sys.exit(main(sys.argv[1:]))
 """
+# The boot unit waits this long for what comes late at boot (an address, a peer on-link, a gateway that answers
+# through the bridge); the Docker drop-in does not wait, and gives up on the node lock after DROPIN_LOCK_TIMEOUT.
+BOOT_WAIT = 120
+DROPIN_LOCK_TIMEOUT = 5
+# Where a Python interpreter is not worth recording for the boot unit: gone after a reboot.
+VOLATILE_DIRS = ("/tmp/", "/run/", "/dev/shm/", "/var/run/")
 
 
 # An abstract Unix socket name: it lives in the network namespace (one per node, lab nodes included), needs no
@@ -152,17 +166,43 @@ def read_record(path):
     return data
 
 
-def restore_command(doc):
-    return "/usr/bin/python3 %s %s" % (os.path.join(doc["lib_dir"], RESTORE_NAME), record_path(doc))
+def interpreter_problem(path):
+    """Why the Python at ``path`` cannot run the boot-time restore, or None.
+
+    The restore runs with the interpreter that ran the node module (``sys.executable``): it is known to import
+    the engine. It must still be there at boot: an absolute path, executable, outside directories a reboot
+    empties.
+    """
+    if not path or not os.path.isabs(path):
+        return "the Python interpreter %r of this run is not an absolute path" % (path,)
+    if any(path.startswith(d) for d in VOLATILE_DIRS):
+        return ("the Python interpreter %s of this run lies in a directory a reboot empties; the boot unit could "
+                "not run it" % path)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return "the Python interpreter %s of this run is not an executable file" % path
+    if sys.version_info < (3, 8):
+        return "the Python interpreter %s of this run is %d.%d; the restore needs 3.8 or later" % (
+            (path,) + tuple(sys.version_info[:2]))
+    return None
 
 
-def unit_files(doc):
-    """{path: content} of the boot unit and the Docker drop-in (empty when units are off)."""
+def restore_command(doc, interpreter=None, boot=True):
+    """The command line of the boot unit (``boot``) or of the Docker drop-in."""
+    interpreter = interpreter or sys.executable
+    options = ("--wait %d" % BOOT_WAIT) if boot else ("--wait 0 --lock-timeout %d" % DROPIN_LOCK_TIMEOUT)
+    return "%s %s %s %s" % (interpreter, os.path.join(doc["lib_dir"], RESTORE_NAME), options, record_path(doc))
+
+
+def unit_files(doc, interpreter=None):
+    """{path: content} of the boot unit and the Docker drop-in (empty when units are off).
+
+    Both run the restore with ``interpreter`` (default: the one running this code, that is the node module's).
+    The drop-in's line starts with ``-``: whatever the restore meets, docker.service does not fail because of it.
+    """
     units = doc.get("units") or {}
     if not units.get("enabled"):
         return {}
     directory = units.get("dir") or "/etc/systemd/system"
-    command = restore_command(doc)
     files = {
         os.path.join(directory, UNIT_NAME): (
             "# Managed by podnet.cluster: local changes are overwritten.\n"
@@ -180,18 +220,20 @@ def unit_files(doc):
             "ExecStart=%s\n"
             "\n"
             "[Install]\n"
-            "WantedBy=multi-user.target\n" % (record_path(doc), record_path(doc), command)),
+            "WantedBy=multi-user.target\n" % (record_path(doc), record_path(doc),
+                                                restore_command(doc, interpreter))),
     }
     if units.get("docker_dropin"):
         files[os.path.join(directory, DOCKER_DROPIN)] = (
             "# Managed by podnet.cluster: dockerd strips the bridge's IPv6 addresses when it starts;\n"
-            "# put the pod gateways back once it runs.\n"
+            "# put the pod gateways back once it runs. The leading '-': a failure here is reported in the\n"
+            "# journal and never fails docker.service.\n"
             "[Unit]\n"
             "Wants=%s\n"
             "After=%s\n"
             "\n"
             "[Service]\n"
-            "ExecStartPost=%s\n" % (UNIT_NAME, UNIT_NAME, command))
+            "ExecStartPost=-%s\n" % (UNIT_NAME, UNIT_NAME, restore_command(doc, interpreter, boot=False)))
     return files
 
 
@@ -243,10 +285,11 @@ def lib_paths(doc):
     return [os.path.join(doc["lib_dir"], RESTORE_NAME)] + [os.path.join(base, _lib_rel(n)) for n in _lib_modules(doc)]
 
 
-def lib_files(doc):
+def lib_files(doc, interpreter=None):
     """{path: content} of the restore program and the engine files it runs."""
     base = os.path.join(doc["lib_dir"], "lib")
-    files = {os.path.join(doc["lib_dir"], RESTORE_NAME): RESTORE_SCRIPT}
+    files = {os.path.join(doc["lib_dir"], RESTORE_NAME): RESTORE_SCRIPT % {"interpreter": interpreter or
+                                                                             sys.executable}}
     for name in _lib_modules(doc):
         files[os.path.join(base, _lib_rel(name))] = module_source(name)
     return files
@@ -295,9 +338,11 @@ def uplink_tasks(doc, record, state="present"):
     return release, move
 
 
-def restore_uplink(runner, doc, check=False):
+def restore_uplink(runner, doc, check=False, wait=0):
     """The boot-time part of fabric l2_bridge: move the uplink into the bridge again (nothing when it is there).
 
+    ``wait`` (seconds, the boot unit's): the check after the move is retried with backoff that long before the
+    move is rolled back; an uplink address that is on no link yet is a retryable error (the caller retries).
     Returns (changed, summary); EngineError when the move was rolled back (the node keeps its uplink as it was).
     """
     spec = doc.get("uplink")
@@ -313,14 +358,21 @@ def restore_uplink(runner, doc, check=False):
             name = spec["uplink"]
         else:
             name = uplink_engine.find_uplink(runner, spec["uplink_address"], bridge, saved, ip)
+    except uplink_engine.UplinkError as exc:
+        raise EngineError("the uplink of %s: %s" % (bridge, exc), retry=True)
+    try:
         before = uplink_engine.read_snapshot(runner, bridge, name, ip)
+        if not spec.get("uplink") and not uplink_engine.global_addresses(before, name) \
+                and (before["links"].get(name) or {}).get("master") != bridge:
+            raise EngineError("the uplink of %s: %s holds no global address yet" % (bridge, name), retry=True)
         lines = uplink_engine.plan_move(before)
         if not lines or check:
             return bool(lines), ({"uplink %s" % name: {"commands": lines}} if lines else {})
         if saved is None and path:
             uplink_engine.save_snapshot(path, before)
+        timeout = max(float(spec.get("check_timeout", 5)), float(wait))
         out = uplink_engine.move(runner, bridge, name, spec.get("check_address") or None,
-                                 spec.get("check_method", "ping"), spec.get("check_timeout", 5), None, before, ip)
+                                 spec.get("check_method", "ping"), timeout, None, before, ip, backoff=wait > 0)
     except uplink_engine.UplinkError as exc:
         raise EngineError("the uplink of %s: %s" % (bridge, exc))
     if out["error"]:
@@ -673,6 +725,12 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     if cni:
         files[cni["file"]] = _cni_text(cni["conflist"], mtu if cni.get("mtu_from_bridge") else None)
     if present:
+        if doc.get("units", {}).get("enabled"):
+            problem = interpreter_problem(sys.executable)
+            if problem:
+                raise EngineError("node %s: %s. Set ansible_python_interpreter for this host to a Python 3.8+ "
+                                  "that stays installed (the boot unit and the Docker drop-in run the restore with "
+                                  "it)" % (doc["node"], problem))
         files.update(unit_files(doc))
         files.update(lib_files(doc))
     old_files = set((record or {}).get("files") or [])
@@ -700,7 +758,7 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     # ---- the record
     if present:
         plan.record = dict(version=DOCUMENT_VERSION, document=doc, files=sorted(files), links=sorted(links),
-                           pristine=pristine)
+                           pristine=pristine, interpreter=sys.executable, bridge_mtu=mtu)
         text = json.dumps(plan.record, indent=1, sort_keys=True) + "\n"
         plan.record_change = plan_file(path, text, 0o600)
     else:
@@ -842,41 +900,214 @@ def held(runner, doc, record):
 # the restore program
 # --------------------------------------------------------------------------- #
 
-def restore(runner, path, check=False):
-    """Re-apply the kernel state of the record at ``path``; returns (changed, summary)."""
+class RestoreReport(object):
+    """What a restore did, part by part: changes, failures (in order), warnings."""
+
+    def __init__(self):
+        self.changes = {}
+        self.failed = {}
+        self.warnings = []
+
+    @property
+    def changed(self):
+        return bool(self.changes)
+
+
+def _restore_bridge(runner, doc, record, check):
+    bridge = doc["bridge"]
+    mtu, mtu_from = bridge.get("mtu"), bridge.get("mtu_from_address")
+    warnings = []
+    if mtu is None and mtu_from:
+        try:
+            resolve_mtu(runner, None, mtu_from, bridge["name"])
+        except EngineError as exc:
+            # the node IP is not on a link yet: the bridge and its gateways come first, with the MTU of the last run
+            mtu, mtu_from = record.get("bridge_mtu"), None
+            warnings.append("bridge %s made with the MTU of the last run (%s): %s" % (bridge["name"], mtu, exc.msg))
+    owned = list(doc.get("owned_cidrs") or [])
+    change = plan_bridge(runner, bridge["name"], bridge.get("addresses") or [], owned, mtu, mtu_from, "present",
+                         owned_addresses=list(bridge.get("addresses") or []))
+    warnings.extend(change.pop("warnings"))
+    if change["changed"] and not check:
+        apply_bridge(runner, change)
+    return change, warnings
+
+
+def _forwarding_first(key):
+    """Order of the restore's sysctl writes: per-link settings (accept_ra) before forwarding goes on."""
+    ck = canon_key(key)
+    return (ck.endswith("/forwarding") or ck == "net/ipv4/ip_forward", ck)
+
+
+def _restore_sysctl(runner, doc, record, check):
+    """Every recorded live value, key by key (one that cannot be written does not stop the others)."""
+    sysctl = doc.get("sysctl") or {}
+    settings = validate_settings(sysctl.get("settings") or {})
+    warnings, problems, to_write = [], [], []
+    for key in sorted(settings, key=_forwarding_first):
+        try:
+            current = read_live(key)
+        except EngineError as exc:
+            problems.append(exc.msg)
+            continue
+        if current != settings[key]:
+            to_write.append(key)
+            if not check:
+                try:
+                    write_live(key, "/proc/sys/" + canon_key(key), settings[key])
+                except EngineError as exc:
+                    problems.append(exc.msg)
+                    to_write.remove(key)
+    found = find_conflicts(sysctl.get("file") or "", settings) if sysctl.get("file") else []
+    if found:
+        text = "; ".join(f["msg"] for f in found)
+        if sysctl.get("conflicts", "fail") == "fail":
+            problems.append("set anyway, but %s: the next sysctl --system undoes it. Remove those lines or make "
+                            "them agree" % text)
+        else:
+            warnings.append(text)
+    change = dict(changed=bool(to_write), changed_keys=to_write)
+    if problems:
+        raise EngineError("; ".join(problems), retry=any("does not exist" in p for p in problems), change=change)
+    return change, warnings
+
+
+def _restore_chains(runner, item, check):
+    change = plan_chains(runner, int(item["ip_version"]), item["table"], item["chains"])
+    if check and change["changed"]:
+        test_chains(runner, change)
+    elif change["changed"]:
+        apply_chains(runner, change)
+    return change, []
+
+
+def _restore_routes(runner, doc, check):
+    routes = doc["routes"]
+    change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
+                         routes.get("table", "main"), "present", diff=False, offlink="skip")
+    if change["changed"] and not check:
+        apply_routes(runner, change)
+    if change.get("skipped"):
+        raise EngineError("%d route(s) left out, their gateways are not on-link yet: %s"
+                          % (len(change["skipped"]), "; ".join(change["skipped"][:10])), retry=True, change=change)
+    return change, []
+
+
+def restore_parts(runner, record, check=False, wait=0):
+    """[(name, function)] of the restore, in order: the bridge and its gateways first (Docker needs the bridge),
+    then forwarding, the chains, the routes and the fabric's part (the uplink of l2_bridge). A function returns
+    (change, warnings) or raises EngineError (``retry`` in its details: worth another try later at boot)."""
+    doc = record["document"]
+    parts = [("bridge %s" % doc["bridge"]["name"], lambda: _restore_bridge(runner, doc, record, check)),
+             ("sysctl", lambda: _restore_sysctl(runner, doc, record, check))]
+    for item in doc.get("iptables") or []:
+        parts.append(("iptables IPv%d %s" % (int(item["ip_version"]), item["table"]),
+                      lambda item=item: _restore_chains(runner, item, check)))
+    parts.append(("routes", lambda: _restore_routes(runner, doc, check)))
+    if doc.get("uplink"):
+        def uplink():
+            moved, summary = restore_uplink(runner, doc, check, wait)
+            name, change = next(iter(summary.items())) if summary else ("uplink", {})
+            return dict(change, changed=moved, _name=name), []
+        parts.append(("uplink", uplink))
+    return parts
+
+
+def restore(runner, path, check=False, wait=0, log=None, clock=time.monotonic, sleep=time.sleep):
+    """Re-apply the kernel state of the record at ``path``, part by part (see :func:`restore_parts`).
+
+    Best effort: a part that fails is reported (``log``, one line each) and the parts after it still run. Parts
+    whose failure may pass at boot (an address not on a link yet, a gateway not on-link yet, an uplink that has no
+    address yet) are retried with backoff until ``wait`` seconds have passed. Returns a :class:`RestoreReport`;
+    EngineError only when the record cannot be read.
+    """
+    log = log or (lambda line: None)
     record = read_record(path)
     if record is None:
         raise EngineError("no record at %s: this node was never configured by podnet.cluster" % path)
-    plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
-    if check:
-        check_node(runner, plan)
-    elif plan.changed:
-        apply_node(plan)
-    summary = plan.summary()
-    moved, more = restore_uplink(runner, record["document"], check)
-    summary.update(more)
-    return plan.changed or moved, summary
+    check_document(record["document"])
+    report = RestoreReport()
+    pending = restore_parts(runner, record, check, wait)
+    deadline = clock() + max(float(wait), 0.0)
+    delay = 0.5
+    while True:
+        again = []
+        for name, func in pending:
+            try:
+                change, warnings = func()
+            except EngineError as exc:
+                report.failed[name] = exc.msg
+                log("podnet-restore: %s: %s" % (name, exc.msg))
+                partial = exc.details.get("change")
+                if partial and partial.get("changed"):
+                    report.changes[name] = _short(partial)
+                if exc.details.get("retry"):
+                    again.append((name, func))
+                continue
+            report.failed.pop(name, None)
+            for warning in warnings:
+                report.warnings.append(warning)
+                log("podnet-restore: warning: %s" % warning)
+            if change.get("changed"):
+                report.changes[change.pop("_name", name)] = _short(change)
+        if not again or check or clock() + delay > deadline:
+            break
+        log("podnet-restore: retrying %s in %.1f s" % (", ".join(n for n, _f in again), delay))
+        sleep(delay)
+        delay = min(delay * 2, 16.0)
+        pending = again
+    return report
 
 
 def main(argv):
+    """``podnet-restore [--check] [--wait SECONDS] [--lock-timeout SECONDS] RECORD``.
+
+    Exit status 0: every part is as the record says; 1: a part failed (each named on stderr; the others were
+    restored), or the record cannot be read, or another run holds the node lock; 2: usage.
+    """
     args = list(argv)
-    check = "--check" in args
-    args = [a for a in args if a != "--check"]
-    if len(args) != 1:
-        sys.stderr.write("usage: podnet-restore [--check] RECORD\n")
+    check, wait, lock_timeout, rest = False, 0.0, 600.0, []
+    try:
+        while args:
+            arg = args.pop(0)
+            if arg == "--check":
+                check = True
+            elif arg in ("--wait", "--lock-timeout"):
+                value = float(args.pop(0))
+                if value < 0:
+                    raise ValueError(arg)
+                if arg == "--wait":
+                    wait = value
+                else:
+                    lock_timeout = value
+            else:
+                rest.append(arg)
+    except (IndexError, ValueError):
+        rest = []
+    if len(rest) != 1:
+        sys.stderr.write("usage: podnet-restore [--check] [--wait SECONDS] [--lock-timeout SECONDS] RECORD\n")
         return 2
+
+    def log(line):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
     runner = ProcessRunner(check_mode=check)
     try:
         if check:
-            changed, summary = restore(runner, args[0], check)
+            report = restore(runner, rest[0], check, wait, log)
         else:
-            with node_lock():
-                changed, summary = restore(runner, args[0], check)
+            with node_lock(timeout=lock_timeout):
+                report = restore(runner, rest[0], check, wait, log)
     except EngineError as exc:
-        sys.stderr.write("podnet-restore: %s\n" % exc.msg)
+        log("podnet-restore: %s" % exc.msg)
         return 1
-    for name, change in sorted(summary.items()):
+    for name, change in sorted(report.changes.items()):
         sys.stdout.write("%s %s: %s\n" % ("would change" if check else "changed", name, json.dumps(change)))
-    if not changed:
-        sys.stdout.write("podnet-restore: nothing to do, the node matches %s\n" % args[0])
+    if report.failed:
+        log("podnet-restore: %d part(s) failed: %s; every other part was %s"
+            % (len(report.failed), ", ".join(report.failed), "checked" if check else "restored"))
+        return 1
+    if not report.changed:
+        sys.stdout.write("podnet-restore: nothing to do, the node matches %s\n" % rest[0])
     return 0

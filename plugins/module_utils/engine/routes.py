@@ -251,10 +251,13 @@ def _sort_key(line):
         return (9, 0, 0, line)
 
 
-def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present", diff=True):
+def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present", diff=True,
+                offlink="fail"):
     """The whole change of our routes; raises EngineError (off-link gateway, foreign route...) before any write.
 
     ``diff`` False skips the before/after text (sorting thousands of lines costs more than the reconcile).
+    ``offlink`` ``skip`` (the boot-time restore): a route whose gateway is not on-link (yet) is left out and
+    named in ``skipped`` instead of failing the whole change; a route of ours to that destination is kept.
     """
     node = node or socket.gethostname()
     proto = protocol
@@ -279,7 +282,8 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                 except (KeyError, ValueError):
                     pass
 
-    offlink, conflicts, dev_of = [], [], {}
+    offlink_mode = offlink
+    offlink, conflicts, dev_of, skipped_keys = [], [], {}, set()
     for fam in (4, 6):
         if not desired[fam]:
             continue
@@ -292,6 +296,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
             peer = want["peer"] or "(unnamed peer)"
             if (fam, via_int) in local_ips:
                 offlink.append("peer %s: via %s is an address of this node %s itself" % (peer, via, node))
+                skipped_keys.add((fam, key))
                 continue
             best = cache.get(via_int)
             if best is None:
@@ -306,11 +311,18 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                                % (peer, via, ", ".join(sorted({r.get("dev") for r in best}))))
             else:
                 dev_of[(fam, key)] = best[0]["dev"]
+            if (fam, key) not in dev_of:
+                skipped_keys.add((fam, key))
             for other in foreign.exact_int(*key):
                 conflicts.append("dst %s (peer %s): table %s already has '%s' with protocol %s"
                                  % (want["dst"], peer, table, describe_route({k: v for k, v in other.items()
                                                                               if k != "protocol"}),
                                     proto_text(route_protocol(other))))
+    skipped = []
+    if offlink and offlink_mode == "skip":
+        skipped, offlink = offlink, []
+        desired = {fam: {k: v for k, v in wanted.items() if (fam, k) not in skipped_keys}
+                   for fam, wanted in desired.items()}
     if offlink:
         raise EngineError(
             "node %s cannot reach %d gateway(s) on-link: %s. Routes to pod subnets via a node address "
@@ -350,6 +362,8 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                     continue
             if key in wanted and key not in by_dst and route_is_unicast(r) and route_metric(r) == default_metric:
                 by_dst[key] = r
+            elif (fam, key) in skipped_keys:
+                continue        # left as it is: its gateway is not on-link now
             else:
                 stale.append(r)
         dels, reps, adds = [], [], []
@@ -388,7 +402,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
     return dict(
         changed=bool(commands["4"] or commands["6"]),
         node=node, protocol=proto, table=table,
-        added=added, replaced=replaced, removed=removed,
+        added=added, replaced=replaced, removed=removed, skipped=skipped,
         routes=count,
         commands=commands,
         diff=dict(before="".join(l + "\n" for l in sorted(before_lines, key=_sort_key)),
