@@ -15,7 +15,7 @@ import os
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
 
-HEADER = ("# Managed by Ansible (podnet.cluster.sysctl). The whole file belongs to podnet.cluster:\n"
+HEADER = ("# Managed by Ansible (podnet.cluster). The whole file belongs to podnet.cluster:\n"
           "# local changes are overwritten. Kernel settings of the Kubernetes pod network.\n")
 SEARCH_PATHS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
 SYSCTL_CONF = "/etc/sysctl.conf"

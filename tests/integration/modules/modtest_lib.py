@@ -58,6 +58,10 @@ class Netns:
     def play(self, tasks, check=False, diff=True, timeout=120):
         return run_playbook(tasks, netns=self.name, check=check, diff=diff, timeout=timeout)
 
+    def engine(self, steps, **kwargs):
+        """Engine steps run inside this namespace (see run_engine)."""
+        return run_engine(steps, netns=self.name, **kwargs)
+
     def module(self, module, args, check=False, diff=True):
         return self.play([{"name": module, module: args}], check=check, diff=diff)[0]
 
@@ -128,3 +132,71 @@ def failed(result):
     """Assert a task failed and return its message."""
     assert result.get("failed"), "expected a failure, got %r" % (result,)
     return result.get("msg", "")
+
+
+# The engines the node module (podnet.cluster.node_state) runs, driven directly: one Python process per call of
+# run_engine, inside the namespace, each step planned (EngineError before any write) and then applied or, in check
+# mode, only planned (chains: iptables-restore --test), as node_state does for each part of a node's document.
+ENGINE_DRIVER = r"""
+import json, sys
+from ansible_collections.podnet.cluster.plugins.module_utils.engine import bridge, chains, jsonfile, sysctl
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ProcessRunner
+
+def step(item):
+    runner = ProcessRunner(check_mode=item.get("check", False))
+    kind, args, check = item["engine"], item["args"], item.get("check", False)
+    warnings = []
+    if kind == "bridge":
+        change = bridge.plan_bridge(runner, **args)
+        if change["changed"] and not check:
+            bridge.apply_bridge(runner, change)
+        warnings += change.pop("warnings", [])
+    elif kind == "chains":
+        change = chains.plan_chains(runner, **args)
+        if change["changed"]:
+            (chains.test_chains if check else chains.apply_chains)(runner, change)
+    elif kind == "sysctl":
+        change = sysctl.plan_sysctl(warn=warnings.append, **args)
+        if change["changed"] and not check:
+            sysctl.apply_sysctl(change)
+        change["content"] = change.get("content")
+        change.pop("to_write", None)
+    elif kind == "json":
+        change = jsonfile.plan_json(**args)
+        if change["changed"] and not check:
+            jsonfile.apply_json(change)
+        change.pop("_write", None)
+        change.pop("before", None)
+    else:
+        raise SystemExit("unknown engine %r" % kind)
+    change["warnings"] = warnings + runner.warnings
+    return change
+
+out = []
+for item in json.loads(sys.stdin.read()):
+    try:
+        out.append(step(item))
+    except EngineError as exc:
+        out.append(dict(exc.details, failed=True, msg=exc.msg))
+print(json.dumps(out, default=str))
+"""
+
+
+def run_engine(steps, netns=None, path_prefix=None, wrap=None, timeout=120):
+    """Run engine ``steps`` (``{"engine": bridge|chains|sysctl|json, "args": {...}, "check": bool}``) in one
+    Python process, inside ``netns`` (``wrap``: a shell snippet run first, in the same process; ``path_prefix``
+    goes first on PATH). Returns one result per step: the engine's change, or ``failed`` and ``msg``."""
+    cmd = [str(BIN / "python"), "-c", ENGINE_DRIVER]
+    if wrap:
+        cmd = ["sh", "-c", '%s; exec "$@"' % wrap, "wrap"] + cmd
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
+    env = dict(os.environ, PYTHONPATH=str(REPO / ".collections"))
+    if path_prefix:
+        env["PATH"] = "%s:%s" % (path_prefix, env.get("PATH", ""))
+    proc = subprocess.run(cmd, input=json.dumps(steps), capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError("the engine driver failed (rc %s):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+    results = json.loads(proc.stdout)
+    assert len(results) == len(steps)
+    return results

@@ -1,4 +1,4 @@
-"""podnet.cluster.sysctl, run by ansible-playbook inside a scratch namespace.
+"""The sysctl engine (the forwarding part of podnet.cluster.node_state), run inside a scratch namespace.
 
 Live values are written only under /proc/sys/net of the scratch namespace; the files and
 search paths are pytest tmp dirs. The machine's own value of net.ipv4.ip_forward is read
@@ -11,7 +11,14 @@ from pathlib import Path
 
 from modtest_lib import failed, ok
 
-M = "podnet.cluster.sysctl"
+
+
+def S(args, check=False):
+    """A sysctl engine step; ``file`` is the engine's ``path``."""
+    args = dict(args)
+    args["path"] = args.pop("file")
+    return {"engine": "sysctl", "args": args, "check": check}
+
 
 
 def layout(tmp_path: Path):
@@ -40,7 +47,7 @@ def test_apply_file_and_live_values_idempotent(netns, tmp_path):
                 "net.ipv4.ip_local_port_range": "32768 60999"}   # live value is tab separated: equal
     args = dict(base, settings=settings)
     assert ns.sysctl("net.ipv4.ip_forward") == "0"
-    check, first, second = ns.play([{M: args, "check_mode": True}, {M: args}, {M: args}])
+    check, first, second = ns.engine([S(args, check=True), S(args), S(args)])
     ok(check), ok(first), ok(second)
     assert check["changed"] and sorted(check["changed_keys"]) == ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]
     assert first["changed"] and first["file_changed"], "check mode must not have written anything"
@@ -49,7 +56,7 @@ def test_apply_file_and_live_values_idempotent(netns, tmp_path):
     assert second["changed"] is False and second["changed_keys"] == [] and second["file_changed"] is False
 
     content = Path(base["file"]).read_text()
-    assert content.startswith("# Managed by Ansible (podnet.cluster.sysctl)")
+    assert content.startswith("# Managed by Ansible (podnet.cluster)")
     assert content.splitlines()[2:] == ["net.ipv4.ip_forward = 1", "net.ipv4.ip_local_port_range = 32768 60999",
                                         "net.ipv6.conf.all.forwarding = 1"]
     assert oct(Path(base["file"]).stat().st_mode & 0o777) == "0o644"
@@ -67,11 +74,11 @@ def test_conflicts_refused_keys_and_warn(netns, tmp_path):
     (dirs["etc"] / "99-hidden.conf").write_text("# overrides the vendor file\n")
     conf.write_text("net.ipv6.conf.all.forwarding=0\n")
     good = {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1}
-    conflict, non_net, unknown, warned = ns.play([
-        {M: dict(base, settings=good)},
-        {M: dict(base, settings={"net.ipv4.ip_forward": 1, "kernel.pid_max": 65536})},
-        {M: dict(base, settings={"net.ipv4.no_such_key": 1})},
-        {M: dict(base, settings=good, conflicts="warn")},
+    conflict, non_net, unknown, warned = ns.engine([
+        S(dict(base, settings=good)),
+        S(dict(base, settings={"net.ipv4.ip_forward": 1, "kernel.pid_max": 65536})),
+        S(dict(base, settings={"net.ipv4.no_such_key": 1})),
+        S(dict(base, settings=good, conflicts="warn")),
     ])
     msg = failed(conflict)
     late = str(dirs["etc"] / "99-late.conf")
@@ -100,8 +107,8 @@ def test_failures_write_nothing(netns, tmp_path):
     # our file placed in /usr/lib-like dir while /etc-like dir has a file of the same name: ours is hidden
     (dirs["etc"] / "90-podnet-cluster.conf").write_text("# local override\n")
     hidden = dict(base, file=str(dirs["usr"] / "90-podnet-cluster.conf"), sysctl_conf="")
-    late, shadowed = ns.play([{M: dict(base, settings={"net.ipv4.ip_forward": 1})},
-                              {M: dict(hidden, settings={"net.ipv4.ip_forward": 1})}])
+    late, shadowed = ns.engine([S(dict(base, settings={"net.ipv4.ip_forward": 1})),
+                                S(dict(hidden, settings={"net.ipv4.ip_forward": 1}))])
     msg = failed(late)
     assert str(dirs["run"] / "95-late.conf") + " line 1 sets net.ipv4.ip_forward = 0" in msg
     msg = failed(shadowed)

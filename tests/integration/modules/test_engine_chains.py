@@ -1,11 +1,15 @@
-"""podnet.cluster.iptables_chains: the masquerade and forward shapes the node role uses, IPv4 and IPv6,
-run by ansible-playbook inside a scratch namespace and read back with iptables-save."""
+"""The iptables chains engine (the chains part of podnet.cluster.node_state): masquerade and forward shapes, IPv4
+and IPv6, foreign rules and chains kept, run inside a scratch namespace and read back with iptables-save."""
 
 from __future__ import annotations
 
 from modtest_lib import failed, ok
 
-M = "podnet.cluster.iptables_chains"
+
+
+def C(args, check=False):
+    return {"engine": "chains", "args": args, "check": check}
+
 MARK = '-m comment --comment "podnet.cluster"'
 
 
@@ -52,9 +56,9 @@ def test_ipv4_masquerade_and_forward(netns):
 
     nat_args = masq("10.244.1.0/24", ["10.244.0.0/16", "192.168.0.0/16", "203.0.113.7"])
     fwd_args = forward("10.244.0.0/16")
-    chk_nat, chk_fwd, nat1, fwd1, nat2, fwd2 = ns.play([
-        {M: nat_args, "check_mode": True}, {M: fwd_args, "check_mode": True},
-        {M: nat_args}, {M: fwd_args}, {M: nat_args}, {M: fwd_args},
+    chk_nat, chk_fwd, nat1, fwd1, nat2, fwd2 = ns.engine([
+        C(nat_args, check=True), C(fwd_args, check=True),
+        C(nat_args), C(fwd_args), C(nat_args), C(fwd_args),
     ])
     for res in (chk_nat, chk_fwd, nat1, fwd1, nat2, fwd2):
         ok(res)
@@ -84,7 +88,7 @@ def test_ipv4_masquerade_and_forward(netns):
            "LOCAL", "-m", "comment", "--comment", "podnet.cluster", "-j", "PODNET-MASQ")
     ns.run("iptables", "-A", "FORWARD", "-m", "comment", "--comment", "podnet.cluster", "-j", "PODNET-FORWARD")
     new_nat = masq("10.244.7.0/24", ["10.244.0.0/16", "192.168.0.0/16", "203.0.113.7"])
-    rep_nat, rep_fwd = ns.play([{M: new_nat}, {M: fwd_args}])
+    rep_nat, rep_fwd = ns.engine([C(new_nat), C(fwd_args)])
     ok(rep_nat), ok(rep_fwd)
     assert rep_nat["chains_written"] == ["PODNET-MASQ"]
     assert len(rep_nat["jumps_removed"]) == 2 and len(rep_nat["jumps_added"]) == 1
@@ -103,8 +107,8 @@ def test_ipv4_masquerade_and_forward(netns):
     # absent: our jumps and chains go, everything else stays; a second absent changes nothing
     absent_nat = {"table": "nat", "chains": [{"name": "PODNET-MASQ"}], "state": "absent"}
     absent_fwd = {"table": "filter", "chains": [{"name": "PODNET-FORWARD"}], "state": "absent"}
-    chk, a_nat, a_fwd, again = ns.play([{M: absent_nat, "check_mode": True}, {M: absent_nat}, {M: absent_fwd},
-                                        {M: absent_nat}])
+    chk, a_nat, a_fwd, again = ns.engine([C(absent_nat, check=True), C(absent_nat), C(absent_fwd),
+                                        C(absent_nat)])
     assert ok(chk)["changed"] and ok(a_nat)["changed"] and ok(a_fwd)["changed"]
     assert a_nat["chains_deleted"] == ["PODNET-MASQ"] and ok(again)["changed"] is False
     assert "PODNET-MASQ" not in chains(ns, "nat") and "PODNET-FORWARD" not in chains(ns, "filter")
@@ -122,8 +126,8 @@ def test_ipv6_shapes_errors_and_foreign_reference(netns):
     bad_family = masq("10.244.1.0/24", ["10.244.0.0/16"], family=6)
     bad_type = forward("fd00:10:244::/48", family=6)
     bad_type["chains"][0]["rules"][0]["dst_type"] = "LOCALE"
-    nat1, fwd1, nat2, fwd2, err_family, err_type = ns.play([
-        {M: nat_args}, {M: fwd_args}, {M: nat_args}, {M: fwd_args}, {M: bad_family}, {M: bad_type}])
+    nat1, fwd1, nat2, fwd2, err_family, err_type = ns.engine([
+        C(nat_args), C(fwd_args), C(nat_args), C(fwd_args), C(bad_family), C(bad_type)])
     assert ok(nat1)["changed"] and ok(fwd1)["changed"]
     assert ok(nat2)["changed"] is False and ok(fwd2)["changed"] is False
     msg = failed(err_family)
@@ -148,7 +152,7 @@ def test_ipv6_shapes_errors_and_foreign_reference(netns):
     # an unmarked rule of someone else still jumps to our chain: absent refuses, before any change
     ns.run("ip6tables", "-A", "INPUT", "-j", "PODNET-FORWARD")
     before = ns.rules("filter", 6)
-    res = ns.module(M, {"ip_version": 6, "table": "filter", "chains": [{"name": "PODNET-FORWARD"}], "state": "absent"})
+    res = ns.engine([C({"ip_version": 6, "table": "filter", "chains": [{"name": "PODNET-FORWARD"}], "state": "absent"})])[0]
     msg = failed(res)
     assert "PODNET-FORWARD" in msg and "-A INPUT -j PODNET-FORWARD" in msg
     assert ns.rules("filter", 6) == before

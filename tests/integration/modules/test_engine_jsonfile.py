@@ -1,15 +1,22 @@
-"""podnet.cluster.json_merge, run by ansible-playbook on files in a pytest tmp dir (no namespace needed:
-it only writes the files it is given)."""
+"""The JSON file engine (how podnet.cluster.node_state merges its keys into daemon.json), on files in a pytest tmp
+dir (no namespace needed: it only writes the files it is given)."""
 
 from __future__ import annotations
 
 import json
 
-from modtest_lib import failed, ok, run_playbook
+from modtest_lib import failed, ok, run_engine
 
-M = "podnet.cluster.json_merge"
 DOCKER = {"bridge": "cbr0", "iptables": False, "ip-masq": False, "mtu": 1450}
 REFUSE = {"bip": "Docker refuses bip together with bridge; the pod bridge carries the gateway"}
+
+
+def J(args, check=False):
+    """A JSON file engine step; ``set`` is the engine's ``set_keys``."""
+    args = dict(args)
+    if "set" in args:
+        args["set_keys"] = args.pop("set")
+    return {"engine": "json", "args": args, "check": check}
 
 
 def test_merge_keeps_other_keys_order_and_is_idempotent(tmp_path):
@@ -19,7 +26,7 @@ def test_merge_keeps_other_keys_order_and_is_idempotent(tmp_path):
                     ' "log-opts": {"max-size": "10m"}}')
     path.chmod(0o600)
     args = {"path": str(path), "set": DOCKER, "remove": ["debug", "not-there"], "refuse": REFUSE}
-    check, first, second = run_playbook([{M: args, "check_mode": True}, {M: args}, {M: args}])
+    check, first, second = run_engine([J(args, check=True), J(args), J(args)])
     ok(check), ok(first), ok(second)
     assert check["changed"] and first["changed"], "check mode must not have written anything"
     assert first["set_keys"] == ["bridge", "iptables", "ip-masq", "mtu"] and first["removed_keys"] == ["debug"]
@@ -35,7 +42,7 @@ def test_merge_keeps_other_keys_order_and_is_idempotent(tmp_path):
     # The file's own mode is kept (a 0600 daemon.json stays 0600); a new file gets 0644.
     assert path.stat().st_mode & 0o777 == 0o600
     fresh = tmp_path / "new" / "daemon.json"
-    ok(run_playbook([{M: {"path": str(fresh), "set": DOCKER, "create_dirs": True}}])[0])
+    ok(run_engine([J({"path": str(fresh), "set": DOCKER, "create_dirs": True})])[0])
     assert fresh.stat().st_mode & 0o777 == 0o644
 
 
@@ -49,13 +56,13 @@ def test_refused_invalid_and_missing_files_are_never_written(tmp_path):
     nodir = tmp_path / "missing" / "daemon.json"
     created = tmp_path / "new" / "etc" / "daemon.json"
     before = {p: p.read_bytes() for p in (bip, invalid, array)}
-    r_bip, r_invalid, r_array, r_nodir, r_created, r_again = run_playbook([
-        {M: {"path": str(bip), "set": DOCKER, "refuse": REFUSE}},
-        {M: {"path": str(invalid), "set": DOCKER}},
-        {M: {"path": str(array), "set": DOCKER}},
-        {M: {"path": str(nodir), "set": DOCKER}},
-        {M: {"path": str(created), "set": DOCKER, "create_dirs": True}},
-        {M: {"path": str(created), "set": DOCKER, "create_dirs": True}},
+    r_bip, r_invalid, r_array, r_nodir, r_created, r_again = run_engine([
+        J({"path": str(bip), "set": DOCKER, "refuse": REFUSE}),
+        J({"path": str(invalid), "set": DOCKER}),
+        J({"path": str(array), "set": DOCKER}),
+        J({"path": str(nodir), "set": DOCKER}),
+        J({"path": str(created), "set": DOCKER, "create_dirs": True}),
+        J({"path": str(created), "set": DOCKER, "create_dirs": True}),
     ])
     msg = failed(r_bip)
     assert "bip" in msg and "Docker refuses bip" in msg and str(bip) in msg

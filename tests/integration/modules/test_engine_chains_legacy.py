@@ -1,7 +1,7 @@
 """The iptables engine on the legacy back end (iptables-legacy), and under a held xtables lock.
 
-The module finds iptables-save/-restore on PATH; here a directory whose tools are the legacy ones comes
-first, as on a host whose alternatives point to legacy. The lock (/run/xtables.lock) is the test's own: the
+The node module finds iptables-save/-restore on PATH (then the sbin directories); here a directory whose tools
+are the legacy ones comes first, as on a host whose alternatives point to legacy. The lock (/run/xtables.lock) is the test's own: the
 run happens in a private mount namespace with its own /run.
 """
 
@@ -12,9 +12,8 @@ import shutil
 
 import pytest
 
-from modtest_lib import ok, run_playbook
+from modtest_lib import ok, run_engine
 
-M = "podnet.cluster.iptables_chains"
 LEGACY = {name: shutil.which(name.replace("tables-", "tables-legacy-"), path="/usr/sbin:/sbin:/usr/bin")
           for name in ("iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore")}
 
@@ -35,8 +34,9 @@ def legacy_path(tmp_path):
 
 
 def test_legacy_back_end_converges_and_is_idempotent(netns, legacy_path):
-    first, second = run_playbook([{M: MASQ}, {M: MASQ}], netns=netns.name, path_prefix=legacy_path,
-                                 wrap="mount -t tmpfs tmpfs /run")
+    step = {"engine": "chains", "args": MASQ}
+    first, second = run_engine([step, step], netns=netns.name, path_prefix=legacy_path,
+                               wrap="mount -t tmpfs tmpfs /run")
     assert ok(first)["changed"] and ok(second)["changed"] is False
     saved = netns.run(LEGACY["iptables-save"], "-t", "nat")
     assert "-A PODNET-MASQ -d 10.81.0.0/16" in saved and "-j PODNET-MASQ" in saved

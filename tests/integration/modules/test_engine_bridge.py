@@ -1,4 +1,5 @@
-"""podnet.cluster.bridge, run by ansible-playbook inside scratch namespaces."""
+"""The bridge engine (the bridge part of podnet.cluster.node_state), run inside scratch namespaces and read back
+from the kernel."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import ipaddress
 
 from modtest_lib import failed, ok
 
-M = "podnet.cluster.bridge"
+
+
+def B(args, check=False):
+    return {"engine": "bridge", "args": args, "check": check}
+
 OWNED = ["10.244.0.0/16", "fd00:10:244::/48"]
 ADDRS = ["10.244.1.1/24", "fd00:10:244:1::1/64"]
 
@@ -28,13 +33,13 @@ def link_exists(ns, name):
 def test_create_check_idempotent_and_mtu_from_address(node_pair):
     node, _peer = node_pair
     args = dict(name="cbr0", addresses=ADDRS, owned_cidrs=OWNED, mtu_from_address="192.168.0.1")
-    check = ok(node.module(M, args, check=True))
+    check = ok(node.engine([B(args, check=True)])[0])
     assert check["changed"] and check["created"]
     assert check["commands"][0] == "link add name cbr0 mtu 1450 type bridge"
     assert "+address 10.244.1.1/24" in _unified(check["diff"]) and check["diff"]["before"] == ""
     assert not link_exists(node, "cbr0"), "check mode created the bridge"
 
-    first, second = node.play([{M: args}, {M: args}])
+    first, second = node.engine([B(args), B(args)])
     ok(first), ok(second)
     assert first["changed"] and first["created"] and first["mtu"] == 1450 and first["mtu_source"] == "eth0"
     assert sorted(first["added"]) == sorted(ADDRS)
@@ -53,10 +58,10 @@ def test_owned_addresses_reconciled_foreign_kept_and_absent(netns):
     ns.ip("addr", "add", "10.244.1.1/16", "dev", "cbr0")        # owned, right IP but wrong prefix
     ns.ip("addr", "add", "172.16.5.1/24", "dev", "cbr0")        # foreign: never touched
     args = dict(name="cbr0", addresses=ADDRS, owned_cidrs=OWNED, mtu=1400)
-    res, again, absent_kept = ns.play([
-        {M: args},
-        {M: args},
-        {M: dict(name="cbr0", owned_cidrs=OWNED, state="absent")},
+    res, again, absent_kept = ns.engine([
+        B(args),
+        B(args),
+        B(dict(name="cbr0", owned_cidrs=OWNED, state="absent")),
     ])
     ok(res), ok(again), ok(absent_kept)
     assert res["changed"] and sorted(res["removed"]) == ["10.244.1.1/16", "10.244.9.1/24"]
@@ -71,8 +76,8 @@ def test_owned_addresses_reconciled_foreign_kept_and_absent(netns):
 
     ns.ip("addr", "del", "172.16.5.1/24", "dev", "cbr0")
     ns.ip("addr", "add", "10.244.1.1/24", "dev", "cbr0")
-    gone, nothing = ns.play([{M: dict(name="cbr0", owned_cidrs=OWNED, state="absent")},
-                             {M: dict(name="cbr0", owned_cidrs=OWNED, state="absent")}])
+    gone, nothing = ns.engine([B(dict(name="cbr0", owned_cidrs=OWNED, state="absent")),
+                               B(dict(name="cbr0", owned_cidrs=OWNED, state="absent"))])
     assert ok(gone)["changed"] and gone["deleted"] is True
     assert ok(nothing)["changed"] is False
     assert not link_exists(ns, "cbr0")
@@ -81,10 +86,10 @@ def test_owned_addresses_reconciled_foreign_kept_and_absent(netns):
 def test_errors_non_bridge_link_and_unknown_mtu_address(node_pair):
     node, _peer = node_pair
     node.ip("link", "add", "cbr0", "type", "veth", "peer", "name", "cbr0p")
-    not_bridge, no_holder, bad_addr = node.play([
-        {M: dict(name="cbr0", addresses=ADDRS, owned_cidrs=OWNED)},
-        {M: dict(name="cbr1", addresses=ADDRS, owned_cidrs=OWNED, mtu_from_address="192.168.0.77")},
-        {M: dict(name="cbr1", addresses=["10.244.1.0/24"], owned_cidrs=OWNED)},
+    not_bridge, no_holder, bad_addr = node.engine([
+        B(dict(name="cbr0", addresses=ADDRS, owned_cidrs=OWNED)),
+        B(dict(name="cbr1", addresses=ADDRS, owned_cidrs=OWNED, mtu_from_address="192.168.0.77")),
+        B(dict(name="cbr1", addresses=["10.244.1.0/24"], owned_cidrs=OWNED)),
     ])
     msg = failed(not_bridge)
     assert "cbr0" in msg and "veth" in msg and "not a bridge" in msg
