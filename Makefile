@@ -58,9 +58,9 @@ demo: setup
 lab: setup
 	$(BIN)/ansible-playbook podnet.cluster.lab
 
+# the same as the playbook alone: it removes the lab, its inventory and the plan's state file
 lab-destroy: setup
 	$(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent
-	rm -f $(LAB_INVENTORY)/podnet_state.yml $(LAB_INVENTORY)/podnet_state.yml.lock
 
 # Tests run on both cores (pytest-xdist); a test module stays on one worker, so a module's lab is built once.
 PYTEST_JOBS  ?= 2

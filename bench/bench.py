@@ -477,7 +477,7 @@ class Bench:
     def plan_run(self, label: str, playbook_args: Sequence[str], size: int, expect_tasks: Optional[int],
                  cap: float) -> Run:
         inventory = self.inventory(size)
-        for leftover in ("podnet_state.yml", "podnet_state.yml.lock"):
+        for leftover in (".podnet_state.yml", ".podnet_state.yml.lock"):
             (inventory.parent / leftover).unlink(missing_ok=True)
         run = self.runner.playbook("%s-%d" % (label, size), ["-i", str(inventory)] + list(playbook_args), cap=cap)
         check_ok(run)
@@ -485,7 +485,7 @@ class Bench:
             log("%s, %s hosts: stopped after %.1f s (%s cap)" % (label, lib.count_text(size), run.seconds,
                                                                  run.stopped))
             return run
-        state = (inventory.parent / "podnet_state.yml")
+        state = (inventory.parent / ".podnet_state.yml")
         last = lib.host_names(size)[-1]
         if not state.exists() or last not in state.read_text():
             raise BenchFailure("%s: no state file %s naming %s after the run (log %s)" % (run.name, state, last,

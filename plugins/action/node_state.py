@@ -64,8 +64,10 @@ class ActionModule(ActionBase):
                           for e in exc.errors]
                 result.update(failed=True, msg="podnet.cluster.node_state: %s" % "; ".join(errors), errors=errors)
                 return result
+        # A confirmation for this run, not desired state: never part of the document (nor of the node's record).
+        allow = bool(plain(args["settings"]).get("allow_readdress", False))
         module_args = {"document": document, "state": args["state"], "service": args["service"],
-                       "timeout": args["timeout"]}
+                       "timeout": args["timeout"], "allow_readdress": allow}
         result.update(self._execute_module(module_name="podnet.cluster.node_state", module_args=module_args,
                                            task_vars=task_vars))
         return result

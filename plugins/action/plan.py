@@ -31,6 +31,8 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "service_cidrs": {"type": "list", "elements": "raw", "default": []},
     "reserved_cidrs": {"type": "list", "elements": "raw", "default": []},
     "state_file": {"type": "path"},
+    "previous_state_file": {"type": "path"},
+    "read_only": {"type": "bool", "default": False},
     "group": {"type": "str", "default": "podnet_nodes"},
     "prune": {"type": "bool", "default": False},
     "release_nodes": {"type": "list", "elements": "str", "default": []},
@@ -86,17 +88,31 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("podnet.cluster.plan: podnet_state_file is not set and the inventory is not a file "
                                     "or a directory to keep it beside; set podnet_state_file to the path of the plan's "
                                     "state file (back it up with your inventory)")
+        source = statefile.source(path, args["previous_state_file"])
+        config = planner.PlanConfig(
+            cluster_cidrs=plain(args["cluster_cidrs"]),
+            node_prefix_ipv4=plain(args["node_prefix_ipv4"]),
+            node_prefix_ipv6=plain(args["node_prefix_ipv6"]),
+            service_cidrs=plain(args["service_cidrs"]),
+            reserved_cidrs=plain(args["reserved_cidrs"]),
+            keep_absent=not args["prune"],
+            release=plain(args["release_nodes"]),
+            allow_readdress=args["allow_readdress"],
+            read_only=args["read_only"],
+        )
         if args["recorded_only"]:
-            # Which nodes the state file records: the others are asked what they hold before the plan.
+            # Which nodes the state file records: the others are asked what they hold before the plan, and so are
+            # recorded nodes whose blocks no longer fit the variables (a block no node holds is planned anew).
             try:
-                with statefile.locked(path, write=False):
-                    old, _text = statefile.read(path)
+                with statefile.locked(source, write=False):
+                    old, _text = statefile.read(source)
             except (statefile.StateFileError, OSError) as exc:
                 result.update(failed=True, msg="podnet.cluster.plan: %s" % to_native(exc))
                 return result
             recorded = sorted(str(n) for n in ((old or {}).get("nodes") or {})) if isinstance(old, dict) else []
             unrecorded = [h for h in hosts if h not in recorded]
-            probe = unrecorded if args["adopt"] else []
+            misfits = planner.recorded_misfits(config, old, hosts) if recorded else []
+            probe = [h for h in hosts if (h in unrecorded and args["adopt"]) or h in misfits]
             gather = self._to_gather(hosts, task_vars)
             wanted = set(probe) | set(gather)
             result.update(changed=False, recorded=recorded, unrecorded=unrecorded, probe=probe, gather=gather,
@@ -120,28 +136,21 @@ class ActionModule(ActionBase):
                 pod_cidrs=plain(hv.get("podnet_pod_cidrs")),
                 held=held,
             ))
-        config = planner.PlanConfig(
-            cluster_cidrs=plain(args["cluster_cidrs"]),
-            node_prefix_ipv4=plain(args["node_prefix_ipv4"]),
-            node_prefix_ipv6=plain(args["node_prefix_ipv6"]),
-            service_cidrs=plain(args["service_cidrs"]),
-            reserved_cidrs=plain(args["reserved_cidrs"]),
-            keep_absent=not args["prune"],
-            release=plain(args["release_nodes"]),
-            allow_readdress=args["allow_readdress"],
-        )
         check_mode = bool(self._task.check_mode)
 
         waited = 0.0
         try:
             with statefile.locked(path, write=not check_mode) as lock:
                 waited = lock["waited"]
-                old, old_text = statefile.read(path)
-                outcome = planner.make_plan(config, nodes, old, state_source="state file %s" % path)
+                source = statefile.source(path, args["previous_state_file"])
+                old, old_text = statefile.read(source)
+                outcome = planner.make_plan(config, nodes, old, state_source="state file %s" % source)
                 new_text = statefile.render(outcome.state)
-                changed = outcome.state != old
+                changed = outcome.state != old or source != path
                 if changed and not check_mode:
                     statefile.write_atomic(path, new_text)
+                    if source != path:
+                        statefile.retire(source)
         except planner.PlanError as exc:
             result.update(failed=True, errors=exc.errors,
                           msg="podnet.cluster.plan: the plan is not valid, nothing was changed (state file %s "
@@ -162,13 +171,17 @@ class ActionModule(ActionBase):
             released=outcome.released,
             absent=outcome.absent,
         )
-        if waited:
+        if source != path:
+            result["moved_from"] = source
+            display.display("podnet.cluster.plan: the state file %s %s %s (a name Ansible does not read as "
+                            "inventory)" % (source, "would move to" if check_mode else "moved to", path))
+        if waited >= 0.05:
             result["lock_waited"] = waited
             display.display("podnet.cluster.plan: waited %.1f s for the lock %s.lock held by another run"
                             % (waited, path))
         if changed and self._task.diff:
             result["diff"] = {
-                "before_header": path if old_text is not None else "%s (absent)" % path,
+                "before_header": source if old_text is not None else "%s (absent)" % path,
                 "after_header": path,
                 "before": old_text or "",
                 "after": new_text,

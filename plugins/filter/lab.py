@@ -127,7 +127,7 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     inventory_dir = inputs.get("inventory_dir")
     if not isinstance(inventory_dir, str) or not inventory_dir.strip():
         errors.append("podnet_lab_inventory_dir: %r is not a directory path" % (inventory_dir,))
-    inventory_vars = inputs.get("inventory_vars", {})
+    inventory_vars = inputs.get("inventory_vars") or {}  # None: the lab keeps what it recorded
     if not isinstance(inventory_vars, Mapping):
         errors.append("podnet_lab_inventory_vars: must be a dict, not %s" % type(inventory_vars).__name__)
     try:

@@ -121,8 +121,9 @@ options:
   inventory_vars:
     description:
       - Variables merged into the C(podnet_nodes) group of the returned RV(inventory).
+      - Recorded in C(lab.json). Unset, a lab that exists keeps the variables it was last given (a re-run that adds
+        a node keeps the fabric, the prefixes, the routers); a new lab gets none. Give C({}) to drop them.
     type: dict
-    default: {}
   ssh:
     description:
       - Serve the nodes over SSH and add the controller namespace (see the description).
@@ -239,6 +240,11 @@ inventory:
       plus O(inventory_vars).
   returned: state=present
   type: dict
+inventory_vars:
+  description: The variables merged into C(podnet_nodes) - O(inventory_vars), or when unset those the lab recorded.
+  returned: state=present
+  type: dict
+  sample: {podnet_fabric: router, podnet_node_prefix_ipv4: 26}
 controller:
   description:
     - With O(ssh), the controller namespace, its addresses, the client key and the command prefix
@@ -319,6 +325,18 @@ class Lab:
 
     def note(self, text):
         self.commands.append(text)
+
+    def delete_link(self, ns, name):
+        """Delete a link. One gone by then is no error: the peer of a veth whose namespace was just deleted goes
+        when the kernel has torn that namespace down, which it does asynchronously (a shrinking lab read the
+        switch port as there, then failed to delete it: 'Cannot find device')."""
+        argv = [self.ip, "-n", ns, "link", "delete", name]
+        self.commands.append(" ".join(["ip"] + argv[1:]))
+        if self.check:
+            return
+        rc, out, err = self.run(argv)
+        if rc != 0 and self.link_exists(ns, name):
+            raise LabError("%s failed (rc=%d): %s" % (" ".join(argv), rc, (err or out).strip()))
 
     # -- namespaces ----------------------------------------------------------
 
@@ -593,7 +611,7 @@ def reconcile(lab, topo, want, files, recorded_nodes):
     sw = topo["switch"]
     for name in sorted(current[sw]["links"]):
         if (sw, name) not in want["links"]:
-            lab.run_change([ip, "-n", sw, "link", "delete", name])
+            lab.delete_link(sw, name)
             current[sw]["links"].pop(name)
     structural = False
     bridge = current[sw]["links"].get(BRIDGE)
@@ -609,7 +627,7 @@ def reconcile(lab, topo, want, files, recorded_nodes):
         for ns, name in ((a_ns, a), (b_ns, b)):
             # Deleting one end of a veth deletes its peer too: look again before each delete.
             if name in current[ns]["links"] and (lab.check or lab.link_exists(ns, name)):
-                lab.run_change([ip, "-n", ns, "link", "delete", name])
+                lab.delete_link(ns, name)
             current[ns]["links"].pop(name, None)
         lab.run_change([ip, "-n", a_ns, "link", "add", a, "type", "veth", "peer", "name", b, "netns", b_ns])
         structural = True
@@ -987,11 +1005,15 @@ def present(module, lab, topo):
     want = desired_state(topo)
     files = host_files(topo, module.params["hide_services"])
     record = read_record(topo["root"], topo["name"])
+    if module.params["inventory_vars"] is None:
+        # not given: the lab keeps the variables it was last given
+        topo["inventory_vars"] = dict(record.get("inventory_vars") or {})
     wanted_record = {
         "podnet_lab": topo["name"],
         "version": STATE_VERSION,
         "nodes": list(topo["node_names"]),
         "namespaces": list(want["namespaces"]),
+        "inventory_vars": topo["inventory_vars"],
     }
     before = set()
     if record:
@@ -1052,7 +1074,7 @@ def main():
             external_cidr_ipv6=dict(type="str"),
             root=dict(type="path"),
             hide_services=dict(type="bool", default=True),
-            inventory_vars=dict(type="dict", default={}),
+            inventory_vars=dict(type="dict"),
             ssh=dict(type="bool", default=False),
             static_neighbours=dict(type="bool", default=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -1066,6 +1088,7 @@ def main():
         topo = build_topology(module.params)
     except LabError as exc:
         module.fail_json(msg="invalid lab parameters:\n%s" % exc, errors=str(exc).split("\n"))
+    topo["inventory_vars"] = dict(module.params["inventory_vars"] or {})
     lab = Lab(module)
     try:
         if module.params["state"] == "present":
@@ -1089,7 +1112,8 @@ def main():
             router=topo["router_info"],
             external=topo["external_info"],
             switch={"netns": topo["switch"], "bridge": BRIDGE},
-            inventory=build_inventory(topo, module.params["inventory_vars"]),
+            inventory=build_inventory(topo, topo["inventory_vars"]),
+            inventory_vars=topo["inventory_vars"],
         )
         if topo["ssh"]:
             result["controller"] = topo["controller_info"]

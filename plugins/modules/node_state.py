@@ -23,7 +23,7 @@ description:
     renamed bridge, a dropped runtime or address family, masquerade turned off, another fabric); I(state=absent)
     removes everything and puts back the values it replaced (forwarding, Docker keys).
   - A node that already holds other pod gateways, or whose record names other pod subnets, than the document is
-    refused before any change unless the document allows re-addressing (C(podnet_allow_readdress)).
+    refused before any change unless re-addressing is confirmed (I(allow_readdress)).
 version_added: 0.2.0
 author:
   - podnet.cluster maintainers
@@ -56,6 +56,12 @@ options:
     description: Seconds to wait for I(service) to be active again.
     type: int
     default: 120
+  allow_readdress:
+    description:
+      - Confirm, for this run, that the node may lose pod subnets it holds (C(podnet_allow_readdress)). Not part of
+        the document, so not recorded on the node. The action sets it from the setting C(allow_readdress).
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -138,9 +144,9 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner impor
 )
 
 
-def readdress_problem(doc, found):
-    """Why the document would silently re-address this node, or None."""
-    if doc.get("allow_readdress"):
+def readdress_problem(doc, found, allow=False):
+    """Why the document would silently re-address this node, or None (``allow``: re-addressing is confirmed)."""
+    if allow or doc.get("allow_readdress"):
         return None
     want = set(doc.get("pod_cidrs") or [])
     recorded = set(found["recorded"])
@@ -151,8 +157,8 @@ def readdress_problem(doc, found):
     if not moved and not stray:
         return None
     return ("node %s already holds %s, but the plan gives it %s: the pods on it would lose their addresses. "
-            "Restore the state file (or let the planner adopt the node), or set podnet_allow_readdress: true to "
-            "re-address it deliberately"
+            "Restore the state file (or let the planner adopt the node), or run podnet.cluster.site with "
+            "-e podnet_allow_readdress=true to re-address it deliberately (docs/operations.md)"
             % (doc["node"], ", ".join(moved + stray), ", ".join(sorted(want)) or "nothing"))
 
 
@@ -192,6 +198,7 @@ def main():
             state=dict(type="str", choices=["present", "absent", "probe", "restore", "restart"], default="present"),
             service=dict(type="str", default="docker"),
             timeout=dict(type="int", default=120),
+            allow_readdress=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -211,7 +218,7 @@ def main():
         fail_module(module, exc)
     for warning in plan.warnings:
         module.warn(warning)
-    if waited:
+    if waited is not None and waited >= 0.05:  # seconds: taking a free lock takes microseconds, never a warning
         module.warn("waited %.1f s for this node's lock, held by another podnet.cluster run" % waited)
     if state == "restart" and not module.check_mode and plan.changed:
         # the gateways must be back before the next batch starts
@@ -249,7 +256,7 @@ def _run(module, runner, doc, state):
     if state == "probe":
         module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
     if state == "present":
-        problem = readdress_problem(doc, found)
+        problem = readdress_problem(doc, found, module.params["allow_readdress"])
         if problem:
             try:  # report the document's own problems too, all at once
                 plan_node(runner, doc, record, state)

@@ -70,9 +70,23 @@ options:
     default: []
   state_file:
     description:
-      - Path of the YAML state file on the controller. A lock file C(<state_file>.lock) is kept beside it.
+      - Path of the YAML state file on the controller. A hidden lock file C(.<name>.lock) is kept beside it.
       - Required, except with I(check_role_vars) or I(node_part).
     type: path
+  previous_state_file:
+    description:
+      - Where the state file was kept before (the role passes the former default, C(podnet_state.yml) beside the
+        inventory, when I(state_file) is the default). While only that file exists, the plan is read from it; the
+        first run that writes the plan writes I(state_file) and removes the old file and its lock. Check mode moves
+        nothing.
+    type: path
+  read_only:
+    description:
+      - The plan serves a playbook that changes no plan (verify, teardown). A recorded block that no longer fits the
+        variables then means the variables differ from the plan that was applied, and the error says so instead of
+        advising how to confirm a change.
+    type: bool
+    default: false
   group:
     description:
       - Inventory group that holds every node of the cluster.
@@ -92,8 +106,10 @@ options:
     default: []
   allow_readdress:
     description:
-      - Let recorded nodes lose the block of an address family the cluster no longer has, and nodes lose blocks they
-        hold (C(podnet_allow_readdress)).
+      - Let nodes lose blocks they hold (C(podnet_allow_readdress)) - a family the cluster no longer has, a block
+        outside a changed cluster network or of a changed node prefix, a held block given elsewhere - and plan them
+        anew. A recorded block that the node does not hold (it was asked, and holds nothing of it) is planned anew
+        without it; only blocks that nodes hold are protected.
     type: bool
     default: false
   held_var:
@@ -114,8 +130,10 @@ options:
   recorded_only:
     description:
       - Only find the nodes to ask before the plan; plan nothing. Reads the state file and returns C(recorded),
-        C(unrecorded), C(probe) (the nodes to ask which pod subnets they hold), C(gather) (the nodes to gather
-        network facts from) and C(ask) (either), so that one task on every host asks what is needed.
+        C(unrecorded), C(probe) (the nodes to ask which pod subnets they hold - unrecorded nodes with I(adopt), and
+        recorded nodes whose blocks no longer fit the cluster networks and node prefixes given), C(gather) (the
+        nodes to gather network facts from) and C(ask) (either), so that one task on every host asks what is
+        needed.
     type: bool
     default: false
   adopt:

@@ -233,7 +233,6 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
         "node": host,
         "fabric": s["fabric"],
         "pod_cidrs": list(entry.get("pod_cidrs") or []),
-        "allow_readdress": bool(s["allow_readdress"]),
         "state_dir": s["state_dir"],
         "lib_dir": s["lib_dir"],
         "bridge": {"name": s["bridge"], "addresses": net["bridge_addresses"],

@@ -83,8 +83,13 @@ class PlanConfig:
     # instances must not release live blocks) unless listed in ``release``; False: release them (prune).
     keep_absent: bool = False
     release: Sequence[str] = ()
-    # Let a recorded node lose the block of a family the cluster no longer has (its pods lose those addresses).
+    # Let a node lose a block it holds: a dropped family, a changed cluster network or node prefix, a held block
+    # given elsewhere (its pods lose those addresses). A recorded block the node does not hold (it was asked, and
+    # holds nothing of it) is planned anew without it.
     allow_readdress: bool = False
+    # The plan is read only (verify, teardown): a recorded block that does not fit the variables means the
+    # variables differ from the plan that was applied, so the advice is not to confirm a change.
+    read_only: bool = False
 
 
 @dataclass
@@ -545,29 +550,22 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
                                   % (name, net, rnet, owner))
 
     # What nodes hold already (probed when the state file does not record them): adopt it, never hand it on.
-    adopted = _adopt(nodes, families, recorded, explicit, absent, config.allow_readdress, errors)
+    adopted = _adopt(nodes, families, recorded, explicit, absent, config, errors)
 
-    # Recorded assignments still valid for this configuration?
+    # Recorded assignments still valid for this configuration? A block that does not fit is planned anew when
+    # the node was asked and holds nothing of it, or when re-addressing is confirmed; else the plan refuses.
+    by_name = {n.name: n for n in nodes}
+    replanned: Dict[str, List[netaddr.IPNetwork]] = {}
     for name in names:
         for net in recorded.get(name, []):
-            if net.version not in clusters and config.allow_readdress:
+            problem = misfit(net, clusters, families)
+            if problem is None:
                 continue
-            if net.version not in clusters:
-                errors.append("host %s: the state file assigns it %s, but podnet_cluster_cidrs has no %s network "
-                              "any more; removing a family takes those addresses from its pods: set "
-                              "podnet_allow_readdress: true to confirm" % (name, net, FAMILY_NAME[net.version]))
+            if config.allow_readdress or not holds(by_name[name].held, net):
+                replanned.setdefault(name, []).append(net)
                 continue
-            fam = families.get(net.version)
-            if fam is None:
-                continue
-            if net not in fam.cluster:
-                errors.append("host %s: the state file assigns it %s, which lies outside the cluster network %s "
-                              "(podnet_cluster_cidrs); changing the cluster network re-addresses pods: delete the "
-                              "entry from the state file to confirm" % (name, net, fam.cluster))
-            elif net.prefixlen != fam.prefix:
-                errors.append("host %s: the state file assigns it %s (/%d), but %s is %d; changing the node "
-                              "prefix re-addresses pods: delete the entry from the state file to confirm"
-                              % (name, net, net.prefixlen, PREFIX_VAR[net.version], fam.prefix))
+            errors.append("host %s: the state file assigns it %s, %s, and the node holds it; %s"
+                          % (name, net, problem, readdress_advice(config, problem)))
     if errors:
         raise PlanError(errors)
 
@@ -583,7 +581,7 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         for family, net in explicit.get(name, {}).items():
             assigned[name][family] = net
         for net in recorded.get(name, []):
-            if net.version in families and net.version not in assigned[name]:
+            if net.version in families and net.version not in assigned[name] and net not in replanned.get(name, ()):
                 assigned[name][net.version] = net
         for family, net in adopted.get(name, {}).items():
             assigned[name].setdefault(family, net)
@@ -660,9 +658,14 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
 
 
 def _adopt(nodes: Sequence[NodeInput], families: Dict[int, "_Family"], recorded: Mapping[str, Any],
-           explicit: Mapping[str, Any], absent: Mapping[str, Any], allow: bool,
+           explicit: Mapping[str, Any], absent: Mapping[str, Any], config: PlanConfig,
            errors: List[str]) -> Dict[str, Dict[int, "netaddr.IPNetwork"]]:
-    """{node: {family: block}} adopted from what unrecorded nodes hold; conflicts go to ``errors``."""
+    """{node: {family: block}} adopted from what unrecorded nodes hold; conflicts go to ``errors``.
+
+    A node that holds its own recorded block adopts nothing: whether that block still fits is judged with the
+    recorded blocks."""
+    allow = config.allow_readdress
+    advice = readdress_advice(config)
     adopted: Dict[str, Dict[int, netaddr.IPNetwork]] = {}
     holder: Dict[Tuple[int, int], str] = {}
     owners: Dict[Tuple[int, int], str] = {}
@@ -684,13 +687,17 @@ def _adopt(nodes: Sequence[NodeInput], families: Dict[int, "_Family"], recorded:
             fam = families.get(net.version)
             if fam is None or net not in fam.cluster:
                 continue
+            if net in recorded.get(node.name, ()):
+                continue
             net = _gateway_block(str(value), net, fam)
+            if net in recorded.get(node.name, ()):
+                continue
             what = "host %s holds %s (its record or the gateway on its bridge)" % (node.name, net)
             if net.prefixlen != fam.prefix:
                 if not allow:
-                    errors.append("%s, a /%d, but %s is %d: its pods would be re-addressed; set "
-                                  "podnet_allow_readdress: true to do that deliberately"
-                                  % (what, net.prefixlen, PREFIX_VAR[net.version], fam.prefix))
+                    errors.append("%s, a /%d, but %s is %d: %s"
+                                  % (what, net.prefixlen, PREFIX_VAR[net.version], fam.prefix,
+                                     readdress_advice(config, "but podnet_node_prefix")))
                 continue
             key = (net.version, net.first)
             if key in holder and holder[key] != node.name:
@@ -703,19 +710,78 @@ def _adopt(nodes: Sequence[NodeInput], families: Dict[int, "_Family"], recorded:
                     if n.version == net.version]
             if owner is not None and owner != node.name:
                 if not allow:
-                    errors.append("%s, which the %s gives to host %s%s: set podnet_allow_readdress: true to re-address "
-                                  "it deliberately" % (what, "inventory (podnet_pod_cidrs)" if owner in explicit
-                                                       else "state file", owner,
-                                                       " (absent from this inventory)" if owner in absent else ""))
+                    errors.append("%s, which the %s gives to host %s%s: %s"
+                                  % (what, "inventory (podnet_pod_cidrs)" if owner in explicit else "state file",
+                                     owner, " (absent from this inventory)" if owner in absent else "", advice))
                 continue
             if mine and mine[0] != net:
                 if not allow:
-                    errors.append("%s, but the plan gives it %s: its pods would be re-addressed; set "
-                                  "podnet_allow_readdress: true to do that deliberately" % (what, mine[0]))
+                    errors.append("%s, but the plan gives it %s: %s" % (what, mine[0], advice))
                 continue
             if not mine:
                 adopted.setdefault(node.name, {})[net.version] = net
     return adopted
+
+
+def misfit(net: "netaddr.IPNetwork", clusters: Mapping[int, Any], families: Mapping[int, Any]) -> Optional[str]:
+    """Why a recorded block does not fit the configuration (a phrase), or None when it does."""
+    if net.version not in clusters:
+        return "but podnet_cluster_cidrs has no %s network any more" % FAMILY_NAME[net.version]
+    fam = families.get(net.version)
+    if fam is None:
+        return None
+    if net not in fam.cluster:
+        return "which lies outside the cluster network %s (podnet_cluster_cidrs)" % fam.cluster
+    if net.prefixlen != fam.prefix:
+        return "a /%d, but %s is %d" % (net.prefixlen, PREFIX_VAR[net.version], fam.prefix)
+    return None
+
+
+def holds(held: Any, net: "netaddr.IPNetwork") -> bool:
+    """Whether what a node was found to hold (None: it was not asked) covers ``net``; not asked counts as held."""
+    if held is None:
+        return True
+    for value in as_list(held):
+        try:
+            found = to_ipnetwork(str(value))
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            continue
+        if found.version == net.version and (found.ip in net or _intervals_overlap(found.cidr, net)):
+            return True
+    return False
+
+
+def readdress_advice(config: PlanConfig, problem: str = "") -> str:
+    """What to do about a node that would lose a block it holds, for the playbook at hand."""
+    if config.read_only:
+        return ("your variables differ from the recorded plan (the plan podnet.cluster.site applied): run this "
+                "playbook with the variables of that run, or apply the change with podnet.cluster.site first "
+                "(docs/operations.md)")
+    what = ("removing a family" if "no " in problem and "any more" in problem else
+            "changing the cluster network" if "outside the cluster network" in problem else
+            "changing the node prefix" if "but podnet_node_prefix" in problem else "moving a block")
+    return ("%s re-addresses its pods: run podnet.cluster.site with -e podnet_allow_readdress=true to do it "
+            "deliberately (docs/operations.md)" % what)
+
+
+def recorded_misfits(config: PlanConfig, state: Any, names: Iterable[str]) -> List[str]:
+    """The nodes of ``names`` whose recorded blocks do not fit ``config``: the plan asks them what they hold, so
+    that a block no node holds yet can be planned anew. [] when the configuration or the state is not valid (the
+    plan reports that)."""
+    require_netaddr()
+    errors: List[str] = []
+    clusters, prefixes, _extra = _check_config(config, errors)
+    if errors:
+        return []
+    try:
+        recorded, _released = parse_state(state)
+    except PlanError:
+        return []
+    families = {f: _Family(clusters[f], prefixes[f], "podnet_cluster_cidrs")
+                for f in FAMILIES if f in clusters and f in prefixes}
+    wanted = set(names)
+    return [name for name in sorted(recorded, key=natural_key)
+            if name in wanted and any(misfit(n, clusters, families) for n in recorded[name])]
 
 
 def _gateway_block(value: str, net: "netaddr.IPNetwork", fam: Any) -> "netaddr.IPNetwork":

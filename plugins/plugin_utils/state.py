@@ -47,7 +47,7 @@ def locked(path: str, write: bool = True) -> Iterator[Dict[str, float]]:
     mode) creates nothing: it takes a shared lock on an existing lock file, or none at all.
     """
     info = {"waited": 0.0}
-    lock = path + ".lock"
+    lock = lock_path(path)
     if not write:
         try:
             fd = os.open(lock, os.O_RDONLY)
@@ -71,6 +71,30 @@ def locked(path: str, write: bool = True) -> Iterator[Dict[str, float]]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def lock_path(path: str) -> str:
+    """The lock file of ``path``: hidden (``.<name>.lock`` beside it), so that Ansible never reads it as inventory
+    when the state file sits in an inventory directory."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, "." + name.lstrip(".") + ".lock")
+
+
+def source(path: str, previous: Optional[str] = None) -> str:
+    """Where the plan is read from: ``path``, or ``previous`` (the state file's former default place) while only
+    that one exists. The next run that writes the plan writes ``path`` and retires ``previous``."""
+    if previous and previous != path and not os.path.exists(path) and os.path.exists(previous):
+        return previous
+    return path
+
+
+def retire(path: str) -> None:
+    """Remove a state file whose plan now lives elsewhere, and its lock files (old and new names)."""
+    for name in (path, path + ".lock", lock_path(path)):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
 
 
 def read(path: str) -> Tuple[Optional[Any], Optional[str]]:

@@ -61,14 +61,14 @@ def lab(tmp_path_factory, request) -> Lab:
     spec.playbook("present")
     first = site(spec, write_inventory(spec, {}, {}))
     assert first.returncode == 0, first.stdout[-3000:]
-    assert (spec.inventory_dir / "podnet_state.yml").exists()
+    assert (spec.inventory_dir / ".podnet_state.yml").exists()
     again = site(spec, write_inventory(spec, {}, {}))
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]
     return spec
 
 
 def state_path(lab: Lab) -> Path:
-    return lab.inventory_dir / "podnet_state.yml"
+    return lab.inventory_dir / ".podnet_state.yml"
 
 
 def write_inventory(lab: Lab, group_vars: Dict[str, Any], host_vars: Dict[str, Dict[str, Any]]) -> Path:

@@ -54,7 +54,7 @@ def _plan_changed(stdout: str) -> bool:
 
 
 def test_two_site_runs_at_once(lab: Lab):
-    state_path = lab.inventory_dir / "podnet_state.yml"
+    state_path = lab.inventory_dir / ".podnet_state.yml"
     assert not state_path.exists()
     hosts = lab_hosts(str(lab.hosts_yml))
     for n in lab.nodes:

@@ -35,7 +35,7 @@ def lab(tmp_path_factory, request):
 def test_dual_stack_site_and_verify(lab):
     site = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(lab.hosts_yml)])
     assert all(r["failed"] == 0 for r in recap(site.stdout).values())
-    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())
+    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())
     hosts = lab_hosts(str(lab.hosts_yml))
     for i, node in enumerate(lab.nodes):
         v4, v6 = (ipaddress.ip_network(c) for c in state["nodes"][node])

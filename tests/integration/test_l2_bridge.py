@@ -137,7 +137,7 @@ def test_converge_over_ssh_keeps_sessions_and_streams(lab: Lab, pristine, tmp_pa
     assert ticker.lines == list(range(len(ticker.lines)))
     assert all(c["changed"] > 0 and c["failed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
 
-    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())
+    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())
     for node in lab.nodes:
         assert link(node, "eth0").get("master") == "cbr0"
         assert link(node, "cbr0")["address"] == link(node, "eth0")["address"]

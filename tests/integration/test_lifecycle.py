@@ -300,7 +300,7 @@ def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
     inv = yaml.safe_load(lab.hosts_yml.read_text())
     inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
     inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["vars"]["podnet_state_file"] = str(
-        lab.inventory_dir / "podnet_state.yml")
+        lab.inventory_dir / ".podnet_state.yml")
     routed = lab.inventory_dir / "routed.yml"
     routed.write_text(yaml.safe_dump(inv))
 
@@ -309,7 +309,7 @@ def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
         return run(argv + ["-e", json.dumps(dict(extra, podnet_fabric="router"))] + list(args[1:]))
 
     playbook_routed("site")
-    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
     for family, flag in ((4, "-4"), (6, "-6")):
         got = {r["dst"] for r in json.loads(hosts[router].check_output("ip %s -json route show proto 158" % flag))}
         assert got == {c for n in lab.nodes for c in state[n] if (":" in c) == (family == 6)}
@@ -324,7 +324,7 @@ def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
 def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
     hosts = lab_hosts(str(lab.hosts_yml))
     red, green = lab.nodes
-    state_path = lab.inventory_dir / "podnet_state.yml"
+    state_path = lab.inventory_dir / ".podnet_state.yml"
     playbook(lab, "teardown")
     state_path.unlink(missing_ok=True)
     # red joins first and takes the first blocks; green comes later. A fresh plan would order them by name
@@ -415,7 +415,7 @@ def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp
             assert sa["end"] <= sb["begin"], "the second node restarted before the first was done: %s" % lines
         else:
             assert sb["begin"] < sa["end"], "batch 2 restarted one node at a time: %s" % lines
-        state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+        state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
         for n in lab.nodes:
             addrs = hosts[n].check_output("ip -o addr show dev cbr0")
             for cidr in state[n]:
@@ -441,7 +441,7 @@ def test_a_non_node_host_on_the_node_lan_answers_a_pod_and_sees_the_node(lab: La
     red = lab.nodes[0]
     router = "%s-router" % lab.name
     playbook(lab, "site")
-    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
     import ipaddress
     block = ipaddress.ip_network(state[red][0])
     pod_ip = block[block.num_addresses // 2 - 1]          # inside host-local's half, unused in the lab

@@ -136,7 +136,7 @@ def _wait_for(what: str, predicate, limit: float = 60.0):
 
 def test_traffic_survives_converges(lab: Lab, tmp_path, request):
     left, right, late = lab.nodes
-    state_path = lab.inventory_dir / "podnet_state.yml"
+    state_path = lab.inventory_dir / ".podnet_state.yml"
     inv = yaml.safe_load(lab.hosts_yml.read_text())
     group = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
     del group["hosts"][late]

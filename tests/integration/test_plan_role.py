@@ -67,7 +67,7 @@ class Run:
         return "\n".join(out)
 
 
-def run_plan(tmp_path: Path, hosts: dict, group_vars: dict | None = None, args=(), state_name="podnet_state.yml",
+def run_plan(tmp_path: Path, hosts: dict, group_vars: dict | None = None, args=(), state_name=".podnet_state.yml",
              before: str = ""):
     inv = tmp_path / "inventory"
     inv.mkdir(exist_ok=True)
@@ -198,7 +198,7 @@ def test_only_the_nodes_that_must_be_asked_are_asked(tmp_path):
 
 def test_sticky_across_runs_when_nodes_come_and_go(tmp_path):
     assert run_plan(tmp_path, three_nodes()).rc == 0
-    first = read_state(tmp_path / "inventory" / "podnet_state.yml")["nodes"]
+    first = read_state(tmp_path / "inventory" / ".podnet_state.yml")["nodes"]
     hosts = three_nodes()
     del hosts["node1"]
     hosts["aaa-new"] = {"podnet_node_ip": "172.31.9.50"}
@@ -221,7 +221,7 @@ def test_sticky_across_runs_when_nodes_come_and_go(tmp_path):
 
 def test_check_mode_shows_the_diff_and_writes_nothing(tmp_path):
     assert run_plan(tmp_path, three_nodes()).rc == 0
-    before = (tmp_path / "inventory" / "podnet_state.yml").read_bytes()
+    before = (tmp_path / "inventory" / ".podnet_state.yml").read_bytes()
     hosts = three_nodes()
     hosts["node4"] = {"podnet_node_ip": "172.31.9.14"}
     run = run_plan(tmp_path, hosts, args=("--check", "--diff"))
@@ -232,6 +232,29 @@ def test_check_mode_shows_the_diff_and_writes_nothing(tmp_path):
     assert result["changed"] is True
     assert "node4" in result["diff"]["after"] and "node4" not in result["diff"]["before"]
     assert result["added"] == {"node4": ["10.244.3.0/24"]}
+
+
+def test_state_file_at_the_former_default_place_is_moved_without_loss(tmp_path):
+    """podnet_state.yml beside the inventory (the former default, read by Ansible as inventory in a directory
+    inventory): read while it is the only state file, left alone in check mode, moved by the next write."""
+    assert run_plan(tmp_path, three_nodes(), {"podnet_cluster_cidrs": ["10.66.0.0/20"]}).rc == 0
+    inv = tmp_path / "inventory"
+    hidden, old = inv / ".podnet_state.yml", inv / "podnet_state.yml"
+    hidden.rename(old)
+    (inv / "podnet_state.yml.lock").write_text("")
+    text = old.read_text()
+    hosts = three_nodes()
+    hosts["node0"] = {"podnet_node_ip": "172.31.9.9/24"}   # would take 10.66.0.0/24 in a fresh plan
+    check = run_plan(tmp_path, hosts, {"podnet_cluster_cidrs": ["10.66.0.0/20"]}, args=("--check",))
+    assert check.rc == 0, check.text
+    assert old.read_text() == text and not hidden.exists()
+    run = run_plan(tmp_path, hosts, {"podnet_cluster_cidrs": ["10.66.0.0/20"]})
+    assert run.rc == 0, run.text
+    assert not old.exists() and not (inv / "podnet_state.yml.lock").exists()
+    nodes = read_state(hidden)["nodes"]
+    assert {n: nodes[n] for n in ("node1", "node2", "node3")} == yaml.safe_load(text)["nodes"]
+    assert nodes["node0"] == ["10.66.3.0/24"]
+    assert "moved to %s" % hidden in run.text
 
 
 def test_explicit_state_file_path(tmp_path):
@@ -251,9 +274,9 @@ def test_concurrent_runs_do_not_interleave(tmp_path):
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, out + err
-    state = read_state(inv / "podnet_state.yml")
+    state = read_state(inv / ".podnet_state.yml")
     assert set(state["nodes"]) == {"node1", "node2", "node3"}
-    assert not [p for p in inv.iterdir() if p.name.startswith(".podnet_state")]
+    assert not [p for p in inv.iterdir() if p.name.endswith(".tmp")]
 
 
 ERROR_CASES = {
@@ -292,7 +315,7 @@ ERROR_CASES = {
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
 def test_bad_plan_fails_before_any_change_and_keeps_state(tmp_path, case):
     assert run_plan(tmp_path, three_nodes()).rc == 0
-    state_path = tmp_path / "inventory" / "podnet_state.yml"
+    state_path = tmp_path / "inventory" / ".podnet_state.yml"
     before = state_path.read_bytes()
     group_vars, host_vars, words = ERROR_CASES[case]
     run = run_plan(tmp_path, three_nodes(**host_vars), group_vars)
@@ -312,13 +335,13 @@ def test_bad_plan_fails_before_any_change_and_keeps_state(tmp_path, case):
 def test_invalid_state_file_fails_and_is_kept(tmp_path, content, words):
     inv = tmp_path / "inventory"
     inv.mkdir()
-    (inv / "podnet_state.yml").write_text(content)
+    (inv / ".podnet_state.yml").write_text(content)
     run = run_plan(tmp_path, three_nodes())
     assert run.rc != 0
     message = run.failure_text()
     for word in words:
         assert word in message, message
-    assert (inv / "podnet_state.yml").read_text() == content
+    assert (inv / ".podnet_state.yml").read_text() == content
 
 
 def test_state_file_required_without_an_inventory_file(tmp_path):
@@ -333,4 +356,4 @@ def test_state_file_required_without_an_inventory_file(tmp_path):
     assert proc.returncode != 0
     assert "podnet_state_file is not set" in proc.stdout + proc.stderr, proc.stdout[-3000:]
     assert sorted(p.name for p in (REPO / "playbooks").iterdir()) == before
-    assert not list(tmp_path.glob("**/podnet_state.yml")) and not (tmp_path / "None").exists()
+    assert not list(tmp_path.glob("**/*podnet_state.yml*")) and not (tmp_path / "None").exists()

@@ -28,7 +28,7 @@ def test_nodes_hold_no_peer_routes_and_forward(nodes):
 
 
 def test_verify_playbook_passes(inventory, nodes, state):
-    state_file = inventory.parent / "podnet_state.yml"
+    state_file = inventory.parent / ".podnet_state.yml"
     before = state_file.read_bytes()
     families = sorted({ipaddress.ip_network(c).version for c in next(iter(state["nodes"].values()))})
     assert_three_rules(run_verify(inventory), len(nodes), families)

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def make_fixtures(scenario: Path) -> Dict[str, Callable[..., Any]]:
     """Fixtures of a scenario whose lab inventory is <scenario>/inventory/hosts.yml (conftest: globals().update)."""
     inventory_path = scenario / "inventory" / "hosts.yml"
-    state_path = scenario / "inventory" / "podnet_state.yml"
+    state_path = scenario / "inventory" / ".podnet_state.yml"
 
     def groups():
         lab = yaml.safe_load(inventory_path.read_text())["all"]["children"]["podnet_lab"]

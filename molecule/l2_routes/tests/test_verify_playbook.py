@@ -9,7 +9,7 @@ from lib.molecule_scenario import assert_three_rules, run_verify
 
 
 def test_verify_playbook_passes_and_cleans_up(inventory, nodes, state):
-    state_file = inventory.parent / "podnet_state.yml"
+    state_file = inventory.parent / ".podnet_state.yml"
     state_before = (state_file.read_bytes(), state_file.stat().st_mtime_ns)
     out = run_verify(inventory)
     count = len(nodes)

@@ -16,6 +16,7 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import (
     make_plan,
     natural_key,
     parse_state,
+    recorded_misfits,
 )
 
 
@@ -262,6 +263,54 @@ def test_recorded_block_no_longer_fits_the_configuration():
     assert "host a: the state file assigns it 10.244.0.0/24" in message and "outside the cluster network" in message
     message = "\n".join(errors_of(PlanConfig(node_prefix_ipv4=25), nodes_for(["a"]), state))
     assert "podnet_node_prefix_ipv4 is 25" in message
+
+
+def held_as(nodes, held):
+    """The nodes as asked what they hold: ``held`` maps a name to its list (absent: nothing held)."""
+    return [NodeInput(name=n.name, node_ip=n.node_ip, held=list(held.get(n.name, []))) for n in nodes]
+
+
+def test_a_recorded_block_no_node_holds_is_planned_anew():
+    # recorded (say by a site run that stopped after the record), never applied: the nodes were asked, hold nothing
+    state = make_plan(PlanConfig(cluster_cidrs=["10.61.0.0/20"]), nodes_for(["p", "q"])).state
+    for config in (PlanConfig(cluster_cidrs=["10.62.0.0/20"]), PlanConfig(cluster_cidrs=["10.61.0.0/20"],
+                                                                           node_prefix_ipv4=26)):
+        plan = make_plan(config, held_as(nodes_for(["p", "q"]), {}), state)
+        cluster = netaddr.IPNetwork(config.cluster_cidrs[0])
+        for name in ("p", "q"):
+            block = netaddr.IPNetwork(plan.nodes[name].pod_cidrs[0])
+            assert block in cluster and block.prefixlen == int(config.node_prefix_ipv4)
+        assert set(plan.released) == {"p", "q"}
+        assert all(str(n) not in plan.state["released"] for n in ("10.61.0.0/24", "10.61.1.0/24"))
+
+
+def test_a_held_recorded_block_is_protected_with_advice_for_the_playbook():
+    state = make_plan(PlanConfig(cluster_cidrs=["10.61.0.0/20"]), nodes_for(["p", "q"])).state
+    nodes = held_as(nodes_for(["p", "q"]), {"q": ["10.61.1.1/24"]})
+    errors = errors_of(PlanConfig(cluster_cidrs=["10.62.0.0/20"]), nodes, state)
+    assert len(errors) == 1 and errors[0].startswith("host q: the state file assigns it 10.61.1.0/24"), errors
+    assert "podnet_allow_readdress=true" in errors[0] and "delete" not in errors[0]
+    errors = errors_of(PlanConfig(cluster_cidrs=["10.62.0.0/20"], read_only=True), nodes, state)
+    assert "your variables differ from the recorded plan" in errors[0] and "delete" not in errors[0]
+    assert "allow_readdress" not in errors[0]
+    # a node prefix change on a held block: one error for the node, not one more from adoption
+    errors = errors_of(PlanConfig(cluster_cidrs=["10.61.0.0/20"], node_prefix_ipv4=25), nodes, state)
+    assert len(errors) == 1 and "changing the node prefix" in errors[0], errors
+    # confirmed: both nodes planned anew, in the new network
+    plan = make_plan(PlanConfig(cluster_cidrs=["10.62.0.0/20"], allow_readdress=True), nodes, state)
+    assert [plan.nodes[n].pod_cidrs for n in ("p", "q")] == [["10.62.0.0/24"], ["10.62.1.0/24"]]
+    # not asked (None): counts as held
+    errors = errors_of(PlanConfig(cluster_cidrs=["10.62.0.0/20"]), nodes_for(["p", "q"]), state)
+    assert len(errors) == 2
+
+
+def test_recorded_misfits_names_the_nodes_to_ask():
+    state = make_plan(PlanConfig(cluster_cidrs=["10.61.0.0/20", "fd00:61::/56"]), nodes_for(["p", "q"], v6=True)).state
+    assert recorded_misfits(PlanConfig(cluster_cidrs=["10.61.0.0/20", "fd00:61::/56"]), state, ["p", "q"]) == []
+    assert recorded_misfits(PlanConfig(cluster_cidrs=["10.61.0.0/20"]), state, ["p", "q", "r"]) == ["p", "q"]
+    assert recorded_misfits(PlanConfig(cluster_cidrs=["10.61.0.0/20", "fd00:61::/56"], node_prefix_ipv6=80),
+                            state, ["q"]) == ["q"]
+    assert recorded_misfits(PlanConfig(cluster_cidrs=["bad"]), state, ["p"]) == []
 
 
 def test_all_errors_are_reported_together():
