@@ -145,7 +145,7 @@ def kernel_of(state):
 
 
 def gateways(lab: Lab, node: str):
-    state = yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
     import ipaddress
     return ["%s/%d" % (ipaddress.ip_network(c)[1], ipaddress.ip_network(c).prefixlen) for c in state[node]]
 
