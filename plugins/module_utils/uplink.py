@@ -174,14 +174,28 @@ def snapshot_from_ip(links, addresses, routes4, routes6, bridge, uplink):
     return snap
 
 
+def read_assign_type(name, sys_root="/sys/class/net"):
+    """How the kernel says ``name`` got its MAC address (``/sys/class/net/NAME/addr_assign_type``): 0 permanent,
+    1 random, 2 stolen from another device, 3 set by someone; ``None`` when it cannot be read."""
+    try:
+        with open(os.path.join(sys_root, name, "addr_assign_type")) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def read_snapshot(runner, bridge, uplink, ip="ip"):
-    """:func:`snapshot_from_ip` of the running kernel (four ``ip -json`` reads)."""
-    return snapshot_from_ip(
+    """:func:`snapshot_from_ip` of the running kernel (four ``ip -json`` reads), with each link's
+    ``addr_assign_type``."""
+    snap = snapshot_from_ip(
         _ip_json(runner, ["-d", "link", "show"], ip),
         _ip_json(runner, ["addr", "show"], ip),
         _ip_json(runner, ["-d", "-4", "route", "show", "table", "all"], ip),
         _ip_json(runner, ["-d", "-6", "route", "show", "table", "all"], ip),
         bridge, uplink)
+    for name, link in snap["links"].items():
+        link["addr_assign_type"] = read_assign_type(name)
+    return snap
 
 
 def find_uplink(runner, address, bridge, saved=None, ip="ip"):
@@ -455,6 +469,49 @@ def plan_move(snap):
     # IPv4 secondaries first: deleting a primary deletes its secondaries too.
     for addr in sorted(moving, key=lambda a: 0 if a.get("secondary") else 1):
         lines.append("addr del %s dev %s" % (addr_id(addr), uplink))
+    return check_lines(lines, "moving %s into %s" % (uplink, bridge))
+
+
+ADDR_SET = 3     # addr_assign_type: the address was set by someone (not chosen by the kernel)
+
+
+def valid_mac(text):
+    """True for a unicast Ethernet address the kernel takes (not all zeros, not multicast)."""
+    parts = str(text or "").split(":")
+    if len(parts) != 6:
+        return False
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        return False
+    return any(octets) and not octets[0] & 1 and all(0 <= o <= 255 for o in octets)
+
+
+def restorable_mac(link):
+    """The MAC address of ``link`` (a snapshot's) to put back, or ``None``.
+
+    A bridge's address that the kernel chose (random at creation, taken from a port, or all zeros once its last
+    port left) is nobody's choice and not put back: the kernel refuses all zeros ("Cannot assign requested
+    address"). Put back: an address someone set, or (a snapshot without ``addr_assign_type``) any valid one.
+    """
+    address = (link or {}).get("address")
+    if not valid_mac(address):
+        return None
+    kind = (link or {}).get("addr_assign_type")
+    if kind is not None and kind != ADDR_SET:
+        return None
+    return address
+
+
+def check_lines(lines, what):
+    """UplinkError, before any change, for a line the kernel would refuse (an invalid MAC address)."""
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["link"] and "address" in words:
+            mac = words[words.index("address") + 1]
+            if not valid_mac(mac):
+                raise UplinkError("%s would run '%s', which the kernel refuses (%s is not a unicast MAC address)"
+                                  % (what, line, mac))
     return lines
 
 
@@ -470,8 +527,8 @@ def plan_restore(before, current):
     now. Only what the move carries is put back or taken away: the uplink's master and up state,
     its global addresses and routes; addresses and routes on the bridge that were the uplink's
     (and not the bridge's) are removed; the bridge is deleted only if the move created it and
-    it then has no other port, address or route; an existing bridge gets its MAC address, MTU
-    and up state back.
+    it then has no other port, address or route; an existing bridge gets its MTU and up state back, and its
+    MAC address when someone had set it (:func:`restorable_mac`: never one the kernel chose).
     """
     bridge, uplink = before["bridge"], before["uplink"]
     _check_names(bridge, uplink)
@@ -489,8 +546,10 @@ def plan_restore(before, current):
     if cb is not None and cb.get("kind") != "bridge":
         raise UplinkError("%s is a %s now, not a bridge; refusing to touch it" % (bridge, cb.get("kind")))
     lines = []
+    mac = restorable_mac(bb)
     if bb is not None and cb is None:
-        lines.append("link add name %s address %s mtu %s type bridge" % (bridge, bb["address"], bb["mtu"]))
+        lines.append("link add name %s%s mtu %s type bridge" % (bridge, " address %s" % mac if mac else "",
+                                                                 bb["mtu"]))
     if cu.get("master") != bu.get("master"):
         lines.append("link set dev %s nomaster" % uplink if bu.get("master") is None
                      else "link set dev %s master %s" % (uplink, bu["master"]))
@@ -537,8 +596,8 @@ def plan_restore(before, current):
             lines.append("link del dev %s" % bridge)
     elif bb is not None and cb is not None:
         change = []
-        if bb.get("address") and cb.get("address") != bb["address"]:
-            change += ["address", bb["address"]]
+        if mac and cb.get("address") != mac:
+            change += ["address", mac]
         if bb.get("mtu") and cb.get("mtu") != bb["mtu"]:
             change += ["mtu", str(bb["mtu"])]
         if change:
@@ -547,7 +606,7 @@ def plan_restore(before, current):
             lines.append("link set dev %s %s" % (bridge, "up" if bb.get("up") else "down"))
     elif bb is not None and bb.get("up"):
         lines.append("link set dev %s up" % bridge)  # created above
-    return lines
+    return check_lines(lines, "putting %s back" % uplink)
 
 
 def bridge_kept(before, current):

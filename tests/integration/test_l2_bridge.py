@@ -253,3 +253,58 @@ def test_a_default_route_from_router_advertisements_moves_and_keeps_being_accept
     finally:
         hosts[east].run("ip -6 route del default via fe80::1 proto ra metric 2048")
     assert_same(pristine[east], node_state(lab, east), "the RA case left the node different")
+
+
+def snapshot_mac(lab: Lab, node: str) -> str:
+    saved = json.loads(Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").read_text())
+    return saved["links"]["cbr0"]["address"]
+
+
+def pods_come_and_go(lab: Lab) -> None:
+    """A fresh cbr0 (l2_routes, from a torn-down node), then verify: its probe pods (CNI bridge plugin, ADD then
+    DEL) attach to cbr0 and leave it. The kernel then shows the port-less bridge's MAC (its own, random one) as
+    all zeros: the condition of a node that ran pods."""
+    playbook(lab, "teardown")
+    playbook(lab, "site", podnet_fabric="l2_routes")
+    verify = playbook(lab, "verify", podnet_fabric="l2_routes")
+    assert "pod -> pod (IPv4): 9/9 all ok" in verify.stdout, verify.stdout[-5000:]
+    for node in lab.nodes:
+        assert link(node, "cbr0")["address"] == "00:00:00:00:00:00", link(node, "cbr0")
+        assert in_ns(node, "ip", "-o", "link", "show", "master", "cbr0").stdout.strip() == ""
+
+
+def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pristine):
+    """The uplink snapshot of a node that ran pods holds cbr0's all-zero MAC; putting the uplink back never sets
+    it (the kernel refuses it): teardown, and a switch to l2_routes, both succeed, checked first by the preflight."""
+    pods_come_and_go(lab)
+    playbook(lab, "site")
+    for node in lab.nodes:
+        assert link(node, "eth0").get("master") == "cbr0"
+        saved = json.loads(Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").read_text())
+        assert saved["links"]["cbr0"]["address"] == "00:00:00:00:00:00"
+        assert saved["links"]["cbr0"]["addr_assign_type"] == 1      # the kernel's choice (random)
+    check = playbook(lab, "teardown", "--check")
+    assert "Cannot assign" not in check.stdout
+    playbook(lab, "teardown")
+    for node in lab.nodes:
+        assert_same(pristine[node], node_state(lab, node), "teardown after pods came and went left %s different"
+                    % node)
+
+    pods_come_and_go(lab)
+    playbook(lab, "site")
+    assert all(snapshot_mac(lab, n) == "00:00:00:00:00:00" for n in lab.nodes)
+    check = playbook(lab, "site", "--check", podnet_fabric="l2_routes")
+    assert "Cannot assign" not in check.stdout
+    proc = playbook(lab, "site", podnet_fabric="l2_routes")
+    assert "Uplink | move it into the bridge, or put it back" in proc.stdout
+    for node in lab.nodes:
+        assert link(node, "eth0").get("master") is None
+        assert underlay(node)["eth0"] == sorted([
+            "%s/24" % node_ip(lab, node), "fd00:28:77::%d/64" % (11 + lab.nodes.index(node)),
+            "default via %s" % GATEWAY, "default via %s" % GATEWAY6])
+        assert not Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").exists()
+    verify = playbook(lab, "verify", podnet_fabric="l2_routes")
+    assert "pod -> pod (IPv4): 9/9 all ok" in verify.stdout, verify.stdout[-5000:]
+    playbook(lab, "teardown")
+    for node in lab.nodes:
+        assert_same(pristine[node], node_state(lab, node), "leaving l2_bridge left %s different" % node)

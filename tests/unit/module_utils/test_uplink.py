@@ -187,6 +187,39 @@ def test_restore_gives_an_existing_bridge_its_settings_back():
     assert lines[-2:] == ["link set dev br0 address aa:bb:cc:dd:ee:ff mtu 1500", "link set dev br0 down"]
 
 
+@pytest.mark.parametrize("address, assign_type, restored", [
+    ("00:00:00:00:00:00", 1, False),      # a port-less bridge after pods came and went (kernel: random, zeroed)
+    ("00:00:00:00:00:00", None, False),   # the same in a snapshot written before addr_assign_type was kept
+    ("52:b3:45:2d:d4:64", 1, False),      # random, chosen by the kernel at creation
+    ("02:e0:0b:c0:c4:7f", 2, False),      # taken from a port by the kernel
+    ("aa:bb:cc:dd:ee:ff", 3, True),       # set by someone: put back
+    ("aa:bb:cc:dd:ee:ff", None, True),    # an older snapshot: a valid address is put back
+    ("01:00:5e:00:00:01", 3, False),      # multicast: the kernel refuses it
+])
+def test_restore_never_sets_a_bridge_mac_the_kernel_chose_or_refuses(address, assign_type, restored):
+    before = copy.deepcopy(snap())
+    before["links"]["br0"] = {"kind": "bridge", "master": None, "mtu": 1500, "address": address, "up": True,
+                              "ports": [], "addr_assign_type": assign_type}
+    moved = U.simulate_move(before)
+    lines = U.plan_restore(before, moved)
+    assert ("link set dev br0 address %s mtu 1500" % address in lines) is restored, lines
+    if not restored:
+        assert not any(" address " in line and line.startswith("link set dev br0") for line in lines), lines
+    # the bridge gone meanwhile: made again, with the address only when it is restorable
+    gone = copy.deepcopy(moved)
+    gone["links"].pop("br0")
+    gone["links"]["eth0"]["master"] = None
+    first = U.plan_restore(before, gone)[0]
+    assert first == ("link add name br0%s mtu 1500 type bridge" % (" address %s" % address if restored else ""))
+
+
+def test_a_line_the_kernel_refuses_is_an_error_before_any_change():
+    with pytest.raises(U.UplinkError) as info:
+        U.check_lines(["link set dev eth0 master br0", "link set dev br0 address 00:00:00:00:00:00"], "putting eth0 back")
+    assert "putting eth0 back would run 'link set dev br0 address 00:00:00:00:00:00'" in str(info.value)
+    assert U.valid_mac("02:00:00:00:00:11") and not U.valid_mac("02:00:00:00:00") and not U.valid_mac(None)
+
+
 def test_restore_refuses_a_missing_uplink():
     after = copy.deepcopy(snap("after"))
     after["links"].pop("eth0")
@@ -286,6 +319,17 @@ def test_probe_retries_until_the_deadline():
     assert detail.startswith("10.1.0.1 did not answer ping: From 10.1.0.11 icmp_seq=1 Destination Host Unreachable")
     assert len(runner.calls) >= 2
     assert runner.calls[0] == ["ping", "-4", "-n", "-q", "-c", "1", "-W", "1", "10.1.0.1"]
+
+
+def test_probe_with_backoff_spaces_its_attempts_further_apart():
+    clock = FakeClock()
+    runner = ScriptedRunner(clock, [(["ping"], (1, "", "timeout"))])
+    ok, _detail = U.probe(runner, {"address": "10.1.0.1", "family": 4}, "br0", "ping", 40, clock=clock,
+                          sleep=clock.sleep, backoff=True)
+    assert not ok
+    flat = ScriptedRunner(FakeClock(), [(["ping"], (1, "", "timeout"))])
+    U.probe(flat, {"address": "10.1.0.1", "family": 4}, "br0", "ping", 40, clock=flat.clock, sleep=flat.clock.sleep)
+    assert 5 <= len(runner.calls) <= 12 < len(flat.calls), (len(runner.calls), len(flat.calls))
 
 
 def test_probe_neigh_needs_a_link_layer_answer():
