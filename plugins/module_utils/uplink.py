@@ -204,17 +204,22 @@ def find_uplink(runner, address, bridge, saved=None, ip="ip"):
 
 
 def save_snapshot(path, snap):
-    """Write ``snap`` as JSON to ``path`` atomically (temporary file, fsync, rename), mode 0644."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as handle:
-        json.dump(snap, handle, indent=1, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Write ``snap`` as JSON to ``path`` with the collection's one atomic writer (fileutil), mode 0644."""
+    _atomic_write()(path, json.dumps(snap, indent=1, sort_keys=True) + "\n", mode=0o644, create_dirs=True)
+
+
+def _atomic_write():
+    """fileutil.atomic_write: from the collection, or from the file beside this one (``python3 uplink.py``)."""
+    try:
+        from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
+    except ImportError:
+        import importlib.util
+        where = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fileutil.py")
+        spec = importlib.util.spec_from_file_location("podnet_fileutil", where)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        atomic_write = module.atomic_write
+    return atomic_write
 
 
 def load_snapshot(path):

@@ -290,6 +290,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     host_files,
     sshd_files,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
 from ansible_collections.podnet.cluster.plugins.module_utils.netns import build_argv, join
 
 
@@ -972,12 +973,7 @@ def ssh_remove(lab, topo, nodes, before):
 
 
 def _write(path, content):
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = "%s.podnet-tmp" % path
-    with open(tmp, "w") as fh:
-        fh.write(content)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, content, mode=0o644, create_dirs=True)
 
 
 def read_record(root, name):

@@ -253,6 +253,41 @@ def test_the_boot_unit_runs_the_restore_with_the_interpreter_of_the_module(lab: 
     assert exec_start.split()[0] == "/usr/bin/python3"
 
 
+def test_a_daemon_json_that_is_a_symlink_stays_one(lab: Lab):
+    """An operator keeps daemon.json elsewhere and links it: the converge writes the target and keeps the link
+    (and the target's mode); teardown puts the target's keys back, the link still there. The record lists as
+    created only directories that were not there before."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    playbook(lab, "teardown")
+    hosts[red].check_output("rm -rf /etc/docker && mkdir -p /etc/docker /etc/docker-managed && printf "
+                            "'{\\n  \"log-level\": \"warn\"\\n}\\n' > /etc/docker-managed/daemon.json && "
+                            "chmod 640 /etc/docker-managed/daemon.json && "
+                            "ln -s ../docker-managed/daemon.json /etc/docker/daemon.json")
+    existed = {d for d in ("/etc/podnet", "/etc/cni", "/etc/cni/net.d", "/var/lib/podnet", "/etc/systemd/system",
+                           "/etc/systemd/system/docker.service.d", "/etc/docker")
+               if hosts[red].file(d).is_directory}
+    try:
+        playbook(lab, "site")
+        link = hosts[red].file("/etc/docker/daemon.json")
+        assert link.is_symlink and link.linked_to == "/etc/docker-managed/daemon.json"
+        managed = hosts[red].file("/etc/docker-managed/daemon.json")
+        data = json.loads(managed.content_string)
+        assert data["log-level"] == "warn" and data["bridge"] == "cbr0" and managed.mode == 0o640
+        record = json.loads(hosts[red].file("/etc/podnet/node.json").content_string)
+        created = record["pristine"]["created_dirs"]
+        assert created and not set(created) & existed, (created, existed)
+        assert all(hosts[red].file(d).is_directory for d in created)
+        assert unchanged(playbook(lab, "site"))
+        playbook(lab, "teardown")
+        assert hosts[red].file("/etc/docker/daemon.json").is_symlink
+        assert json.loads(managed.content_string) == {"log-level": "warn"}
+        assert not any(hosts[red].file(d).exists for d in created)
+    finally:
+        hosts[red].run("rm -rf /etc/docker /etc/docker-managed")
+        playbook(lab, "site")
+
+
 TRANSITIONS = [
     ("runtimes [cni]", [{"podnet_runtimes": ["cni"]}]),
     ("runtimes [docker]", [{"podnet_runtimes": ["docker"]}]),

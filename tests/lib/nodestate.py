@@ -73,7 +73,7 @@ def node_state(lab: Lab, node: str) -> Dict[str, str]:
     snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
     if record:
         data = json.loads(Path(lab.node_root(node), "upper/etc/podnet/node.json").read_text())
-        data["document"].pop("allow_readdress")   # a run's permission, not the node's state
+        data["document"].pop("allow_readdress", None)   # a run's permission, not the node's state
         snap["record document"] = json.dumps(data["document"], indent=1, sort_keys=True)
     return snap
 

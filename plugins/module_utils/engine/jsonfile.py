@@ -126,7 +126,8 @@ def apply_json(change):
     w = change["_write"]
     try:
         if w["content_changed"]:
-            atomic_write(change["path"], w["text"], mode=w["mode"], create_dirs=w["create_dirs"])
+            change["created_dirs"] = atomic_write(change["path"], w["text"], mode=w["mode"],
+                                                  create_dirs=w["create_dirs"])
         else:
             os.chmod(change["path"], w["mode"])
     except OSError as exc:

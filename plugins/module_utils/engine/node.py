@@ -54,7 +54,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl impor
     validate_settings,
     write_live,
 )
-from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, make_dirs, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     describe_route,
     route_dst,
@@ -399,7 +399,8 @@ def apply_file(change):
             if os.path.lexists(change["path"]):
                 os.unlink(change["path"])
         else:
-            atomic_write(change["path"], change["content"], mode=change["mode"], create_dirs=True)
+            change["created_dirs"] = atomic_write(change["path"], change["content"], mode=change["mode"],
+                                                  create_dirs=True)
     except OSError as exc:
         raise EngineError("cannot write %s: %s" % (change["path"], exc))
 
@@ -422,7 +423,7 @@ def apply_link(change):
         if os.path.lexists(change["path"]):
             os.unlink(change["path"])
         if change["target"]:
-            os.makedirs(os.path.dirname(change["path"]), exist_ok=True)
+            change["created_dirs"] = make_dirs(os.path.dirname(change["path"]))
             os.symlink(change["target"], change["path"])
     except OSError as exc:
         raise EngineError("cannot write the link %s: %s" % (change["path"], exc))
@@ -747,12 +748,9 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
 
     # ---- directories podnet.cluster creates, removed again by teardown when empty
     path = record_path(doc)
+    # recorded: the ones an earlier run created; apply_node adds the ones this run's writers really create
     created = set(pristine.get("created_dirs") or [])
     if present:
-        wanted_paths = list(files) + list(links) + [path] + ([docker["file"]] if docker else [])
-        for target in wanted_paths:
-            for directory in _missing_parents(target):
-                created.add(directory)
         pristine["created_dirs"] = sorted(created)
 
     # ---- the record
@@ -810,15 +808,6 @@ def bridge_supported():
     return False
 
 
-def _missing_parents(path):
-    out = []
-    directory = os.path.dirname(path)
-    while directory and directory != "/" and not os.path.isdir(directory):
-        out.append(directory)
-        directory = os.path.dirname(directory)
-    return out
-
-
 def plan_dirs(directories, removing=()):
     """Empty directories podnet.cluster created, removed deepest first (they are empty once ``removing`` goes)."""
     gone = set(removing)
@@ -857,10 +846,27 @@ def check_node(runner, plan):
             test_chains(runner, change)
 
 
+def _record_created(plan, made):
+    """The record with the directories created by this run (``made``) added to the recorded ones."""
+    pristine = plan.record["pristine"]
+    created = sorted(set(pristine.get("created_dirs") or []) | set(made))
+    if created == pristine.get("created_dirs"):
+        return
+    pristine["created_dirs"] = created
+    change = plan.record_change
+    change["content"] = json.dumps(plan.record, indent=1, sort_keys=True) + "\n"
+    change["changed"] = read_text(change["path"]) != change["content"]
+    change["diff"]["after"] = change["content"]
+
+
 def apply_node(plan, runner=None):
     """Apply every changed part in order; the record last. systemd re-reads changed units."""
-    done = []
+    done, made = [], []
     for name, change, func in plan.parts:
+        if change is plan.record_change and plan.record is not None:
+            # the directories this run's writers created (the record's own too) join the recorded ones
+            made.extend(make_dirs(os.path.dirname(change["path"])))
+            _record_created(plan, made)
         if change["changed"]:
             try:
                 func(change)
@@ -869,6 +875,7 @@ def apply_node(plan, runner=None):
                 exc.msg = "%s: %s (applied before it: %s)" % (name, exc.msg, ", ".join(done) or "nothing")
                 raise
             done.append(name)
+            made.extend(change.get("created_dirs") or [])
     units = [n for n in done if n.startswith("file ") and (".service" in n or ".conf" in n and "systemd" in n)]
     if units and runner is not None and os.path.isdir("/run/systemd/system"):
         rc, out, err = runner.run([runner.which("systemctl"), "daemon-reload"])

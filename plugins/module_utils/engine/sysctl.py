@@ -200,7 +200,8 @@ def apply_sysctl(change):
                 if os.path.lexists(change["file"]):
                     os.unlink(change["file"])
             else:
-                atomic_write(change["file"], change["content"], mode=0o644, create_dirs=True)
+                change["created_dirs"] = atomic_write(change["file"], change["content"], mode=0o644,
+                                                      create_dirs=True)
         except OSError as exc:
             raise EngineError("cannot write %s: %s" % (change["file"], exc))
     for key, proc, value in change["to_write"]:
