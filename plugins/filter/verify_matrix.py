@@ -19,9 +19,16 @@ description:
     O(runtimes)); an error naming the host, the subnet and what covers it when there are not two.
   - C(cells) - every cell of the matrix (check, family, source, target, address, expectation, and why it
     cannot be probed, if so); only those whose source is O(node) when O(node) is given.
-  - C(probes) - the probes O(node) runs, as the O(probes) argument of M(podnet.cluster.probe).
-  - C(judge) - every probe of every node judged against O(results); returns the summary (matrices, failures,
-    text report) that the role stores as C(podnet_verify_result).
+  - C(probes) - the probes O(node) runs, as the O(probes) argument of M(podnet.cluster.probe) (the full
+    matrix; O(N) per node).
+  - C(targets) - the probes of every node at once, for the whole run (O(number of probes)) - C(probes)
+    {node - the O(probes) of M(podnet.cluster.probe)}, C(servers) {node - its self-checks}, C(selection)
+    (each node's peers when sampling, else C(null)) and C(sampling) (C(mode) full or sampled, C(peers),
+    C(seed), C(rotation), C(rotations), C(segments), C(nodes), C(why)). O(sample) and O(seed) choose the
+    sample.
+  - C(judge) - every probe of every node judged against O(results) (with O(selection) and O(sampling) of
+    C(targets) when sampled); returns the summary (matrices, failures with their category, text report)
+    that the role stores as C(podnet_verify_result).
   - C(preflight) - a list of configuration errors (empty when verify can run).
   - The checks are C(pod_pod) (pod on A to pod on B, every ordered pair, no NAT, the pod's own IP seen; A to
     A is the first probe pod of A to its second one),
@@ -36,7 +43,7 @@ options:
   step:
     description: What to compute.
     type: str
-    choices: [pod_addresses, cells, probes, judge, preflight]
+    choices: [pod_addresses, cells, probes, targets, judge, preflight]
     required: true
   node:
     description: The node (inventory host name) for C(pod_addresses), C(cells), C(probes) and C(preflight).
@@ -86,6 +93,22 @@ options:
   timeout:
     description: C(podnet_verify_timeout), checked by C(preflight).
     type: float
+  sample:
+    description:
+      - C(podnet_verify_peers), for C(targets) - C(auto) (the full matrix up to 30 nodes, 10 peers per node
+        above), C(all), or a number of peers per node.
+    type: raw
+    default: auto
+  seed:
+    description: C(podnet_verify_seed), for C(targets) - chooses the rotation of the sample (a whole number).
+    type: int
+    default: 0
+  selection:
+    description: The C(selection) of C(targets), for C(judge) (C(null) - the full matrix).
+    type: dict
+  sampling:
+    description: The C(sampling) of C(targets), for C(judge) (shown in the report).
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -116,12 +139,12 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils import verify as verify_lib
 
-STEPS = ("pod_addresses", "cells", "probes", "judge", "preflight")
+STEPS = ("pod_addresses", "cells", "probes", "targets", "judge", "preflight")
 
 
 def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, results=None, external=None,
                   port=47300, runtimes=None, external_host=None, inventory_hosts=None, timeout=3, peers=None,
-                  index=0):
+                  index=0, sample="auto", seed=0, selection=None, sampling=None):
     if step not in STEPS:
         raise AnsibleFilterError("verify_matrix: step must be one of %s, got %r" % (", ".join(STEPS), step))
     try:
@@ -142,13 +165,18 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
             return verify_lib.probe_addresses(plan, node, runtimes or [], count=2)[index]
         nodes = verify_lib.plain(nodes) if nodes is not None else list(plan["nodes"])
         if step == "cells":
+            chosen, _sampling = verify_lib.selection_for(plan, nodes, sample, seed)
             return verify_lib.cells(plan, nodes, pods or {}, servers or {}, external, port,
-                                    source=None if node is None else str(node), peers=peers or {})
+                                    source=None if node is None else str(node), peers=peers or {},
+                                    selection=chosen)
         if step == "probes":
             return verify_lib.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port,
                                          peers=peers or {})
+        if step == "targets":
+            return verify_lib.plan_targets(plan, nodes, pods or {}, servers or {}, external, port,
+                                           peers=peers or {}, sample=sample, seed=seed)
         return verify_lib.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port,
-                                peers=peers or {})
+                                peers=peers or {}, selection=selection, sampling=sampling)
     except verify_lib.VerifyError as exc:
         raise AnsibleFilterError("verify_matrix: %s" % exc) from exc
 

@@ -473,24 +473,50 @@ def _one_probe(probe, namespaces, client_name, timeout):
     return result
 
 
-def run_probes(probes, timeout=DEFAULT_TIMEOUT, client_name=None, max_parallel=64):
+def retryable(result):
+    """A failed probe worth another attempt: it reached the point of talking to the network."""
+    error = result.get("error") or ""
+    return not result.get("ok") and not error.startswith(("target ", "source network namespace", "cannot open"))
+
+
+def run_probes(probes, timeout=DEFAULT_TIMEOUT, client_name=None, max_parallel=64, retries=0, retry_pause=0.5):
     """Run every probe concurrently; return one result dict per probe, in the same order.
 
     Each probe is a dict with ``id``, ``target`` (an IP address), ``port``, optional ``source_netns``
     (a namespace file, None for the caller's own namespace), ``connect_only`` and ``meta`` (echoed).
     A result has ``ok`` (an answer was read; with ``connect_only``: connected), ``connected``,
     ``error``, ``local`` (the client's own address on the connection), ``seen`` (the address the
-    server saw), ``server`` (the server's name) and ``elapsed_ms``.
+    server saw), ``server`` (the server's name), ``elapsed_ms`` and ``attempts``.
+
+    A probe that failed is tried again up to ``retries`` times, after ``retry_pause`` seconds, once every
+    probe of the round is done (so the retry does not compete with the first round); ``first_error`` then
+    says why the first attempt failed.
     """
     probes = list(probes)
     if not probes:
         return []
     name = client_name or socket.gethostname()
     namespaces = _Namespaces()
-    workers = max(1, min(int(max_parallel), len(probes)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_one_probe, p, namespaces, name, float(timeout)) for p in probes]
-        return [f.result() for f in futures]
+
+    def round_of(batch):
+        workers = max(1, min(int(max_parallel), len(batch)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_one_probe, p, namespaces, name, float(timeout)) for p in batch]
+            return [f.result() for f in futures]
+
+    results = round_of(probes)
+    for result in results:
+        result["attempts"] = 1
+    for _attempt in range(max(0, int(retries))):
+        failed = [i for i, r in enumerate(results) if retryable(r)]
+        if not failed:
+            break
+        time.sleep(retry_pause)
+        for index, again in zip(failed, round_of([probes[i] for i in failed])):
+            again["attempts"] = results[index]["attempts"] + 1
+            again["first_error"] = results[index].get("first_error") or results[index]["error"]
+            results[index] = again
+    return results
 
 
 # --------------------------------------------------------------------------- #

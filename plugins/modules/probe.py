@@ -74,6 +74,28 @@ options:
     description: Probes in flight at once.
     type: int
     default: 64
+  retries:
+    description:
+      - Further attempts of a probe that failed, made once every probe of the previous round is done,
+        after a pause of half a second. A probe that answers only on a later attempt is ok; its result
+        says how many attempts it took and why the first failed (RV(probes[].first_error)).
+    type: int
+    default: 1
+  self_checks:
+    description:
+      - Probes of this node's own probe servers from inside their own namespaces (a pod to its own address, the
+        node to its node IP), run after O(probes) with the same retries. They prove that a server serves, so
+        that a failure to reach it from elsewhere is the network's, not verify's. Same form as O(probes).
+    type: list
+    elements: dict
+    default: []
+  diagnose:
+    description:
+      - For at most this many failed probes (after the retries) whose connection got no answer or no route,
+        look at the source's route and neighbour entry for the target (C(ip route get), C(ip neigh)) and say
+        what was found (RV(probes[].diagnosis), RV(probes[].neighbour)). C(0) - never.
+    type: int
+    default: 20
 attributes:
   check_mode:
     support: full
@@ -149,6 +171,23 @@ probes:
     elapsed_ms:
       description: Milliseconds the probe took.
       type: int
+    attempts:
+      description: Attempts made (1 - the first one answered or O(retries) is 0).
+      type: int
+    first_error:
+      description: Why the first attempt failed, when a later one was made.
+      type: str
+    diagnosis:
+      description:
+        - For a failed probe (see O(diagnose)) - the source's route and the state of its neighbour entry for the
+          next hop, in words (C(next hop 10.244.1.1 on eth0 - neighbour FAILED (no ARP/NDP answer))).
+      type: str
+    neighbour:
+      description:
+        - The state of that neighbour entry - C(ok) (reachable, stale, delay, probe, permanent), C(failed)
+          (no answer to ARP/NDP), C(incomplete), C(missing) (there is none, although the kernel needed
+          one - its neighbour table may be full), C(none) (no route), or C(null) when not diagnosed.
+      type: str
     meta:
       description: The probe's O(probes[].meta), unchanged.
       type: dict
@@ -183,6 +222,18 @@ hostname:
   description: The node's host name.
   returned: always
   type: str
+self_checks:
+  description: The results of O(self_checks), in the same form as RV(probes).
+  returned: always
+  type: list
+  elements: dict
+neighbour_table_full:
+  description:
+    - How many times the kernel refused a new ARP entry during the run (C(table_fulls) of
+      C(/proc/net/stat/arp_cache), summed over the CPUs); C(null) where the statistics are not readable (in a
+      network namespace other than the machine's own).
+  returned: always
+  type: int
 """
 
 import ipaddress
@@ -207,6 +258,69 @@ def node_addresses(module):
     return result
 
 
+def table_fulls():
+    """Times the kernel refused a new ARP or NDP entry so far (None: the statistics are not readable here)."""
+    total = None
+    for path in ("/proc/net/stat/arp_cache", "/proc/net/stat/ndisc_cache"):
+        try:
+            with open(path) as handle:
+                lines = handle.read().split("\n")
+        except OSError:
+            continue
+        header = lines[0].split()
+        if "table_fulls" not in header:
+            continue
+        column = header.index("table_fulls")
+        for line in lines[1:]:
+            fields = line.split()
+            if len(fields) > column:
+                total = (total or 0) + int(fields[column], 16)
+    return total
+
+
+NEIGH_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
+
+
+def diagnose(module, result):
+    """(neighbour state, words) about the source's route and next hop for a failed probe."""
+    ip = module.get_bin_path("ip", required=True)
+    prefix = []
+    if result.get("source_netns"):
+        prefix = [module.get_bin_path("nsenter", required=True), "--net=%s" % result["source_netns"], "--"]
+    target = result["target"]
+    rc, out, err = module.run_command(prefix + [ip, "-json", "route", "get", target],
+                                      environ_update={"LC_ALL": "C"})
+    if rc != 0:
+        return "none", "the source has no route to %s (%s)" % (target, (err or out).strip())
+    try:
+        route = (json.loads(out) or [{}])[0]
+    except ValueError:
+        return None, None
+    hop = route.get("gateway") or target
+    dev = route.get("dev")
+    if route.get("type") in ("local", "blackhole", "unreachable", "prohibit"):
+        return "none", "the source's route to %s is of type %s" % (target, route.get("type"))
+    if not dev or dev == "lo":
+        return None, None
+    rc, out, err = module.run_command(prefix + [ip, "-json", "neigh", "show", "to", hop, "dev", dev],
+                                      environ_update={"LC_ALL": "C"})
+    try:
+        entries = json.loads(out) if rc == 0 and out.strip() else []
+    except ValueError:
+        entries = []
+    where = "next hop %s on %s" % (hop, dev)
+    if not entries:
+        return "missing", "%s: no neighbour entry although the kernel needed one (its neighbour table may be full)" % where
+    states = [str(s).upper() for s in entries[0].get("state") or []]
+    if any(s in NEIGH_OK for s in states):
+        return "ok", "%s answers ARP/NDP (%s): the packets are lost beyond it" % (where, ", ".join(states))
+    if "FAILED" in states:
+        return "failed", "%s: neighbour FAILED (no ARP/NDP answer: the link or the bridge to it is down, or it is not there)" % where
+    if "INCOMPLETE" in states:
+        return "incomplete", "%s: neighbour INCOMPLETE (no ARP/NDP answer yet)" % where
+    return "other", "%s: neighbour %s" % (where, ", ".join(states) or "in no known state")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -222,6 +336,9 @@ def main():
             timeout=dict(type="float", default=3.0),
             name=dict(type="str"),
             max_parallel=dict(type="int", default=64),
+            retries=dict(type="int", default=1),
+            self_checks=dict(type="list", elements="dict", default=[]),
+            diagnose=dict(type="int", default=20),
         ),
         supports_check_mode=True,
     )
@@ -230,7 +347,7 @@ def main():
         module.fail_json(msg="timeout must be positive, got %s" % params["timeout"])
     probes = []
     errors = []
-    for probe in params["probes"]:
+    for probe in list(params["probes"]) + list(params["self_checks"]):
         probe = dict(probe)
         if probe.get("port") is None:
             probe["port"] = params["port"]
@@ -244,11 +361,30 @@ def main():
     if errors:
         module.fail_json(msg="invalid probes: %s" % "; ".join(errors), errors=errors)
 
+    fulls_before = table_fulls()
     results = run_probes(probes, timeout=params["timeout"], client_name=params["name"] or socket.gethostname(),
-                         max_parallel=max(1, params["max_parallel"]))
+                         max_parallel=max(1, params["max_parallel"]), retries=max(0, params["retries"]))
+    fulls_after = table_fulls()
+    count = len(params["probes"])
+    results, checks = results[:count], results[count:]
+    budget = max(0, params["diagnose"])
+    seen = {}
+    for result in results:
+        error = result.get("error") or ""
+        if result["ok"] or not any(w in error for w in ("timeout (connect", "unreachable", "no route")):
+            continue
+        key = (result.get("source_netns"), result["target"])
+        if key not in seen:
+            if budget <= 0:
+                continue
+            budget -= 1
+            seen[key] = diagnose(module, result)
+        result["neighbour"], result["diagnosis"] = seen[key]
     ok = sum(1 for r in results if r["ok"])
-    module.exit_json(changed=False, probes=results, addresses=node_addresses(module), ok_count=ok,
-                     failed_count=len(results) - ok, hostname=socket.gethostname())
+    module.exit_json(changed=False, probes=results, self_checks=checks, addresses=node_addresses(module),
+                     ok_count=ok, failed_count=len(results) - ok, hostname=socket.gethostname(),
+                     neighbour_table_full=(None if fulls_before is None or fulls_after is None
+                                           else fulls_after - fulls_before))
 
 
 if __name__ == "__main__":

@@ -48,8 +48,40 @@ options:
     description:
       - Name of the pod or server; the CNI container ID, the server's name in probe answers and the name of
         the record. Letters, digits, C(.), C(_), C(-); at most 63 characters.
+      - One of O(name) and O(pods) is required.
     type: str
-    required: true
+  pods:
+    description:
+      - Several pods or servers in one call, made (or removed) in list order; each item gives its own
+        O(name), O(mode), O(bind), O(addresses) and O(gateways), the other options apply to all of them.
+        The result lists each one's result in RV(pods). The first that fails stops the call (the ones made
+        before it stay, recorded, for O(state=absent) to remove).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: As O(name).
+        type: str
+        required: true
+      mode:
+        description: As O(mode).
+        type: str
+        choices: [cni, veth, host]
+      bind:
+        description: As O(bind).
+        type: list
+        elements: str
+        default: []
+      addresses:
+        description: As O(addresses).
+        type: list
+        elements: str
+        default: []
+      gateways:
+        description: As O(gateways).
+        type: list
+        elements: str
+        default: []
   state:
     description: Whether the probe pod should exist.
     type: str
@@ -161,6 +193,14 @@ EXAMPLES = r"""
     bind: [192.168.50.11]
     lifetime: 600
 
+- name: A node's two probe pods and its probe server, in one call
+  podnet.cluster.probe_pod:
+    pods:
+      - {name: podnet-verify-pod-node1, mode: cni}
+      - {name: podnet-verify-peer-node1, mode: cni}
+      - {name: podnet-verify-node-node1, mode: host, bind: [192.168.50.11]}
+    conflist: /etc/cni/net.d/10-podnet.conflist
+
 - name: Remove the pod (CNI DEL, veth removed, process killed)
   podnet.cluster.probe_pod:
     name: podnet-verify-node1
@@ -170,56 +210,56 @@ EXAMPLES = r"""
 RETURN = r"""
 name:
   description: The pod's name.
-  returned: always
+  returned: always (with O(pods) - in each item of RV(pods))
   type: str
   sample: podnet-verify-node1
 mode:
   description: How the pod was made (C(null) after O(state=absent) of an unknown pod).
-  returned: always
+  returned: always (with O(pods) - in each item of RV(pods))
   type: str
   sample: cni
 pid:
   description: PID of the probe server (the process that holds the pod's network namespace).
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: int
   sample: 4242
 netns:
   description: The pod's network namespace file, C(/proc/PID/ns/net); C(null) for O(mode=host).
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: str
   sample: /proc/4242/ns/net
 port:
   description: The server's TCP port.
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: int
   sample: 47300
 listening:
   description: The endpoints the server listens on, as it reported them once its sockets were bound.
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: list
   elements: str
   sample: ["10.244.1.2:47300", "[fd00:10:244:1::2]:47300"]
 lifetime:
   description: The server's lifetime in seconds (C(0) - none).
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: float
   sample: 1800
 expires:
   description: When the server exits on its own (seconds since the epoch; C(null) without a lifetime).
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: float
   sample: 1767225600.0
 addresses:
   description:
     - The pod's global addresses with prefix length, read from the pod's namespace (O(mode=host) - the
       node's global addresses).
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: list
   elements: str
   sample: [10.244.1.2/24, "fd00:10:244:1::2/64"]
 ips:
   description: The same addresses without prefix length.
-  returned: when present
+  returned: when present (with O(pods) - in each item of RV(pods))
   type: list
   elements: str
   sample: [10.244.1.2, "fd00:10:244:1::2"]
@@ -234,12 +274,17 @@ cni_result:
   type: dict
 state_file:
   description: The record of the pod.
-  returned: always
+  returned: always (with O(pods) - in each item of RV(pods))
   type: str
   sample: /run/podnet-verify/podnet-verify-node1.json
+pods:
+  description: With O(pods) - one result per pod, in list order, each with the keys above.
+  returned: with pods
+  type: list
+  elements: dict
 actions:
   description: What the module did, in order.
-  returned: always
+  returned: always (with O(pods) - in each item of RV(pods))
   type: list
   elements: str
   sample: ["started the probe server (pid 4242) in a new network namespace", "CNI ADD bridge", "CNI ADD portmap"]
@@ -339,9 +384,9 @@ def kill_process(record, actions):
 class Pod(object):
     """Everything the module does, on one node, for one pod name."""
 
-    def __init__(self, module):
+    def __init__(self, module, params=None):
         self.module = module
-        self.params = module.params
+        self.params = params if params is not None else module.params
         self.name = self.params["name"]
         self.state_dir = self.params["state_dir"]
         self.record_path = os.path.join(self.state_dir, "%s.json" % self.name)
@@ -803,45 +848,32 @@ def describe(record):
                                                          record.get("pid"))
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            mode=dict(type="str", choices=["cni", "veth", "host"]),
-            port=dict(type="int", default=47300),
-            conflist=dict(type="path", default="/etc/cni/net.d/10-podnet.conflist"),
-            cni_bin_dirs=dict(type="list", elements="path", default=["/opt/cni/bin", "/usr/lib/cni"]),
-            ifname=dict(type="str", default="eth0"),
-            bridge=dict(type="str", default="cbr0"),
-            addresses=dict(type="list", elements="str", default=[]),
-            gateways=dict(type="list", elements="str", default=[]),
-            state_dir=dict(type="path", default="/run/podnet-verify"),
-            timeout=dict(type="float", default=10.0),
-            bind=dict(type="list", elements="str", default=[]),
-            lifetime=dict(type="float", default=DEFAULT_LIFETIME),
-            max_threads=dict(type="int", default=DEFAULT_MAX_THREADS),
-        ),
-        required_if=[("state", "present", ("mode",)), ("mode", "veth", ("addresses",))],
-        supports_check_mode=True,
-    )
-    params = module.params
-    if not NAME_RE.match(params["name"]):
-        module.fail_json(msg="name %r: use letters, digits, '.', '_' and '-' (at most 63 characters)" % params["name"])
+def param_errors(params):
+    """What is wrong with the parameters of one pod (an empty list: nothing)."""
+    errors = []
+    if not params.get("name") or not NAME_RE.match(params["name"]):
+        errors.append("name %r: use letters, digits, '.', '_' and '-' (at most 63 characters)" % params.get("name"))
     if not 1 <= params["port"] <= 65535:
-        module.fail_json(msg="port %d is not a TCP port" % params["port"])
+        errors.append("port %d is not a TCP port" % params["port"])
     if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", params["ifname"]):
-        module.fail_json(msg="ifname %r is not an interface name" % params["ifname"])
+        errors.append("ifname %r is not an interface name" % params["ifname"])
     if params["lifetime"] < 0:
-        module.fail_json(msg="lifetime %s: must be 0 (no limit) or a positive number of seconds" % params["lifetime"])
+        errors.append("lifetime %s: must be 0 (no limit) or a positive number of seconds" % params["lifetime"])
     if params["max_threads"] < 1:
-        module.fail_json(msg="max_threads %d: must be at least 1" % params["max_threads"])
+        errors.append("max_threads %d: must be at least 1" % params["max_threads"])
     if params["state"] == "present":
-        errors = bind_errors(params["mode"], params["bind"])
-        if errors:
-            module.fail_json(msg="probe pod %s: %s" % (params["name"], "; ".join(errors)))
+        if not params.get("mode"):
+            errors.append("probe pod %s: state=present needs mode" % params.get("name"))
+        elif params["mode"] == "veth" and not params.get("addresses"):
+            errors.append("probe pod %s: mode=veth needs addresses" % params.get("name"))
+        else:
+            errors.extend("probe pod %s: %s" % (params["name"], e) for e in bind_errors(params["mode"], params["bind"]))
+    return errors
 
-    pod = Pod(module)
+
+def one_pod(module, params):
+    """Make or remove one pod; its result (``failed`` and ``msg`` when a step failed)."""
+    pod = Pod(module, params)
     current = pod.load()
     try:
         if params["state"] == "absent":
@@ -880,16 +912,89 @@ def main():
                     raise
                 result = pod.result(wanted, changed=True)
                 result["diff"] = {"before": describe(current), "after": describe(wanted)}
-    except PodError as exc:
-        module.fail_json(msg="probe pod %s: %s" % (pod.name, exc), actions=pod.actions, warnings=pod.warnings)
-    except OSError as exc:
-        module.fail_json(msg="probe pod %s: %s" % (pod.name, to_native(exc)), actions=pod.actions,
-                         warnings=pod.warnings)
-    for warning in pod.warnings:
-        module.warn(warning)
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    except (PodError, OSError) as exc:
+        return {"failed": True, "changed": False, "name": pod.name, "msg": "probe pod %s: %s" % (
+            pod.name, exc if isinstance(exc, PodError) else to_native(exc)), "actions": pod.actions,
+            "warnings": pod.warnings}
+    result["warnings"] = pod.warnings
+    return result
+
+
+POD_KEYS = ("name", "mode", "bind", "addresses", "gateways")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str"),
+            pods=dict(type="list", elements="dict", options=dict(
+                name=dict(type="str", required=True),
+                mode=dict(type="str", choices=["cni", "veth", "host"]),
+                bind=dict(type="list", elements="str", default=[]),
+                addresses=dict(type="list", elements="str", default=[]),
+                gateways=dict(type="list", elements="str", default=[]),
+            )),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            mode=dict(type="str", choices=["cni", "veth", "host"]),
+            port=dict(type="int", default=47300),
+            conflist=dict(type="path", default="/etc/cni/net.d/10-podnet.conflist"),
+            cni_bin_dirs=dict(type="list", elements="path", default=["/opt/cni/bin", "/usr/lib/cni"]),
+            ifname=dict(type="str", default="eth0"),
+            bridge=dict(type="str", default="cbr0"),
+            addresses=dict(type="list", elements="str", default=[]),
+            gateways=dict(type="list", elements="str", default=[]),
+            state_dir=dict(type="path", default="/run/podnet-verify"),
+            timeout=dict(type="float", default=10.0),
+            bind=dict(type="list", elements="str", default=[]),
+            lifetime=dict(type="float", default=DEFAULT_LIFETIME),
+            max_threads=dict(type="int", default=DEFAULT_MAX_THREADS),
+        ),
+        required_one_of=[("name", "pods")],
+        mutually_exclusive=[("name", "pods")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["pods"] is None:
+        items = [dict(params)]
+    else:
+        items = []
+        for item in params["pods"]:
+            merged = dict(params)
+            merged.update({k: item[k] for k in POD_KEYS if item.get(k) not in (None, [])})
+            items.append(merged)
+        names = [i["name"] for i in items]
+        if len(set(names)) != len(names):
+            module.fail_json(msg="pods: a name is listed twice (%s)" % ", ".join(sorted(names)))
+    errors = [e for item in items for e in param_errors(item)]
+    if errors:
+        module.fail_json(msg="; ".join(errors))
+    results = []
+    for item in items:
+        result = one_pod(module, item)
+        results.append(result)
+        if result.get("failed"):
+            break
+    for result in results:
+        for warning in result.pop("warnings", []):
+            module.warn(warning)
+        if not module._diff:
+            result.pop("diff", None)
+    failed = [r for r in results if r.get("failed")]
+    if params["pods"] is None:
+        result = results[0]
+        if failed:
+            result.pop("failed")
+            module.fail_json(**result)
+        module.exit_json(**result)
+    out = {"changed": any(r.get("changed") for r in results), "pods": results}
+    if module._diff:
+        out["diff"] = {"before": "".join(r.get("diff", {}).get("before", "") for r in results),
+                       "after": "".join(r.get("diff", {}).get("after", "") for r in results)}
+        for r in results:
+            r.pop("diff", None)
+    if failed:
+        module.fail_json(msg=failed[0]["msg"], **out)
+    module.exit_json(**out)
 
 
 if __name__ == "__main__":

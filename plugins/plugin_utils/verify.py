@@ -278,8 +278,12 @@ def normalize_external(external: Optional[Mapping[str, Any]], default_port: int)
 
 def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
           external: Optional[Mapping[str, Any]] = None, port: int = 47300,
-          source: Optional[str] = None, peers: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+          source: Optional[str] = None, peers: Optional[Mapping[str, Any]] = None,
+          selection: Optional[Mapping[str, Sequence[str]]] = None) -> List[Dict[str, Any]]:
     """Every cell of the matrix (only those from ``source`` when given), in display order.
+
+    ``selection`` (from :func:`select_targets`) limits each source to the nodes listed for it (and itself):
+    a sampled matrix. None: every node probes every node (the full matrix).
 
     ``pods`` maps each node to its (first) probe pod, ``peers`` to its second one: the ``pod_pod`` cell of a
     node with itself goes from the first pod to the second, so that it proves pod <-> pod on the same node
@@ -300,6 +304,11 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     ext = normalize_external(external, port)
     sources = [n for n in names if source is None or n == str(source)]
     out: List[Dict[str, Any]] = []
+    if selection is None:
+        rows = {src: names for src in sources}
+    else:
+        known = set(names)
+        rows = {src: [src] + [d for d in (selection.get(src) or []) if d in known and d != src] for src in sources}
 
     def add(check, family, src, dst, address, source_netns, expect, skip, connect_only=False, cell_port=port):
         out.append({
@@ -333,7 +342,7 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
         # pod -> pod (the same node: the first pod -> the second pod)
         for src in sources:
             netns, src_ip, why_src = pod_source(src)
-            for dst in names:
+            for dst in rows[src]:
                 target = peers if dst == src else pods
                 dst_ip, why_dst = peer_ip[dst] if dst == src else pod_ip[dst]
                 if why_dst and dst == src:
@@ -343,7 +352,7 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
                     {"seen": src_ip, "seen_from_node": False, "server": (target.get(dst) or {}).get("name")}, skip)
         # node -> pod
         for src in sources:
-            for dst in names:
+            for dst in rows[src]:
                 dst_ip, why_dst = pod_ip[dst]
                 add("node_pod", family, src, dst, dst_ip, None,
                     {"seen": None, "seen_from_node": True, "server": (pods.get(dst) or {}).get("name")},
@@ -351,7 +360,7 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
         # pod -> node
         for src in sources:
             netns, src_ip, why_src = pod_source(src)
-            for dst in names:
+            for dst in rows[src]:
                 node_ip = node_ips[dst]
                 server = servers.get(dst) or {}
                 skip = why_src
@@ -369,6 +378,192 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
                     {"seen": None, "seen_from_node": bool(ext["server"]), "server": ext["server"]},
                     why_src, connect_only=not ext["server"], cell_port=ext["port"])
     return out
+
+
+# --------------------------------------------------------------------------- #
+# sampling: each node probes a few peers instead of all of them
+# --------------------------------------------------------------------------- #
+
+#: Up to this many nodes the full matrix is the default (podnet_verify_peers: auto); above it, sampling.
+FULL_MATRIX_MAX = 30
+#: Peers per node when sampling by default (podnet_verify_peers: auto above FULL_MATRIX_MAX nodes).
+DEFAULT_PEERS = 10
+#: Above this many nodes the report shows a summary per check and family and the failing cells only.
+REPORT_MATRIX_MAX = 30
+
+
+def segment_of(plan_node: Mapping[str, Any]) -> str:
+    """The underlay segment of a node: its node networks (nodes on one segment reach each other on-link)."""
+    nets = sorted(str(n) for n in (network_of(c) for c in plan_node.get("node_cidrs") or []) if n)
+    return ",".join(nets)
+
+
+def peer_count(setting: Any, count: int) -> Tuple[Optional[int], str]:
+    """(peers per node or None for the full matrix, why) from ``podnet_verify_peers`` and the node count.
+
+    ``auto`` (or empty): the full matrix up to :data:`FULL_MATRIX_MAX` nodes, :data:`DEFAULT_PEERS` above;
+    ``all``: the full matrix; a whole number k >= 1: k peers (the full matrix when k >= nodes - 1).
+    """
+    text = "" if setting is None else str(setting).strip().lower()
+    if text in ("", "auto", "none"):
+        if count <= FULL_MATRIX_MAX:
+            return None, "full matrix (%d nodes, at most %d: podnet_verify_peers auto)" % (count, FULL_MATRIX_MAX)
+        return DEFAULT_PEERS, ("sampled: %d peers per node (%d nodes, more than %d: podnet_verify_peers auto)"
+                               % (DEFAULT_PEERS, count, FULL_MATRIX_MAX))
+    if text == "all":
+        return None, "full matrix (podnet_verify_peers all)"
+    try:
+        value = int(text)
+    except ValueError:
+        raise VerifyError("podnet_verify_peers: %r is not auto, all or a whole number of peers" % (setting,))
+    if value < 1:
+        raise VerifyError("podnet_verify_peers: %d; give at least 1 peer per node (or all, or auto)" % value)
+    if value >= count - 1:
+        return None, "full matrix (podnet_verify_peers %d >= the other %d nodes)" % (value, count - 1)
+    return value, "sampled: %d peers per node (podnet_verify_peers %d)" % (value, value)
+
+
+def _seed_int(seed: Any) -> int:
+    try:
+        return int(str(seed).strip())
+    except (TypeError, ValueError):
+        raise VerifyError("podnet_verify_seed: %r is not a whole number" % (seed,))
+
+
+def select_targets(names: Sequence[str], segments: Mapping[str, str], peers: int, seed: Any) -> Dict[str, Any]:
+    """Which nodes each node probes when sampling: deterministic in (nodes, segments, peers, seed), O(N x peers).
+
+    ``segments`` maps a node to its segment (nodes on one segment reach each other directly; between segments
+    the traffic takes the fabric's path: a router, cloud routes). A node's ``peers`` are split between its own
+    segment and the others (all in its own when there is one segment):
+
+    * **in its segment**, the nodes at offsets ``r*k+1 .. r*k+k`` after it (in natural order, modulo the
+      segment's size), where ``r`` is the seed modulo the segment's rotations ``ceil((size-1)/k)``: a circulant,
+      so every node is the source **and the target** of exactly k probes, and the ``rotations`` consecutive
+      seeds 0, 1, ... cover every ordered pair of the segment exactly once;
+    * **to other segments**, each node's cross probes walk the other segments from an offset that moves with
+      the seed by as many probes as the segment makes, so every ordered pair of segments is covered in
+      ``ceil((segments-1)/(size x k_cross))`` consecutive seeds (in one run when the segment is big enough).
+
+    A node that no one targets (possible only with one-node segments) is probed by the node before it in
+    natural order. Returns ``{"targets": {node: [peers]}, "rotations": R, "rotation": r, "segments": m}``.
+    """
+    names = ordered(names)
+    seed_value = _seed_int(seed)
+    count = len(names)
+    k = int(peers)
+    groups: Dict[str, List[str]] = {}
+    for name in names:
+        groups.setdefault(str(segments.get(name, "")), []).append(name)
+    keys = sorted(groups, key=natural_key)
+    m = len(keys)
+    targets: Dict[str, List[str]] = {n: [] for n in names}
+    rotations = 1
+    for a, key in enumerate(keys):
+        members = groups[key]
+        size = len(members)
+        if m == 1:
+            k_same, k_cross = k, 0
+        elif k == 1:
+            k_same, k_cross = (1, 0) if seed_value % 2 == 0 else (0, 1)
+        else:
+            k_cross = k // 2
+            k_same = k - k_cross
+        same = min(k_same, size - 1)
+        k_cross = min(k_cross + (k_same - same), count - size)
+        if same > 0:
+            rot_count = -(-(size - 1) // same)
+            rotations = max(rotations, rot_count)
+            rot = seed_value % rot_count
+            offsets = sorted({(rot * same + j) % (size - 1) + 1 for j in range(same)})
+            for i, src in enumerate(members):
+                targets[src].extend(members[(i + o) % size] for o in offsets)
+        if k_cross > 0 and m > 1:
+            window = size * k_cross
+            rotations = max(rotations, -(-(m - 1) // window))
+            start = seed_value * window
+            for i, src in enumerate(members):
+                chosen = []
+                for q in range(k_cross):
+                    t = i * k_cross + q
+                    other = groups[keys[(a + (start + t) % (m - 1) + 1) % m]]
+                    pick = other[(i + q + seed_value + t // (m - 1)) % len(other)]
+                    if pick not in chosen:
+                        chosen.append(pick)
+                targets[src].extend(chosen)
+    incoming = {n: 0 for n in names}
+    for src in names:
+        unique = list(dict.fromkeys(t for t in targets[src] if t != src))
+        targets[src] = unique
+        for dst in unique:
+            incoming[dst] += 1
+    for i, dst in enumerate(names):
+        if incoming[dst] == 0 and count > 1:
+            src = names[i - 1]
+            targets[src].append(dst)
+            incoming[dst] += 1
+    return {"targets": targets, "rotations": rotations, "rotation": seed_value % rotations, "segments": m}
+
+
+def selection_for(plan: Mapping[str, Any], nodes: Sequence[str], sample: Any = "auto",
+                  seed: Any = 0) -> Tuple[Optional[Dict[str, List[str]]], Dict[str, Any]]:
+    """(selection for :func:`cells` or None for the full matrix, the sampling facts for the report)."""
+    plan_nodes = (plain(plan) or {}).get("nodes") or {}
+    names = [n for n in ordered(nodes) if n in plan_nodes]
+    k, why = peer_count(sample, len(names))
+    seed_value = _seed_int(seed)
+    sampling = {"mode": "full" if k is None else "sampled", "peers": k, "seed": seed_value, "rotation": 0,
+                "rotations": 1, "segments": len({segment_of(plan_nodes[n]) for n in names}), "nodes": len(names),
+                "why": why}
+    if k is None:
+        return None, sampling
+    chosen = select_targets(names, {n: segment_of(plan_nodes[n]) for n in names}, k, seed_value)
+    sampling.update(rotation=chosen["rotation"], rotations=chosen["rotations"], segments=chosen["segments"])
+    return chosen["targets"], sampling
+
+
+def plan_targets(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any],
+                 servers: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None, port: int = 47300,
+                 peers: Optional[Mapping[str, Any]] = None, sample: Any = "auto", seed: Any = 0) -> Dict[str, Any]:
+    """Everything the probe step needs, computed once for the whole run (O(number of probes)).
+
+    Returns ``probes`` {node: [arguments of podnet.cluster.probe]}, ``servers`` {node: [its own probe
+    servers, for the self-check]}, ``selection`` ({node: [peers]}, or None for the full matrix) and
+    ``sampling`` (``mode`` full/sampled, ``peers``, ``seed``, ``rotation``, ``rotations``, ``segments``,
+    ``nodes``, ``why``).
+    """
+    plan = plain(plan) or {}
+    pods = plain(pods) or {}
+    peers = plain(peers) or {}
+    servers = plain(servers) or {}
+    plan_nodes = plan.get("nodes") or {}
+    names = [n for n in ordered(nodes) if n in plan_nodes]
+    selection, sampling = selection_for(plan, names, sample, seed)
+    probes: Dict[str, List[Dict[str, Any]]] = {n: [] for n in names}
+    for cell in cells(plan, names, pods, servers, external, port, peers=peers, selection=selection):
+        if cell["skip"]:
+            continue
+        probes[cell["source"]].append({
+            "id": cell["id"],
+            "target": cell["address"],
+            "port": cell["port"],
+            "source_netns": cell["source_netns"],
+            "connect_only": cell["connect_only"],
+        })
+    own: Dict[str, List[Dict[str, Any]]] = {}
+    for name in names:
+        checks = []
+        for what, table in (("pod", pods), ("second pod", peers), ("node", servers)):
+            server = table.get(name) or {}
+            netns = server.get("netns")
+            addrs = _ips(server) if what != "node" else [
+                a for a in (address_of(x) for x in plan_nodes[name].get("node_ips") or []) if a]
+            for addr in addrs[:2]:
+                if server.get("name"):
+                    checks.append({"id": "self/%s/%s" % (server["name"], addr), "target": addr, "port": port,
+                                   "source_netns": netns, "connect_only": False})
+        own[name] = checks
+    return {"probes": probes, "servers": own, "selection": selection, "sampling": sampling}
 
 
 def probes_for(plan: Mapping[str, Any], node: str, nodes: Sequence[str], pods: Mapping[str, Any],
@@ -394,51 +589,123 @@ def probes_for(plan: Mapping[str, Any], node: str, nodes: Sequence[str], pods: M
 # judging
 # --------------------------------------------------------------------------- #
 
-def _verdict(cell: Mapping[str, Any], result: Optional[Mapping[str, Any]], node_addresses: Iterable[str]) -> Tuple[bool, str, str]:
-    """(passed, cell text, reason) of one cell."""
+#: What a failure says about whom: the network (the pod network is wrong), the harness (verify's own probe
+#: servers did not serve: not the network), capacity (the source's kernel could not hold a neighbour entry),
+#: setup (a cell that could not be probed: a pod did not start, an address is missing).
+CATEGORIES = ("network", "harness", "capacity", "setup")
+
+
+def _server_down(cell: Mapping[str, Any], self_checks: Mapping[str, Any]) -> Optional[str]:
+    """Why the target's probe server did not serve (its own self-check failed), or None (it served or unknown)."""
+    name = (cell.get("expect") or {}).get("server")
+    if not name or name not in self_checks:
+        return None
+    check = self_checks[name]
+    if check.get("ok"):
+        return None
+    return check.get("error") or "failed"
+
+
+def explain(cell: Mapping[str, Any], result: Mapping[str, Any], self_checks: Mapping[str, Any]) -> Tuple[str, str]:
+    """(category, reason) of a probe that got no answer, in words a user can act on."""
+    error = str(result.get("error") or "failed")
+    attempts = int(result.get("attempts") or 1)
+    tried = " (%d attempts)" % attempts if attempts > 1 else ""
+    diagnosis = result.get("diagnosis")
+    diag = ("; " + diagnosis) if diagnosis else ""
+    where = "%s:%s" % (cell.get("address"), cell.get("port"))
+    down = _server_down(cell, self_checks)
+    server = (cell.get("expect") or {}).get("server")
+    if down and any(w in error for w in ("timeout (connect", "refused")):
+        return "harness", ("the probe server %s does not answer even inside its own namespace (%s): it is not "
+                           "running or not serving yet, a problem of verify, not of the network%s"
+                           % (server, down, tried))
+    if result.get("neighbour") == "missing":
+        return "capacity", ("%s: the source's kernel has no neighbour entry for the next hop%s: its ARP/NDP table "
+                            "is full (net.ipv4.neigh.default.gc_thresh3 / net.ipv6.neigh.default.gc_thresh3); raise "
+                            "it, or probe fewer peers at once (podnet_verify_peers)%s" % (error, diag, tried))
+    if "timeout (answer" in error or "no answer" in error:
+        return "harness", ("the connection to %s was accepted but the probe server did not answer in time%s: it "
+                           "is overloaded or stuck, a problem of verify, not of the network (the path works)"
+                           % (where, tried))
+    if "timeout (connect" in error:
+        return "network", ("%s: no answer to the connection to %s%s: the packets are dropped on the way or "
+                           "the answers do not come back (a firewall or FORWARD policy, a route missing on one "
+                           "side, the bridge down)%s" % (error, where, tried, diag))
+    if "refused" in error:
+        return "network", ("%s: the connection to %s was refused although its probe server listens: something "
+                           "on the path or on the target rejects it (a REJECT rule)%s" % (error, where, tried))
+    if "reset" in error:
+        return "network", "%s: the connection to %s was reset on the way%s" % (error, where, tried)
+    if "no route" in error or "unreachable" in error:
+        if diagnosis and result.get("neighbour") != "none":
+            return "network", "%s: %s%s" % (error, diagnosis, tried)
+        return "network", "%s: no route to %s from the source%s%s" % (error, cell.get("address"), diag, tried)
+    if "no source address" in error:
+        return "network", "the source has no address to reach %s from (%s)" % (cell.get("address"), error)
+    if "not a podnet probe server" in error:
+        return "network", "%s answers, but not as a probe server: another host holds the address (%s)" % (
+            where, error)
+    return "network", error + tried
+
+
+def _verdict(cell: Mapping[str, Any], result: Optional[Mapping[str, Any]], node_addresses: Iterable[str],
+             self_checks: Optional[Mapping[str, Any]] = None) -> Tuple[bool, str, str, str]:
+    """(passed, cell text, reason, category) of one cell."""
     if cell["skip"]:
-        return False, "FAIL (%s)" % short_error(cell["skip"]), cell["skip"]
+        return False, "FAIL (%s)" % short_error(cell["skip"]), cell["skip"], "setup"
     if result is None:
-        return False, "FAIL (no result)", "not probed: node %s returned no result for it" % cell["source"]
+        return (False, "FAIL (no result)", "not probed: node %s returned no result for it" % cell["source"],
+                "setup")
     if not result.get("ok"):
         error = result.get("error") or "failed"
-        return False, "FAIL (%s)" % short_error(error), error
+        category, reason = explain(cell, result, self_checks or {})
+        return False, "FAIL (%s)" % short_error(error), reason, category
     if cell["connect_only"]:
-        return True, "ok", "connected (reachability only: no probe server there)"
+        return True, "ok", "connected (reachability only: no probe server there)", ""
     expect = cell["expect"]
     seen = address_of(result.get("seen"))
     local = address_of(result.get("local"))
     server = result.get("server")
     if expect.get("server") and server != expect["server"]:
         return False, "FAIL (%s)" % (seen or "?"), "answered by %r, expected %r (another host has this address?)" % (
-            server, expect["server"])
+            server, expect["server"]), "network"
     if cell["check"] != "egress" and seen != local:
-        return False, "FAIL (%s)" % (seen or "?"), "NAT: the server saw %s, the client is %s" % (seen, local)
+        return (False, "FAIL (%s)" % (seen or "?"), "NAT: the server saw %s, the client is %s" % (seen, local),
+                "network")
     if expect.get("seen") and seen != address_of(expect["seen"]):
-        return False, "FAIL (%s)" % (seen or "?"), "seen as %s, expected the pod's own IP %s" % (seen, expect["seen"])
+        return (False, "FAIL (%s)" % (seen or "?"),
+                "seen as %s, expected the pod's own IP %s" % (seen, expect["seen"]), "network")
     if expect.get("seen_from_node"):
         if seen not in node_addresses:
             what = ("not masqueraded to an address of node %s" if cell["check"] == "egress"
                     else "not an address of node %s")
-            return False, "FAIL (%s)" % (seen or "?"), ("seen as %s: " + what) % (seen, cell["source"])
-    return True, "ok", "seen as %s" % seen
+            return False, "FAIL (%s)" % (seen or "?"), ("seen as %s: " + what) % (seen, cell["source"]), "network"
+    return True, "ok", "seen as %s" % seen, ""
 
 
 def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
           results: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
-          port: int = 47300, peers: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+          port: int = 47300, peers: Optional[Mapping[str, Any]] = None,
+          selection: Optional[Mapping[str, Sequence[str]]] = None,
+          sampling: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Judge every cell against the probe results (``results``: node -> result of ``podnet.cluster.probe``).
 
-    Returns ``passed``, ``total``, ``ok_count``, ``failed_count``, ``checks`` (one matrix per check and
-    family: ``title``, ``sources``, ``targets``, ``rows`` {source: {target: cell text}}), ``failures``
-    (each with check, family, source, target, address, seen, reason), ``failures_by_source``
-    (source node -> lines) and ``report`` (the matrices as text, one string) and ``report_lines``.
+    ``selection``/``sampling``: those of :func:`plan_targets` when the matrix was sampled (the same cells are
+    rebuilt, O(number of probes)). Returns ``passed``, ``total``, ``ok_count``, ``failed_count``,
+    ``sampling``, ``checks`` (one matrix per check and family: ``title``, ``sources``, ``targets``, ``rows``
+    {source: {target: cell text}}, ``ok_count``, ``total``), ``failures`` (each with check, family, source,
+    target, address, seen, local, reason, category), ``failures_by_source`` (source node -> lines),
+    ``categories`` (failures per category), ``retried`` (probes that passed only on a later attempt),
+    ``report`` (text) and ``report_lines``.
     """
     plan = plain(plan) or {}
     results = plain(results) or {}
-    all_cells = cells(plan, nodes, pods, servers, external, port, peers=peers)
+    selection = plain(selection)
+    all_cells = cells(plan, nodes, pods, servers, external, port, peers=peers, selection=selection)
     by_id: Dict[str, Dict[str, Any]] = {}
     addresses: Dict[str, Any] = {}
+    self_checks: Dict[str, Any] = {}
     plan_nodes = plan.get("nodes") or {}
     for node, res in results.items():
         res = res or {}
@@ -447,14 +714,22 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
         for probe in res.get("probes") or []:
             if isinstance(probe, dict) and probe.get("id") is not None:
                 by_id[str(probe["id"])] = probe
+        for check in res.get("self_checks") or []:
+            if isinstance(check, dict) and str(check.get("id") or "").startswith("self/"):
+                name = str(check["id"]).split("/", 2)[1]
+                # a server with several addresses serves when every one answered
+                if name not in self_checks or self_checks[name].get("ok"):
+                    self_checks[name] = check
 
     matrices: Dict[Tuple[str, int], Dict[str, Any]] = {}
     failures: List[Dict[str, Any]] = []
     failures_by_source: Dict[str, List[str]] = {}
+    categories: Dict[str, int] = {}
+    retried = 0
     ok_count = 0
     for cell in all_cells:
         result = by_id.get(cell["id"])
-        passed, text, reason = _verdict(cell, result, addresses.get(cell["source"], set()))
+        passed, text, reason, category = _verdict(cell, result, addresses.get(cell["source"], set()), self_checks)
         key = (cell["check"], cell["family"])
         if key not in matrices:
             ext_addr = cell["address"] if cell["check"] == "egress" else None
@@ -468,17 +743,23 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
                 "rows": {},
                 "ok_count": 0,
                 "total": 0,
+                "_sources": set(),
+                "_targets": set(),
             }
         matrix = matrices[key]
-        if cell["source"] not in matrix["sources"]:
+        if cell["source"] not in matrix["_sources"]:
+            matrix["_sources"].add(cell["source"])
             matrix["sources"].append(cell["source"])
-        if cell["target"] not in matrix["targets"]:
+        if cell["target"] not in matrix["_targets"]:
+            matrix["_targets"].add(cell["target"])
             matrix["targets"].append(cell["target"])
         matrix["rows"].setdefault(cell["source"], {})[cell["target"]] = text
         matrix["total"] += 1
         if passed:
             ok_count += 1
             matrix["ok_count"] += 1
+            if result and int(result.get("attempts") or 1) > 1:
+                retried += 1
             continue
         failure = {
             "check": cell["check"],
@@ -489,13 +770,19 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
             "seen": address_of((result or {}).get("seen")),
             "local": address_of((result or {}).get("local")),
             "reason": reason,
+            "category": category,
         }
         failures.append(failure)
+        categories[category] = categories.get(category, 0) + 1
         failures_by_source.setdefault(cell["source"], []).append(describe_failure(failure))
 
     checks = [matrices[k] for k in sorted(matrices, key=lambda k: ([c for c, _t in CHECKS].index(k[0]), k[1]))]
-    total = len(all_cells)
     names = [n for n in ordered(nodes) if n in plan_nodes]
+    for matrix in checks:
+        del matrix["_sources"], matrix["_targets"]
+        if matrix["check"] != "egress":
+            matrix["targets"] = [n for n in names if n in set(matrix["targets"])]
+    total = len(all_cells)
     pods = plain(pods) or {}
     peers = plain(peers) or {}
     endpoints = {}
@@ -510,6 +797,9 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
             "peer_ips": _ips(peer),
             "node_ips": [a for a in (address_of(x) for x in plan_nodes[name].get("node_ips") or []) if a],
         }
+    if sampling is None:
+        sampling = {"mode": "full" if selection is None else "sampled", "nodes": len(names),
+                    "why": "full matrix" if selection is None else "sampled"}
     summary = {
         "passed": total > 0 and not failures,
         "total": total,
@@ -517,10 +807,14 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
         "failed_count": len(failures),
         "nodes": names,
         "families": plan_families(plan),
+        "sampling": dict(plain(sampling)),
         "endpoints": endpoints,
         "checks": checks,
         "failures": failures,
         "failures_by_source": failures_by_source,
+        "categories": categories,
+        "retried": retried,
+        "self_checks_failed": sorted(n for n, c in self_checks.items() if not c.get("ok")),
     }
     lines = render(summary)
     summary["report_lines"] = lines
@@ -542,15 +836,43 @@ def describe_failure(failure: Mapping[str, Any]) -> str:
         "pod_node": "pod on %s -> node %s" % (src, dst),
         "egress": "pod on %s -> external" % src,
     }[failure["check"]]
-    return "%s %s (%s): %s" % (FAMILY_NAMES[failure["family"]], what, failure.get("address") or "-",
-                               failure["reason"])
+    category = failure.get("category")
+    return "%s %s (%s): %s%s" % (FAMILY_NAMES[failure["family"]], what, failure.get("address") or "-",
+                                 "[%s] " % category if category else "", failure["reason"])
+
+
+def sampling_line(sampling: Mapping[str, Any]) -> str:
+    """One line saying which probes ran: the full matrix, or a sample with its seed and rotation."""
+    if not sampling:
+        return "Probes: full matrix"
+    if sampling.get("mode") != "sampled":
+        return "Probes: %s" % sampling.get("why", "full matrix")
+    text = "Probes: %s, seed %s" % (sampling.get("why"), sampling.get("seed"))
+    rotations = int(sampling.get("rotations") or 1)
+    if rotations > 1:
+        text += (" (rotation %d of %d: the seeds 0 to %d together cover every pair of nodes of a segment"
+                 % (int(sampling.get("rotation") or 0), rotations, rotations - 1))
+        text += " and every pair of segments)" if int(sampling.get("segments") or 1) > 1 else ")"
+    text += "; every node is a source and a target of every check. Set podnet_verify_seed to repeat a run."
+    return text
+
+
+def _table(rows: Sequence[Sequence[str]]) -> List[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip() for row in rows]
 
 
 def render(summary: Mapping[str, Any]) -> List[str]:
-    """The matrices as text lines: one block per check and family, rows = source, columns = target."""
-    lines: List[str] = []
+    """The report as text lines.
+
+    Up to :data:`REPORT_MATRIX_MAX` nodes: the endpoints, then one matrix per check and family (rows =
+    source, columns = target; ``-`` = not probed in a sampled run). Above: one line per check and family
+    (N of M ok) and the failing cells only, grouped by source node. Then the failures and the verdict.
+    """
+    lines: List[str] = [sampling_line(summary.get("sampling") or {})]
+    big = len(summary.get("nodes") or []) > REPORT_MATRIX_MAX
     endpoints = summary.get("endpoints") or {}
-    if endpoints:
+    if endpoints and not big:
         rows = [["node", "probe pod", "second pod", "node IPs"]]
         for name, info in endpoints.items():
             pod = ", ".join(info["pod_ips"]) or "(no probe pod)"
@@ -558,14 +880,16 @@ def render(summary: Mapping[str, Any]) -> List[str]:
                 pod += " (%s)" % info["pod_mode"]
             peer = ", ".join(info.get("peer_ips") or []) or "(no second pod)"
             rows.append([str(name), pod, peer, ", ".join(info["node_ips"]) or "-"])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip())
         lines.append("")
+        lines.extend(_table(rows))
+    lines.append("")
     for matrix in summary["checks"]:
         status = "all ok" if matrix["ok_count"] == matrix["total"] else "%d FAILED" % (
             matrix["total"] - matrix["ok_count"])
-        lines.append("%s: %d/%d %s" % (matrix["title"], matrix["ok_count"], matrix["total"], status))
+        lines.append("%s: %d of %d ok%s" % (matrix["title"], matrix["ok_count"], matrix["total"],
+                                             "" if status == "all ok" else ", " + status))
+        if big:
+            continue
         header = ["from \\ to"] + [str(t) for t in matrix["targets"]]
         rows = [header]
         for src in matrix["sources"]:
@@ -573,14 +897,32 @@ def render(summary: Mapping[str, Any]) -> List[str]:
             for dst in matrix["targets"]:
                 row.append(matrix["rows"].get(src, {}).get(dst, "-"))
             rows.append(row)
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        for row in rows:
-            lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip())
+        lines.extend(_table(rows))
         lines.append("")
+    if big:
+        lines.append("")
+    if summary.get("retried"):
+        lines.append("%d probes answered only when tried again (the first attempt got no answer in time)"
+                     % summary["retried"])
     if summary["failures"]:
-        lines.append("FAILED: %d of %d probes" % (summary["failed_count"], summary["total"]))
-        for failure in summary["failures"]:
-            lines.append("  - " + describe_failure(failure))
+        cats = summary.get("categories") or {}
+        lines.append("FAILED: %d of %d probes (%s)" % (summary["failed_count"], summary["total"], ", ".join(
+            "%d %s" % (cats[c], c) for c in CATEGORIES if cats.get(c))))
+        if cats.get("harness") or cats.get("capacity"):
+            lines.append("  (harness: verify's own probe servers did not serve; capacity: the node's kernel "
+                         "could not hold a neighbour entry; network: the pod network itself)")
+        if big:
+            by_source: Dict[str, List[Mapping[str, Any]]] = {}
+            for failure in summary["failures"]:
+                by_source.setdefault(failure["source"], []).append(failure)
+            for source in ordered(by_source):
+                items = by_source[source]
+                lines.append("  from %s: %d failed" % (source, len(items)))
+                for failure in items:
+                    lines.append("    - " + describe_failure(failure))
+        else:
+            for failure in summary["failures"]:
+                lines.append("  - " + describe_failure(failure))
     else:
         lines.append("PASSED: %d of %d probes ok" % (summary["ok_count"], summary["total"]))
     return lines

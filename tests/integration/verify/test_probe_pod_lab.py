@@ -212,7 +212,7 @@ def test_verify_reports_a_node_whose_pod_cannot_start(lab):
     # node2 is the veth node: a bridge that does not exist makes its probe pod fail to start
     run = lab.verify("-e", json.dumps({"podnet_bridge": "nosuch"}))
     assert run.rc != 0, run.text
-    assert "the bridge nosuch does not exist" in result(run, "Start this node's probe pod", "node2")["msg"]
+    assert "the bridge nosuch does not exist" in result(run, "Start this node's two probe pods and its probe server", "node2")["msg"]
     summary = run.result
     assert summary["nodes"] == ["node1", "node2", "node3"]
     failed = {(f["check"], f["source"], f["target"]) for f in summary["failures"]}

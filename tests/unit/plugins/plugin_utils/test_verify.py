@@ -335,7 +335,8 @@ def test_nat_between_pods_fails_with_the_seen_address():
     assert matrix["rows"]["node1"]["node2"] == "FAIL (172.30.77.11)"
     assert matrix["rows"]["node1"]["node1"] == "ok"
     assert summary["failures_by_source"] == {"node1": [
-        "IPv4 pod on node1 -> pod on node2 (10.244.2.2): NAT: the server saw 172.30.77.11, the client is 10.244.1.2"]}
+        "IPv4 pod on node1 -> pod on node2 (10.244.2.2): [network] NAT: the server saw 172.30.77.11, the client is "
+        "10.244.1.2"]}
 
 
 def test_the_pod_must_see_itself_as_its_own_ip():
@@ -380,7 +381,9 @@ def test_egress_without_external_server_is_reachability_only():
                                                                     error="timeout (connect, 3.0 s)")
     summary = run_judge(plan, pods, servers, results, ext)
     assert summary["failed_count"] == 1
-    assert summary["failures"][0]["reason"] == "timeout (connect, 3.0 s)"
+    assert summary["failures"][0]["reason"].startswith("timeout (connect, 3.0 s): no answer to the connection to "
+                                                       "198.51.100.10:443")
+    assert summary["failures"][0]["category"] == "network"
 
 
 def test_errors_wrong_server_and_missing_results():
@@ -392,7 +395,7 @@ def test_errors_wrong_server_and_missing_results():
     del results["node10"]
     summary = run_judge(plan, pods, servers, results)
     reasons = {(f["check"], f["family"], f["source"], f["target"]): f["reason"] for f in summary["failures"]}
-    assert reasons[("pod_pod", 6, "node1", "node2")] == "no route to host (connect)"
+    assert reasons[("pod_pod", 6, "node1", "node2")].startswith("no route to host (connect): no route to ")
     assert "answered by 'someone-else'" in reasons[("pod_node", 4, "node2", "node1")]
     assert reasons[("egress", 4, "node10", "external")].startswith("not probed: node node10 returned no result")
     assert summary["failed_count"] == 2 + 20
@@ -422,13 +425,14 @@ def test_report_shape():
     results = net.results()
     probe_of(results, "node1", "pod_pod/4/node1/node2")["seen"] = "172.30.77.11"
     lines = run_judge(plan, pods, servers, results)["report_lines"]
-    assert lines[0].split() == ["node", "probe", "pod", "second", "pod", "node", "IPs"]
-    assert lines[1].split() == ["node1", "10.244.1.2", "(cni)", "10.244.1.3", "172.30.77.11"]
-    start = lines.index("pod -> pod (IPv4): 8/9 1 FAILED")
+    assert lines[0].startswith("Probes: full matrix")
+    assert lines[2].split() == ["node", "probe", "pod", "second", "pod", "node", "IPs"]
+    assert lines[3].split() == ["node1", "10.244.1.2", "(cni)", "10.244.1.3", "172.30.77.11"]
+    start = lines.index("pod -> pod (IPv4): 8 of 9 ok, 1 FAILED")
     assert lines[start + 1].split() == ["from", "\\", "to", "node1", "node2", "node10"]
     assert lines[start + 2].split() == ["node1", "ok", "FAIL", "(172.30.77.11)", "ok"]
-    assert "pod -> external (IPv4 198.51.100.10 port 47300): 3/3 all ok" in lines
-    assert lines[-2] == "FAILED: 1 of 30 probes"
+    assert "pod -> external (IPv4 198.51.100.10 port 47300): 3 of 3 ok" in lines
+    assert lines[-2] == "FAILED: 1 of 30 probes (1 network)"
     assert all(line == line.rstrip() for line in lines)
 
 
