@@ -14,17 +14,25 @@ COLLECTION   := .collections/ansible_collections/podnet/cluster
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps util-linux \
                 containernetworking-plugins docker.io busybox-static python3-venv \
                 openssh-server openssh-client
+# Only the tests need these: headless Chromium opens the HTML report (tests/integration/verify/test_report_lab.py).
+TEST_APT_PACKAGES := chromium
 export PATH  := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt venv collection demo lab lab-destroy check test unit integration molecule root \
+.PHONY: setup apt apt-test apt-install venv collection demo lab lab-destroy check test unit integration molecule root \
         bench lint build clean
 
 setup: apt venv collection
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+apt-test:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_APT_PACKAGES)"
+
+apt-install:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -72,16 +80,16 @@ root:
 	  echo "make: the integration tests build network namespaces and need root; run make test as root" \
 	       "(make unit runs the unit tests as any user)." >&2; exit 2; fi
 
-check: root setup
+check: root setup apt-test
 	$(PYTEST) -m "not slow" tests
 
-test: root setup
+test: root setup apt-test
 	$(PYTEST) tests
 
 unit: setup
 	$(BIN)/pytest -m unit tests
 
-integration: root setup
+integration: root setup apt-test
 	$(PYTEST) tests/integration
 
 # The scale benchmark, one table (docs/performance.md); e.g. BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
