@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict, List, Optional
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
 from ansible_collections.podnet.cluster.plugins.plugin_utils import report as reportlib
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 
@@ -33,27 +33,16 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 }
 
 
-def write_atomic(path: str, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temporary file in the same directory; False when it is already there."""
+def write_report(path: str, text: str) -> bool:
+    """Write ``text`` to ``path`` with the collection's atomic writer (its directory made when missing); False when
+    the file already holds it."""
     try:
         with open(path, "r", encoding="utf-8") as handle:
             if handle.read() == text:
                 return False
     except FileNotFoundError:
         pass
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".podnet-report-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, mode=0o644, create_dirs=True)
     return True
 
 
@@ -91,8 +80,7 @@ class ActionModule(ActionBase):
             result.update(changed=False, skipped=True, skip_reason="check mode: the report %s is not written" % path)
             return result
         try:
-            os.makedirs(args["dir"], mode=0o755, exist_ok=True)
-            changed = write_atomic(path, text)
+            changed = write_report(path, text)
         except OSError as exc:
             raise AnsibleActionFail("podnet.cluster.report: cannot write %s (podnet_report_dir): %s"
                                     % (path, to_native(exc)))
