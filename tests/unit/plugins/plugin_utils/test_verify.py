@@ -510,8 +510,8 @@ def test_a_hundred_nodes_are_judged_quickly():
     plan = make_plan(dual=True, names=names)
     pods, servers, peers = make_pods(plan)
     net = Network(plan, pods, servers, peers=peers)
-    start = time.monotonic()
+    start = time.process_time()  # CPU time: other work on the machine does not count
     results = net.results()
     summary = judge(plan, names, pods, servers, results, EXTERNAL, peers=peers)
     assert summary["passed"] and summary["total"] == 3 * 2 * 100 * 100 + 2 * 100
-    assert time.monotonic() - start < 20
+    assert time.process_time() - start < 20
