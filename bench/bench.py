@@ -13,13 +13,18 @@ Items (each measured side by side with its baseline, in this one run; see docs/p
   site-plan  the plan part of podnet.cluster.site (BENCH_SITE_PLAN, default bench/site_plan.yml), the same way
   converge   a no-op podnet.cluster.site on a lab of BENCH_LABS nodes (built with the lab playbook) vs a
              play of 3 ansible.builtin.ping tasks on the same lab; target <= 1.5x
+  verify     podnet.cluster.verify on the same kind of lab (BENCH_VERIFY_LABS nodes), the full matrix
+             (podnet_verify_peers all) and a sample (BENCH_VERIFY_PEERS peers per node), vs a no-op
+             podnet.cluster.site on that lab; time, peak memory and probe count; target: the sample <= 2x
   routes     the route reconcile (bench/routes_invocation.py) of BENCH_ROUTES peer routes in a scratch
              namespace, nothing to change (target <= +0.3 s) and all to add (<= +0.5 s), vs one ping task
 
 Environment (defaults in brackets):
-  BENCH_ITEMS       items to run [plan,site-plan,converge,routes]
+  BENCH_ITEMS       items to run [plan,site-plan,converge,verify,routes]
   BENCH_SIZES       inventory sizes for plan and site-plan [500,2000,5000]
   BENCH_LABS        lab sizes for converge [20,50]
+  BENCH_VERIFY_LABS lab sizes for verify [20,50]
+  BENCH_VERIFY_PEERS peers per node of the sampled verify run [10]
   BENCH_ROUTES      peer routes [5000]
   BENCH_REPEAT      runs of a cheap measurement, the median is reported [3]; the routes item uses
   BENCH_ROUTES_REPEAT [5]
@@ -41,6 +46,7 @@ own network namespace is not touched: labs and the routes node live in namespace
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -73,6 +79,7 @@ MARKER = b"bench.py"  # in the command line of a live benchmark process
 PLAN_RATIO = 1.5
 GROWTH_LIMIT = 1.5
 CONVERGE_RATIO = 1.5
+VERIFY_RATIO = 2.0
 ROUTES_NO_CHANGE = 0.3
 ROUTES_ADD = 0.5
 MEMORY_LIMIT = lib.GIB
@@ -114,6 +121,8 @@ class Config:
     items: List[str]
     sizes: List[int]
     labs: List[int]
+    verify_labs: List[int]
+    verify_peers: int
     routes: int
     repeat: int
     routes_repeat: int
@@ -129,7 +138,7 @@ class Config:
 
     @classmethod
     def from_env(cls) -> "Config":
-        known = ["plan", "site-plan", "converge", "routes"]
+        known = ["plan", "site-plan", "converge", "verify", "routes"]
         items = [i.strip() for i in os.environ.get("BENCH_ITEMS", ",".join(known)).split(",") if i.strip()]
         unknown = [i for i in items if i not in known]
         if unknown:
@@ -144,6 +153,8 @@ class Config:
             items=items,
             sizes=_ints("BENCH_SIZES", "500,2000,5000"),
             labs=_ints("BENCH_LABS", "20,50"),
+            verify_labs=_ints("BENCH_VERIFY_LABS", "20,50"),
+            verify_peers=_ints("BENCH_VERIFY_PEERS", "10")[0],
             routes=_ints("BENCH_ROUTES", "5000")[-1],
             repeat=max(1, int(_float("BENCH_REPEAT", 3))),
             routes_repeat=max(1, int(_float("BENCH_ROUTES_REPEAT", 5))),
@@ -636,6 +647,79 @@ class Bench:
                         subprocess.run(["ip", "netns", "delete", ns], check=False)
                 shutil.rmtree(LAB_ROOT_BASE / name, ignore_errors=True)
 
+    # -- verify --
+
+    def verify_item(self) -> None:
+        """verify (full matrix and a sample) against a no-op site on the same lab; the sample must be <= 2x."""
+        peers = self.config.verify_peers
+        for count in self.config.verify_labs:
+            item = "verify, %d-node lab" % count
+            name = "%s-v%d" % (OWNER, count)
+            inventory_dir = self.work / ("verify-lab-%d" % count)
+            try:
+                built = self.lab_playbook(name, count, "present", inventory_dir)
+                check_ok(built)
+                hosts = ["-i", str(inventory_dir / "hosts.yml")]
+                first = self.runner.playbook("verify-site-first-%d" % count, ["podnet.cluster.site"] + hosts)
+                check_ok(first)
+                log("verify lab of %d nodes built in %.1f s, converged in %.1f s" % (count, built.seconds,
+                                                                                    first.seconds))
+                probes: Dict[str, str] = {}
+                peaks: Dict[str, int] = {}
+
+                def site(cap: float) -> Run:
+                    run = self.runner.playbook("verify-site-noop-%d" % count, ["podnet.cluster.site"] + hosts, cap=cap)
+                    check_ok(run)
+                    peaks["site"] = max(peaks.get("site", 0), run.peak)
+                    log("no-op site on %d nodes: %.1f s" % (count, run.seconds))
+                    return run
+
+                def verify(kind: str, setting: str) -> Callable[[float], Run]:
+                    def one(cap: float) -> Run:
+                        run = self.runner.playbook("verify-%s-%d" % (kind, count), ["podnet.cluster.verify"] + hosts
+                                                   + ["-e", json.dumps({"podnet_verify_peers": setting})], cap=cap)
+                        check_ok(run)
+                        found = re.search(r"PASSED: (\d+) of (\d+) probes ok", run.output)
+                        if not run.stopped and not found:
+                            raise BenchFailure("verify (%s) on %d nodes did not pass (log %s):\n%s"
+                                               % (kind, count, run.log, run.tail()))
+                        if found:
+                            probes[kind] = found.group(2)
+                        peaks[kind] = max(peaks.get(kind, 0), run.peak)
+                        log("verify (%s) on %d nodes: %.1f s" % (kind, count, run.seconds))
+                        return run
+                    return one
+
+                sampled, baseline, _runs = interleaved(self.config, verify("sampled", str(peers)), site)
+                # the full matrix is measured for comparison: let it run to its end (no 2x stop)
+                roomy = dataclasses.replace(self.config, cap_ratio=max(self.config.cap_ratio, 20.0))
+                full, baseline, _runs = interleaved(roomy, verify("full", "all"), site, base_timing=baseline)
+                for kind, timing, target in (("full matrix", full, None), ("sampled, %d peers" % peers, sampled,
+                                                                            VERIFY_RATIO)):
+                    key = "full" if kind == "full matrix" else "sampled"
+                    note = "%s probes; peak memory %s (no-op site %s)" % (
+                        lib.count_text(int(probes.get(key, "0"))), lib.bytes_text(peaks.get(key, 0)),
+                        lib.bytes_text(peaks.get("site", 0)))
+                    if target is None:
+                        row = lib.ratio_row("%s, %s" % (item, kind), timing, baseline, 99.0, "no-op site")
+                        row.target, row.met = "(for comparison)", ""
+                    else:
+                        row = lib.ratio_row("%s, %s" % (item, kind), timing, baseline, target, "no-op site")
+                    row.note = note
+                    self.rows.append(row)
+            except BenchFailure as exc:
+                self.fail(item, str(exc))
+            finally:
+                self.runner.stop_current()
+                gone = self.lab_playbook(name, count, "absent", inventory_dir)
+                if gone.rc != 0:
+                    log("lab %s: removal by the lab playbook failed (rc=%d, log %s); removing by name"
+                        % (name, gone.rc, gone.log))
+                for ns in netns_names():
+                    if ns == name or ns.startswith(name + "-"):
+                        subprocess.run(["ip", "netns", "delete", ns], check=False)
+                shutil.rmtree(LAB_ROOT_BASE / name, ignore_errors=True)
+
     # -- routes --
 
     def routes_item(self) -> None:
@@ -722,6 +806,8 @@ class Bench:
             self.plan_item("site-plan", "plan part of site", config.site_plan, memory=False)
         if "converge" in config.items:
             self.converge_item()
+        if "verify" in config.items:
+            self.verify_item()
         if "routes" in config.items:
             self.routes_item()
         report = self.report(started, load_before)

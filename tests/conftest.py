@@ -33,6 +33,7 @@ MARKERS = {
     "unit": "no root, no namespace: runs anywhere",
     "integration": "real network namespaces on this machine: needs root",
     "slow": "converges whole labs; left out by make check",
+    "scale": "a lab of 30 nodes or more (minutes on this machine); select with -m scale, leave out with -m 'not scale'",
 }
 # Integration tests quick enough for make check (paths under tests/integration, a file or a directory).
 FAST = ("modules", "test_collection.py", "test_lint.py", "test_netns_connection.py", "gce/test_gce_standin.py",
