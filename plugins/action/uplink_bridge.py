@@ -37,7 +37,7 @@ display = Display()
 
 MODULE = "podnet.cluster.uplink_bridge"
 OPTIONS = frozenset(("bridge", "uplink", "uplink_address", "state", "check_address", "check_method", "check_timeout",
-                     "rollback_timeout", "snapshot_path", "detach"))
+                     "rollback_timeout", "snapshot_path", "detach", "allow_dynamic_address"))
 INTERNAL = ("_phase", "_confirm_path")
 # The async wrapper kills the job after this many seconds beyond rollback_timeout (it must never cut
 # a rollback short).
@@ -85,6 +85,15 @@ class ActionModule(ActionBase):
 
     # ------------------------------------------------------------------ detached run
 
+    def _job_status(self, jid, async_dir, task_vars):
+        """async_status of the job (its ``finished`` is truthy when done, whatever the job file's format), or
+        None when it cannot tell yet (the job file not written yet)."""
+        status = self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
+                                      module_args={"jid": jid, "_async_dir": async_dir})
+        if status.get("failed") and (not status.get("finished") or status.get("msg") == "could not find job"):
+            return None
+        return status
+
     def _reset_connection(self):
         """Close the connection (SSH: stop the ControlPersist master) so the next command opens a new one."""
         try:
@@ -116,24 +125,27 @@ class ActionModule(ActionBase):
                     host=self._play_context.remote_addr)
 
         # Wait until the module is ready (its batch ran, its check passed, the cookie exists) or done,
-        # over the connection we have; then confirm over a connection opened after that moment.
-        state = ("if [ -e {c} ]; then echo podnet-ready; "
-                 "elif [ ! -e {r} ] || grep -qs '\"started\": true' {r}; then echo podnet-running; "
-                 "else echo podnet-finished; fi").format(c=shlex.quote(cookie), r=shlex.quote(results_file))
+        # over the connection we have; then confirm over a connection opened after that moment. Whether the job
+        # is done is asked of async_status, never read from the job file (its format differs between
+        # ansible-core releases: "started": 1 before 2.19, true since).
+        ready = "if [ -e %s ]; then echo podnet-ready; else echo podnet-waiting; fi" % shlex.quote(cookie)
         confirm = "rm -- %s && echo podnet-confirmed" % shlex.quote(cookie)
         deadline = time.monotonic() + rollback_timeout + 5
-        confirmed, last_error = False, None
+        confirmed, last_error, final = False, None, None
         while time.monotonic() < deadline:
             try:
-                out = self._low_level_execute_command(state, sudoable=True).get("stdout", "")
-                if "podnet-finished" in out:
-                    break
+                out = self._low_level_execute_command(ready, sudoable=True).get("stdout", "")
                 if "podnet-ready" in out:
                     # a NEW connection: it proves that the controller reaches the host after the change
                     self._reset_connection()
                     out = self._low_level_execute_command(confirm, sudoable=True).get("stdout", "")
                     if "podnet-confirmed" in out:
                         confirmed = True
+                        break
+                else:
+                    status = self._job_status(jid, async_dir, task_vars)
+                    if status is not None and status.get("finished"):
+                        final = status
                         break
             except AnsibleConnectionFailure as exc:
                 last_error = str(exc)
@@ -143,17 +155,15 @@ class ActionModule(ActionBase):
                     host=self._play_context.remote_addr)
 
         # the verdict (the module may still be rolling back)
-        final = None
         end = time.monotonic() + RESULT_GRACE + (0 if confirmed else 10)
-        while time.monotonic() < end:
+        while final is None and time.monotonic() < end:
             try:
-                status = self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                                              module_args={"jid": jid, "_async_dir": async_dir})
+                status = self._job_status(jid, async_dir, task_vars)
             except AnsibleConnectionFailure as exc:
                 last_error = str(exc)
                 time.sleep(POLL)
                 continue
-            if status.get("finished"):
+            if status is not None and status.get("finished"):
                 final = status
                 break
             time.sleep(POLL)

@@ -52,7 +52,8 @@ class Controller:
         self.tmp = tmp
         self.netns = "%s-ctl" % lab.name
 
-    def play(self, hosts: str, tasks: List[Dict[str, Any]], *options: str, timeout: int = 240):
+    def play(self, hosts: str, tasks: List[Dict[str, Any]], *options: str, timeout: int = 240,
+             env: Dict[str, str] = None):
         """Run one play; return (returncode, {task name: {host: result}}, raw stdout)."""
         path = self.tmp / ("play-%d.yml" % time.monotonic_ns())
         path.write_text(yaml.safe_dump([{"hosts": hosts, "gather_facts": False, "tasks": tasks}]))
@@ -61,7 +62,7 @@ class Controller:
         env = dict(os.environ, PATH="%s:%s" % (BIN, os.environ.get("PATH", "")),
                    ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
                    ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0")
+                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0", **(env or {}))
         proc = subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout)
         try:
@@ -72,10 +73,10 @@ class Controller:
         results = {task["task"]["name"]: task["hosts"] for play in report["plays"] for task in play["tasks"]}
         return proc.returncode, results, proc.stdout
 
-    def uplink(self, node: str, *options: str, **args: Any):
+    def uplink(self, node: str, *options: str, env: Dict[str, str] = None, **args: Any):
         base = {"bridge": "br0"} if "uplink_address" in args else {"bridge": "br0", "uplink": "eth0"}
         task = {"name": "uplink", "podnet.cluster.uplink_bridge": dict(base, **args)}
-        rc, results, raw = self.play(node, [task], *options)
+        rc, results, raw = self.play(node, [task], *options, env=env)
         assert "uplink" in results and node in results["uplink"], raw[-4000:]
         return rc, results["uplink"][node]
 
@@ -188,6 +189,30 @@ def test_reverse_restores_the_original_state_exactly(lab: Lab, pristine, ctl: Co
     assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
     rc, again = ctl.uplink(node, state="absent")
     assert rc == 0 and not again["changed"]
+
+
+def test_a_job_file_written_as_older_ansible_core_writes_it_is_confirmed(lab: Lab, pristine, ctl: Controller,
+                                                                          tmp_path):
+    """ansible-core before 2.19 writes the async job file with "started": 1, "finished": 0 (2.19: true/false).
+    Ansible's own async_wrapper, changed only in that line, runs the detached move: it is confirmed both ways."""
+    import ansible.modules.async_wrapper as wrapper
+    source = Path(wrapper.__file__).read_text()
+    line = 'jwrite({"started": True, "finished": False, "ansible_job_id": jid})'
+    assert line in source
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "async_wrapper.py").write_text(
+        source.replace(line, 'jwrite({"started": 1, "finished": 0, "ansible_job_id": jid})'))
+    env = {"ANSIBLE_LIBRARY": str(library)}
+    node = lab.nodes[0]
+    if link(node, "eth0").get("master") == "br0":
+        assert ctl.uplink(node, state="absent")[0] == 0
+    rc, moved = ctl.uplink(node, env=env, rollback_timeout=20)
+    assert rc == 0 and moved["confirmed"] and not moved["rolled_back"], moved
+    assert link(node, "eth0").get("master") == "br0"
+    rc, back = ctl.uplink(node, env=env, state="absent", rollback_timeout=20)
+    assert rc == 0 and back["confirmed"] and not back["rolled_back"], back
+    assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
 
 
 def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
