@@ -44,7 +44,9 @@ options:
         planner's adoption); C(restore) re-applies the kernel state of the record, as the boot unit does;
         C(restart) restarts I(service) when it runs (systemd, else the SysV C(service) command), waits until it is
         active again and restores the pod gateways (dockerd strips them), so a batch of nodes is done before the
-        next one starts (C(throttle)); a service that is not running is left alone.
+        next one starts (C(throttle)); a service that is not running is left alone. Every state but C(probe) and
+        check mode holds the node lock (an abstract Unix socket), C(restart) included: it waits for another
+        podnet.cluster run on the node to finish.
     type: str
     choices: [present, absent, probe, restore, restart]
     default: present
@@ -128,6 +130,7 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import (
+    Plan,
     apply_node,
     check_node,
     held,
@@ -207,8 +210,9 @@ def main():
     runner = ModuleRunner(module)
     waited = None
     try:
-        # not around a restart: Docker's drop-in runs podnet-restore, which takes the lock, before Docker is active
-        with _locked(module.check_mode or state in ("probe", "restart")) as lock:
+        # a restart too: it restores the gateways itself. Docker's drop-in (podnet-restore, run before Docker is
+        # active) waits for the lock only a few seconds (--lock-timeout), then leaves the node to this run.
+        with _locked(module.check_mode or state == "probe") as lock:
             waited = lock
             plan, path, record, found = _run(module, runner, doc, state)
     except EngineError as exc:
@@ -271,6 +275,9 @@ def _run(module, runner, doc, state):
                              msg="%s is not running: not restarted" % module.params["service"])
         if not module.check_mode:
             restart_service(runner, module.params["service"], module.params["timeout"])
+    if state == "restart" and record is None:
+        # after teardown: Docker is back on its own settings, there is no pod network to put back
+        return Plan(), path, record, found
     if state in ("restore", "restart"):
         if record is None:
             raise EngineError("no record at %s: nothing to restore" % path)

@@ -462,6 +462,102 @@ def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp
         playbook(lab, "site")
 
 
+def test_routes_of_our_protocol_found_at_the_first_converge_are_named_and_kept(lab: Lab):
+    """A route with protocol 158 that podnet.cluster did not make (another tool uses the number): the first
+    converge warns, naming it and podnet_route_protocol, and no run, teardown included, removes it."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    playbook(lab, "teardown")
+    foreign = "192.168.77.0/24 via 172.26.9.1 dev eth0 proto 158"
+    hosts[red].check_output("ip route add %s" % foreign)
+    try:
+        first = playbook(lab, "site")
+        said = first.stdout + first.stderr      # warnings go to stderr
+        assert "192.168.77.0/24" in said and "podnet_route_protocol" in said, said[-4000:]
+        assert "192.168.77.0/24 via 172.26.9.1" in hosts[red].check_output("ip route show proto 158")
+        assert unchanged(playbook(lab, "site"))
+        playbook(lab, "teardown")
+        assert hosts[red].check_output("ip route show proto 158").strip() == \
+            "192.168.77.0/24 via 172.26.9.1 dev eth0"
+    finally:
+        hosts[red].run("ip route del 192.168.77.0/24 proto 158")
+        playbook(lab, "site")
+
+
+LOCK_HOLDER = r"""
+import socket, sys, time
+lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lock.bind("\0podnet.cluster/node-lock")
+print(time.time(), flush=True)
+time.sleep(float(sys.argv[1]))
+print(time.time(), flush=True)
+"""
+
+
+def test_a_docker_restart_waits_for_the_node_lock(lab: Lab, tmp_path):
+    """state=restart holds the node lock like every other change: while another podnet.cluster run holds it (here a
+    process holding the lock's abstract socket in the node's namespace), the restart waits."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    script = Path(lab.node_root(red), "upper/etc/init.d/docker")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
+    script.chmod(0o755)
+    document = json.loads(hosts[red].file("/etc/podnet/node.json").content_string)["document"]
+    holder = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % red, "python3", "-c", LOCK_HOLDER, "4"],
+                              stdout=subprocess.PIPE, text=True)
+    lab.pids.append(holder.pid)
+    try:
+        float(holder.stdout.readline())
+        proc = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), red, "-m", "podnet.cluster.node_state",
+                    "-a", json.dumps({"state": "restart", "document": document})])
+        released = float(holder.stdout.readline())
+        holder.wait(timeout=10)
+        begin = float(next(l.split()[2] for l in log.read_text().splitlines() if " begin " in l))
+        assert begin >= released - 0.05, "the restart began %.2f s before the lock was released" % (released - begin)
+        assert "restarted: true" in proc.stdout, proc.stdout
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        script.unlink(missing_ok=True)
+        playbook(lab, "site")
+
+
+def test_teardown_restarts_docker_in_batches_when_it_removed_its_bridge_settings(lab: Lab, tmp_path):
+    """Teardown takes Docker's bridge settings out of daemon.json: a running Docker is restarted (one node at a
+    time with podnet_restart_batch 1), so dockerd does not stay on the deleted bridge; a second teardown
+    restarts nothing."""
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    for n in lab.nodes:
+        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
+        script.chmod(0o755)
+    try:
+        proc = playbook(lab, "teardown", podnet_restart_batch=1)
+        assert "Restart Docker in batches" in proc.stdout
+        assert log.exists(), proc.stdout[-5000:]
+        spans = {}
+        for host, what, when in (l.split() for l in log.read_text().splitlines()):
+            spans.setdefault(host, {})[what] = float(when)
+        assert sorted(spans) == sorted(lab.nodes), spans
+        (_a, sa), (_b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
+        assert sa["end"] <= sb["begin"], "two nodes restarted at once: %s" % spans
+        for n in lab.nodes:
+            daemon = Path(lab.node_root(n), "upper/etc/docker/daemon.json")
+            assert not daemon.exists() or "cbr0" not in daemon.read_text()
+        log.unlink()
+        playbook(lab, "teardown")
+        assert not log.exists(), "a teardown with nothing to remove restarted Docker"
+    finally:
+        for n in lab.nodes:
+            Path(lab.node_root(n), "upper/etc/init.d/docker").unlink(missing_ok=True)
+        playbook(lab, "site")
+
+
 SEEN_BY = r"""
 import socket, sys
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

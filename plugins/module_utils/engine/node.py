@@ -673,14 +673,29 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     old_proto = (old.get("routes") or {}).get("protocol")
     if old_proto is not None and (old_proto != routes["protocol"] or not present):
         change = plan_routes(runner, (), doc["node"], old_proto, (old.get("routes") or {}).get("table", "main"),
-                             "absent")
+                             "absent", keep=pristine.get("foreign_routes") or ())
         plan.add("routes proto %s (removed)" % old_proto, change, lambda c: apply_routes(runner, c))
+    keep = list(pristine.get("foreign_routes") or [])
     if present:
         change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
-                             routes.get("table", "main"), "present", diff=diff)
+                             routes.get("table", "main"), "present", diff=diff, keep=keep)
+        if record is None and change["removed"] and not kernel_only:
+            # the first converge here: routes of our protocol that are not among ours belong to somebody else
+            found = [r["route"] for r in change["removed"]]
+            plan.warnings.append(
+                "node %s: %d route(s) with protocol %s (podnet_route_protocol) exist before podnet.cluster's first "
+                "converge here and are not among its routes: %s. They are left alone and recorded as not "
+                "podnet.cluster's; if another tool uses protocol %s, give podnet_route_protocol a free number "
+                "(and remove the routes of the old number by hand if they were an earlier podnet.cluster's)"
+                % (doc["node"], len(found), routes["protocol"], "; ".join(found[:10]), routes["protocol"]))
+            keep = sorted(set(keep) | {r["ident"] for r in change["removed"]})
+            pristine["foreign_routes"] = keep
+            change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
+                                 routes.get("table", "main"), "present", diff=diff, keep=keep)
         plan.add("routes", change, lambda c: apply_routes(runner, c))
     elif old_proto is None:
-        change = plan_routes(runner, (), doc["node"], routes["protocol"], routes.get("table", "main"), "absent")
+        change = plan_routes(runner, (), doc["node"], routes["protocol"], routes.get("table", "main"), "absent",
+                             keep=keep)
         plan.add("routes", change, lambda c: apply_routes(runner, c))
 
     if kernel_only:
@@ -988,10 +1003,11 @@ def _restore_chains(runner, item, check):
     return change, []
 
 
-def _restore_routes(runner, doc, check):
+def _restore_routes(runner, doc, record, check):
     routes = doc["routes"]
     change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
-                         routes.get("table", "main"), "present", diff=False, offlink="skip")
+                         routes.get("table", "main"), "present", diff=False, offlink="skip",
+                         keep=(record.get("pristine") or {}).get("foreign_routes") or ())
     if change["changed"] and not check:
         apply_routes(runner, change)
     if change.get("skipped"):
@@ -1010,7 +1026,7 @@ def restore_parts(runner, record, check=False, wait=0):
     for item in doc.get("iptables") or []:
         parts.append(("iptables IPv%d %s" % (int(item["ip_version"]), item["table"]),
                       lambda item=item: _restore_chains(runner, item, check)))
-    parts.append(("routes", lambda: _restore_routes(runner, doc, check)))
+    parts.append(("routes", lambda: _restore_routes(runner, doc, record, check)))
     if doc.get("uplink"):
         def uplink():
             moved, summary = restore_uplink(runner, doc, check, wait)

@@ -251,14 +251,22 @@ def _sort_key(line):
         return (9, 0, 0, line)
 
 
+def route_ident(family, route):
+    """``"FAMILY DST"`` of an ``ip -json`` route: how routes of our protocol that are not ours are recorded."""
+    return "%d %s" % (family, route.get("dst", "default"))
+
+
 def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present", diff=True,
-                offlink="fail"):
+                offlink="fail", keep=()):
     """The whole change of our routes; raises EngineError (off-link gateway, foreign route...) before any write.
 
     ``diff`` False skips the before/after text (sorting thousands of lines costs more than the reconcile).
     ``offlink`` ``skip`` (the boot-time restore): a route whose gateway is not on-link (yet) is left out and
     named in ``skipped`` instead of failing the whole change; a route of ours to that destination is kept.
+    ``keep``: routes of the protocol that are not podnet.cluster's (``"FAMILY DST"``, as :func:`route_ident`
+    names them; found at the first converge) are never removed.
     """
+    keep = set(keep or ())
     node = node or socket.gethostname()
     proto = protocol
     table = str(table).strip()
@@ -362,8 +370,8 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                     continue
             if key in wanted and key not in by_dst and route_is_unicast(r) and route_metric(r) == default_metric:
                 by_dst[key] = r
-            elif (fam, key) in skipped_keys:
-                continue        # left as it is: its gateway is not on-link now
+            elif (fam, key) in skipped_keys or route_ident(fam, r) in keep:
+                continue        # left as it is: its gateway is not on-link now, or it is not ours
             else:
                 stale.append(r)
         dels, reps, adds = [], [], []
@@ -375,7 +383,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
                 line += " tos %s" % r["tos"]
             dels.append(line)
             removed.append(dict(dst=r.get("dst", "default"), via=r.get("gateway"), dev=r.get("dev"),
-                                route=_existing_line(r, fam)))
+                                route=_existing_line(r, fam), ident=route_ident(fam, r)))
         count += len(wanted)
         for key in sorted(wanted):
             want = wanted[key]
