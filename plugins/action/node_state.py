@@ -14,11 +14,16 @@ import re
 from typing import Any, Dict
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import DEFAULTS, build_document
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
+from ansible_collections.podnet.cluster.plugins.plugin_utils.node_report import file_verbs, readable_diff, summarize
+from ansible.utils.display import Display
+
+display = Display()
 
 ARGUMENT_SPEC: Dict[str, Any] = {
     "state": {"type": "str", "choices": ["present", "absent", "probe", "restore", "restart"], "default": "present"},
@@ -29,6 +34,32 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "document": {"type": "dict"},
     "cluster_cidrs": {"type": "list", "elements": "str", "default": []},
 }
+
+
+def cluster_wide(error: str, host: str, task_vars: Dict[str, Any]) -> str:
+    """A mistake in a variable that every node of the play has with the same value (a group variable) is told once,
+    in full, by the first of them; the others say where, in one line."""
+    m = re.match(r"host (\S+): (podnet_\w+)\b", error)
+    if not m or m.group(1) != host:
+        return error
+    var = m.group(2)
+    hostvars = task_vars.get("hostvars") or {}
+    hosts = [str(h) for h in task_vars.get("ansible_play_hosts_all") or []
+             if str(h) in ((task_vars.get("groups") or {}).get("podnet_nodes") or [h])]
+    if len(hosts) < 2 or host not in hosts:
+        return error
+    try:
+        values = [plain(hostvars[h][var]) if var in hostvars[h] else None for h in hosts]
+    except Exception:  # pylint: disable=broad-except  # a value that cannot be read: say it per host
+        return error
+    if values[0] is None or any(v != values[0] for v in values):
+        return error
+    first = sorted(hosts)[0]
+    rest = error[m.end():]
+    if host == first:
+        named = ", ".join(sorted(hosts)[:5]) + (" and %d more" % (len(hosts) - 5) if len(hosts) > 5 else "")
+        return "hosts %s (every node of this run, the same value: a group variable?): %s%s" % (named, var, rest)
+    return "host %s: %s: the same value as on every node, reported once by host %s" % (host, var, first)
 
 
 class ActionModule(ActionBase):
@@ -62,6 +93,7 @@ class ActionModule(ActionBase):
             except PlanError as exc:
                 errors = [e if re.search(r"\b%s\b" % re.escape(str(host)), e) else "host %s: %s" % (host, e)
                           for e in exc.errors]
+                errors = [cluster_wide(e, str(host), task_vars) for e in errors]
                 result.update(failed=True, msg="podnet.cluster.node_state: %s" % "; ".join(errors), errors=errors)
                 return result
         # A confirmation for this run, not desired state: never part of the document (nor of the node's record).
@@ -70,4 +102,21 @@ class ActionModule(ActionBase):
                        "timeout": args["timeout"], "allow_readdress": allow}
         result.update(self._execute_module(module_name="podnet.cluster.node_state", module_args=module_args,
                                            task_vars=task_vars))
+        if args["state"] in ("present", "absent") and result.get("changed") and not result.get("failed"):
+            self._readable(result, str(task_vars.get("inventory_hostname")), document, args["state"], task_vars)
         return result
+
+    def _readable(self, result: Dict[str, Any], host: str, document: Dict[str, Any], state: str,
+                  task_vars: Dict[str, Any]) -> None:
+        """A one-line summary (C(summary), C(msg)), and under --diff what changes on the node, named by host."""
+        lib_dir = str(document.get("lib_dir") or "/var/lib/podnet")
+        changes = result.get("changes") if isinstance(result.get("changes"), dict) else {}
+        restart = bool(result.get("docker_changed")) and state == "present" and \
+            boolean(self._templar.template(task_vars.get("podnet_docker_restart", True)), strict=False)
+        summary = summarize(changes, lib_dir, docker_restart=restart, removing=state == "absent",
+                            verbs=file_verbs(result.get("diff")))
+        result["summary"] = summary
+        result.setdefault("msg", summary)
+        if "diff" in result:
+            result["diff"] = readable_diff(host, result["diff"], changes, lib_dir, verbose=display.verbosity >= 1,
+                                           summary=summary)

@@ -80,6 +80,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description:
+    - One line of what changed on the node (set by the action when something changed, also as C(msg)). Under
+      C(--diff) it ends the host's diff, whose headers name the host; the restore program's files are one line there,
+      and the record (which repeats every change) shows only with C(-v).
+  returned: when changed, with state present or absent
+  type: str
+  sample: bridge address changed, 6 routes replaced, Docker restart pending
 changes:
   description: What changed (or would change in check mode), by part (bridge, sysctl, iptables, routes, files).
   returned: always

@@ -124,7 +124,7 @@ def test_converge_over_ssh_keeps_sessions_and_streams(lab: Lab, pristine, tmp_pa
         stream.wait_for(200)
         ticker.wait_for(10)
         proc = playbook(lab, "site")
-        assert "Uplink | move it into the bridge" in proc.stdout
+        assert "Apply | move the uplink into the bridge (podnet_fabric l2_bridge)" in proc.stdout
         before_end = stream.received(), len(ticker.lines)
         stream.wait_for(before_end[0] + 300)     # the same TCP connection carries data after the move
         ticker.wait_for(before_end[1] + 10)      # and so does the SSH session
@@ -191,7 +191,7 @@ def test_reboot_moves_the_uplink_again(lab: Lab):
 
 def test_transition_to_l2_routes_puts_the_uplink_back_and_back_again(lab: Lab):
     proc = playbook(lab, "site", podnet_fabric="l2_routes")
-    assert "Uplink | move it into the bridge, or put it back" in proc.stdout
+    assert "Apply | put the uplink back from the bridge (leaving podnet_fabric l2_bridge)" in proc.stdout
     for node in lab.nodes:
         assert link(node, "eth0").get("master") is None
         assert underlay(node)["eth0"] == sorted([

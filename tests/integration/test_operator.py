@@ -95,6 +95,31 @@ def test_preview_writes_nothing_and_a_block_no_node_holds_moves_freely(lab: Lab)
     assert "allow_readdress" not in json.dumps(record)
 
 
+def plan_table(proc) -> str:
+    """The table the plan playbook printed: the lines between its task header and the task's result."""
+    block = proc.stdout.split("TASK [Show the plan table", 1)[1].split("\n", 1)[1]
+    return block.split("\nok: [", 1)[0].split("\nchanged: [", 1)[0]
+
+
+def test_the_plan_table_reads_the_same_under_any_callback_and_is_exported(lab: Lab, tmp_path):
+    before = listing(lab.inventory_dir)
+    export = tmp_path / "plan.json"
+    yaml_run = play(lab, "plan", podnet_cluster_cidrs=MOVED, podnet_plan_export=str(export))
+    default = run([str(BIN / "ansible-playbook"), "podnet.cluster.plan", "-i", str(lab.inventory_dir), "-e",
+                   json.dumps({"podnet_cluster_cidrs": MOVED, "podnet_plan_export": str(export)})], cwd=lab.repo, ANSIBLE_STDOUT_CALLBACK="default",
+                  ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    table = plan_table(yaml_run)
+    assert plan_table(default) == table
+    assert table.splitlines()[0] == "podnet.cluster plan: fabric l2_routes"
+    assert "  IPv4 10.72.8.0/21: 3 of 8 /24 blocks used" in table.splitlines()
+    assert '"' not in table and "[" not in table
+    data = json.loads(export.read_text())
+    assert set(data["nodes"]) == set(lab.nodes) and data["fabric"] == "l2_routes"
+    assert all(n["status"] == "unchanged" for n in data["nodes"].values())
+    assert data["capacity"][0]["used"] == 3 and data["capacity"][0]["total"] == 8
+    assert listing(lab.inventory_dir) == before
+
+
 def test_the_state_file_is_never_read_as_inventory(lab: Lab):
     assert (lab.inventory_dir / ".podnet_state.yml").exists(), "run after the converge above"
     graph = run([str(BIN / "ansible-inventory"), "-i", str(lab.inventory_dir), "--graph"], cwd=lab.repo,
@@ -183,3 +208,67 @@ def test_a_switch_port_gone_before_its_delete_is_no_error(request):
     assert "p15" not in subprocess.run(["ip", "-n", ns, "link"], capture_output=True, text=True).stdout
     with pytest.raises(LabError):
         topo.delete_link(ns, "lo")   # a delete the kernel refuses, of a link that is there: an error
+
+
+@pytest.fixture(scope="module")
+def quad(tmp_path_factory, request) -> Lab:
+    spec = new_lab("pqd", tmp_path_factory.mktemp("quad") / "inv", request, count=4,
+                   lab_vars={"podnet_lab_subnet": "172.27.6.0/24", "podnet_lab_external_cidr": "198.18.6.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.75.0.0/22"],
+                                                           "podnet_node_prefix_ipv4": 25}})
+    spec.playbook("present")
+    return spec
+
+
+# Printed by Ansible for a group that is not in the inventory; another change removes it from the playbooks.
+ROUTER_PATTERN = "[WARNING]: Could not match supplied host pattern, ignoring: podnet_routers"
+
+
+def warnings(proc):
+    return [line for line in (proc.stdout + proc.stderr).splitlines()
+            if "[WARNING]" in line and line.strip() != ROUTER_PATTERN]
+
+
+def test_check_diff_of_a_first_converge_reads_in_a_few_hundred_lines(quad: Lab):
+    proc = play(quad, "site", "--check", "--diff")
+    lines = proc.stdout.splitlines()
+    assert len(lines) < 1000, "%d lines of --check --diff for 4 nodes" % len(lines)
+    headers = [l for l in lines if l.startswith(("--- before: ", "+++ after: "))]
+    node_headers = [h for h in headers if ".podnet_state.yml" not in h]
+    assert node_headers and all(h.split(": ", 1)[1].split(":")[0] in quad.nodes for h in node_headers), headers
+    text = proc.stdout
+    assert "/var/lib/podnet/lib" not in text and "record /etc/podnet/node.json" not in text
+    for node in quad.nodes:
+        assert "%s: restore program: " % node in text
+        summary = [l for l in lines if l.startswith("%s: bridge cbr0 created" % node)]
+        assert len(summary) == 1 and "routes added" in summary[0] and "Docker restart pending" in summary[0], lines[-80:]
+    verbose = play(quad, "site", "--check", "--diff", "-v", "--limit", quad.nodes[0])
+    assert "%s: record /etc/podnet/node.json" % quad.nodes[0] in verbose.stdout
+
+
+@pytest.mark.parametrize("fabric", ["l2_routes", "router"])
+def test_a_clean_run_says_nothing_twice_and_warns_of_nothing(quad: Lab, fabric):
+    if fabric == "router":
+        quad.lab_vars.pop("podnet_lab_inventory_vars", None)
+        quad.lab_vars["podnet_lab_inventory_vars"] = {"podnet_cluster_cidrs": ["10.75.0.0/22"],
+                                                      "podnet_node_prefix_ipv4": 25, "podnet_fabric": "router"}
+        quad.playbook("present")
+    play(quad, "site")
+    clean = play(quad, "site")
+    assert warnings(clean) == [], warnings(clean)
+    counts = recap(clean.stdout)
+    assert all(c["changed"] == 0 for c in counts.values()), clean.stdout[-3000:]
+    names = re.findall(r"^TASK \[(.*)\] \*+$", clean.stdout, re.M)
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+    assert "waited" not in clean.stdout
+
+
+def test_a_cluster_wide_mistake_is_reported_once(quad: Lab):
+    proc = play(quad, "site", check=False, podnet_bridge_mtu="big")
+    assert proc.returncode != 0
+    failures = re.split(r"^fatal: \[", proc.stdout, flags=re.M)[1:]
+    assert len(failures) == len(quad.nodes), proc.stdout[-4000:]
+    full = [f for f in failures if "podnet_bridge_mtu='big': 0 (the uplink's MTU) or 68..65535" in f]
+    assert len(full) == 1 and "a group variable?" in full[0], proc.stdout[-4000:]
+    first = sorted(quad.nodes)[0]
+    assert all("reported once by host %s" % first in f for f in failures if f not in full)
