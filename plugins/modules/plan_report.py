@@ -19,7 +19,7 @@ description:
     C(~ (changed)), and the departed nodes that still hold blocks.
   - With I(export), writes the plan as JSON to that path (C(podnet_plan_export)) - every node with its C(status)
     (new, changed, unchanged), the capacity, the fabric and routers, the departed and released blocks. Written in
-    check mode too: a report the user asked for, not state.
+    check mode too - a report the user asked for, not state.
 options:
   plan_var:
     description: The variable the plan task was registered as.
