@@ -63,9 +63,18 @@ class AuthError(Exception):
     pass
 
 
+# globalOperations.wait holds the call until the operation is DONE or about two minutes have passed (the API's
+# documented deadline); a request timeout below that would cut every slow wait and count it as a connection error.
+WAIT_HOLD = 120.0
+
+
 def build_session(auth_kind: str, service_account_file: Optional[str], access_token: Optional[str],
-                  scopes: Sequence[str]) -> "AuthorizedSession":
-    """An AuthorizedSession (a requests.Session that adds the bearer token) for ``auth_kind``."""
+                  scopes: Sequence[str]) -> Callable[[], "AuthorizedSession"]:
+    """A factory of AuthorizedSessions (requests.Sessions that add the bearer token) for ``auth_kind``.
+
+    The credentials are loaded once, here (errors surface before any request); each call of the factory makes a
+    new session over them. A requests.Session is not thread-safe: ComputeClient gives each thread its own.
+    """
     try:
         if auth_kind == "accesstoken":
             creds = oauth2_credentials.Credentials(token=access_token)
@@ -77,18 +86,28 @@ def build_session(auth_kind: str, service_account_file: Optional[str], access_to
             creds, _project = google.auth.default(scopes=list(scopes))
     except (google.auth.exceptions.GoogleAuthError, OSError, ValueError) as exc:
         raise AuthError("cannot load %s credentials: %s" % (auth_kind, exc))
-    session = AuthorizedSession(creds)
-    session.headers["User-Agent"] = USER_AGENT
-    return session
+    def factory() -> "AuthorizedSession":
+        session = AuthorizedSession(creds)
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    return factory
 
 
 class ComputeClient:
-    """Thread-safe calls against one project of one Compute Engine API endpoint."""
+    """Thread-safe calls against one project of one Compute Engine API endpoint.
+
+    ``session`` is a factory of sessions (build_session): every thread gets its own session, made on its first
+    call (a requests.Session, its connection pool and the token refresh of an AuthorizedSession are not safe to
+    share between threads). A session object given instead is used as it is, by whichever thread calls.
+    """
 
     def __init__(self, session: Any, endpoint: str, project: str, retry_deadline: float = 120.0,
                  request_timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic):
-        self.session = session
+        self._factory: Callable[[], Any] = session if callable(session) and not hasattr(session, "request") \
+            else (lambda: session)
+        self._local = threading.local()
         self.endpoint = endpoint.rstrip("/") + "/"
         self.project = project
         self.retry_deadline = retry_deadline
@@ -99,6 +118,14 @@ class ComputeClient:
         self.requests = 0
         self.retries = 0
 
+    @property
+    def session(self) -> Any:
+        """This thread's session (made on first use)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._factory()
+        return session
+
     def _count(self, retry: bool = False) -> None:
         with self._lock:
             if retry:
@@ -107,16 +134,20 @@ class ComputeClient:
                 self.requests += 1
 
     def call(self, method: str, path: str, params: Optional[Mapping[str, Any]] = None,
-             body: Optional[Mapping[str, Any]] = None, none_if_404: bool = False) -> Optional[Dict[str, Any]]:
-        """One API call with retries; the decoded JSON answer, or None for 404 when ``none_if_404``."""
+             body: Optional[Mapping[str, Any]] = None, none_if_404: bool = False,
+             timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """One API call with retries; the decoded JSON answer, or None for 404 when ``none_if_404``.
+
+        ``timeout``: seconds this request may take (default: the client's request timeout)."""
         url = self.endpoint + path
+        timeout = self.request_timeout if timeout is None else timeout
         deadline = self.clock() + self.retry_deadline
         attempt = 0
         while True:
             self._count()
             retry_after = None
             try:
-                resp = self.session.request(method, url, params=params, json=body, timeout=self.request_timeout)
+                resp = self.session.request(method, url, params=params, json=body, timeout=timeout)
             except google.auth.exceptions.GoogleAuthError as exc:
                 # AuthorizedSession refreshes the token before a request and after a 401; an access token
                 # cannot be refreshed, a metadata server or key may be unreachable or refused
@@ -207,7 +238,8 @@ class ComputeClient:
                     current.get("status", "?"), timeout))
             started = self.clock()
             if method == "wait":
-                current = self.call("POST", path + "/wait") or {}
+                # the server may hold this call up to WAIT_HOLD seconds: the request may take that long, and more
+                current = self.call("POST", path + "/wait", timeout=WAIT_HOLD + self.request_timeout) or {}
             else:
                 current = self.call("GET", path) or {}
             if current.get("status") != "DONE" and self.clock() - started < 1.0:

@@ -33,7 +33,9 @@ description:
     under the destination's name that is not in use, and the old route is deleted only after every insert has
     finished. If any insert fails, nothing is deleted.
   - B(Errors), each naming the node, the route and the API's message. HTTP 409 on insert - the existing route is
-    read back; identical counts as success, anything else fails naming that foreign route. HTTP 403 quota (or an
+    read back; identical counts as success, anything else fails naming that foreign route. A 409 whose route cannot
+    be read yet (404, an insert of that name still in flight, typically this one, retried after its first attempt
+    was accepted and its answer lost) is waited for, up to I(operation_timeout), then judged the same way. HTTP 403 quota (or an
     operation ending with C(QUOTA_EXCEEDED)) - fails saying how many routes the cluster wants and that the quota
     refused them; further inserts stop and nothing is deleted. HTTP 429, 5xx, the 403 rate-limit reasons and
     connection errors - retried with exponential backoff and jitter until I(retry_deadline). An operation that
@@ -150,7 +152,10 @@ options:
     type: int
     default: 500
   request_timeout:
-    description: Seconds one HTTP request may take.
+    description:
+      - Seconds one HTTP request may take. A C(globalOperations.wait) call may take 120 seconds more (the API holds
+        it until the operation is done or its two-minute deadline), so a slow wait is never cut and retried.
+      - Every worker thread has its own HTTP session (a C(requests.Session) is not shared between threads).
     type: float
     default: 60
   state:
@@ -330,11 +335,25 @@ class Runner:
             except ApiError as exc:
                 if exc.status == 409:
                     found = self.client.get_route(item.name)
+                    pending = found is None
+                    if pending:
+                        # 409 and yet no route: an insert of that name is still in flight - typically this very
+                        # insert, retried after its first attempt was accepted but its answer lost. Wait for it.
+                        found = self._await_route(item.name)
+                        if found is None:
+                            raise Failure("inserting route %s (%s via %s) for node %s: the API answered 409 (it "
+                                          "exists) but the route did not appear within %gs: an insert of that name is "
+                                          "still in flight; nothing was deleted, run again"
+                                          % (item.name, want.dest, short_instance(want.instance), want.node,
+                                             self.p["operation_timeout"]))
                     route = parse_route(found, self.p["project"]) if found else None
                     if route is not None and route_matches(route, want, self.network, self.marker) \
                             and route.name == item.name:
                         with self.lock:
-                            self.adopted.append(item.name)
+                            if pending:
+                                self.inserted.append(item)   # it came into being during this run
+                            else:
+                                self.adopted.append(item.name)
                         return
                     raise Failure(conflict_409_message(item, route, exc.message))
                 if is_quota(exc.info):
@@ -358,6 +377,19 @@ class Runner:
         except Exception as exc:  # a worker thread must not lose an error: report it like the others
             self._fail("inserting route %s (%s) for node %s failed unexpectedly: %r" % (item.name, want.dest,
                                                                                         want.node, exc))
+
+    def _await_route(self, name):
+        """The route ``name`` once an insert in flight made it, or None after operation_timeout seconds."""
+        client = self.client
+        deadline = client.clock() + self.p["operation_timeout"]
+        pause = 0.25
+        while not self.stop.is_set():
+            found = client.get_route(name)
+            if found is not None or client.clock() + pause > deadline:
+                return found
+            client.sleep(pause)
+            pause = min(pause * 2, 5.0)
+        return None
 
     def _quota_text(self, item, api_message):
         in_place = len(self.plan.keep)

@@ -20,7 +20,8 @@ Faults to inject (attributes of ``GceStandIn.faults``): ``fail_next`` requests a
 ``quota_limit`` (403 quotaExceeded on an insert once that many routes exist or are being inserted),
 ``conflict_on_insert`` (a route created by "someone else" just before an insert of that name, which then gets
 409), ``operation_polls`` and ``wait_delay`` (slow operations), ``operation_errors`` (the operation of that
-route ends DONE with an error).
+route ends DONE with an error), ``lose_insert_response`` (an insert accepted whose answer is lost: 503, the
+operation completes by itself a moment later).
 
 ``hook(event)`` is called whenever an insert or delete operation completes (RouteEvent: the route, its
 destination, the next-hop VM's address, and the routes left for that destination, best first); the lab uses
@@ -62,6 +63,9 @@ class Faults:
     operation_polls: int = 1
     wait_delay: float = 0.0
     operation_errors: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    # route name -> seconds: its insert is accepted (the operation runs, and completes by itself after that many
+    # seconds, as the real API's do without anyone polling), but the answer is lost (503 to the client)
+    lose_insert_response: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -421,7 +425,25 @@ class GceStandIn:
                            domain="usageLimits")
         op = self._new_operation(project, "insert", route)
         self._pending_names[name] = op["name"]
+        if name in self.faults.lose_insert_response:
+            self._finish_later(op["name"], self.faults.lose_insert_response.pop(name))
+            raise ApiFault(503, "backendError", "The service is currently unavailable (the insert was accepted; "
+                                                "its answer is lost)")
         return copy.deepcopy(op)
+
+    def _finish_later(self, op_name: str, delay: float) -> None:
+        """Complete an operation after ``delay`` seconds whether or not anyone polls it."""
+        def finish() -> None:
+            after: List[Callable[[], None]] = []
+            with self.lock:
+                op, state = self.operations[op_name], self._op_state[op_name]
+                if op["status"] != "DONE":
+                    self._complete(op, state, after)
+            for call in after:
+                call()
+        timer = threading.Timer(delay, finish)
+        timer.daemon = True
+        timer.start()
 
     def _delete_route(self, project: str, name: str) -> Dict[str, Any]:
         route = self._get_route(project, name)

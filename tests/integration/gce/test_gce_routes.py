@@ -119,6 +119,31 @@ def test_409_on_an_identical_route_counts_as_success(tmp_path, standin):
     assert route_summary(standin) == wanted_summary()
 
 
+def test_a_retried_insert_whose_first_attempt_is_still_in_flight_succeeds(tmp_path, standin):
+    """The first insert is accepted but its answer is lost (503); the retry meets 409, the route reads 404 while that
+    insert is in flight: waited for, then counted as inserted - not reported as a foreign route."""
+    standin.faults.lose_insert_response["podnet-10-244-2-0-24"] = 1.5
+    run = run_gce(tmp_path, standin)
+    assert not run.failed, run.text
+    posts = [r for r in standin.requests("POST") if r.path.endswith("/global/routes")]
+    assert [r.status for r in posts if r.body["name"] == "podnet-10-244-2-0-24"] == [503, 409]
+    gets = [r for r in standin.requests("GET") if r.path.endswith("/routes/podnet-10-244-2-0-24")]
+    assert gets[0].status == 404 and gets[-1].status == 200
+    assert "podnet-10-244-2-0-24" in [i["name"] for i in run.result["inserted"]]
+    assert run.result["adopted"] == [] and run.changed
+    assert route_summary(standin) == wanted_summary()
+
+
+def test_a_slow_operation_wait_is_not_cut_by_the_request_timeout(tmp_path, standin):
+    """globalOperations.wait held longer than request_timeout: the wait request may take that long (no retries)."""
+    standin.faults.wait_delay = 2.0
+    run = run_gce(tmp_path, standin, cidrs={"node1": CIDRS["node1"]},
+                  args={"request_timeout": 1, "retry_deadline": 4})
+    assert not run.failed, run.text
+    assert run.result["api_requests"]["retries"] == 0, run.result["api_requests"]
+    assert set(route_summary(standin)) == set(NAMES["node1"])
+
+
 def test_409_on_a_different_route_fails_naming_it(tmp_path, standin):
     standin.add_route("podnet-10-250-0-0-24", "10.250.0.0/24", network=NETWORK, instance="old", description=MARKER)
     standin.faults.conflict_on_insert["podnet-10-244-2-0-24"] = {"description": "hand-made by ops",
