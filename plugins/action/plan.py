@@ -45,6 +45,7 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "node_part": {"type": "bool", "default": False},
     "plan_var": {"type": "str", "default": "podnet_plan"},
     "node": {"type": "str"},
+    "warn_absent": {"type": "bool", "default": True},
 }
 
 # The plan role's argument spec (entry point main): validated here once for every host (check_role_vars).
@@ -52,6 +53,12 @@ ROLE_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 
                          "argument_specs.yml")
 MAX_HOSTS_LISTED = 20
 _role_options: Optional[Dict[str, Any]] = None
+
+
+def planner_hosts(hosts: List[str], limit: int = 10) -> str:
+    """``a, b and 3 more``: the hosts a cluster-wide problem was seen on."""
+    text = ", ".join(hosts[:limit])
+    return text + (" and %d more" % (len(hosts) - limit) if len(hosts) > limit else "")
 
 
 def role_options() -> Dict[str, Any]:
@@ -175,6 +182,9 @@ class ActionModule(ActionBase):
             result["moved_from"] = source
             display.display("podnet.cluster.plan: the state file %s %s %s (a name Ansible does not read as "
                             "inventory)" % (source, "would move to" if check_mode else "moved to", path))
+        if outcome.absent and args["warn_absent"]:
+            # every run says which recorded nodes left the inventory, with their blocks, and how to release them
+            result["warnings"] = [planner.departed_message(outcome.absent)]
         if waited >= 0.05:
             result["lock_waited"] = waited
             display.display("podnet.cluster.plan: waited %.1f s for the lock %s.lock held by another run"
@@ -207,6 +217,10 @@ class ActionModule(ActionBase):
         hostvars = task_vars.get("hostvars", {})
         problems: List[str] = []
         seen: List[Dict[str, Any]] = []
+        # the cluster-wide variables' own arithmetic (host bits, prefixes, overlaps), once per distinct value,
+        # every host that has it named: before any node is asked anything (the probe passes them to the nodes)
+        config_hosts: Dict[str, List[str]] = {}
+        checked: List[Any] = []
         for host in hosts:
             args = base
             if host != me:
@@ -215,13 +229,24 @@ class ActionModule(ActionBase):
                 if own:
                     args = dict(base)
                     args.update(own)
+            config = self._config_of(args)
+            known = [errors for value, errors in checked[-8:] if value == config]
+            if known:
+                config_errors = known[0]
+            else:
+                config_errors = self._config_errors(config)
+                checked.append((config, config_errors))
+            for error in config_errors:
+                config_hosts.setdefault(error, []).append(str(host))
             if any(args == other for other in seen[-8:]):
                 continue  # the same values as a host just validated
             errors = validator.validate(args, validate_role_argument_spec=True).error_messages
             if errors:
                 problems.append("%s: %s" % (host, "; ".join(str(e) for e in errors)))
-            else:
+            elif not config_errors:
                 seen.append(args)
+        for error, named in config_hosts.items():
+            problems.append("%s %s: %s" % ("host" if len(named) == 1 else "hosts", planner_hosts(named), error))
         if problems:
             listed = problems[:MAX_HOSTS_LISTED]
             if len(problems) > MAX_HOSTS_LISTED:
@@ -233,6 +258,26 @@ class ActionModule(ActionBase):
             return result
         result.update(changed=False, checked=len(hosts), msg="The role variables of %d host(s) are valid" % len(hosts))
         return result
+
+    @staticmethod
+    def _config_of(args: Mapping[str, Any]) -> Any:
+        """The cluster-wide variables of one host's role options, as compared between hosts."""
+        return tuple(plain(args.get(name)) for name in ("podnet_cluster_cidrs", "podnet_node_prefix_ipv4",
+                                                         "podnet_node_prefix_ipv6", "podnet_service_cidrs",
+                                                         "podnet_reserved_cidrs"))
+
+    @staticmethod
+    def _config_errors(config: Any) -> List[str]:
+        cluster, prefix4, prefix6, service, reserved = config
+        if not isinstance(cluster, (list, tuple, str)) or not isinstance(service or [], (list, tuple, str)) \
+                or not isinstance(reserved or [], (list, tuple, str)):
+            return []  # not a list: the argument spec names it
+        try:
+            return planner.config_errors(planner.PlanConfig(
+                cluster_cidrs=cluster, node_prefix_ipv4=prefix4, node_prefix_ipv6=prefix6, service_cidrs=service or [],
+                reserved_cidrs=reserved or []))
+        except planner.PlanError as exc:
+            return list(exc.errors)
 
     def _to_gather(self, hosts: List[str], task_vars: Dict[str, Any]) -> List[str]:
         """The nodes of the play to gather network facts from: gathering on (podnet_plan_gather_facts), no

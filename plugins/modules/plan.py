@@ -170,8 +170,18 @@ options:
         host for the entry point C(main). This host's variables are taken as the task sees them; every other host
         adds those of its own variables that its C(hostvars) hold (inventory, facts, extra vars).
       - Fails naming each host and its errors, as the per-host validation would.
+      - Also checks the cluster-wide variables' own arithmetic (C(podnet_cluster_cidrs) with host bits or a prefix
+        beyond the family, node prefixes, overlaps of the cluster, service and reserved networks), once per distinct
+        value, naming every host that has it - before any node is asked anything.
     type: bool
     default: false
+  warn_absent:
+    description:
+      - Warn about recorded nodes missing from the inventory that keep their blocks, naming each with its blocks and
+        how to release them (C(podnet_release_nodes), C(podnet_plan_prune)). The role's C(record.yml) turns it off,
+        since the plan of the same run said it already.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full

@@ -432,6 +432,34 @@ def _check_config(config: PlanConfig, errors: List[str]):
     return clusters, prefixes, extra
 
 
+def config_errors(config: PlanConfig) -> List[str]:
+    """Every problem of the cluster-wide variables alone (cluster, node prefixes, service and reserved networks),
+    each naming the variable and the arithmetic; [] when they are valid. Needs no node and no state file: the
+    controller checks these before any node is asked anything."""
+    require_netaddr()
+    errors: List[str] = []
+    _check_config(config, errors)
+    return errors
+
+
+def departed_text(absent: Mapping[str, Sequence[str]], limit: int = 10) -> str:
+    """``node (blocks), ...`` of recorded nodes gone from the inventory that keep their blocks."""
+    names = sorted(absent, key=natural_key)
+    text = ", ".join("%s (%s)" % (n, ", ".join(str(c) for c in absent[n])) for n in names[:limit])
+    if len(names) > limit:
+        text += " and %d more" % (len(names) - limit)
+    return text
+
+
+def departed_message(absent: Mapping[str, Sequence[str]]) -> str:
+    """What a run says about recorded nodes missing from the inventory: who, their blocks, how to release them."""
+    names = sorted(absent, key=natural_key)
+    return ("%d node(s) recorded in the state file are not in the inventory and keep their pod subnets: %s. Once such "
+            "a node is gone for good, release its blocks with podnet_release_nodes: [%s] (or every departed node's "
+            "at once with podnet_plan_prune: true); while it may come back (a dynamic inventory that hides stopped "
+            "instances), leave it" % (len(names), departed_text(absent), ", ".join(names[:10])))
+
+
 def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
               state_source: str = "state file") -> PlanResult:
     """Compute the whole plan or raise PlanError listing every problem."""
@@ -609,12 +637,20 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         need = sorted((n for n in names if family not in assigned[n]), key=natural_key)
         free = fam.total - len(fam.owner)
         if len(need) > free:
+            departed = {owner: [str(n) for n in nets if n.version == family] for owner, nets in absent.items()}
+            departed = {owner: nets for owner, nets in departed.items() if nets}
+            held = ""
+            if departed:
+                held = (". %d of the assigned blocks are held by node(s) no longer in the inventory: %s; if they are "
+                        "gone for good, release them with podnet_release_nodes: [%s] (or podnet_plan_prune: true)"
+                        % (sum(len(v) for v in departed.values()), departed_text(departed),
+                           ", ".join(sorted(departed, key=natural_key)[:10])))
             errors.append(
                 "podnet_cluster_cidrs: %s holds %d /%d blocks (2^(%d-%d), %s=%d); %d are assigned and %d more "
-                "node%s need%s one (%s): %d short. Use a larger cluster network or a longer %s"
+                "node%s need%s one (%s): %d short. Use a larger cluster network or a longer %s%s"
                 % (fam.cluster, fam.total, fam.prefix, fam.prefix, fam.cluster.prefixlen, PREFIX_VAR[family],
                    fam.prefix, len(fam.owner), len(need), "" if len(need) == 1 else "s",
-                   "s" if len(need) == 1 else "", _short_list(need), len(need) - free, PREFIX_VAR[family]))
+                   "s" if len(need) == 1 else "", _short_list(need), len(need) - free, PREFIX_VAR[family], held))
             continue
         for name, start in fam.allocate(need).items():
             net = fam.block(start)

@@ -5,9 +5,9 @@ One lab (named nodes, non-default CIDRs, both runtimes), converged once. Each ca
 (inventory variables and/or something on one node), runs ``podnet.cluster.site`` once and asserts:
 
 * the run fails;
-* the error message names the host (for an input of one host: in the message itself, not only in the
-  ``fatal: [host]`` prefix) and the variable or the object; cluster-wide inputs (podnet_cluster_cidrs, the
-  node prefix, the service networks, the state file) name the variable or the file;
+* the error message names the host (in the message itself, not only in the ``fatal: [host]`` prefix) and the
+  variable or the object; a cluster-wide variable (podnet_cluster_cidrs, the node prefix, the service networks)
+  names the hosts that have the bad value; the state file's cases name the file;
 * there is no Python traceback in the output;
 * every node's addresses, links, routes, rules, iptables/ip6tables/nft rule sets, forwarding switches and
   the files under its overlay ``upper/`` (the collection's files, by mode and content), and the plan's state
@@ -175,21 +175,25 @@ CASES: List[Case] = [
     Case("bridge is an existing veth link", ("vx7", "bridge"), host_vars=bridge("vx7"),
          setup=("ash", "ip link add vx7 type veth peer name vx7p"), cleanup=("ash", "ip link del vx7")),
     # ---- CIDRs and lists
-    Case("cluster CIDR with a space", ("podnet_cluster_cidrs",), host=None,
+    Case("cluster CIDR with a space", ("podnet_cluster_cidrs",), 
          group_vars={"podnet_cluster_cidrs": ["10.91.0.0 /17"]}),
-    Case("cluster CIDR with host bits", ("podnet_cluster_cidrs", "host bits"), host=None,
+    Case("cluster CIDR with host bits", ("podnet_cluster_cidrs", "host bits"), 
          group_vars={"podnet_cluster_cidrs": ["10.91.0.1/17"]}),
-    Case("cluster CIDRs empty list", ("podnet_cluster_cidrs",), host=None, group_vars={"podnet_cluster_cidrs": []}),
-    Case("cluster CIDRs null", ("podnet_cluster_cidrs",), host=None, group_vars={"podnet_cluster_cidrs": None}),
-    Case("cluster CIDRs a number", ("podnet_cluster_cidrs",), host=None, group_vars={"podnet_cluster_cidrs": 10}),
+    Case("cluster CIDR with host bits, /21", ("podnet_cluster_cidrs", "host bits", "10.200.0.1/21"),
+         group_vars={"podnet_cluster_cidrs": ["10.200.0.1/21"]}),
+    Case("cluster CIDR prefix 33", ("podnet_cluster_cidrs", "10.200.0.0/33"),
+         group_vars={"podnet_cluster_cidrs": ["10.200.0.0/33"]}),
+    Case("cluster CIDRs empty list", ("podnet_cluster_cidrs",), group_vars={"podnet_cluster_cidrs": []}),
+    Case("cluster CIDRs null", ("podnet_cluster_cidrs",), group_vars={"podnet_cluster_cidrs": None}),
+    Case("cluster CIDRs a number", ("podnet_cluster_cidrs",), group_vars={"podnet_cluster_cidrs": 10}),
     Case("cluster CIDR of the wrong family for the nodes", ("IPv6",), group_vars={
         "podnet_cluster_cidrs": [CLUSTER, "fd00:91::/56"]}),
     Case("cluster network overlaps the nodes' network", ("node IP", "podnet_cluster_cidrs"), group_vars={
         "podnet_cluster_cidrs": ["172.27.0.0/16"]}),
-    Case("node prefix a string", ("podnet_node_prefix_ipv4",), host=None,
+    Case("node prefix a string", ("podnet_node_prefix_ipv4",), 
          group_vars={"podnet_node_prefix_ipv4": "big"}),
-    Case("node prefix 31", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": 31}),
-    Case("node prefix 0", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": 0}),
+    Case("node prefix 31", ("podnet_node_prefix_ipv4",), group_vars={"podnet_node_prefix_ipv4": 31}),
+    Case("node prefix 0", ("podnet_node_prefix_ipv4",), group_vars={"podnet_node_prefix_ipv4": 0}),
     Case("non-masquerade CIDR not a network", ("podnet_nonmasquerade_cidrs",),
          host_vars={"ash": {"podnet_nonmasquerade_cidrs": ["192.168.0.0/33"]}}),
     Case("non-masquerade CIDR with host bits", ("podnet_nonmasquerade_cidrs", "host bits"),
@@ -241,7 +245,7 @@ CASES: List[Case] = [
          setup=("ash", "cp -p %s %s.bak && printf '{\"version\": 1,' > %s" % (RECORD, RECORD, RECORD)),
          cleanup=("ash", "mv -f %s.bak %s" % (RECORD, RECORD))),
     # ---- the plan and the inventory
-    Case("two IPv4 cluster networks", ("podnet_cluster_cidrs",), host=None,
+    Case("two IPv4 cluster networks", ("podnet_cluster_cidrs",), 
          group_vars={"podnet_cluster_cidrs": [CLUSTER, "10.92.0.0/17"]}),
     Case("node IP a number", ("podnet_node_ip",), host_vars={"ash": {"podnet_node_ip": 42}}),
     Case("pod CIDR with host bits", ("podnet_pod_cidrs", "host bits"),
@@ -281,11 +285,11 @@ CASES: List[Case] = [
          host_vars={"ash": {"podnet_cni_conflist_name": "../../x.conflist"}}),
     Case("CNI network name with a path", ("podnet_cni_network_name",),
          host_vars={"ash": {"podnet_cni_network_name": "../../../etc/podnet"}}),
-    Case("service network overlaps the cluster", ("podnet_service_cidrs", CLUSTER), host=None,
+    Case("service network overlaps the cluster", ("podnet_service_cidrs", CLUSTER), 
          group_vars={"podnet_service_cidrs": ["10.91.64.0/18"]}),
     Case("release a node still in the inventory", ("podnet_release_nodes",), host="birch",
          group_vars={"podnet_release_nodes": ["%(lab)s-birch"]}),
-    Case("node prefix null", ("podnet_node_prefix_ipv4",), host=None, group_vars={"podnet_node_prefix_ipv4": None}),
+    Case("node prefix null", ("podnet_node_prefix_ipv4",), group_vars={"podnet_node_prefix_ipv4": None}),
     Case("state file not YAML", ("podnet_state.yml",), host=None, state_text="nodes: [unclosed\n"),
     Case("state file gives two nodes one block", ("state file", "overlap"), host=None,
          state_text="version: 1\nnodes:\n  %(lab)s-ash: [10.91.0.0/25]\n  %(lab)s-birch: [10.91.0.0/25]\n"),
@@ -338,7 +342,9 @@ def test_the_lab_still_converges_to_nothing_to_do(lab: Lab):
 
 FRESH_CASES = [c for c in CASES if c.id in (
     "bridge command substitution", "foreign route inside the cluster network", "daemon.json with bip",
-    "duplicate node IPs", "route protocol dhcp", "sysctl file turns forwarding off at boot")]
+    "duplicate node IPs", "route protocol dhcp", "sysctl file turns forwarding off at boot",
+    # before any node is asked anything (a fresh lab's nodes are asked what they hold): no module names them
+    "cluster CIDR with host bits, /21", "cluster CIDR prefix 33", "unknown fabric", "bridge too long")]
 
 
 @pytest.fixture(scope="module")
@@ -381,6 +387,10 @@ def test_bad_input_on_a_fresh_lab_leaves_nothing(fresh: Lab, case: Case):
     said = failure_text(out)
     for needle in case.needles:
         assert needle in said, "%r not in the failure message:\n%s" % (needle, said[-4000:] or out[-4000:])
+    if case.host:
+        host = "%s-%s" % (fresh.name, case.host)
+        messages = "\n".join(re.sub(r"^(fatal|failed): \[[^\]]*\]", "", line) for line in said.splitlines())
+        assert host in messages, "the failure message does not name %s:\n%s" % (host, said[-4000:])
     assert not state_path(fresh).exists()
     assert rootns.diff(before, after) == ""
     for node in fresh.nodes:
