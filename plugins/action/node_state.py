@@ -10,15 +10,22 @@ document (see docs/performance.md).
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
-from ansible_collections.podnet.cluster.plugins.plugin_utils.document import DEFAULTS, build_document
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
+    DEFAULTS,
+    build_document,
+    fabric_errors,
+    setting_errors,
+    teardown_document,
+)
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_report import file_verbs, readable_diff, summarize
 from ansible.utils.display import Display
@@ -26,14 +33,19 @@ from ansible.utils.display import Display
 display = Display()
 
 ARGUMENT_SPEC: Dict[str, Any] = {
-    "state": {"type": "str", "choices": ["present", "absent", "probe", "restore", "restart"], "default": "present"},
+    "state": {"type": "str", "choices": ["present", "absent", "probe", "restore", "restart", "validate"],
+              "default": "present"},
     "service": {"type": "str", "default": "docker"},
     "timeout": {"type": "int", "default": 120},
     "settings": {"type": "dict", "default": {}},
     "plan_var": {"type": "str", "default": "podnet_plan"},
     "document": {"type": "dict"},
     "cluster_cidrs": {"type": "list", "elements": "str", "default": []},
+    "group": {"type": "str", "default": "podnet_nodes"},
+    "router_group": {"type": "str", "default": "podnet_routers"},
+    "fabric_checks": {"type": "bool", "default": True},
 }
+MAX_LISTED = 20
 
 
 def cluster_wide(error: str, host: str, task_vars: Dict[str, Any]) -> str:
@@ -71,7 +83,19 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         host = self._task.delegate_to or task_vars.get("inventory_hostname")
+        if args["state"] == "validate":
+            return self._validate(result, task_vars, args)
         document = args.get("document")
+        no_plan = not isinstance(task_vars.get(args["plan_var"]), dict)
+        if document is None and (args["state"] == "absent" or (args["state"] == "restart" and no_plan)):
+            # Teardown needs no plan: the node's record says what its last converge made; without a record only
+            # what carries podnet.cluster's names and marks goes (the bridge's link stays).
+            try:
+                document = teardown_document(str(task_vars.get("inventory_hostname")), plain(args["settings"]))
+            except PlanError as exc:
+                result.update(failed=True, msg="podnet.cluster.node_state: %s" % "; ".join(exc.errors),
+                              errors=exc.errors)
+                return result
         if document is None and args["state"] == "probe":
             # Before the plan: what the node holds needs only where its record is and its bridge's name.
             s = dict(DEFAULTS)
@@ -120,3 +144,68 @@ class ActionModule(ActionBase):
         if "diff" in result:
             result["diff"] = readable_diff(host, result["diff"], changes, lib_dir, verbose=display.verbosity >= 1,
                                            summary=summary)
+
+    def _validate(self, result: Dict[str, Any], task_vars: Dict[str, Any], args: Dict[str, Any]) -> Dict[str, Any]:
+        """Every node's settings and what its fabric needs, checked on the controller before any node is asked
+        anything (run once): each node's podnet_* variables as its hostvars hold them, over this task's settings.
+
+        Returns C(fabrics), each node's fabric, for the fabric roles (the routers route only the nodes of fabric
+        router; the Compute Engine routes of a fabric left behind are removed).
+        """
+        groups = task_vars.get("groups") or {}
+        play = set(task_vars.get("ansible_play_hosts_all") or [])
+        nodes = [h for h in groups.get(args["group"], []) if not play or h in play]
+        hostvars = task_vars.get("hostvars", {})
+        me = task_vars.get("inventory_hostname")
+        base = plain(args["settings"])
+        unknown = sorted(set(base) - set(DEFAULTS))
+        if unknown:
+            raise AnsibleActionFail("podnet.cluster.node_state: unknown settings %s (known: %s)"
+                                    % (", ".join(unknown), ", ".join(sorted(DEFAULTS))))
+        problems: List[str] = []
+        fabrics: Dict[str, Any] = {}
+        extra: Dict[str, Dict[str, Any]] = {}
+        valid: set = set()
+        for host in nodes:
+            settings = dict(base)
+            hv = hostvars[host] if host != me else {}
+            if host != me:
+                for key in DEFAULTS:
+                    if "podnet_%s" % key in hv:
+                        settings[key] = plain(hv["podnet_%s" % key])
+            key = json.dumps(settings, sort_keys=True, default=str)
+            if key not in valid:
+                errors = setting_errors(str(host), settings)
+                if errors:
+                    problems.extend(errors)
+                else:
+                    valid.add(key)
+            fabrics[str(host)] = settings.get("fabric", DEFAULTS["fabric"])
+            if fabrics[str(host)] == "gce":
+                extra[str(host)] = {name: self._host_var(hv if host != me else task_vars, name)
+                                    for name in ("podnet_gce_project", "podnet_gce_zone", "podnet_gce_instance",
+                                                 "zone", "selfLink")}
+        if args["fabric_checks"] and not problems:
+            problems.extend(fabric_errors(fabrics, list(groups.get(args["router_group"]) or []),
+                                          args["router_group"], extra))
+        if problems:
+            listed = problems[:MAX_LISTED]
+            if len(problems) > MAX_LISTED:
+                listed.append("... and %d more" % (len(problems) - MAX_LISTED))
+            result.update(failed=True, errors=problems,
+                          msg="podnet.cluster.node_state: the variables are not valid; no node was asked anything "
+                              "and nothing was changed:\n- %s" % "\n- ".join(listed))
+            return result
+        result.update(changed=False, fabrics=fabrics, fabric_set=sorted(set(fabrics.values())), checked=len(nodes),
+                      msg="The variables of %d node(s) are valid" % len(nodes))
+        return result
+
+    def _host_var(self, variables: Any, name: str) -> Any:
+        """A variable of a host (its hostvars, or this task's variables), templated; None when unset or failing."""
+        try:
+            if name not in variables:
+                return None
+            value = variables[name]
+            return plain(self._templar.template(value)) if isinstance(value, str) else plain(value)
+        except Exception:  # an unrelated variable that does not template: treated as unset
+            return None

@@ -18,12 +18,22 @@ options:
     description: The cluster plan (C(podnet_plan)).
     type: dict
     required: true
+  fabrics:
+    description:
+      - Each node's fabric (C(__podnet_checked.fabrics), from the node role's C(tasks/validate.yml)); only the nodes
+        of fabric C(router) are routed, so a router of a cluster that left the fabric gets no routes (its old ones
+        are removed). Omitted, every node of the plan is routed.
+    type: dict
 """
 
 EXAMPLES = r"""
 - name: Pod routes on the router
   podnet.cluster.routes:
     routes: "{{ podnet_plan | podnet.cluster.router_routes }}"
+
+- name: Pod routes on the router, for the nodes of fabric router only
+  podnet.cluster.routes:
+    routes: "{{ podnet_plan | podnet.cluster.router_routes(__podnet_checked.fabrics) }}"
 """
 
 RETURN = r"""
@@ -33,6 +43,8 @@ _value:
   elements: str
 """
 
+from collections.abc import Mapping
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
@@ -40,9 +52,15 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.document import pee
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
 
 
-def router_routes(plan):
+def router_routes(plan, fabrics=None):
+    wanted = None
+    if fabrics is not None:
+        if not isinstance(fabrics, Mapping):
+            raise AnsibleFilterError("podnet.cluster.router_routes: fabrics must map each node to its fabric, not %s"
+                                     % type(fabrics).__name__)
+        wanted = {str(node) for node, fabric in fabrics.items() if fabric == "router"}
     try:
-        return [route for _node, route in peer_routes(plain(plan))]
+        return [route for node, route in peer_routes(plain(plan)) if wanted is None or node in wanted]
     except PlanError as exc:
         raise AnsibleFilterError("podnet.cluster.router_routes: %s" % exc)
 

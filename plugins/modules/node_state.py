@@ -47,9 +47,28 @@ options:
         next one starts (C(throttle)); a service that is not running is left alone. Every state but C(probe) and
         check mode holds the node lock (an abstract Unix socket), C(restart) included: it waits for another
         podnet.cluster run on the node to finish.
+      - C(absent) needs no plan - the node's record says what its last converge made. Without a record only what
+        carries the collection's names and marks goes (its chains, routes of its protocol, its unit, restore and
+        CNI files); the bridge's link is kept, since no record says the collection created it.
+      - C(validate) runs on the controller only, once (C(run_once)), before any node is asked anything - every
+        node's settings (its C(podnet_*) variables as its hostvars hold them, over this task's I(settings)) and
+        what each node's fabric needs (a host in I(router_group) for C(router); C(podnet_gce_project) and a zone
+        for C(gce)), every problem naming the host and the variable; returns C(fabrics), each node's fabric.
     type: str
-    choices: [present, absent, probe, restore, restart]
+    choices: [present, absent, probe, restore, restart, validate]
     default: present
+  group:
+    description: With I(state=validate), the inventory group of the nodes (C(podnet_node_group)).
+    type: str
+    default: podnet_nodes
+  router_group:
+    description: With I(state=validate), the group of the routers of fabric C(router) (C(podnet_router_group)).
+    type: str
+    default: podnet_routers
+  fabric_checks:
+    description: With I(state=validate), also check what each node's fabric needs (off for teardown).
+    type: bool
+    default: true
   service:
     description: The service to restart with I(state=restart).
     type: str
@@ -77,6 +96,12 @@ EXAMPLES = r"""
 - name: Remove podnet.cluster from the node
   podnet.cluster.node_state:
     state: absent
+
+- name: Check every node's variables before any node is asked anything
+  podnet.cluster.node_state:
+    state: validate
+    settings: "{{ __podnet_settings }}"
+  run_once: true
 """
 
 RETURN = r"""
@@ -88,6 +113,17 @@ summary:
   returned: when changed, with state present or absent
   type: str
   sample: bridge address changed, 6 routes replaced, Docker restart pending
+fabrics:
+  description: With I(state=validate), each node's fabric.
+  returned: with I(state=validate)
+  type: dict
+  sample: {node-a: router, node-b: router}
+fabric_set:
+  description: With I(state=validate), the fabrics of the nodes, each once, sorted.
+  returned: with I(state=validate)
+  type: list
+  elements: str
+  sample: [router]
 changes:
   description: What changed (or would change in check mode), by part (bridge, sysctl, iptables, routes, files).
   returned: always
@@ -120,6 +156,11 @@ restarted:
   description: With I(state=restart), whether the service was restarted (it is not when it does not run).
   returned: always
   type: bool
+recorded_fabric:
+  description: The fabric of the node's record (its last converge), or null without a record.
+  returned: with I(state=present) or I(state=absent)
+  type: str
+  sample: gce
 record:
   description: Path of the node record.
   returned: always
@@ -206,7 +247,11 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             document=dict(type="dict", required=True),
-            state=dict(type="str", choices=["present", "absent", "probe", "restore", "restart"], default="present"),
+            state=dict(type="str", choices=["present", "absent", "probe", "restore", "restart", "validate"],
+                       default="present"),
+            group=dict(type="str", default="podnet_nodes"),
+            router_group=dict(type="str", default="podnet_routers"),
+            fabric_checks=dict(type="bool", default=True),
             service=dict(type="str", default="docker"),
             timeout=dict(type="int", default=120),
             allow_readdress=dict(type="bool", default=False),
@@ -215,6 +260,8 @@ def main():
     )
     doc = module.params["document"]
     state = module.params["state"]
+    if state == "validate":
+        module.fail_json(msg="state=validate runs in the action plugin on the controller, not in the module")
     runner = ModuleRunner(module)
     waited = None
     try:
@@ -244,7 +291,8 @@ def main():
         fail_module(module, exc)
     result = dict(changed=plan.changed or state == "restart", restarted=state == "restart",
                   changes=plan.summary(commands=module._diff), docker_changed=plan.docker_changed, held=found,
-                  record=path, uplink_release=release, uplink_move=move)
+                  record=path, uplink_release=release, uplink_move=move,
+                  recorded_fabric=((record or {}).get("document") or {}).get("fabric"))
     if module._diff:
         result["diff"] = plan.diff()
     module.exit_json(**result)

@@ -15,6 +15,8 @@ import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
+    FORWARD_CHAIN,
+    MASQ_CHAIN,
     node_network,
     runtime_config,
 )
@@ -180,6 +182,111 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _hosts_text(hosts: List[str], limit: int = 10) -> str:
+    hosts = sorted(hosts)
+    text = ", ".join(hosts[:limit])
+    if len(hosts) > limit:
+        text += " and %d more" % (len(hosts) - limit)
+    return ("host %s" if len(hosts) == 1 else "hosts %s") % text
+
+
+def fabric_errors(fabrics: Mapping[str, str], routers: List[str], router_group: str = "podnet_routers",
+                  gce_vars: Optional[Mapping[str, Mapping[str, Any]]] = None) -> List[str]:
+    """What each node's fabric needs and the inventory does not give, naming the hosts and the variable or group.
+
+    ``fabrics``: each node's podnet_fabric; ``routers``: the hosts of the router group; ``gce_vars``: for the nodes of
+    fabric gce, their podnet_gce_project, podnet_gce_zone, podnet_gce_instance (and the inventory plugin's zone and
+    selfLink). A fabric with nobody to carry the routes would remove every node's peer routes and add them nowhere.
+    """
+    errors = []
+    routed = [h for h, f in fabrics.items() if f == "router"]
+    if routed and not routers:
+        errors.append("%s: podnet_fabric is router, but the group %s (podnet_router_group) has no host: put the Linux "
+                      "router(s) that carry the pod subnets between the nodes in it (each shares a link with every "
+                      "node; the routes go via the node IPs), or choose another fabric. Nothing was changed, and the "
+                      "nodes keep their routes" % (_hosts_text(routed), router_group))
+    gce = [h for h, f in fabrics.items() if f == "gce"]
+    if gce:
+        values = dict(gce_vars or {})
+        no_project = [h for h in gce if not (values.get(h) or {}).get("podnet_gce_project")]
+        if no_project:
+            errors.append("%s: podnet_fabric is gce, but podnet_gce_project is not set: set it to the Compute Engine "
+                          "project of the VMs (with podnet_gce_network, and podnet_gce_zone or podnet_gce_instance "
+                          "on each node). Nothing was changed, and the nodes keep their routes"
+                          % _hosts_text(no_project))
+        no_zone = []
+        for host in gce:
+            v = values.get(host) or {}
+            instance = str(v.get("podnet_gce_instance") or v.get("selfLink") or "")
+            if not (v.get("podnet_gce_zone") or v.get("zone") or "zones/" in instance):
+                no_zone.append(host)
+        if no_zone:
+            errors.append("%s: podnet_fabric is gce, but podnet_gce_zone is not set (nor podnet_gce_instance as "
+                          "zones/ZONE/instances/NAME or the VM's selfLink): the route's next hop is the node's VM, "
+                          "named by its zone. Nothing was changed" % _hosts_text(no_zone))
+    return errors
+
+
+def setting_errors(host: str, settings: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """Every problem of one host's settings (the role's podnet_* variables without the prefix), naming the host
+    and the variable; [] when they are valid."""
+    given = dict(settings or {})
+    errors = ["host %s: podnet_%s is null; give it a value or remove it to take the default %r"
+              % (host, k, DEFAULTS[k]) for k, v in given.items() if v is None and k in DEFAULTS]
+    s = dict(DEFAULTS)
+    s.update({k: v for k, v in given.items() if v is not None})
+    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout"):
+        s[key] = _number(s[key])
+    return errors + settings_errors(host, s)
+
+
+def node_settings(host: str, settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The host's settings over the defaults; PlanError naming the host and the variable when one is not valid."""
+    require_netaddr()
+    errors = setting_errors(host, settings)
+    if errors:
+        raise PlanError(errors)
+    s = dict(DEFAULTS)
+    s.update({k: v for k, v in dict(settings or {}).items() if v is not None})
+    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout"):
+        s[key] = _number(s[key])
+    return s
+
+
+def teardown_document(host: str, settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """What teardown needs to know about ``host`` without a plan: where its record is, and the names of what
+    podnet.cluster makes there (its chains, route protocol, sysctl, CNI and unit files).
+
+    The node's record (written by its last converge) says everything else; a node without a record is torn down
+    from this alone: no pod subnets, no bridge addresses, and its bridge's link is kept (no record says
+    podnet.cluster created it).
+    """
+    s = node_settings(host, settings)
+    chains = [{"ip_version": family, "table": table, "chains": [{"name": chain, "rules": []}]}
+              for family in (4, 6) for table, chain in (("filter", FORWARD_CHAIN), ("nat", MASQ_CHAIN))]
+    cni = None
+    if "cni" in s["runtimes"]:
+        cni = {"file": "%s/%s" % (s["cni_conf_dir"].rstrip("/"), s["cni_conflist_name"]), "conflist": {},
+               "mtu_from_bridge": False}
+    return {
+        "version": DOCUMENT_VERSION,
+        "node": host,
+        "fabric": s["fabric"],
+        "pod_cidrs": [],
+        "allow_readdress": bool(s["allow_readdress"]),
+        "state_dir": s["state_dir"],
+        "lib_dir": s["lib_dir"],
+        "bridge": {"name": s["bridge"], "addresses": [], "mtu": None, "mtu_from_address": None},
+        "owned_cidrs": [],
+        "sysctl": {"file": s["sysctl_file"], "settings": {}, "conflicts": "ignore"},
+        "iptables": chains,
+        "routes": {"protocol": int(s["route_protocol"]), "table": "main", "routes": []},
+        "docker": None,
+        "cni": cni,
+        "units": {"enabled": bool(s["units"]), "dir": s["systemd_dir"], "docker_dropin": "docker" in s["runtimes"]},
+    }
+
+
 def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mapping[str, Any]] = None,
                    routes_table: Optional[List[List[str]]] = None) -> Dict[str, Any]:
     """The node document of ``host``; PlanError naming the host and the variable when it cannot be built.
@@ -187,17 +294,7 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
     A setting given as None (``podnet_bridge: null`` in the inventory) is an error, not the default: the
     role passes every setting, so None is what the inventory said.
     """
-    s = dict(DEFAULTS)
-    given = dict(settings or {})
-    errors = ["host %s: podnet_%s is null; give it a value or remove it to take the default %r"
-              % (host, k, DEFAULTS[k]) for k, v in given.items() if v is None and k in DEFAULTS]
-    s.update({k: v for k, v in given.items() if v is not None})
-    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout"):
-        s[key] = _number(s[key])
-    require_netaddr()
-    errors += settings_errors(host, s)
-    if errors:
-        raise PlanError(errors)
+    s = node_settings(host, settings)
     nodes = plan.get("nodes") or {}
     if host not in nodes:
         raise PlanError(["host %s: not in the plan (podnet_plan.nodes); is it in the node group, and did "

@@ -121,6 +121,7 @@ def node_lock(timeout=600.0, interval=0.2):
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     start = time.monotonic()
+    waited = False
     try:
         while True:
             try:
@@ -133,8 +134,10 @@ def node_lock(timeout=600.0, interval=0.2):
                 if time.monotonic() - start > timeout:
                     raise EngineError("another podnet.cluster run has held this node's lock (abstract socket %r) "
                                       "for more than %d s; nothing was changed" % (NODE_LOCK_NAME[1:], timeout))
+                waited = True
                 time.sleep(interval)
-        yield time.monotonic() - start
+        # 0.0 unless another run held the lock (the clock alone moves between two reads)
+        yield (time.monotonic() - start) if waited else 0.0
     finally:
         sock.close()
 
@@ -567,10 +570,17 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     plan = Plan()
     present = state == "present"
     if record is None and not present:
-        # teardown without a record: remove what the current document describes, restore nothing
+        # teardown without a record: remove what carries podnet.cluster's names and marks (its chains, routes of
+        # its protocol, its unit, restore and CNI files), restore nothing, and keep the bridge's link: no record
+        # says podnet.cluster created it (an operator's bridge of that name must survive)
+        name = doc["bridge"]["name"]
         record = dict(document=doc, files=sorted(list(unit_files(doc)) + lib_paths(doc)
                                                  + ([doc["cni"]["file"]] if doc.get("cni") else [])),
-                      links=sorted(unit_links(doc)))
+                      links=sorted(unit_links(doc)), pristine={"bridge_existed": {name: True}})
+        if read_bridge(runner, name)[0] is not None:
+            plan.warnings.append("node %s: no record at %s, so the bridge %s is left as it is (podnet.cluster has "
+                                 "no record of creating it); delete it by hand if it was podnet.cluster's"
+                                 % (doc["node"], record_path(doc), name))
     old = (record or {}).get("document") or {}
     pristine = _pristine_of(record)
     pristine.setdefault("sysctl", {})

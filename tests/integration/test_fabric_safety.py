@@ -1,0 +1,288 @@
+# -*- coding: utf-8 -*-
+"""The fabric's side of a cluster's life, on a lab (named nodes, a /26 node prefix, a routed and a Compute Engine
+fabric): teardown removes the routers' and the Compute Engine routes and needs no valid plan; leaving a fabric
+removes its routes in the same run; a fabric with nobody to carry it is refused before any node changes; nodes that
+left the inventory are named; a clean run prints no warning; teardown keeps a bridge it has no record of.
+
+The routers' state is read from the lab router namespace's own route table; the Compute Engine routes from the local
+stand-in of the API (tests/lib/gce_standin.py), which programs the same router namespace as the VPC would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+import yaml
+
+from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run
+from lib.nodestate import assert_same, node_state, unchanged
+
+PREFIX = "pfs"
+CLUSTER = "10.66.0.0/20"
+SUBNET = "172.25.14.0/24"
+PROJECT = "podnet-lab"
+TOKEN = "podnet-test-token"
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("fs") / "lab", request, node_names=["oak", "elm"],
+                   lab_vars={"podnet_lab_subnet": SUBNET,
+                             "podnet_lab_external_cidr": "198.18.14.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
+                                                           "podnet_node_prefix_ipv4": 26,
+                                                           "podnet_runtimes": ["cni"]}})
+    spec.playbook("present")
+    return spec
+
+
+@pytest.fixture(scope="module")
+def pristine(lab: Lab) -> Dict[str, Dict[str, str]]:
+    return {n: node_state(lab, n) for n in lab.nodes}
+
+
+def router(lab: Lab) -> str:
+    return "%s-router" % lab.name
+
+
+def router_routes(lab: Lab) -> List[str]:
+    """The lab router's routes of the collection's protocol (its own table, read in its namespace)."""
+    out = in_ns(router(lab), "ip", "-4", "route", "show", "proto", "158").stdout
+    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+
+def node_routes(lab: Lab, node: str) -> List[str]:
+    out = in_ns(node, "ip", "-4", "route", "show", "proto", "158").stdout
+    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+
+def inventory(lab: Lab, name: str, routers: bool = False, group_vars: Optional[Dict[str, Any]] = None,
+              drop: Optional[List[str]] = None) -> Path:
+    """The lab's inventory with its own state file, the router in podnet_routers (``routers``), more variables."""
+    data = yaml.safe_load(lab.hosts_yml.read_text())
+    children = data["all"]["children"]["podnet_lab"]["children"]
+    children.pop("podnet_routers", None)
+    if routers:
+        children["podnet_routers"] = {"hosts": {router(lab): {}}}
+    group = children["podnet_nodes"]
+    group["vars"]["podnet_state_file"] = str(lab.inventory_dir / "podnet_state.yml")
+    group["vars"].update(group_vars or {})
+    for host in drop or []:
+        del group["hosts"][host]
+    path = lab.inventory_dir / ("%s.yml" % name)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def play(name: str, inv: Path, *args: str, check: bool = True, **extra: Any) -> subprocess.CompletedProcess:
+    argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % name, "-i", str(inv)]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    return run(argv + list(args), check=check)
+
+
+def state(lab: Lab) -> Dict[str, List[str]]:
+    return yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+
+
+def test_a_clean_run_of_each_fabric_prints_no_warning(lab: Lab, pristine):
+    """No "could not match podnet_routers" (nor any other warning) on a clean run, with and without routers."""
+    for inv in (inventory(lab, "plain"), inventory(lab, "routed", routers=True)):
+        for fabric in ("l2_routes", "router"):
+            if fabric == "router" and "routed" not in inv.name:
+                continue
+            proc = play("site", inv, podnet_fabric=fabric)
+            out = proc.stdout + proc.stderr
+            assert "[WARNING]" not in out, out[-4000:]
+            again = play("site", inv, podnet_fabric=fabric)
+            assert unchanged(again) and "[WARNING]" not in again.stdout + again.stderr, again.stdout[-4000:]
+    play("teardown", inventory(lab, "routed", routers=True))
+
+
+def test_router_fabric_without_routers_is_refused_and_nodes_keep_their_routes(lab: Lab):
+    plain = inventory(lab, "plain")
+    play("site", plain)
+    before = {n: node_state(lab, n) for n in lab.nodes}
+    assert all(node_routes(lab, n) for n in lab.nodes), "l2_routes gave the nodes no peer routes"
+    proc = play("site", plain, check=False, podnet_fabric="router")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "podnet_routers" in out and "podnet_fabric is router" in out, out[-3000:]
+    assert "Traceback" not in out
+    for n in lab.nodes:
+        assert_same(before[n], node_state(lab, n), "a refused router run changed %s" % n)
+    # the refusal is the run's first task: no node was asked anything
+    assert "Check every node's variables" in out.split("fatal:", 1)[0].rsplit("TASK [", 1)[-1], out[-3000:]
+    play("teardown", plain)
+
+
+def test_router_routes_go_with_teardown_and_when_the_cluster_leaves_the_fabric(lab: Lab, pristine):
+    routed = inventory(lab, "routed", routers=True)
+    play("site", routed, podnet_fabric="router")
+    held = sorted(c for n in lab.nodes for c in state(lab)[n])
+    assert router_routes(lab) == held
+    assert all(node_routes(lab, n) == [] for n in lab.nodes)
+
+    # router -> l2_routes, the router still in podnet_routers: its routes go in the same run
+    play("site", routed, podnet_fabric="l2_routes")
+    assert router_routes(lab) == [], "the router kept the routes of a fabric the cluster left"
+    for n in lab.nodes:
+        assert node_routes(lab, n) == sorted(c for m in lab.nodes if m != n for c in state(lab)[m])
+    assert unchanged(play("site", routed, podnet_fabric="l2_routes"))
+
+    # back to router, then teardown: the router's table loses every pod route, the nodes are as before
+    play("site", routed, podnet_fabric="router")
+    assert router_routes(lab) == held
+    check = play("teardown", routed, "--check", podnet_fabric="router")
+    assert router_routes(lab) == held, "teardown --check changed the router"
+    section = check.stdout.split("Remove the pod routes from the router", 1)[-1].split("TASK [", 1)[0]
+    assert "changed: [%s]" % router(lab) in section, check.stdout[-3000:]
+    play("teardown", routed, podnet_fabric="router")
+    assert router_routes(lab) == [], "teardown left the pod routes on the router"
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "teardown left %s different from before" % n)
+    assert unchanged(play("teardown", routed, podnet_fabric="router"))
+
+
+def test_teardown_needs_no_valid_plan(lab: Lab, pristine):
+    """An exhausted cluster network or a node gone from the inventory does not block a teardown."""
+    plain = inventory(lab, "plain")
+    play("site", plain)
+    oak, elm = lab.nodes
+    # one /26 for two nodes: no plan is possible (the site run says so, and changes nothing)
+    tiny = {"podnet_cluster_cidrs": ["10.66.0.0/26"], "podnet_allow_readdress": True}
+    refused = play("site", plain, check=False, **tiny)
+    assert refused.returncode != 0
+    proc = play("teardown", plain, check=False, **tiny)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "teardown with an exhausted plan left %s" % n)
+
+    # a node gone from the inventory: the one still in it is torn down from its record
+    play("site", plain)
+    without_elm = inventory(lab, "no-elm", drop=[elm])
+    proc = play("teardown", without_elm, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert_same(pristine[oak], node_state(lab, oak), "teardown left oak")
+    play("teardown", plain)
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "teardown left %s" % n)
+
+
+def test_teardown_without_a_record_keeps_the_operators_bridge(lab: Lab, pristine):
+    plain = inventory(lab, "plain")
+    oak = lab.nodes[0]
+    assert not Path(lab.node_root(oak), "upper/etc/podnet/node.json").exists()
+    in_ns(oak, "ip", "link", "add", "cbr0", "type", "bridge")
+    try:
+        in_ns(oak, "ip", "addr", "add", "192.168.77.1/24", "dev", "cbr0")
+        before = node_state(lab, oak)
+        proc = play("teardown", plain)
+        assert "no record" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+        assert_same(before, node_state(lab, oak), "teardown without a record changed the operator's bridge")
+    finally:
+        in_ns(oak, "ip", "link", "del", "cbr0")
+    assert_same(pristine[oak], node_state(lab, oak), "the lab is not back")
+
+
+def test_departed_nodes_are_named_with_their_blocks_and_how_to_release_them(lab: Lab, pristine):
+    path = lab.inventory_dir / "podnet_state.yml"
+    path.write_text("version: 1\nnodes:\n  %s-birch: [10.66.0.0/26]\n  %s-ash: [10.66.0.192/26]\n"
+                    % (lab.name, lab.name))
+    plain = inventory(lab, "plain", group_vars={"podnet_cluster_cidrs": ["10.66.0.0/24"]})
+    try:
+        proc = play("site", plain, "--check")
+        out = proc.stdout + proc.stderr
+        for needle in ("%s-birch (10.66.0.0/26)" % lab.name, "%s-ash (10.66.0.192/26)" % lab.name,
+                       "podnet_release_nodes", "podnet_plan_prune"):
+            assert needle in out, "%r not said:\n%s" % (needle, out[-4000:])
+        # three /26 blocks: two held by departed nodes, two nodes to place -> exhausted, the holders named
+        small = inventory(lab, "small", group_vars={"podnet_cluster_cidrs": ["10.66.0.0/25"]})
+        path.write_text("version: 1\nnodes:\n  %s-birch: [10.66.0.0/26]\n" % lab.name)
+        proc = play("site", small, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        for needle in ("1 short", "%s-birch (10.66.0.0/26)" % lab.name, "podnet_release_nodes: [%s-birch]" % lab.name):
+            assert needle in out, "%r not in the error:\n%s" % (needle, out[-4000:])
+        for n in lab.nodes:
+            assert_same(pristine[n], node_state(lab, n), "a refused run changed %s" % n)
+        released = play("site", small, "--check", podnet_release_nodes=["%s-birch" % lab.name])
+        assert "podnet_release_nodes" not in released.stdout.split("PLAY RECAP")[0].split("Plan the pod network")[-1]
+    finally:
+        path.unlink(missing_ok=True)
+
+
+# ---- the gce fabric, through the local stand-in of the Compute Engine API (it programs the lab router)
+
+@pytest.fixture
+def standin(lab: Lab, tmp_path):
+    state_dir = tmp_path / "gce"
+    subprocess.run([sys.executable, str(REPO / "tests/lib/gce_standin.py"), "serve", "--state-dir", str(state_dir),
+                    "--project", PROJECT, "--token", TOKEN, "--lab-inventory", str(lab.hosts_yml),
+                    "--netns", router(lab), "--background"], check=True, timeout=60)
+    try:
+        yield (state_dir / "endpoint").read_text().strip()
+    finally:
+        subprocess.run([sys.executable, str(REPO / "tests/lib/gce_standin.py"), "stop", "--state-dir",
+                        str(state_dir)], check=False, timeout=60)
+
+
+def gce_routes(endpoint: str) -> List[str]:
+    """destRange of every route in the stand-in's project (the API's own list call)."""
+    import urllib.request
+    req = urllib.request.Request(endpoint + "projects/%s/global/routes" % PROJECT,
+                                 headers={"Authorization": "Bearer %s" % TOKEN})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return sorted(r["destRange"] for r in json.load(resp).get("items") or [])
+
+
+def gce_vars(endpoint: str) -> Dict[str, Any]:
+    return {"podnet_gce_project": PROJECT, "podnet_gce_network": "default", "podnet_gce_zone": "lab-a",
+            "podnet_gce_network_cidrs": [SUBNET], "podnet_gce_auth_kind": "accesstoken",
+            "podnet_gce_access_token": TOKEN, "podnet_gce_api_endpoint": endpoint}
+
+
+def test_gce_routes_go_when_the_cluster_leaves_gce_and_with_teardown(lab: Lab, pristine, standin):
+    inv = inventory(lab, "gce", group_vars=gce_vars(standin))
+    play("site", inv, podnet_fabric="gce")
+    held = sorted(c for n in lab.nodes for c in state(lab)[n])
+    assert gce_routes(standin) == held and router_routes(lab) == held
+
+    # gce -> l2_routes: the Compute Engine routes (and so the router's) go in the same run
+    play("site", inv, podnet_fabric="l2_routes")
+    assert gce_routes(standin) == [], "leaving gce left its Compute Engine routes"
+    assert router_routes(lab) == []
+    assert all(node_routes(lab, n) for n in lab.nodes)
+
+    # a node record says gce, and the project is gone from the inventory: refused, nothing changes
+    play("site", inv, podnet_fabric="gce")
+    assert gce_routes(standin) == held
+    before = {n: node_state(lab, n) for n in lab.nodes}
+    bare = inventory(lab, "bare")
+    proc = play("site", bare, check=False, podnet_fabric="l2_routes")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "podnet_gce_project" in out and lab.nodes[0] in out, out[-3000:]
+    for n in lab.nodes:
+        assert_same(before[n], node_state(lab, n), "a refused run changed %s" % n)
+    assert gce_routes(standin) == held
+
+    # teardown: the Compute Engine routes go, the nodes are as before the first converge
+    play("teardown", inv, podnet_fabric="gce")
+    assert gce_routes(standin) == [] and router_routes(lab) == []
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "teardown left %s" % n)
+
+
+def test_gce_without_a_project_is_refused_before_any_change(lab: Lab, pristine):
+    proc = play("site", inventory(lab, "plain"), check=False, podnet_fabric="gce")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "podnet_gce_project" in out and "podnet_gce_zone" in out, out[-3000:]
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "a refused gce run changed %s" % n)
