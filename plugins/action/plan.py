@@ -253,8 +253,8 @@ class ActionModule(ActionBase):
                 listed.append("... and %d more hosts" % (len(problems) - MAX_HOSTS_LISTED))
             result.update(failed=True, argument_errors=problems,
                           msg="podnet.cluster.plan: the role variables (meta/argument_specs.yml of the role "
-                              "podnet.cluster.plan) are not valid on %d host(s):\n- %s"
-                              % (len(problems), "\n- ".join(listed)))
+                              "podnet.cluster.plan) are not valid (%d problem(s)); no node was asked anything "
+                              "and nothing was changed:\n- %s" % (len(problems), "\n- ".join(listed)))
             return result
         result.update(changed=False, checked=len(hosts), msg="The role variables of %d host(s) are valid" % len(hosts))
         return result
@@ -269,9 +269,6 @@ class ActionModule(ActionBase):
     @staticmethod
     def _config_errors(config: Any) -> List[str]:
         cluster, prefix4, prefix6, service, reserved = config
-        if not isinstance(cluster, (list, tuple, str)) or not isinstance(service or [], (list, tuple, str)) \
-                or not isinstance(reserved or [], (list, tuple, str)):
-            return []  # not a list: the argument spec names it
         try:
             return planner.config_errors(planner.PlanConfig(
                 cluster_cidrs=cluster, node_prefix_ipv4=prefix4, node_prefix_ipv6=prefix6, service_cidrs=service or [],
