@@ -45,7 +45,7 @@ options:
         C(restart) restarts I(service) when it runs (systemd, else the SysV C(service) command), waits until it is
         active again and restores the pod gateways (dockerd strips them), so a batch of nodes is done before the
         next one starts (C(throttle)); a service that is not running is left alone. Every state but C(probe) and
-        check mode holds the node lock (an abstract Unix socket), C(restart) included: it waits for another
+        check mode holds the node lock (an abstract Unix socket), C(restart) included, and waits for another
         podnet.cluster run on the node to finish.
       - C(absent) needs no plan - the node's record says what its last converge made. Without a record only what
         carries the collection's names and marks goes (its chains, routes of its protocol, its unit, restore and
