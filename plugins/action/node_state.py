@@ -74,6 +74,32 @@ def cluster_wide(error: str, host: str, task_vars: Dict[str, Any]) -> str:
     return "host %s: %s: the same value as on every node, reported once by host %s" % (host, var, first)
 
 
+def _grouped(problems: List[str], nodes: List[str]) -> List[str]:
+    """The same problem on several hosts (a group variable) told once, naming them all."""
+    order: List[str] = []
+    hosts: Dict[str, List[str]] = {}
+    for problem in problems:
+        m = re.match(r"host (\S+): (.*)$", problem, re.S)
+        key = m.group(2) if m else problem
+        if key not in hosts:
+            order.append(key)
+            hosts[key] = []
+        if m:
+            hosts[key].append(m.group(1))
+    out = []
+    for key in order:
+        named = hosts[key]
+        if not named:
+            out.append(key)
+        elif len(named) == 1:
+            out.append("host %s: %s" % (named[0], key))
+        else:
+            text = ", ".join(named[:5]) + (" and %d more" % (len(named) - 5) if len(named) > 5 else "")
+            note = " (every node of this run, the same value: a group variable?)" if len(named) == len(nodes) else ""
+            out.append("hosts %s%s: %s" % (text, note, key))
+    return out
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
@@ -188,6 +214,7 @@ class ActionModule(ActionBase):
         if args["fabric_checks"] and not problems:
             problems.extend(fabric_errors(fabrics, list(groups.get(args["router_group"]) or []),
                                           args["router_group"], extra))
+        problems = _grouped(problems, [str(h) for h in nodes])
         if problems:
             listed = problems[:MAX_LISTED]
             if len(problems) > MAX_LISTED:

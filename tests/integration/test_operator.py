@@ -266,9 +266,9 @@ def test_a_clean_run_says_nothing_twice_and_warns_of_nothing(quad: Lab, fabric):
 def test_a_cluster_wide_mistake_is_reported_once(quad: Lab):
     proc = play(quad, "site", check=False, podnet_bridge_mtu="big")
     assert proc.returncode != 0
-    errors = [l for l in (proc.stdout + proc.stderr).splitlines() if l.startswith("[ERROR]: Task failed")]
-    assert len(errors) == len(quad.nodes), errors
-    full = [l for l in errors if "podnet_bridge_mtu='big': 0 (the uplink's MTU) or 68..65535" in l]
-    assert len(full) == 1 and "a group variable?" in full[0], errors
-    first = sorted(quad.nodes)[0]
-    assert all("reported once by host %s" % first in l for l in errors if l not in full), errors
+    # checked once on the controller before any node is asked anything: one error naming every node
+    out = proc.stdout + proc.stderr
+    lines = [l for l in out.splitlines() if "podnet_bridge_mtu='big': 0 (the uplink's MTU) or 68..65535" in l]
+    assert lines and all("a group variable?" in l for l in lines), out[-3000:]
+    assert all(n in lines[0] for n in quad.nodes), lines
+    assert out.count("podnet_bridge_mtu='big'") <= 2 * len(lines), out[-3000:]
