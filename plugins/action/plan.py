@@ -140,6 +140,7 @@ class ActionModule(ActionBase):
                 node_ip=plain(hv.get("podnet_node_ip")),
                 fact_ipv4=facts.get("default_ipv4"),
                 fact_ipv6=facts.get("default_ipv6"),
+                fact_interfaces=planner.default_interfaces(facts),
                 pod_cidrs=plain(hv.get("podnet_pod_cidrs")),
                 held=held,
             ))

@@ -44,7 +44,8 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     """Every problem of the lab role's inputs, one line each; [] when they are usable.
 
     ``inputs`` keys: state, name, nodes, subnet, subnet_ipv6, external_cidr,
-    external_cidr_ipv6, root, inventory_dir, inventory_vars, ssh (the podnet_lab_*
+    external_cidr_ipv6, root, inventory_dir, inventory_vars, ssh, router_advertisements, ra_interval,
+    ra_lifetime, node_ip (the podnet_lab_*
     variables without their prefix); with ``check_tools`` (default true) the
     commands the lab runs are looked up on this machine, the controller, which
     is where the lab play (hosts: localhost, connection: local) builds the lab.
@@ -135,6 +136,27 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     except TypeError:
         errors.append("podnet_lab_ssh: %r is not a boolean" % (inputs.get("ssh"),))
         ssh = False
+    try:
+        advertise = boolean(inputs.get("router_advertisements", False), strict=True)
+    except TypeError:
+        errors.append("podnet_lab_router_advertisements: %r is not a boolean" % (inputs.get("router_advertisements"),))
+        advertise = False
+    if advertise and not inputs.get("subnet_ipv6"):
+        errors.append("podnet_lab_router_advertisements: the router advertises an IPv6 default route, but "
+                      "podnet_lab_subnet_ipv6 is empty (no IPv6 underlay)")
+    for var, low, high, what in (("ra_interval", 1, 1800, "seconds between advertisements"),
+                                 ("ra_lifetime", 0, 9000, "router lifetime in seconds (RFC 4861)")):
+        value = inputs.get(var, low)
+        try:
+            number = int(str(value))
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or not low <= number <= high:
+            errors.append("podnet_lab_%s: %r is not a %s from %d to %d" % (var, value, what, low, high))
+    try:
+        boolean(inputs.get("node_ip", True), strict=True)
+    except TypeError:
+        errors.append("podnet_lab_node_ip: %r is not a boolean" % (inputs.get("node_ip"),))
     if inputs.get("check_tools", True):
         tools = dict(TOOLS)
         if ssh is True and state == "present":

@@ -56,6 +56,101 @@ while True:
         while data:
             data = data[os.write(1, data):]
 """
+RA_DIR = "ra"            # <root>/<router>/ra: the RA sender's program, settings, pid file and log
+RA_PROGRAM = "ra_sender.py"
+RA_SETTINGS = "ra.json"
+RA_PID = "ra.pid"
+RA_LOG = "ra.log"
+RA_INTERVAL = 10
+RA_LIFETIME = 1800
+# A router advertisement sender (ICMPv6 type 134, RFC 4861), run inside the router's namespace on its link to the
+# nodes: from the link's link-local address once it is no longer tentative, hop limit 255, to all nodes (ff02::1),
+# with a source link-layer address option and no prefix (the nodes keep their static addresses). It sends three at
+# one-second spacing, then one every "interval" seconds and one at once for each router solicitation. SIGHUP
+# re-reads the settings file and sends at once (router lifetime 0: the nodes drop the router as their default
+# route); SIGTERM ends it. The kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket.
+RA_SCRIPT = """\
+# Written by podnet.cluster.lab_topology: router advertisements of the lab router.
+# Usage: python3 ra_sender.py IFACE SETTINGS_JSON PID_FILE
+import fcntl, json, os, select, signal, socket, struct, sys, time
+
+iface, settings_path, pid_path = sys.argv[1], sys.argv[2], sys.argv[3]
+index = socket.if_nametoindex(iface)
+
+
+def link_local():
+    with open("/proc/net/if_inet6") as fh:
+        for line in fh:
+            f = line.split()
+            if f[5] == iface and int(f[3], 16) == 0x20 and not int(f[4], 16) & 0x40:  # link scope, not tentative
+                return socket.inet_ntop(socket.AF_INET6, bytes.fromhex(f[0]))
+    return None
+
+
+def settings():
+    with open(settings_path) as fh:
+        data = json.load(fh)
+    return int(data.get("interval", 10)), int(data.get("lifetime", 1800))
+
+
+deadline = time.monotonic() + 30
+source = link_local()
+while source is None:
+    if time.monotonic() > deadline:
+        sys.exit("no usable link-local address on %s after 30 s" % iface)
+    time.sleep(0.1)
+    source = link_local()
+probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+mac = fcntl.ioctl(probe.fileno(), 0x8927, struct.pack("256s", iface.encode()[:15]))[18:24]  # SIOCGIFHWADDR
+probe.close()
+sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+sock.bind((source, 0, 0, index))
+with open(pid_path + ".tmp", "w") as fh:
+    fh.write("%d\\n" % os.getpid())
+os.replace(pid_path + ".tmp", pid_path)
+state = {"reload": False}
+
+
+def hup(_sig, _frame):
+    state["reload"] = True
+
+
+signal.signal(signal.SIGHUP, hup)
+signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(0))
+interval, lifetime = settings()
+
+
+def send(reason):
+    packet = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, lifetime, 0, 0) + struct.pack("!BB6s", 1, 1, mac)
+    sock.sendto(packet, ("ff02::1", 0, 0, index))
+    sys.stdout.write("%.3f RA from %s on %s, router lifetime %d (%s)\\n" % (time.time(), source, iface, lifetime,
+                                                                         reason))
+    sys.stdout.flush()
+
+
+initial = 3
+next_at = time.monotonic()
+while True:
+    if state["reload"]:
+        state["reload"] = False
+        interval, lifetime = settings()
+        initial, next_at = 3, time.monotonic()
+    # short waits: Python resumes a select that a signal interrupted, so SIGHUP is seen within 0.2 s
+    ready = select.select([sock], [], [], min(0.2, max(0.0, next_at - time.monotonic())))[0]
+    if ready:
+        data, _addr = sock.recvfrom(2048)
+        if data[:1] == b"\\x85":  # a router solicitation: answer at once
+            send("solicited")
+        continue
+    if state["reload"] or time.monotonic() < next_at:
+        continue
+    send("periodic" if not initial else "initial")
+    initial = max(0, initial - 1)
+    next_at = time.monotonic() + (1 if initial else interval)
+"""
 EXTERNAL_HOST = 10
 ROUTER_SYSCTLS_V4 = {"net.ipv4.ip_forward": "1"}
 ROUTER_SYSCTLS_V6 = {"net.ipv6.conf.all.forwarding": "1"}
@@ -167,6 +262,17 @@ def build_topology(params):
     for a, b, wa, wb in ((subnet, ext, "subnet", "external_cidr"), (subnet6, ext6, "subnet_ipv6", "external_cidr_ipv6")):
         if a is not None and b is not None and a.overlaps(b):
             errors.append("%s %s overlaps %s %s" % (wa, a, wb, b))
+    advertise = bool(params.get("router_advertisements"))
+    if advertise and params.get("subnet_ipv6") in (None, ""):
+        errors.append("router_advertisements: the router advertises an IPv6 default route, but subnet_ipv6 is not "
+                      "set (no IPv6 underlay)")
+    ra_interval = params.get("ra_interval", RA_INTERVAL)
+    ra_lifetime = params.get("ra_lifetime", RA_LIFETIME)
+    if isinstance(ra_interval, bool) or not isinstance(ra_interval, int) or not 1 <= ra_interval <= 1800:
+        errors.append("ra_interval: %r is not a number of seconds from 1 to 1800" % (ra_interval,))
+    if isinstance(ra_lifetime, bool) or not isinstance(ra_lifetime, int) or not 0 <= ra_lifetime <= 9000:
+        errors.append("ra_lifetime: %r is not a router lifetime in seconds from 0 to 9000 (RFC 4861)"
+                      % (ra_lifetime,))
     root = params.get("root") or ("/var/tmp/podnet-lab/%s" % name)
     root = _check_root(root, errors)
     if errors:
@@ -181,6 +287,10 @@ def build_topology(params):
         "controller": infra["controller"],
         "ssh": bool(params.get("ssh")),
         "static_neighbours": bool(params.get("static_neighbours", True)),
+        "node_ip": params.get("node_ip", True) is not False,
+        "router_advertisements": advertise,
+        "ra_interval": ra_interval,
+        "ra_lifetime": ra_lifetime,
         "node_names": nodes,
         "nodes": {},
         "subnet": str(subnet),
@@ -265,7 +375,8 @@ def desired_state(topo):
                                                       "%s/%d" % (n["ipv6"], p6) if p6 else None) if a])
         veths.append((sw, n["switch_port"], node, "eth0"))
         routes.append((node, 4, "default", n["gateway_ipv4"]))
-        if p6:
+        if p6 and not topo.get("router_advertisements"):
+            # with router advertisements the node's kernel learns it (proto ra) instead
             routes.append((node, 6, "default", n["gateway_ipv6"]))
     if topo["ssh"]:
         c = topo["controller_info"]
@@ -343,13 +454,13 @@ def build_inventory(topo, inventory_vars):
     """The lab's YAML inventory as data (see RETURN)."""
     def host_vars(netns, root, node=None):
         hv = {"podnet_netns": netns, "podnet_netns_root": root}
-        if node is not None:
+        if node is not None and topo.get("node_ip", True):
             # address/prefix: the plan then knows the node network too (never masqueraded).
             ipv4 = "%s/%d" % (node["ipv4"], node["prefix_ipv4"])
             hv["podnet_node_ip"] = ipv4 if not node["ipv6"] else [ipv4, "%s/%d" % (node["ipv6"], node["prefix_ipv6"])]
-            if topo.get("ssh"):
-                # Real SSH to the node's sshd, from the controller namespace (see docs/lab.md).
-                hv.update(ssh_host_vars(topo, node))
+        if node is not None and topo.get("ssh"):
+            # Real SSH to the node's sshd, from the controller namespace (see docs/lab.md).
+            hv.update(ssh_host_vars(topo, node))
         return hv
 
     node_vars = {"podnet_verify_external": topo["external_info"]["ipv4"],
@@ -449,6 +560,28 @@ def sshd_files(topo):
             "listen": listen,
         }
     return out
+
+
+# --------------------------------------------------------------------------
+# router advertisements (option router_advertisements)
+
+
+def ra_files(topo):
+    """Paths, settings and the command line of the router's RA sender (all under the router's lab directory)."""
+    base = "%s/%s" % (topo["router_info"]["root"], RA_DIR)
+    program = "%s/%s" % (base, RA_PROGRAM)
+    settings = "%s/%s" % (base, RA_SETTINGS)
+    pid_file = "%s/%s" % (base, RA_PID)
+    return {
+        "dir": base,
+        "program": program,
+        "settings": settings,
+        "settings_text": '{"interval": %d, "lifetime": %d}\n' % (topo["ra_interval"], topo["ra_lifetime"]),
+        "pid_file": pid_file,
+        "log": "%s/%s" % (base, RA_LOG),
+        "argv": ["nsenter", "--net=%s/%s" % (NETNS_DIR, topo["router"]), "--", "/usr/bin/python3", program, "eth0",
+                 settings, pid_file],
+    }
 
 
 # --------------------------------------------------------------------------

@@ -143,6 +143,34 @@ options:
         against that limit. Switch it off to test ARP/NDP on the underlay itself.
     type: bool
     default: true
+  router_advertisements:
+    description:
+      - The router sends real router advertisements on its link to the nodes (ICMPv6 type 134 from its link-local
+        address once that is no longer tentative, hop limit 255, to C(ff02::1), a source link-layer address option,
+        no prefix option); three at one-second spacing, then one every O(ra_interval) seconds and one for each
+        router solicitation. The nodes get no static IPv6 default route; their kernels learn it (C(proto ra)).
+        The module waits up to 20 s until every node holds it.
+      - "The sender is a Python program run with C(nsenter --net) in the router's namespace; its program, settings
+        (C(ra.json): C(interval), C(lifetime)), pid file and log are in C(<root>/<name>-router/ra/). SIGHUP makes it
+        re-read the settings and advertise at once. It is tracked by its pid file and stopped by that pid when
+        the lab is removed or the option is off."
+      - Needs O(subnet_ipv6).
+    type: bool
+    default: false
+  ra_interval:
+    description: Seconds between periodic router advertisements (1 to 1800).
+    type: int
+    default: 10
+  ra_lifetime:
+    description: Router lifetime of the advertisements, in seconds (0 to 9000); 0 withdraws the default route.
+    type: int
+    default: 1800
+  node_ip:
+    description:
+      - Give each node C(podnet_node_ip) (its underlay address/prefix of each family) in the returned
+        RV(inventory). V(false) leaves it out, so that the plan finds node IPs from the nodes' facts.
+    type: bool
+    default: true
   state:
     description:
       - C(present) builds or repairs the lab, C(absent) removes it.
@@ -279,6 +307,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     SSH_KEY,
     SSH_PROXY,
     PROXY_SCRIPT,
+    RA_SCRIPT,
     SSHD,
     SSHD_DIR,
     STATE_FILE,
@@ -288,6 +317,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     build_topology,
     desired_state,
     host_files,
+    ra_files,
     sshd_files,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
@@ -605,6 +635,8 @@ def reconcile(lab, topo, want, files, recorded_nodes):
             for addr in addrs:
                 before.add("%s: addr %s %s" % (ns, name, addr))
         for rt in current[ns]["routes"]:
+            if rt["protocol"] == "ra":
+                continue  # learned from the router's advertisements, not made by the lab
             if rt["via"] and (ns in topo["node_names"] and rt["dst"] == "default" or ns == topo["external"]):
                 before.add("%s: route -%d %s via %s" % (ns, rt["family"], rt["dst"], rt["via"]))
 
@@ -671,6 +703,8 @@ def reconcile(lab, topo, want, files, recorded_nodes):
     for node in topo["node_names"]:
         # A default route of a family the lab no longer has (subnet_ipv6 dropped).
         for rt in current[node]["routes"]:
+            if rt["protocol"] == "ra" and topo["router_advertisements"]:
+                continue  # learned from the router's advertisements
             if rt["dst"] == "default" and rt["via"] and (rt["family"], "default") not in wanted_routes.get(node, {}):
                 lab.run_change([ip, "-n", node, "-%d" % rt["family"], "route", "del", "default", "via", rt["via"]])
     ex = topo["external"]
@@ -972,6 +1006,128 @@ def ssh_remove(lab, topo, nodes, before):
     return killed
 
 
+# --------------------------------------------------------------------------
+# router advertisements (option router_advertisements)
+
+
+def ra_pid(spec, nsid=None):
+    """PID of the running RA sender, from its pid file, checked against /proc (command line and namespace)."""
+    try:
+        with open(spec["pid_file"]) as fh:
+            pid = int(fh.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            cmdline = fh.read()
+        st = os.stat("/proc/%d/ns/net" % pid)
+    except (OSError, ValueError):
+        return None
+    if spec["program"].encode() not in cmdline or not _running(pid):
+        return None
+    if nsid is not None and (st.st_dev, st.st_ino) != nsid:
+        return None
+    return pid
+
+
+def stop_ra(lab, spec):
+    """Stop the RA sender by the pid in its pid file (only if that pid is this sender)."""
+    pid = ra_pid(spec)
+    if pid is None:
+        return []
+    lab.note("stop the router advertisement sender (pid %d)" % pid)
+    procs = [{"pid": pid, "comm": "python3", "netns": None, "reason": "ra sender"}]
+    lab.kill(procs)
+    return procs
+
+
+def nodes_with_ra_route(lab, topo):
+    """Nodes whose kernel holds an IPv6 default route learned from router advertisements."""
+    found = []
+    for node in topo["node_names"]:
+        rc, out, _err = lab.run([lab.ip, "-n", node, "-6", "-j", "route", "show", "default", "proto", "ra"])
+        if rc == 0 and out.strip() not in ("", "[]"):
+            found.append(node)
+    return found
+
+
+def ra_reconcile(lab, topo, before):
+    """The router's RA sender runs with the lab's settings, and every node holds its RA default route."""
+    spec = ra_files(topo)
+    _ensure_dir(lab, spec["dir"], 0o755)
+    program_changed = _write_if_changed(lab, spec["program"], RA_SCRIPT, 0o644, before)
+    settings_changed = _write_if_changed(lab, spec["settings"], spec["settings_text"], 0o644, before)
+    pid = ra_pid(spec, lab.netns_id(topo["router"]))
+    if pid is not None and program_changed:
+        stop_ra(lab, spec)
+        pid = None
+    if pid is not None:
+        before.add("router advertisements %s eth0" % topo["router"])
+        if settings_changed and not lab.check:
+            lab.note("send SIGHUP to the router advertisement sender (pid %d): new settings" % pid)
+            os.kill(pid, signal.SIGHUP)
+    else:
+        lab.note("start the router advertisement sender in %s: %s" % (topo["router"], " ".join(spec["argv"])))
+        if not lab.check:
+            if os.path.lexists(spec["pid_file"]):
+                os.unlink(spec["pid_file"])
+            with open(spec["log"], "ab") as log:
+                os.set_inheritable(log.fileno(), True)
+                proc_pid = os.fork()
+                if proc_pid == 0:  # pragma: no cover - the child
+                    try:
+                        os.setsid()
+                        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                        os.dup2(log.fileno(), 1)
+                        os.dup2(log.fileno(), 2)
+                        os.execvp(spec["argv"][0], spec["argv"])
+                    finally:
+                        os._exit(127)
+            deadline = time.monotonic() + 35
+            while ra_pid(spec) is None:
+                done, _status = os.waitpid(proc_pid, os.WNOHANG)
+                if done or time.monotonic() > deadline:
+                    raise LabError("the router advertisement sender did not start; its log %s says:\n%s"
+                                   % (spec["log"], _tail(spec["log"])))
+                time.sleep(0.05)
+    if lab.check or topo["ra_lifetime"] == 0:
+        return
+    # every node learns its default route from the advertisements before the lab is ready
+    deadline = time.monotonic() + 20
+    missing = [n for n in topo["node_names"] if n not in nodes_with_ra_route(lab, topo)]
+    hup_at = time.monotonic() + 3
+    while missing:
+        if time.monotonic() > deadline:
+            raise LabError("nodes %s hold no IPv6 default route learned from the router's advertisements after 20 s; "
+                           "the sender's log %s says:\n%s" % (", ".join(missing), spec["log"], _tail(spec["log"])))
+        if time.monotonic() > hup_at:
+            pid = ra_pid(spec)
+            if pid is not None:
+                os.kill(pid, signal.SIGHUP)  # advertise again at once
+            hup_at = time.monotonic() + 3
+        time.sleep(0.1)
+        missing = [n for n in missing if n not in nodes_with_ra_route(lab, topo)]
+
+
+def ra_remove(lab, topo, before):
+    """Stop the RA sender (by pid) and remove its files."""
+    spec = ra_files(topo)
+    procs = stop_ra(lab, spec)
+    if procs:
+        before.add("router advertisements %s eth0" % topo["router"])
+    if os.path.isdir(spec["dir"]):
+        before.add("directory %s" % spec["dir"])
+        lab.note("remove %s" % spec["dir"])
+        if not lab.check:
+            shutil.rmtree(spec["dir"])
+    return procs
+
+
+def _tail(path):
+    try:
+        with open(path) as fh:
+            return fh.read()[-2000:]
+    except OSError:
+        return "(no log)"
+
+
 def _write(path, content):
     atomic_write(path, content, mode=0o644, create_dirs=True)
 
@@ -1030,9 +1186,17 @@ def present(module, lab, topo):
         ssh_reconcile(lab, topo, before)
     else:
         killed += ssh_remove(lab, topo, topo["node_names"], before)
+    if topo["router_advertisements"]:
+        ra_reconcile(lab, topo, before)
+    else:
+        killed += ra_remove(lab, topo, before)
     if not lab.check and record != wanted_record:
         _write(os.path.join(topo["root"], STATE_FILE), json.dumps(wanted_record, indent=1) + "\n")
     after = desired_facts(want, files) | {"record %s/%s" % (topo["root"], STATE_FILE)} | ssh_facts(topo)
+    if topo["router_advertisements"]:
+        spec = ra_files(topo)
+        after |= {"file %s" % spec["program"], "file %s" % spec["settings"],
+                  "router advertisements %s eth0" % topo["router"]}
     return before, after, killed, want
 
 
@@ -1043,6 +1207,8 @@ def absent(module, lab, topo):
     names += nodes
     before = set()
     stopped = ssh_remove(lab, topo, list(dict.fromkeys(nodes)), before)
+    if os.path.isdir(topo["root"]):
+        stopped += ra_remove(lab, topo, before)
     procs = stopped + lab.lab_processes(names, [topo["root"]])
     lab.kill(procs)
     for ns in names:
@@ -1073,6 +1239,10 @@ def main():
             inventory_vars=dict(type="dict"),
             ssh=dict(type="bool", default=False),
             static_neighbours=dict(type="bool", default=True),
+            router_advertisements=dict(type="bool", default=False),
+            ra_interval=dict(type="int", default=10),
+            ra_lifetime=dict(type="int", default=1800),
+            node_ip=dict(type="bool", default=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("nodes", "node_count")],

@@ -28,8 +28,9 @@ description:
     mode with C(--diff) shows what would change), under an exclusive lock so that concurrent runs cannot
     interleave.
   - Per node it reads the host variables C(podnet_node_ip) (an address, C(address/prefix), or a list of
-    them; default the C(default_ipv4)/C(default_ipv6) address from facts) and C(podnet_pod_cidrs) (explicit
-    subnets, honoured when valid).
+    them; default the C(default_ipv4)/C(default_ipv6) address from facts, and for a family without a default
+    route, such as IPv6 while its router is away, the first global address of that family on the interface of
+    the other family's default route) and C(podnet_pod_cidrs) (explicit subnets, honoured when valid).
   - Run it with C(run_once); its facts are set on every host of the play.
 version_added: 0.1.0
 author:

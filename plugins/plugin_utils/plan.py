@@ -61,6 +61,9 @@ class NodeInput:
     # Default addresses from facts, e.g. ansible_default_ipv4 / _ipv6 dicts.
     fact_ipv4: Optional[Mapping[str, Any]] = None
     fact_ipv6: Optional[Mapping[str, Any]] = None
+    # Facts of the interfaces those name ({name: ansible_facts[name]}): a family without a default route (a router
+    # away) takes its address from the interface that holds the other family's.
+    fact_interfaces: Optional[Mapping[str, Any]] = None
     # podnet_pod_cidrs as given (str or list); None when unset.
     pod_cidrs: Any = None
     # Pod subnets the node already holds (its record, the gateways on its bridge), as probed; None: not asked.
@@ -308,7 +311,12 @@ def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IP
                 if net is not None:
                     networks[addr.version] = net
         return addresses, networks
-    for fact in (node.fact_ipv4, node.fact_ipv6):
+    facts = {4: node.fact_ipv4, 6: node.fact_ipv6}
+    for family in FAMILIES:
+        other = facts[10 - family]
+        if (not isinstance(facts[family], Mapping) or not facts[family].get("address")) and isinstance(other, Mapping):
+            facts[family] = interface_address(node.fact_interfaces, other.get("interface"), family)
+    for fact in facts.values():
         if not isinstance(fact, Mapping) or not fact.get("address"):
             continue
         try:
@@ -324,6 +332,48 @@ def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IP
         except (netaddr.AddrFormatError, ValueError, TypeError):
             pass
     return addresses, networks
+
+
+def default_interfaces(facts: Any) -> Dict[str, Any]:
+    """{name: facts} of the interfaces that the network facts' default_ipv4 and default_ipv6 name (no more: a node's
+    facts hold every interface, and only these matter to the plan)."""
+    out: Dict[str, Any] = {}
+    if not isinstance(facts, Mapping):
+        return out
+    for key in ("default_ipv4", "default_ipv6"):
+        fact = facts.get(key)
+        name = fact.get("interface") if isinstance(fact, Mapping) else None
+        if not name:
+            continue
+        for spelling in (str(name), str(name).replace(":", "_")):
+            if isinstance(facts.get(spelling), Mapping):
+                out[str(name)] = facts[spelling]
+                break
+    return out
+
+
+def interface_address(interfaces: Optional[Mapping[str, Any]], name: Any, family: int) -> Optional[Dict[str, Any]]:
+    """The first global address of ``family`` on interface ``name``, from its facts, as a default_ipvN-like dict.
+
+    Used when the node has no default route of that family (an IPv6 router away, its advertisements with router
+    lifetime 0): the node address of that family is then the one on the interface that carries the other family's
+    default route, which is where the default route's source address was.
+    """
+    if not isinstance(interfaces, Mapping) or not name:
+        return None
+    entry = interfaces.get(str(name)) or interfaces.get(str(name).replace(":", "_"))
+    if not isinstance(entry, Mapping):
+        return None
+    if family == 4:
+        candidates = [entry.get("ipv4")] + list(entry.get("ipv4_secondaries") or [])
+        for item in candidates:
+            if isinstance(item, Mapping) and item.get("address") and not str(item["address"]).startswith("127."):
+                return {"address": item["address"], "netmask": item.get("netmask"), "interface": name}
+        return None
+    for item in entry.get("ipv6") or []:
+        if isinstance(item, Mapping) and item.get("address") and item.get("scope", "global") == "global":
+            return {"address": item["address"], "prefix": item.get("prefix"), "interface": name}
+    return None
 
 
 def parse_state(state: Any, source: str = "state file") -> Tuple[Dict[str, List["netaddr.IPNetwork"]], List["netaddr.IPNetwork"]]:
@@ -501,8 +551,9 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
         addrs, nets = _node_ips(node, errors)
         node_addrs[node.name], node_nets[node.name] = addrs, nets
         source = ("podnet_node_ip gives none" if node.has_node_ip else
-                  "podnet_node_ip is unset and its facts give none (facts are gathered for the hosts of the "
-                  "play; a host outside --limit needs podnet_node_ip)")
+                  "podnet_node_ip is unset and its facts give none (neither a default route of that family nor "
+                  "an address of it on the interface of the other family's default route; facts are gathered for "
+                  "the hosts of the play, so a host outside --limit needs podnet_node_ip)")
         for family in families:
             if family not in addrs:
                 errors.append(

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -107,6 +108,43 @@ def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess:
 
 def ping(ns: str, target: str) -> bool:
     return in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0
+
+
+def ra_dir(lab: "Lab") -> Path:
+    """The lab router's RA sender directory (option podnet_lab_router_advertisements)."""
+    return Path(lab.root) / ("%s-router" % lab.name) / "ra"
+
+
+def advertise(lab: "Lab", lifetime: int, interval: Optional[int] = None) -> None:
+    """Make the lab router advertise ``lifetime`` from now on (0: it withdraws itself as the default router), at once:
+    the settings file, then SIGHUP to the sender by its pid file."""
+    settings = ra_dir(lab) / "ra.json"
+    data = json.loads(settings.read_text())
+    data["lifetime"] = int(lifetime)
+    if interval is not None:
+        data["interval"] = int(interval)
+    settings.write_text(json.dumps(data) + "\n")
+    pid = int((ra_dir(lab) / "ra.pid").read_text().strip())
+    assert b"ra_sender.py" in Path("/proc/%d/cmdline" % pid).read_bytes(), "pid %d is not the RA sender" % pid
+    os.kill(pid, signal.SIGHUP)
+
+
+def ra_default_routes(ns: str) -> List[Dict[str, Any]]:
+    """IPv6 default routes that the namespace's kernel learned from router advertisements."""
+    out = in_ns(ns, "ip", "-6", "-json", "route", "show", "default", "proto", "ra").stdout.strip()
+    return json.loads(out) if out else []
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``predicate`` until it returns something true; fail the test naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("after %.0f s: %s" % (timeout, what), pytrace=False)
+        time.sleep(interval)
 
 
 def _pid_is_pytest(pid: int) -> bool:

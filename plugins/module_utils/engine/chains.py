@@ -206,16 +206,6 @@ def _restore(runner, change, test):
                           % (" ".join(cmd), change["table"], (err or out).strip()), rc=rc, restore=change["restore"])
 
 
-def plan_policy(ip_version, table, chain, current, wanted):
-    """Change of a built-in chain's policy back to ``wanted`` (one iptables-restore line)."""
-    save, _restore = tools(ip_version)
-    header = "%s -t %s: %s policy" % (save, table, chain)
-    return dict(changed=current != wanted, ip_version=int(ip_version), table=table,
-                restore="*%s\n:%s %s [0:0]\nCOMMIT\n" % (table, chain, wanted),
-                diff=dict(before="%s %s\n" % (chain, current), after="%s %s\n" % (chain, wanted),
-                          before_header=header, after_header=header))
-
-
 def test_chains(runner, change):
     """``iptables-restore --test`` of the exact text a write would give; commits nothing."""
     if change["restore"]:

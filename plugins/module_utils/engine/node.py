@@ -25,6 +25,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -39,7 +40,6 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge impor
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains import (
     apply_chains,
     plan_chains,
-    plan_policy,
     test_chains,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile import ABSENT, apply_json, plan_json, read_object
@@ -53,6 +53,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl impor
     read_live,
     validate_settings,
     write_live,
+    write_order,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, make_dirs, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
@@ -601,7 +602,10 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
 
     # ---- sysctls: live forwarding, the persisted file
     settings = dict(doc["sysctl"].get("settings") or {}) if present else {}
-    settings.update(ra_settings(runner, settings, doc.get("uplink") if present else None))
+    if present:
+        # accept_ra first: the write order puts these keys before forwarding (see engine.sysctl.write_order)
+        settings = dict(ra_settings(runner, settings, doc.get("uplink"), (old.get("sysctl") or {}).get("settings")),
+                        **settings)
     if present:
         # the record keeps the settings in force (accept_ra included), so teardown puts each one back
         doc = dict(doc, sysctl=dict(doc["sysctl"], settings=dict(settings)))
@@ -614,9 +618,10 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
                                 conflicts=doc["sysctl"].get("conflicts", "fail") if present else "ignore",
                                 warn=plan.warnings.append, not_yet=not_yet)
     dropped = [k for k in (old.get("sysctl") or {}).get("settings") or {} if k not in settings]
-    for key in dropped:
+    for key in write_order(dropped, teardown=True):
         before = pristine["sysctl"].get(key)
-        if before is not None and read_live(key) != before:
+        # a link that is gone took its keys with it
+        if before is not None and read_live(key, missing_ok=True) not in (before, None):
             sysctl_change["to_write"].append((key, "/proc/sys/" + canon_key(key), before))
             sysctl_change["changed_keys"].append(key)
             sysctl_change["changed"] = True
@@ -664,19 +669,13 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
             change = plan_chains(runner, ipv, table, [{"name": n} for n in gone], state="absent")
             plan.add("iptables IPv%d %s (removed)" % (ipv, table), change, lambda c: apply_chains(runner, c))
     if present:
-        policies = pristine.setdefault("forward_policy", {})
+        # The FORWARD policy is the host's: never read into the record, never changed (PODNET-FORWARD accepts pod
+        # traffic under DROP); a record of an earlier version that kept it drops it.
+        pristine.pop("forward_policy", None)
         for item in doc.get("iptables") or []:
             ipv = int(item["ip_version"])
             change = plan_chains(runner, ipv, item["table"], item["chains"])
             plan.add("iptables IPv%d %s" % (ipv, item["table"]), change, lambda c: apply_chains(runner, c))
-            if item["table"] == "filter" and "FORWARD" in change["policies"]:
-                # The FORWARD policy is the host's; what it was at the first converge is kept. Turned to DROP
-                # later, it is drift: pod traffic still passes (PODNET-FORWARD), but the node no longer
-                # forwards what it forwarded when it was converged. Reported, and put back.
-                recorded = policies.setdefault(str(ipv), change["policies"]["FORWARD"])
-                plan.add("iptables IPv%d FORWARD policy" % ipv,
-                         plan_policy(ipv, "filter", "FORWARD", change["policies"]["FORWARD"], recorded),
-                         lambda c: apply_chains(runner, c))
 
     # ---- routes (one pass, both families); an old protocol number is cleaned too
     routes = doc["routes"]
@@ -794,29 +793,58 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     return plan
 
 
-def ra_settings(runner, settings, uplink=None):
-    """accept_ra=2 on every link whose IPv6 default route came from a router advertisement, when podnet.cluster
-    turns IPv6 forwarding on: a forwarding host ignores advertisements (accept_ra=1), and that default route
-    would be purged when it expires.
+ACCEPT_RA = re.compile(r"^net/ipv6/conf/([^/]+)/accept_ra$")
 
-    With an uplink that moves into the bridge (``uplink``: the document's, fabric l2_bridge) the route is on the
-    uplink before the move and on the bridge after it: both get the setting, so every run wants the same.
-    """
-    if str(settings.get("net.ipv6.conf.all.forwarding")) != "1":
-        return {}
-    out = {}
-    for route in run_ip_json(runner, ["-6", "route", "show", "default"], tolerate=True):
+
+def ra_links(runner):
+    """Links that learn from router advertisements now: an RA-learned route (default or other) goes out of them,
+    or they hold a global address with a finite lifetime (SLAAC); a link whose accept_ra is 0 is left alone."""
+    found = []
+    for route in run_ip_json(runner, ["-6", "route", "show", "table", "all"], tolerate=True):
         if route_protocol(route) not in (9, "ra"):
             continue
-        devs = [route.get("dev")] + [nh.get("dev") for nh in route.get("nexthops") or []]
-        for dev in devs:
-            if dev and valid_ifname(dev):
-                out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
-    if out and uplink:
+        for dev in [route.get("dev")] + [nh.get("dev") for nh in route.get("nexthops") or []]:
+            if dev and dev not in found:
+                found.append(dev)
+    for entry in run_ip_json(runner, ["-6", "addr", "show"], numeric=False, tolerate=True):
+        for info in entry.get("addr_info") or []:
+            if info.get("scope") == "global" and info.get("dynamic") and entry.get("ifname") not in found:
+                found.append(entry.get("ifname"))
+    out = []
+    for dev in found:
+        if dev and valid_ifname(dev) and read_live("net/ipv6/conf/%s/accept_ra" % dev, missing_ok=True) not in (
+                None, "0"):
+            out.append(dev)
+    return out
+
+
+def ra_settings(runner, settings, uplink=None, recorded=None):
+    """accept_ra=2 on every link that learns from router advertisements, when podnet.cluster turns IPv6
+    forwarding on: a forwarding host ignores advertisements on a link with accept_ra=1, and the kernel purges
+    that link's RA-learned default routes the moment forwarding goes on.
+
+    ``recorded`` (the settings of the node's record): a link that got accept_ra=2 keeps it until teardown, whatever
+    its routes do meanwhile (a router outage must not make the node deaf to the router's return), as long as the
+    link exists. With an uplink that moves into the bridge (``uplink``: the document's, fabric l2_bridge) the route
+    is on the uplink before the move and on the bridge after it: both get the setting, so every run wants the same.
+    """
+    out = {}
+    for key, value in (recorded or {}).items():
+        match = ACCEPT_RA.match(canon_key(key))
+        # the bridge of fabric l2_bridge may be missing now: this change creates it again
+        if match and str(value) == "2" and (read_live(key, missing_ok=True) is not None
+                                            or match.group(1) == (uplink or {}).get("bridge")):
+            out["net/ipv6/conf/%s/accept_ra" % match.group(1)] = "2"
+    if str(settings.get("net.ipv6.conf.all.forwarding")) != "1":
+        return out
+    devs = ra_links(runner)
+    for dev in devs:
+        out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
+    if devs and uplink:
         names = {uplink["bridge"], uplink.get("uplink")}
         names.add((_snapshot_uplink(uplink.get("snapshot_path")) or {}).get("uplink"))
-        for dev in names:
-            if dev and valid_ifname(dev):
+        for dev in sorted(n for n in names if n):
+            if valid_ifname(dev):
                 out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
     return out
 

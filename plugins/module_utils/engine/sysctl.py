@@ -97,8 +97,36 @@ def validate_settings(settings, only_net=True):
     return out
 
 
+def key_rank(key):
+    """Where a key goes in the write order: 0 router-advertisement acceptance, 1 others, 2 forwarding.
+
+    The kernel purges the default routes learned from router advertisements on every link whose accept_ra is
+    not 2 at the moment net.ipv6.conf.all.forwarding goes to 1: accept_ra=2 must be in force first.
+    """
+    parts = canon_key(key).split("/")
+    if parts[-1] == "accept_ra":
+        return 0
+    if parts[-1] in ("forwarding", "ip_forward"):
+        return 2
+    return 1
+
+
+def write_order(keys, teardown=False):
+    """``keys`` in the order they are written: an explicit order, never a sorted one.
+
+    Bringing up: accept_ra keys, then the others, forwarding last (each group in the order given). Putting back
+    (``teardown``): forwarding first, accept_ra last, so a link never accepts advertisements less while the
+    node still forwards.
+    """
+    keys = list(keys)
+    if teardown:
+        return sorted(keys, key=lambda k: -key_rank(k))
+    return sorted(keys, key=key_rank)
+
+
 def render_file(settings):
-    return HEADER + "".join("%s = %s\n" % (k, settings[k]) for k in sorted(settings))
+    """The file, its lines in write order: sysctl --system applies them from top to bottom at boot."""
+    return HEADER + "".join("%s = %s\n" % (k, settings[k]) for k in write_order(settings))
 
 
 def find_conflicts(path, settings, search_paths=SEARCH_PATHS, sysctl_conf=SYSCTL_CONF):
@@ -153,7 +181,7 @@ def plan_sysctl(settings, path, apply=True, only_net=True, conflicts="fail", sea
         for f in found:
             warn(f["msg"])
     live_before, live_after, changed_keys, to_write = {}, {}, [], []
-    for key in sorted(settings):
+    for key in write_order(settings):
         if apply:
             cur = read_live(key, proc_root, missing_ok=key in not_yet)
             live_before[key] = cur

@@ -123,3 +123,37 @@ def test_switch_hosts_know_each_other_permanently():
     assert "203.0.113.10" not in node2
     # off: the underlay resolves its neighbours by ARP/NDP
     assert desired_state(build_topology(params(static_neighbours=False)))["neighbours"] == {}
+
+
+# --------------------------------------------------------------------------- router advertisements, node IPs
+
+
+def test_router_advertisements_replace_the_static_ipv6_default_route():
+    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state, ra_files
+
+    base = dict(subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64")
+    static = desired_state(build_topology(params(**base)))["routes"]
+    assert ("lab-node1", 6, "default", "fd00:9::1") in static
+    topo = build_topology(params(router_advertisements=True, ra_interval=30, ra_lifetime=600, **base))
+    routes = desired_state(topo)["routes"]
+    assert ("lab-node1", 4, "default", "10.9.8.1") in routes
+    assert [r for r in routes if r[1] == 6 and r[2] == "default"] == []
+    spec = ra_files(topo)
+    assert spec["dir"] == "/var/tmp/podnet-lab/lab/lab-router/ra"
+    assert spec["settings_text"] == '{"interval": 30, "lifetime": 600}\n'
+    assert spec["argv"][:3] == ["nsenter", "--net=/run/netns/lab-router", "--"]
+    assert spec["argv"][-3:] == ["eth0", spec["settings"], spec["pid_file"]]
+
+
+def test_router_advertisements_need_ipv6_and_sane_times():
+    with pytest.raises(LabError) as info:
+        build_topology(params(router_advertisements=True, ra_interval=0, ra_lifetime=-1))
+    text = str(info.value)
+    assert "router_advertisements" in text and "subnet_ipv6" in text
+    assert "ra_interval: 0" in text and "ra_lifetime: -1" in text
+
+
+def test_inventory_without_node_ips():
+    topo = build_topology(params(nodes=["web"], node_count=None, node_ip=False))
+    hosts = build_inventory(topo, {})["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["hosts"]
+    assert hosts["web"] == {"podnet_netns": "web", "podnet_netns_root": "/var/tmp/podnet-lab/lab/web"}

@@ -13,6 +13,7 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import (
     NodeInput,
     PlanConfig,
     PlanError,
+    default_interfaces,
     make_plan,
     natural_key,
     parse_state,
@@ -73,6 +74,37 @@ def test_node_ip_from_facts_with_its_network():
     result = make_plan(PlanConfig(cluster_cidrs=["10.244.0.0/16", "fd00::/48"]), [node])
     assert result.nodes["x"].node_ips == ["192.168.7.5", "2001:db8::5"]
     assert result.nodes["x"].node_cidrs == ["192.168.7.0/24", "2001:db8::/64"]
+
+
+def test_node_ip_of_a_family_without_default_route_comes_from_the_other_familys_interface():
+    """A router away (its advertisement with router lifetime 0 removed the IPv6 default route): the IPv6 node IP is
+    the global address on the interface of the IPv4 default route, as the facts list it; and the other way round."""
+    eth0 = {"ipv4": {"address": "192.168.7.5", "netmask": "255.255.255.0"},
+            "ipv6": [{"address": "fe80::1", "prefix": "64", "scope": "link"},
+                     {"address": "2001:db8::5", "prefix": "64", "scope": "global"}]}
+    facts = {"default_ipv4": {"address": "192.168.7.5", "netmask": "255.255.255.0", "interface": "eth0"},
+             "default_ipv6": {}, "eth0": eth0, "eth1": {"ipv6": [{"address": "2001:db8:1::9", "scope": "global"}]}}
+    interfaces = default_interfaces(facts)
+    assert interfaces == {"eth0": eth0}
+    node = NodeInput(name="x", fact_ipv4=facts["default_ipv4"], fact_ipv6={}, fact_interfaces=interfaces)
+    result = make_plan(PlanConfig(cluster_cidrs=["10.244.0.0/16", "fd00::/48"]), [node])
+    assert result.nodes["x"].node_ips == ["192.168.7.5", "2001:db8::5"]
+    assert result.nodes["x"].node_cidrs == ["192.168.7.0/24", "2001:db8::/64"]
+    # only IPv6 has a default route: IPv4 from its interface
+    v6 = {"address": "2001:db8::5", "prefix": "64", "interface": "eth0"}
+    node = NodeInput(name="y", fact_ipv4={}, fact_ipv6=v6, fact_interfaces={"eth0": eth0})
+    result = make_plan(PlanConfig(cluster_cidrs=["10.244.0.0/16", "fd00::/48"]), [node])
+    assert result.nodes["y"].node_ips == ["192.168.7.5", "2001:db8::5"]
+
+
+def test_no_default_route_and_no_address_on_the_interface_is_named():
+    eth0 = {"ipv4": {"address": "192.168.7.5", "netmask": "255.255.255.0"},
+            "ipv6": [{"address": "fe80::1", "prefix": "64", "scope": "link"}]}
+    node = NodeInput(name="x", fact_ipv4={"address": "192.168.7.5", "interface": "eth0"}, fact_ipv6={},
+                     fact_interfaces={"eth0": eth0})
+    message = "\n".join(errors_of(PlanConfig(cluster_cidrs=["10.244.0.0/16", "fd00::/48"]), [node]))
+    assert "host x: no IPv6 node IP" in message and "interface of the other family's default route" in message
+    assert "podnet_node_ip" in message
 
 
 # --- stickiness ---------------------------------------------------------------
