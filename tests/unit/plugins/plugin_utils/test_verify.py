@@ -503,15 +503,12 @@ def test_cells_of_one_source_are_those_of_the_whole_matrix():
             c for c in everything if c["source"] == node]
 
 
-def test_a_hundred_nodes_are_judged_quickly():
-    import time
-
+def test_a_hundred_nodes_are_judged():
+    """The whole matrix of a hundred dual-stack nodes: every probe judged once. (How fast: make bench.)"""
     names = ["n%d" % i for i in range(100)]
     plan = make_plan(dual=True, names=names)
     pods, servers, peers = make_pods(plan)
     net = Network(plan, pods, servers, peers=peers)
-    start = time.process_time()  # CPU time: other work on the machine does not count
     results = net.results()
     summary = judge(plan, names, pods, servers, results, EXTERNAL, peers=peers)
     assert summary["passed"] and summary["total"] == 3 * 2 * 100 * 100 + 2 * 100
-    assert time.process_time() - start < 20

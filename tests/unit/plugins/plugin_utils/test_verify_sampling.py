@@ -4,7 +4,6 @@ and reported like the full matrix, in time and memory linear in the number of pr
 from __future__ import annotations
 
 import ipaddress
-import time
 import tracemalloc
 
 import pytest
@@ -232,22 +231,20 @@ def test_a_server_that_does_not_serve_is_a_harness_problem():
 
 
 def test_building_and_judging_is_linear_in_the_probes():
-    """Sampled: time and memory per probe stay flat from 250 to 1,000 nodes."""
+    """Sampled: the probe count and the memory per probe stay flat from 250 to 1,000 nodes (memory is counted
+    by tracemalloc, which other work on the machine does not change; the time is make bench's verify item)."""
     per_probe = {}
     for count in (250, 1000):
         plan, pods, peers, servers = make_cluster(count, segments=4)
         tracemalloc.start()
-        start = time.process_time()
         targets = plan_targets(plan, list(plan["nodes"]), pods, servers, EXTERNAL, peers=peers, sample=6, seed=1)
         results = answer_all(plan, pods, peers, servers, targets)
         summary = judge(plan, list(plan["nodes"]), pods, servers, results, EXTERNAL, peers=peers,
                         selection=targets["selection"], sampling=targets["sampling"])
-        seconds = time.process_time() - start
         _cur, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert summary["passed"]
         probes = summary["total"]
         assert probes <= count * (3 * (6 + 2) + 1)
-        per_probe[count] = (seconds / probes, peak / probes)
-    assert per_probe[1000][0] < 2.5 * per_probe[250][0], per_probe
-    assert per_probe[1000][1] < 2.0 * per_probe[250][1], per_probe
+        per_probe[count] = peak / probes
+    assert per_probe[1000] < 2.0 * per_probe[250], per_probe
