@@ -520,6 +520,41 @@ def check_lines(lines, what):
     return lines
 
 
+def dynamic_addresses(snap, dev):
+    """The global addresses of ``dev`` with a finite lifetime (given by DHCP or SLAAC, or added with one), as
+    ``"ADDR/PREFIX (valid N s)"``."""
+    out = []
+    for addr in global_addresses(snap, dev):
+        valid = addr.get("valid_life_time", FOREVER)
+        if valid != FOREVER or addr.get("dynamic"):
+            out.append("%s (valid %s s)" % (addr_id(addr), valid))
+    return out
+
+
+DHCP_CLIENTS = ("dhclient", "dhcpcd", "udhcpc", "pump", "dhcp6c")
+
+
+def dhcp_clients(dev, proc="/proc"):
+    """DHCP client processes of this network namespace whose command line names ``dev`` (``"PID NAME"``)."""
+    try:
+        own = os.readlink(os.path.join(proc, "self", "ns", "net"))
+    except OSError:
+        own = None
+    found = []
+    for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
+        try:
+            with open(os.path.join(proc, pid, "cmdline"), "rb") as handle:
+                argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+            netns = os.readlink(os.path.join(proc, pid, "ns", "net"))
+        except OSError:
+            continue
+        if not argv or os.path.basename(argv[0]) not in DHCP_CLIENTS or (own and netns != own):
+            continue
+        if any(a == dev or (".%s." % dev) in a or a.endswith("." + dev) for a in argv[1:]):
+            found.append("%s %s" % (pid, os.path.basename(argv[0])))
+    return found
+
+
 def is_moved(snap):
     """True when the uplink is a port of the bridge and nothing is left to move."""
     return not plan_move(snap)

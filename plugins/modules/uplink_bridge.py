@@ -91,6 +91,15 @@ options:
       - Allow for a new connection to the host (SSH handshake) after the check.
     type: int
     default: 30
+  allow_dynamic_address:
+    description:
+      - Move an uplink whose global address has a finite lifetime (from DHCP or SLAAC, or added with one) or that
+        a DHCP client running in this network namespace names. Refused by default, before any change (check mode
+        too): the client keeps renewing the address on the uplink, a port of the bridge after the move, and the
+        copy on the bridge is gone when its lifetime ends. Give such nodes static addresses, or set this when
+        the lease outlives the node's time in the cluster.
+    type: bool
+    default: false
   snapshot_path:
     description:
       - Where the state before the move is kept, for I(state=absent), the lead's teardown and a boot-time
@@ -269,6 +278,7 @@ def main():
             check_timeout=dict(type="int", default=5),
             rollback_timeout=dict(type="int", default=30),
             snapshot_path=dict(type="path"),
+            allow_dynamic_address=dict(type="bool", default=False),
             detach=dict(type="bool", default=True),
             _phase=dict(type="str", default="apply", choices=["plan", "apply"]),
             _confirm_path=dict(type="path"),
@@ -300,6 +310,17 @@ def main():
         current = engine.read_snapshot(runner, bridge, uplink, tools["ip"])
         if state == "present":
             lines = engine.plan_move(current)
+            if lines and not p["allow_dynamic_address"]:
+                dynamic = engine.dynamic_addresses(current, uplink)
+                clients = engine.dhcp_clients(uplink)
+                if dynamic or clients:
+                    module.fail_json(msg="%s holds a dynamic address (%s): after the move into %s its DHCP client "
+                                         "keeps renewing it on %s, a port of the bridge, and the copy on %s is gone "
+                                         "when its lifetime ends. Give the node a static address, or set "
+                                         "allow_dynamic_address (podnet_l2_bridge_allow_dynamic_address) to move "
+                                         "it anyway; nothing was changed"
+                                     % (uplink, "; ".join(dynamic + ["DHCP client %s" % c for c in clients]),
+                                        bridge, uplink, bridge), dynamic=dynamic, dhcp_clients=clients, **result)
             predicted = engine.simulate_move(current) if lines else current
             targets = engine.check_targets(current, p["check_address"]) if lines else []
         else:

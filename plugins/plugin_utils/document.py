@@ -58,6 +58,7 @@ DEFAULTS: Dict[str, Any] = {
     "l2_bridge_check_method": "ping",
     "l2_bridge_check_timeout": 5,
     "l2_bridge_rollback_timeout": 30,
+    "l2_bridge_allow_dynamic_address": False,
 }
 
 DOCKER_REFUSE = {
@@ -353,6 +354,13 @@ def uplink_snapshot_path(state_dir: str, bridge: str) -> str:
     return "%s/uplink-%s.json" % (state_dir.rstrip("/"), bridge)
 
 
+def _truthy(value: Any) -> bool:
+    """A boolean setting given as a boolean or as Ansible's words for one (-e gives strings)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
 def uplink_spec(host: str, entry: Mapping[str, Any], s: Mapping[str, Any]) -> Dict[str, Any]:
     """The arguments of podnet.cluster.uplink_bridge for this node (fabric l2_bridge).
 
@@ -364,6 +372,8 @@ def uplink_spec(host: str, entry: Mapping[str, Any], s: Mapping[str, Any]) -> Di
                             "check_method": s["l2_bridge_check_method"],
                             "check_timeout": int(s["l2_bridge_check_timeout"]),
                             "rollback_timeout": int(s["l2_bridge_rollback_timeout"])}
+    if _truthy(s["l2_bridge_allow_dynamic_address"]):
+        spec["allow_dynamic_address"] = True
     if s["uplink"]:
         spec["uplink"] = s["uplink"]
     else:

@@ -308,3 +308,33 @@ def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pris
     playbook(lab, "teardown")
     for node in lab.nodes:
         assert_same(pristine[node], node_state(lab, node), "leaving l2_bridge left %s different" % node)
+
+
+def test_an_uplink_address_with_a_finite_lifetime_is_refused_unless_allowed(lab: Lab, pristine):
+    """A DHCP-style address (finite lifetime) on one node's uplink: the preflight refuses the move before any node
+    changes, naming the host and podnet_l2_bridge_allow_dynamic_address; with it, the node moves."""
+    east = lab.nodes[0]
+    playbook(lab, "teardown")
+    address = "%s/24" % node_ip(lab, east)
+    in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "3600", "preferred_lft", "3600")
+    try:
+        before = {n: node_state(lab, n) for n in lab.nodes}
+        proc = playbook(lab, "site", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert east in out and "podnet_l2_bridge_allow_dynamic_address" in out and address in out, out[-4000:]
+        for n in lab.nodes:
+            assert link(n, "eth0").get("master") is None
+            changed = {k: v for k, v in node_state(lab, n).items() if "valid_lft" not in v}
+            assert_same({k: v for k, v in before[n].items() if k in changed}, changed,
+                        "a refused dynamic address changed %s" % n)
+        playbook(lab, "site", podnet_l2_bridge_allow_dynamic_address=True)
+        assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes)
+        down = playbook(lab, "teardown")
+        assert all(link(n, "eth0").get("master") is None for n in lab.nodes), down.stdout[-6000:]
+        assert all(not Path(lab.node_root(n), "upper/etc/podnet/node.json").exists() for n in lab.nodes), \
+            down.stdout[-6000:]
+    finally:
+        in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "forever", "preferred_lft", "forever")
+    for node in lab.nodes:
+        assert_same(pristine[node], node_state(lab, node), "the dynamic-address case left %s different" % node)
