@@ -319,9 +319,11 @@ def test_an_uplink_address_with_a_finite_lifetime_is_refused_unless_allowed(lab:
     in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "3600", "preferred_lft", "3600")
     try:
         before = {n: node_state(lab, n) for n in lab.nodes}
+        held = in_ns(east, "ip", "-o", "addr", "show", "dev", "eth0").stdout
+        assert "valid_lft 3" in held, held
         proc = playbook(lab, "site", check=False)
         out = proc.stdout + proc.stderr
-        assert proc.returncode != 0
+        assert proc.returncode != 0, out[-8000:]
         assert east in out and "podnet_l2_bridge_allow_dynamic_address" in out and address in out, out[-4000:]
         for n in lab.nodes:
             assert link(n, "eth0").get("master") is None
