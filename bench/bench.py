@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The scale benchmark of issue 9: each item's time against a trivial baseline, one table.
 
     make bench                                  (or: .venv/bin/python bench/bench.py; needs root)
@@ -58,7 +58,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -418,7 +418,7 @@ def interleaved(config: Config, ours: Callable[[float], Run], base: Callable[[fl
     ours_timing = lib.Timing()
     runs = [ours(cap)]
     _add(ours_timing, runs[0], cap)
-    for _ in range(1, repeat):
+    for _unused in range(1, repeat):
         again = False
         if not base_timing.capped and base_timing.samples[0] < config.cheap \
                 and len(base_timing.samples) < 2 * repeat:
@@ -440,7 +440,7 @@ def _add(timing: lib.Timing, run: Run, cap: float) -> None:
         timing.capped, timing.cap = True, cap
     elif run.stopped == "memory":
         log("%s: stopped after %.1f s for using %s (BENCH_MEM_LIMIT)" % (run.name, run.seconds,
-                                                                      lib.bytes_text(run.peak)))
+                                                                         lib.bytes_text(run.peak)))
         timing.capped, timing.cap = True, run.seconds
     else:
         timing.samples.append(run.seconds)
@@ -505,7 +505,7 @@ class Bench:
             raise BenchFailure("%s ran %d tasks per host, the calibration run %d: the baseline would be wrong"
                                % (run.name, per_host(run), expect_tasks))
         log("%s, %s hosts: %.1f s, peak memory %s" % (label, lib.count_text(size), run.seconds,
-                                                     lib.bytes_text(run.peak)))
+                                                      lib.bytes_text(run.peak)))
         return run
 
     def baseline_run(self, size: int, tasks: int) -> Run:
@@ -515,7 +515,7 @@ class Bench:
         if not run.stopped and per_host(run) != tasks:
             raise BenchFailure("%s: %d results per host, expected %d" % (run.name, per_host(run), tasks))
         log("baseline %d set_fact, %s hosts: %.1f s, peak memory %s" % (tasks, lib.count_text(size), run.seconds,
-                                                                       lib.bytes_text(run.peak)))
+                                                                        lib.bytes_text(run.peak)))
         self.base_runs[size] = run
         return run
 
@@ -613,7 +613,7 @@ class Bench:
                     check_ok(run)
                     if run.stopped:
                         log("no-op converge of %d nodes: stopped after %.1f s (%s cap)" % (count, run.seconds,
-                                                                                         run.stopped))
+                                                                                           run.stopped))
                     else:
                         changed = [h for h, c in lib.parse_recap(run.output).items() if c.get("changed")]
                         not_noop.extend(changed)
@@ -762,7 +762,7 @@ class Bench:
                 return run
 
             ping, add, again = lib.Timing(), lib.Timing(), lib.Timing()
-            for _ in range(self.config.routes_repeat):
+            for _unused in range(self.config.routes_repeat):
                 subprocess.run(["ip", "netns", "exec", ns] + routes_invocation.FLUSH, check=True, capture_output=True)
                 if ours_routes() != 0:
                     raise BenchFailure("FLUSH left %d routes" % ours_routes())
@@ -822,7 +822,7 @@ class Bench:
 
     def report(self, started: float, load_before: Tuple[float, float, float]) -> str:
         commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=str(REPO), capture_output=True,
-                                text=True).stdout.strip() or "unknown"
+                                text=True, check=False).stdout.strip() or "unknown"
         from ansible import __version__ as ansible_version  # pylint: disable=import-outside-toplevel
         head = ("podnet.cluster scale benchmark (issue 9): commit %s, ansible-core %s, Python %s, %d CPUs, "
                 "load average %.1f at the start, %.1f at the end, %.1f at most when a run started; %.0f s in all."
@@ -839,7 +839,7 @@ class Bench:
         if busy > (os.cpu_count() or 1):
             lines.append("- The machine was busy (load average up to %.1f on %d CPUs): other processes shared the "
                          "CPUs, so times are longer and ratios noisier than on an idle machine." % (busy,
-                                                                                           os.cpu_count() or 1))
+                                                                                                    os.cpu_count() or 1))
         lines += ["- " + note for note in self.notes]
         return "\n".join(lines)
 

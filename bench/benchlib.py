@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Pure helpers of the scale benchmark (bench/bench.py): inventories, task counts, judging, the table.
 
 Nothing here runs a process or touches the machine, so tests/unit/bench/ can check all of it quickly.

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Issue 9's "unchanged state" check: converge the same lab with two commits and compare every node's state.
 
     .venv/bin/python bench/compare_state.py OLD [NEW]      (needs root: namespaces; NEW defaults to the work tree)
@@ -116,14 +116,14 @@ def compare(old: Dict[str, Dict[str, str]], new: Dict[str, Dict[str, str]]) -> L
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("old", help="commit of the state before")
     parser.add_argument("new", nargs="?", default=".", help="commit of the state after ('.': this work tree)")
     parser.add_argument("--save", metavar="FILE", help="also write both sides' snapshots to FILE (JSON)")
     args = parser.parse_args()
     for rev in {args.old, args.new} - {"."}:
         if subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", rev + "^{commit}"],
-                          stdout=subprocess.DEVNULL).returncode != 0:
+                          stdout=subprocess.DEVNULL, check=False).returncode != 0:
             parser.error("%s is not a commit of %s" % (rev, REPO))
     WORK.mkdir(parents=True, exist_ok=True)
     root_before = rootns.snapshot()

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark of the planner: a dual-stack plan for 50, 500 and 5,000 nodes, state file read and written.
 
 Each size runs twice: a first plan from an empty state (every node allocated), then a re-plan from the
@@ -37,7 +37,7 @@ def nodes(count: int, generation: int = 0):
 
 def one_cycle(path: str, inventory) -> None:
     with statefile.locked(path):
-        old, _ = statefile.read(path)
+        old, _unused = statefile.read(path)
         result = planner.make_plan(CONFIG, inventory, old)
         if result.state != old:
             statefile.write_atomic(path, statefile.render(result.state))
@@ -45,7 +45,7 @@ def one_cycle(path: str, inventory) -> None:
 
 def best(fn, repeat: int = 3) -> float:
     times = []
-    for _ in range(repeat):
+    for _unused in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -73,7 +73,7 @@ def main() -> int:
                 one_cycle(path, later_inv)
                 return time.perf_counter() - start
 
-            t_again = min(again() for _ in range(3))
+            t_again = min(again() for _unused in range(3))
             first()
             tracemalloc.start()
             one_cycle(path, later_inv)

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Profile a plan playbook run on a generated inventory: where does the controller spend its time?
 
     .venv/bin/python bench/profile_plan.py [HOSTS [PLAYBOOK [ARGS...]]]     (defaults: 500 podnet.cluster.plan)
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import glob
 import io
-import json
 import os
 import pstats
-import subprocess
 import sys
 import time
 from pathlib import Path

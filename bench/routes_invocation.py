@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The ONE place that says how the routes benchmark (item 4 of issue 9) calls the route reconcile.
 
 bench/bench.py gives ``routes_invocation`` the peer routes a node must have, as (dst, via, peer) tuples, and

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Run ansible-playbook in this very process and record its own peak memory (and, optionally, a profile).
 
     python bench/run_ansible.py ARGS...        (the arguments of ansible-playbook)

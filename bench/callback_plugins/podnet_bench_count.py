@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark-only callback: counts each host's task results and times each task (bench/bench.py)."""
 
 from __future__ import annotations

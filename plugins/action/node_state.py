@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Action for podnet.cluster.node_state: builds the node document on the controller, runs the module once.
 
 The plan is read straight from the registered variable (``plan_var``, default ``podnet_plan``) instead of

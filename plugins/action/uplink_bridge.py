@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Action for podnet.cluster.uplink_bridge: plan, then change detached and confirm over a new connection.
 
 1. The module runs once, synchronously and read-only (``_phase=plan``): it validates the input and says

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Connection plugin: run tasks inside a network namespace of the controller."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ description:
     there is no way to run a command with the machine's own C(/etc) writable.
   - Needs C(nsenter) and C(unshare) (util-linux), C(mount), and root on the
     controller.
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 version_added: 0.1.0
 options:
   remote_addr:

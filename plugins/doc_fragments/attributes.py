@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Documentation shared by the node-side modules that read, diff and write behind one check-mode gate."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ attributes:
     support: full
     description: Before and after texts of what it owns, returned only with C(--diff).
   platform:
+    support: full
     platforms: posix
     description: Linux hosts; the module uses only the Python standard library on the target.
 """

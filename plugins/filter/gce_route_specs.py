@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filter gce_route_specs: the I(routes) input of podnet.cluster.gce_routes, from the plan and host variables."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: gce_route_specs
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 version_added: 0.2.0
 short_description: One route spec per node for podnet.cluster.gce_routes, from the plan
 description:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filters of the lab role (controller side, netaddr). Documentation: lab_input_errors.yml."""
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filter plan_table: the plan as aligned text lines."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: plan_table
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Render the pod-network plan as a table
 description:

@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filter router_routes: one compact route per node pod subnet, via that node, for a router."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: router_routes
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 version_added: 0.2.0
 short_description: The routes a router of a routed fabric needs, from the plan
 description:

@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Filter verify_matrix: the verify probe matrix (targets per node, judgement, report)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: verify_matrix
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Build and judge the probe matrix of the verify role
 description:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Small file helpers for the podnet.cluster modules (target side, stdlib only)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Pure logic of podnet.cluster.gce_routes: route names, ownership, the plan, and error text.
 
 Standard library only and free of I/O, so that unit tests reach every rule. The module
@@ -113,7 +113,8 @@ def route_names(prefix: str, net: Network) -> Tuple[str, str]:
 def list_filter(prefix: str) -> str:
     """The routes.list filter for every route whose name starts with our prefix (RE2, whole field).
 
-    ``prefix`` is validated ([-a-z0-9] only), so it needs no RE2 escaping. Network and description are not part of the filter on purpose: route names are unique in the
+    ``prefix`` is validated ([-a-z0-9] only), so it needs no RE2 escaping. Network and description are not
+    part of the filter on purpose: route names are unique in the
     whole project, so a route of another network or without our marker that holds one of our
     names must be seen in the read phase (and in check mode) to be reported as a conflict.
     """
@@ -229,7 +230,7 @@ def parse_wanted(specs: Sequence[Mapping[str, Any]], project: str, prefix: str, 
             continue
         if path in instance_owner:
             problems.append("%s: instance %s is also the instance of node %s" % (label, short_instance(path),
-                                                                               instance_owner[path]))
+                                                                                 instance_owner[path]))
             continue
         instance_owner[path] = node
         inst_name = path.rsplit("/", 1)[-1]
@@ -387,13 +388,13 @@ class Plan:
     def before_lines(self) -> List[str]:
         """The owned routes now, one line each; a destination still wanted names its node."""
         items = sorted(((r.dest, describe(r) + self._node(r.dest)) for r in self.owned), key=_sort_key)
-        return [text for _, text in items]
+        return [text for _unused, text in items]
 
     def after_lines(self) -> List[str]:
         """The owned routes after the plan, one line each, with their node."""
         items = [(r.dest, describe(r) + self._node(r.dest)) for r, _w in self.keep]
         items += [(i.want.dest, describe(i.want, i.name) + self._node(i.want.dest)) for i in self.inserts]
-        return [text for _, text in sorted(items, key=_sort_key)]
+        return [text for _unused, text in sorted(items, key=_sort_key)]
 
 
 def plan_routes(existing: Iterable[ExistingRoute], wanted: Mapping[Network, WantedRoute], prefix: str,
@@ -416,7 +417,8 @@ def plan_routes(existing: Iterable[ExistingRoute], wanted: Mapping[Network, Want
         by_name[route.name] = route
         if is_owned(route, prefix, marker, network):
             plan.owned.append(route)
-            assert route.dest is not None
+            if route.dest is None:  # is_owned() holds only routes with a destination
+                raise AssertionError("owned route %s has no destination" % route.name)
             owned_by_dest.setdefault(route.dest, []).append(route)
 
     if state == "absent":
@@ -578,7 +580,7 @@ def quota_message(item: Insert, api_message: str, wanted_total: int, in_place: i
     return ("Compute Engine quota refused route %s (%s for node %s): %s. This cluster wants %d route(s) in %s "
             "(%d already in place, %d inserted by this run before the refusal); raise the ROUTES quota of project "
             "%s or remove routes. Nothing was deleted." % (item.name, item.want.dest, item.want.node, api_message,
-                                                            wanted_total, network, in_place, inserted, project))
+                                                           wanted_total, network, in_place, inserted, project))
 
 
 def conflict_409_message(item: Insert, found: Optional[ExistingRoute], api_message: str) -> str:

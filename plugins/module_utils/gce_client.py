@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """A small Compute Engine v1 REST client for podnet.cluster.gce_routes (controller side).
 
 Needs google-auth and requests (pinned in requirements.txt); everything else is in gce.py. Calls:
@@ -51,7 +51,7 @@ class ApiError(Exception):
         self.method = method
         self.path = path
         text = "%s %s: HTTP %d%s: %s" % (method, path, info.status, " %s" % info.reason if info.reason else "",
-                                          info.message)
+                                         info.message)
         super().__init__(text + (" (%s)" % note if note else ""))
 
 

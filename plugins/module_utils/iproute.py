@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Helpers around iproute2 for the podnet.cluster modules (target side).
 
 Standard library only (Python 3.8+). The pure functions (parsing, longest-prefix
@@ -129,7 +129,7 @@ def find_link_with_address(addr_data, address):
 
     ``address`` is an IP (string or ipaddress object). ``None`` if no link holds it.
     """
-    ip = ipaddress.ip_address(str(address).split("/")[0])
+    ip = ipaddress.ip_address(str(address).split("/", maxsplit=1)[0])
     for entry in addr_data:
         for info in entry.get("addr_info", []):
             if info.get("family") not in ("inet", "inet6"):

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Render structured iptables rules in the canonical form ``iptables-save`` prints.
 
 Checked against iptables 1.8.9 (nf_tables and legacy) for the fields supported here:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The lab's topology as data: pure functions, standard library only.
 
 Shared by the module podnet.cluster.lab_topology (which builds it) and the

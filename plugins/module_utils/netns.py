@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Build the command line that runs a shell command "on" an emulated node.
 
 An emulated node is a network namespace (``/run/netns/NAME``) plus, when a

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The podnet verify probe protocol: a tiny TCP server and a concurrent client (target side).
 
 Standard library only, Python 3.8+ (tested on 3.8), no Ansible import: ``podnet.cluster.probe_pod`` writes
@@ -551,11 +551,11 @@ def main(argv=None):
     if args.command == "probe":
         (result,) = run_probes([{"id": "cli", "target": args.target, "port": args.port,
                                  "source_netns": args.source_netns}], timeout=args.timeout)
-        print(json.dumps(result, indent=2, sort_keys=True))
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
         return 0 if result["ok"] else 1
     parser.print_help()
     return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

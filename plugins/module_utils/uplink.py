@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Move a host's uplink into a Linux bridge in one step, check it, and move it back.
 
 Target side, standard library only, no Ansible import: the module
@@ -382,7 +382,7 @@ def uplink_for_address(addresses, address, bridge, saved=None):
     not decidable.
     """
     try:
-        wanted = ipaddress.ip_address(str(address).split("/")[0].strip())
+        wanted = ipaddress.ip_address(str(address).split("/", maxsplit=1)[0].strip())
     except ValueError:
         raise UplinkError("uplink address %r is not an IP address" % (address,))
     holders = []
@@ -743,7 +743,7 @@ def check_targets(snap, addresses=None):
     if addresses:
         for raw in addresses:
             try:
-                ip = ipaddress.ip_address(str(raw).split("%")[0].strip())
+                ip = ipaddress.ip_address(str(raw).split("%", maxsplit=1)[0].strip())
             except ValueError:
                 raise UplinkError("check address %r is not an IP address" % (raw,))
             if str(ip) not in seen:

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ description:
     What the API documentation says about IPv6 and next-hop types is summed up in the collection's docs/gce.md.
 version_added: 0.2.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 requirements:
   - google-auth
   - requests
@@ -168,13 +168,14 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Only reads (routes.list and instances.get); the result says what would be inserted and deleted.
+    description: Only reads (routes.list and instances.get); the result says what would be inserted and deleted.
   diff_mode:
     support: full
-    details: The owned routes before and after, one line per route.
+    description: The owned routes before and after, one line per route.
   platform:
+    support: full
     platforms: posix
-    details: Runs on the controller (delegate_to localhost); needs network access to the API endpoint.
+    description: Runs on the controller (delegate_to localhost); needs network access to the API endpoint.
 notes:
   - Use with C(run_once=true) and C(delegate_to=localhost); the implicit localhost runs the module with the
     controller's Python, which must have google-auth and requests.
@@ -219,7 +220,8 @@ inserted:
   elements: dict
   sample: [{name: podnet-10-244-1-0-24, dest_range: 10.244.1.0/24, node: node-b, instance: europe-west1-c/node-b, priority: 1000, replaces: []}]
 deleted:
-  description: Owned routes deleted (or that would be); C(reason) is C(stale) (destination no longer wanted), C(replaced) (new next hop), C(duplicate), C(blocking) or C(absent).
+  description: Owned routes deleted (or that would be); C(reason) is C(stale) (destination no longer wanted),
+    C(replaced) (new next hop), C(duplicate), C(blocking) or C(absent).
   returned: always
   type: list
   elements: dict

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Build or remove the podnet lab: network namespaces that emulate hosts."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: lab_topology
 short_description: Build or remove the podnet lab, a set of network namespaces that emulate hosts
 version_added: 0.1.0
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 description:
   - Builds, in one idempotent call, a lab of Linux network namespaces on the machine
     the module runs on (normally the Ansible controller, C(connection=local)) -

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ description:
     refused before any change unless re-addressing is confirmed (I(allow_readdress)).
 version_added: 0.2.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 requirements:
   - iproute2, iptables (with ip6tables for IPv6) on the node; Python 3.8 or later
 extends_documentation_fragment:
@@ -263,7 +263,7 @@ def main():
     if state == "validate":
         module.fail_json(msg="state=validate runs in the action plugin on the controller, not in the module")
     runner = ModuleRunner(module)
-    waited = None
+    waited = 0.0
     try:
         # a restart too: it restores the gateways itself. Docker's drop-in (podnet-restore, run before Docker is
         # active) waits for the lock only a few seconds (--lock-timeout), then leaves the node to this run.

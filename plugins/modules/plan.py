@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 # The work is done by the action plugin of the same name (plugins/action/plan.py)
 # on the controller; this file carries the documentation.
 
@@ -34,7 +34,7 @@ description:
   - Run it with C(run_once); its facts are set on every host of the play.
 version_added: 0.1.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 requirements:
   - netaddr (on the controller)
 options:
@@ -186,10 +186,14 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Computes and returns the whole plan; writes neither the state file nor its lock.
   diff_mode:
     support: full
+    description: The state file's text before and after, returned only with C(--diff) and only when it changes.
   platform:
+    support: full
     platforms: all
+    description: Runs on the controller (an action plugin); the hosts are not contacted.
 notes:
   - The role M(podnet.cluster.plan) wraps this action (C(run_once), registered as C(podnet_plan), which every host
     of the play then shares as one object) and sets C(podnet_node) on every host.

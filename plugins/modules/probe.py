@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Module podnet.cluster.probe: run many TCP probes at once, from the node or from its probe pods."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: probe
 short_description: Run many connectivity probes at once, from the node or from pods on it
 version_added: 0.1.0
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 description:
   - Runs every probe of O(probes) concurrently (a thread pool, one module call) and reports, per probe,
     whether a podnet probe server answered, the address the client used (C(local), what the source sees
@@ -105,6 +105,7 @@ attributes:
         to are made by M(podnet.cluster.probe_pod), which does change the node.)
   diff_mode:
     support: none
+    description: A probe changes nothing, so there is nothing to show.
 notes:
   - C(changed) is always false.
 seealso:

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Module podnet.cluster.probe_pod: a throw-away probe pod (or node-side probe server) for verify."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: probe_pod
 short_description: Start or remove a probe pod (or a node-side probe server) for the verify playbook
 version_added: 0.1.0
-author: podnet.cluster maintainers
+author: podnet.cluster maintainers (!UNKNOWN)
 description:
   - Starts a small TCP server speaking the podnet probe protocol (see C(podnet.cluster.probe)) as a detached
     process (new session, standard streams to a log file), and, for a pod, gives it its own network
@@ -161,6 +161,7 @@ attributes:
     description: Reports what would be started or removed; starts, runs and kills nothing.
   diff_mode:
     support: full
+    description: The probe pod's description (addresses, port, lifetime) before and after, only with C(--diff).
 notes:
   - The pod is a process, not a container. It shares the node's file system and PID namespace; only its
     network namespace is its own. It is meant to live for the duration of one verify run.

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ description:
   - Fast for thousands of routes (one read per family, indexed lookups, one batch per family).
 version_added: 0.1.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 requirements:
   - iproute2 (C(ip)) on the managed node
 extends_documentation_fragment:

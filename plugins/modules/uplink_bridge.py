@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ description:
     batch that would run; with C(--diff) the states before and after.
 version_added: 0.2.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 requirements:
   - iproute2 (C(ip)) and, for the check, C(ping) (iputils) on the managed node
 options:
@@ -113,6 +113,18 @@ options:
         connection (for C(connection=local) and boot scripts), still rolling back when the check fails.
     type: bool
     default: true
+  _phase:
+    description:
+      - Internal, set by the action plugin; do not set it in a task. C(plan) validates the input and reports
+        the batch without changing anything (the action's first, synchronous call); C(apply) runs it.
+    type: str
+    choices: [plan, apply]
+    default: apply
+  _confirm_path:
+    description:
+      - Internal, set by the action plugin; do not set it in a task. The file on the host whose removal,
+        over a new connection, confirms a detached change; without it the change is rolled back.
+    type: path
 notes:
   - Does not carry over multipath routes, routes using nexthop objects or encapsulation through the uplink
     (the module refuses before any change), route metric locks, route expiry times, or permanent neighbour
@@ -128,6 +140,7 @@ attributes:
     support: full
     description: The uplink's and the bridge's links, addresses and routes before and after.
   platform:
+    support: full
     platforms: linux
     description: Linux with iproute2; needs root (CAP_NET_ADMIN).
   action:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Plain Python data from what Ansible hands to plugins (tagged strings, lazy containers)."""
 
 from __future__ import annotations

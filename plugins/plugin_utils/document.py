@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The node document: one node's whole desired state, computed on the controller from the plan.
 
 The action ``podnet.cluster.node_state`` builds it for each host and hands it, unchanged, to the module of
@@ -382,5 +382,5 @@ def uplink_spec(host: str, entry: Mapping[str, Any], s: Mapping[str, Any]) -> Di
             raise PlanError(["host %s: podnet_fabric l2_bridge moves the interface holding the node IP into %s, "
                              "but the plan has no node IP for it; set podnet_node_ip or podnet_uplink"
                              % (host, s["bridge"])])
-        spec["uplink_address"] = str(ips[0]).split("/")[0]
+        spec["uplink_address"] = str(ips[0]).split("/", maxsplit=1)[0]
     return spec

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """What one node must look like, computed from the plan: pure functions, netaddr.
 
 ``node_network`` gives the bridge, sysctl, iptables chains and routes of a node;

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The pod-CIDR planner: pure functions, no Ansible, no I/O.
 
 ``make_plan`` takes the cluster configuration, the inventory's nodes and the
@@ -320,7 +320,7 @@ def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IP
         if not isinstance(fact, Mapping) or not fact.get("address"):
             continue
         try:
-            addr = netaddr.IPAddress(str(fact["address"]).split("%")[0])
+            addr = netaddr.IPAddress(str(fact["address"]).split("%", maxsplit=1)[0])
         except (netaddr.AddrFormatError, ValueError, TypeError):
             continue
         addresses.setdefault(addr.version, addr)

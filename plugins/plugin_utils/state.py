@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The planner's state file: locked, read, rendered and written atomically.
 
 Controller side only.  ``locked(path)`` serialises concurrent runs with an

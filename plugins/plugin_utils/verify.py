@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The verify matrix, controller side: which probes each node runs, and what their results prove.
 
 Pure functions over plain data (standard library, the planner's helpers and the node configuration's
@@ -169,7 +169,7 @@ def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] 
     if entry is None:
         raise VerifyError("%s is not a node of the plan" % node)
     ranges = _allocator_ranges(plan, node, runtimes or [])
-    pods: List[List[str]] = [[] for _ in range(count)]
+    pods: List[List[str]] = [[] for _unused in range(count)]
     errors = []
     allocators = False
     gateways = {address_of(g) for g in list(entry.get("gateways") or []) + list(entry.get("bridge_addresses") or [])}

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """A catalogue of bad inputs (plan, inventory, the hosts' existing state), each refused before any change.
 
 One lab (named nodes, non-default CIDRs, both runtimes), converged once. Each case injects its bad input
@@ -355,7 +356,7 @@ def fresh(tmp_path_factory, request) -> Lab:
     # A new link's IPv6 link-local address finishes DAD a moment later (a route appears in table local):
     # the kernel's doing, not a run's; wait for it so "before" and "after" compare a settled node.
     for node in spec.nodes:
-        for _ in range(100):
+        for _unused in range(100):
             if not in_ns(node, "ip", "-6", "addr", "show", "tentative").stdout.strip():
                 break
             time.sleep(0.1)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The collection as users get it: build, documentation of every plugin, argument specs of every role."""
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def test_every_plugin_has_documentation(kind, folder):
     assert names
     for name in names:
         proc = subprocess.run([BIN / "ansible-doc", "-t", kind, "--json", "podnet.cluster.%s" % name],
-                              cwd=REPO, capture_output=True, text=True)
+                              cwd=REPO, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)["podnet.cluster.%s" % name]
         assert doc["doc"].get("short_description"), name

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Dual stack end to end: a lab with an IPv6 underlay, site with IPv4 /26 and IPv6 /64 blocks, verify."""
 
 from __future__ import annotations

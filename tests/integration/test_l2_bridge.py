@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Fabric l2_bridge end to end, over real SSH: podnet.cluster.site moves every node's uplink into the bridge.
 
 A dual-stack lab of three named nodes served over SSH (``podnet_lab_ssh``), built unlike the defaults
@@ -52,7 +53,7 @@ def lab(tmp_path_factory, request) -> Lab:
                                                            "podnet_node_prefix_ipv4": 25,
                                                            "podnet_runtimes": ["docker", "cni"]}})
     request.addfinalizer(lambda: subprocess.run(["ip", "netns", "delete", "%s-ctl" % spec.name],
-                                                stderr=subprocess.DEVNULL))
+                                                stderr=subprocess.DEVNULL, check=False))
     spec.rootns_before = rootns.snapshot()
     spec.playbook("present")
     return spec

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The lab as a product: `ansible-playbook podnet.cluster.lab`, the netns connection, the inventory.
 
 Runs the real playbook (root needed) with a non-default lab name, 4 nodes, another
@@ -178,13 +179,13 @@ def test_files_land_on_one_node_only(lab: Lab, tmp_path: Path):
         "become": True,  # the lab inventory turns become off; must still work
         "tasks": [
             {"name": "etc", "ansible.builtin.copy": {"dest": "/etc/podnet-lab-test", "content": "etc of node1\n",
-                                                      "mode": "0644"}},
+                                                     "mode": "0644"}},
             {"name": "var lib", "ansible.builtin.copy": {"dest": "/var/lib/podnet-lab-test",
-                                                          "content": "var-lib\n", "mode": "0644"}},
+                                                         "content": "var-lib\n", "mode": "0644"}},
             {"name": "run", "ansible.builtin.copy": {"dest": "/run/podnet-lab-test", "content": "run\n",
-                                                      "mode": "0644"}},
+                                                     "mode": "0644"}},
             {"name": "fetch", "ansible.builtin.fetch": {"src": "/etc/podnet-lab-test", "dest": str(fetched),
-                                                         "flat": True}},
+                                                        "flat": True}},
             {"name": "facts", "ansible.builtin.assert": {"that": [
                 "ansible_facts.hostname == inventory_hostname",
                 "ansible_facts.default_ipv4.address == '172.30.9.11'"]}},

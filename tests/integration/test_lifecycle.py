@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Lifecycle on a lab built unlike the defaults (named nodes, dual stack, /26 blocks, both runtimes):
 boot restore from the record, teardown back to the state before the first converge, and every setting
 change converging with no leftovers."""
@@ -8,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -63,7 +63,7 @@ def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
 
     # systemd accepts the units (the drop-in next to a stand-in docker.service).
     units_dir = unit.parent
-    check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
     dropin = (units_dir / "docker.service.d" / "10-podnet-cluster.conf").read_text()
     assert "ExecStartPost=" in dropin
@@ -580,8 +580,11 @@ def test_a_non_node_host_on_the_node_lan_answers_a_pod_and_sees_the_node(lab: La
     block = ipaddress.ip_network(state[red][0])
     pod_ip = block[block.num_addresses // 2 - 1]          # inside host-local's half, unused in the lab
     pod = "%s-pod" % lab.name
-    sh = lambda *a: subprocess.run(list(a), capture_output=True, text=True, check=True)  # noqa: E731
-    subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+
+    def sh(*argv):
+        return subprocess.run(list(argv), capture_output=True, text=True, check=True)
+
+    subprocess.run(["ip", "netns", "del", pod], capture_output=True, check=False)
     sh("ip", "netns", "add", pod)
     try:
         sh("ip", "-n", red, "link", "add", "pdvt0", "type", "veth", "peer", "name", "eth0", "netns", pod)
@@ -597,15 +600,15 @@ def test_a_non_node_host_on_the_node_lan_answers_a_pod_and_sees_the_node(lab: La
                       "'172.26.9.1',47999),timeout=5); break\n    except OSError: time.sleep(0.1)\n"
                       "print(s.recv(100).decode())")
             seen = subprocess.run(["nsenter", "--net=/run/netns/%s" % pod, "python3", "-c", client],
-                                  capture_output=True, text=True, timeout=60)
+                                  capture_output=True, text=True, timeout=60, check=False)
         finally:
             server.kill()
             server.wait()
         assert seen.returncode == 0, seen.stderr
         assert seen.stdout.strip() == "172.26.9.11", "the router saw %r, not the node address" % seen.stdout
     finally:
-        subprocess.run(["ip", "-n", red, "link", "del", "pdvt0"], capture_output=True)
-        subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+        subprocess.run(["ip", "-n", red, "link", "del", "pdvt0"], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", pod], capture_output=True, check=False)
 
 
 def test_an_ipv6_default_route_from_router_advertisements_survives_forwarding(lab: Lab):

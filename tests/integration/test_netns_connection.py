@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The netns connection on a namespace made by hand (``ip netns add``), as a new user would write it: an
 inventory with no ``podnet_netns_root``. What a task writes to /etc, /var/lib or /run must land in the node's
 own layer (the default per-node root /var/tmp/podnet-netns/<name>), never in the machine's files; and a node
@@ -30,14 +31,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 def hand_ns():
     remove_stale_namespaces(PREFIX)
     name = "%s%d-hand" % (PREFIX, os.getpid())
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     subprocess.run(["ip", "netns", "add", name], check=True)
     markers = [Path("/etc/podnet-hand-%d" % os.getpid()), Path("/var/lib/podnet-hand-%d" % os.getpid()),
                Path("/run/podnet-hand-%d" % os.getpid())]
     try:
         yield name, markers
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         for marker in markers:  # only ever our own, uniquely named files
             if marker.exists():
                 marker.unlink()
@@ -58,7 +59,7 @@ def write_inventory(path: Path, host_vars: dict) -> Path:
 
 def playbook(tmp_path: Path, markers) -> Path:
     tasks = [{"name": "write %s" % m, "ansible.builtin.copy": {"dest": str(m), "content": "node file\n",
-                                                                 "mode": "0644"}} for m in markers]
+                                                               "mode": "0644"}} for m in markers]
     tasks.append({"name": "read them back", "ansible.builtin.command": "cat %s" % " ".join(map(str, markers)),
                   "register": "back", "changed_when": False})
     tasks.append({"name": "the node sees its own files", "ansible.builtin.assert": {

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The real podnet.cluster.plan role, run by ansible-playbook on a localhost inventory."""
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def run_plan(tmp_path: Path, hosts: dict, group_vars: dict | None = None, args=(
                ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
     proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), str(playbook), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     return Run(proc, inv / state_name)
 
 
@@ -270,7 +271,7 @@ def test_concurrent_runs_do_not_interleave(tmp_path):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
                ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"))
     procs = [subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(inv), str(tmp_path / "plan.yml")], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _unused in range(4)]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, out + err
@@ -352,7 +353,7 @@ def test_state_file_required_without_an_inventory_file(tmp_path):
     before = sorted(p.name for p in (REPO / "playbooks").iterdir())
     proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "node1,node2,", str(playbook), "-e", json.dumps(
         {"podnet_node_group": "all", "podnet_node_ip": "192.0.2.200", "ansible_connection": "local"})],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert "podnet_state_file is not set" in proc.stdout + proc.stderr, proc.stdout[-3000:]
     assert sorted(p.name for p in (REPO / "playbooks").iterdir()) == before

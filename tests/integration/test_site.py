@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """podnet.cluster.site on a lab built differently from the defaults (other CIDRs, /25 blocks, CNI only).
 
 Reconcile as nodes come and go, check mode telling the truth, foreign objects left alone, and

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The l2_bridge uplink move on the lab, over real SSH: podnet.cluster.uplink_bridge and the lab's SSH option.
 
 One dual-stack lab of three nodes built with ``podnet_lab_ssh: true``; every playbook runs inside
@@ -64,7 +65,7 @@ class Controller:
                    ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_DEPRECATION_WARNINGS="0", **(env or {}))
         proc = subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         try:
             report = json.loads(proc.stdout)
         except ValueError:
@@ -87,7 +88,7 @@ def lab(tmp_path_factory, request) -> Lab:
                    lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6, "podnet_lab_ssh": True})
     # the controller namespace is not in Lab.namespaces: remove it too if the lab's own removal fails
     request.addfinalizer(lambda: subprocess.run(["ip", "netns", "delete", "%s-ctl" % spec.name],
-                                                stderr=subprocess.DEVNULL))
+                                                stderr=subprocess.DEVNULL, check=False))
     spec.rootns_before = rootns.snapshot()
     spec.first_run = spec.playbook("present")
     return spec

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """A local HTTP stand-in of the Compute Engine v1 REST API, the part podnet.cluster.gce_routes uses.
 
 No Compute routes emulator exists, so this follows the documented REST API:
@@ -384,7 +385,7 @@ class GceStandIn:
         max_results = max_results or 500
         flt = params.get("filter", "")
         match = compile_filter(flt)
-        items = [copy.deepcopy(r) for _, r in sorted(self.routes.items()) if match(r)]
+        items = [copy.deepcopy(r) for _unused, r in sorted(self.routes.items()) if match(r)]
         offset = 0
         if params.get("pageToken"):
             try:
@@ -604,7 +605,7 @@ class NetnsRouteSync:
                     "proto", str(self.proto)]
         else:
             argv = [self.ip, "-n", self.netns, "route", "del", event.dest_range, "proto", str(self.proto)]
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0 and not (not best and "No such process" in proc.stderr):
             raise RuntimeError("%s: %s" % (" ".join(argv), proc.stderr.strip()))
         self.applied.append(argv)
@@ -691,7 +692,7 @@ def _stop(args: argparse.Namespace) -> int:
     except OSError:
         return 0
     os.kill(pid, signal.SIGTERM)
-    for _ in range(50):
+    for _unused in range(50):
         if not os.path.exists("/proc/%d" % pid):
             break
         time.sleep(0.1)
@@ -699,7 +700,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the stand-in until SIGTERM")
     serve.add_argument("--state-dir", required=True, help="writes 'endpoint' (the API base URL) and 'pid' here")

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for tests that build labs: run Ansible, read the recap, build and remove a lab by name."""
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def remove_stale_namespaces(prefix: str) -> None:
         except ValueError:
             continue
         if owner != os.getpid() and not pid_alive(owner):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 def pid_alive(pid: int) -> bool:
@@ -51,6 +52,7 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
 
 def ansible_env(**extra: str) -> Dict[str, str]:
     env = dict(os.environ)
@@ -224,8 +226,6 @@ class Lab:
                 subprocess.run(["ip", "netns", "delete", ns], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.inventory_dir, ignore_errors=True)
-
-
 
 
 def new_lab(prefix: str, inventory_dir: Path, request, node_names: Optional[List[str]] = None, count: int = 3,

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Read what `molecule test` printed and say what is wrong with the outcome (tests only).
 
 :func:`problems` checks the real outcome of a scenario, not words in its output:
@@ -108,7 +109,7 @@ def problems(output: str, scenario: str, sequence: Sequence[str], hosts: Sequenc
                 continue
             if c.get("failed", 0) or c.get("unreachable", 0):
                 found.append("%s: %s failed=%d unreachable=%d" % (name, host, c.get("failed", 0),
-                                                                   c.get("unreachable", 0)))
+                                                                  c.get("unreachable", 0)))
             if name == "idempotence" and c.get("changed", 0) != 0:
                 found.append("idempotence: %s changed=%d (a second converge must change nothing)"
                              % (host, c["changed"]))
@@ -121,7 +122,7 @@ def problems(output: str, scenario: str, sequence: Sequence[str], hosts: Sequenc
         else:
             if summary.get("passed", 0) != expected_tests:
                 found.append("verify: %d tests passed, the scenario has %d" % (summary.get("passed", 0),
-                                                                                 expected_tests))
+                                                                               expected_tests))
             bad = {k: v for k, v in summary.items() if k not in ("passed", "warning", "warnings") and v}
             if bad:
                 found.append("verify: %s" % ", ".join("%d %s" % (v, k) for k, v in sorted(bad.items())))

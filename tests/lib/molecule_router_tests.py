@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tests of the router fabric's scenarios (molecule/router, molecule/router_dual): the lab router routes every
 node's pod subnets via the node; nodes hold no peer routes; verify passes. Each scenario's test_router.py
 imports them, so pytest collects them there, with that scenario's fixtures."""

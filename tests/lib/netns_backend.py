@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """A testinfra backend that runs commands "on" an emulated lab node.
 
 Commands go through the very wrapper the ``podnet.cluster.netns`` connection

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for lab tests of whole runs: run a podnet.cluster playbook on a lab, snapshot everything of a node
 podnet.cluster may touch, compare snapshots, and read which nodes the node task changed."""
 
@@ -53,7 +54,7 @@ def _without_empty_tables(text: str) -> str:
 
 
 def _lower_dir(rel: str) -> str:
-    top, _, rest = rel.partition("/")
+    top, _unused, rest = rel.partition("/")
     return os.path.join({"etc": "/etc", "var-lib": "/var/lib"}.get(top, "/" + top), rest)
 
 

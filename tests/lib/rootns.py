@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Snapshot of the machine's own (root) network namespace, to prove tests leave it alone.
 
 ``snapshot()`` reads, without changing anything: addresses, links (name and

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Lab helpers of the uplink move (fabric l2_bridge): the exact kernel state of a namespace, and a TCP stream
 held open across a change (a counter echoed back, so a lost, duplicated or reordered byte shows)."""
 
@@ -62,7 +63,6 @@ except Exception as exc:
 with open(result, "w") as fh:
     json.dump({"sent": sent, "received": len(got), "in_order": got == list(range(len(got))), "error": error}, fh)
 """
-
 
 
 class TcpStream:

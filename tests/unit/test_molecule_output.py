@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The checker of molecule's output (tests/lib/molecule_output.py) finds each broken outcome it claims to."""
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def play(step, changed, failed=(0, 0)):
     return lines
 
 
-def output(idempotent=(0, 0), summary="8 passed in 17.07s", converge=(7, 8), sequence=SEQUENCE,
+def output(idempotent=(0, 0), summary="8 passed in 17.07s", converge=(7, 8), sequence=None,
            include="/work/checkout/.collections/ansible_collections/podnet/cluster"):
+    sequence = SEQUENCE if sequence is None else sequence
     lines = ["INFO     [s1 > prerun] Performing prerun..."]
     for step in sequence:
         if step == "converge":

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The gce fabric: the routes of the lab router exist only because podnet.cluster.gce_routes asked the
 (stand-in) Compute Engine API for them; nodes hold no peer routes; verify passes end to end."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The l2_bridge fabric on this scenario's lab, reached over SSH: uplinks in the bridge, one on-link cluster
 network, no routes, each node handing out only its own block; verify passes."""
 
@@ -29,7 +30,7 @@ def test_every_uplink_is_a_port_of_the_bridge_which_holds_the_node_ip(nodes, nod
                                        ["document"]["owned_cidrs"][0])
         ips = node_vars[name]["podnet_node_ip"]
         assert held == set(ips if isinstance(ips, list) else [ips]) | {"%s/%d" % (block.network_address + 1,
-                                                                                   cluster.prefixlen)}, name
+                                                                                  cluster.prefixlen)}, name
         assert "default via" in host.check_output("ip route show dev cbr0"), name
         uplink = json.loads(host.check_output("ip -json addr show dev eth0"))[0]["addr_info"]
         assert all(a.get("scope") == "link" for a in uplink), (name, uplink)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real dockerd inside lab node 1, configured only by the daemon.json that site wrote.
 
 A container it starts gets its address from the node's Docker half of the pod subnet on cbr0 and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What site left on every lab node, read back from the node's kernel and files."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The verify playbook on the converged lab: every probe of the three rules and egress passes."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Target-side engines of podnet.cluster: standard library only, no Ansible imports.
 
 Each engine reads the current state of one kind of object, computes the whole change, and applies it

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The bridge engine: a Linux bridge holding the pod gateways (standard library only).
 
 ``plan_bridge`` reads the link and its addresses and returns the whole change (``ip -batch`` lines,
@@ -84,7 +84,7 @@ def resolve_mtu(runner, mtu, mtu_from_address, name):
     if not mtu_from_address:
         return None, None
     try:
-        ipaddress.ip_address(str(mtu_from_address).split("/")[0])
+        ipaddress.ip_address(str(mtu_from_address).split("/", maxsplit=1)[0])
     except ValueError:
         raise EngineError("mtu_from_address %r is not an IP address" % mtu_from_address)
     holder = find_link_with_address(run_ip_json(runner, ["addr", "show"], numeric=False), mtu_from_address)

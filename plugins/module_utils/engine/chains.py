@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The iptables engine: whole owned chains and their marked jumps, one atomic iptables-restore per table.
 
 Standard library only. ``plan_chains`` reads ``iptables-save -t TABLE`` and returns the restore text;

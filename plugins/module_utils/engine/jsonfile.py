@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The JSON-object file engine (for example /etc/docker/daemon.json): merge keys, never lose the rest.
 
 Standard library only. Existing keys, their order and the file's mode are kept; a file that is not a JSON

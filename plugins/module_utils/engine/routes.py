@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The routes engine: every pod route of one node (or router), both families, in one pass.
 
 Our routes carry the route protocol ``protocol`` (158 by default); only they are ever replaced or
@@ -152,7 +152,7 @@ def parse_network(text, strict=True):
     if plen.isascii() and plen.isdigit() and (len(plen) == 1 or plen[0] != "0"):
         fast = _canonical_address(addr)
         if fast is not None:
-            fam, num, _ = fast
+            fam, num, _unused = fast
             bits = _FAMILIES[fam][1]
             length = int(plen)
             if length <= bits:
@@ -165,7 +165,7 @@ def parse_network(text, strict=True):
     elif not sep:
         fast = _canonical_address(addr)
         if fast is not None:
-            fam, num, _ = fast
+            fam, num, _unused = fast
             return fam, num, _FAMILIES[fam][1], "%s/%d" % (addr, _FAMILIES[fam][1])
     net = ipaddress.ip_network(text, strict=strict)
     return net.version, int(net.network_address), net.prefixlen, str(net)
@@ -176,7 +176,7 @@ def _route_key(route, family):
     dst = route.get("dst", "default")
     if dst == "default":
         return 0, 0
-    fam, num, length, _ = parse_network(dst, strict=False)
+    fam, num, length, _unused = parse_network(dst, strict=False)
     if fam != family:
         raise ValueError("%s is not IPv%d" % (dst, family))
     return num, length
@@ -245,7 +245,7 @@ def _existing_line(route, family):
 def _sort_key(line):
     head = line.split()[0]
     try:
-        fam, num, length, _ = parse_network(head, strict=False)
+        fam, num, length, _unused = parse_network(head, strict=False)
         return (fam, num, length, line)
     except ValueError:
         return (9, 0, 0, line)

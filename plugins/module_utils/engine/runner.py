@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """How the engines run commands: through an AnsibleModule, or as a plain process (boot-time restore).
 
 Standard library only (Python 3.8+).

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The sysctl engine: one owned sysctl.d file, live net.* values through /proc/sys, boot-time overrides.
 
 Standard library only. ``plan_sysctl`` computes the change and the conflicts (files that would override our

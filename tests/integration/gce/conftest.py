@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures of the gce_routes tests: a fresh Compute Engine API stand-in on loopback for each test."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers of the gce_routes tests: a stand-in with three lab VMs, and the real module run by ansible-playbook."""
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def run_gce(tmp_path: Path, standin: GceStandIn, args: Optional[Dict[str, Any]] 
                ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="False",
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
     return GceRun(proc)
 
 

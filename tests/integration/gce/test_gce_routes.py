@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The real podnet.cluster.gce_routes module, run by ansible-playbook (run_once, delegate_to localhost) on an
 inventory of three lab nodes, against the Compute Engine API stand-in (tests/lib/gce_standin.py) on loopback,
 with auth_kind accesstoken. Each test reads the API's state and request log back from the stand-in."""
@@ -266,7 +267,7 @@ def test_foreign_routes_survive_present_and_absent(tmp_path, standin):
     for name, spec in foreign.items():
         spec = dict(spec)
         standin.add_route(name, spec.pop("dest_range"), network=spec.pop("network", NETWORK), **spec)
-    before = {k: v for k, v in route_summary(standin).items()}
+    before = dict(route_summary(standin))
     run = run_gce(tmp_path, standin)
     assert not run.failed and run.changed, run.text
     assert run.result["deleted"] == []

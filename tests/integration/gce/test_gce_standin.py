@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Compute Engine API stand-in itself (tests/lib/gce_standin.py) and the client of the module
 (plugins/module_utils/gce_client.py) against it, over real HTTP on loopback; the lab hook in a scratch
 network namespace (real kernel routes, never the machine's own namespace)."""
@@ -99,7 +100,7 @@ def test_operations_go_pending_running_done_and_only_then_act(standin):
     assert done["status"] == "DONE" and "error" not in done
     assert api.delete_route("podnet-10-244-1-0-24") is None         # already gone
     assert [e[1:] for e in standin.events] == [("insert", "podnet-10-244-1-0-24", None),
-                                              ("delete", "podnet-10-244-1-0-24", None)]
+                                               ("delete", "podnet-10-244-1-0-24", None)]
 
 
 def test_operation_timeout(standin):
@@ -150,7 +151,7 @@ def test_an_insert_naming_a_missing_instance_ends_with_an_operation_error(standi
 def scratch_ns():
     remove_stale_namespaces(NS_PREFIX)
     name = "%s%d" % (NS_PREFIX, os.getpid())
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         for cmd in (["link", "add", "lan0", "type", "veth", "peer", "name", "lan1"], ["link", "set", "lan1", "up"],
@@ -160,7 +161,7 @@ def scratch_ns():
             subprocess.run(["ip", "-n", name] + cmd, check=True)
         yield name
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 def ns_routes(ns):
@@ -214,7 +215,7 @@ def test_serve_in_the_background_and_stop(tmp_path):
         assert got.status_code == 200 and got.json()["networkInterfaces"][0]["networkIP"] == "10.10.0.5"
     finally:
         subprocess.run([sys.executable, script, "stop", "--state-dir", str(state)], check=True, timeout=30)
-    for _ in range(50):
+    for _unused in range(50):
         if not os.path.exists("/proc/%d" % pid):
             break
         time.sleep(0.1)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers of the module tests (imported by conftest.py and the test files)."""
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ class Netns:
 
     def run(self, *cmd, check=True, input=None):
         proc = subprocess.run(["ip", "netns", "exec", self.name, *cmd], capture_output=True, text=True,
-                              input=input)
+                              input=input, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("%s in %s failed: %s%s" % (" ".join(cmd), self.name, proc.stdout, proc.stderr))
         return proc.stdout
 
     def ip(self, *args, check=True):
-        proc = subprocess.run(["ip", "-n", self.name, *args], capture_output=True, text=True)
+        proc = subprocess.run(["ip", "-n", self.name, *args], capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("ip -n %s %s failed: %s" % (self.name, " ".join(args), proc.stderr))
         return proc.stdout
@@ -104,7 +105,7 @@ def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120, path_pr
             cmd = ["sh", "-c", '%s; exec "$@"' % wrap, "wrap"] + cmd
         if netns:
             cmd = ["ip", "netns", "exec", netns] + cmd
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         os.unlink(path)
     try:
@@ -116,7 +117,7 @@ def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120, path_pr
                    for result in task["hosts"].values()]
     else:
         raise AssertionError("no results from ansible-playbook (rc %s):\n%s\n%s" % (proc.returncode, proc.stdout,
-                                                                                 proc.stderr))
+                                                                                    proc.stderr))
     if len(results) != len(tasks):
         raise AssertionError("expected %d task results, got %d:\n%s" % (len(tasks), len(results), proc.stdout))
     return results

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """podnet.cluster.routes, run by ansible-playbook inside two namespaces joined by a veth."""
 
 from __future__ import annotations

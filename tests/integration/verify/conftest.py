@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures of the verify lab tests (the lab itself is described in verify_lab_lib.py)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The modules podnet.cluster.probe_pod and podnet.cluster.probe on lab nodes: idempotence, check mode, a stale
 pod (its holder killed) made again with its CNI lease released, partial leftovers, and a failed node in verify.
 """
@@ -37,7 +38,10 @@ PLAYBOOK = """
       register: p1
     - {name: kill the holder, ansible.builtin.command: "kill -9 {{ c1.pid }}", changed_when: true}
     - {name: c3 stale pod made again, podnet.cluster.probe_pod: *pod, register: c3}
-    - {name: c4 remove (check mode), podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, check_mode: true, register: c4}
+    - name: c4 remove (check mode)
+      podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}
+      check_mode: true
+      register: c4
     - {name: c5 remove, podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, register: c5}
     - {name: c6 remove again, podnet.cluster.probe_pod: {name: t-cni, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, register: c6}
     - name: h1 a node server on the node IPs only
@@ -66,7 +70,8 @@ PLAYBOOK = """
     - {name: a2 an ageing server is made again, podnet.cluster.probe_pod: *ageing, register: a2}
     - {name: a3 remove it, podnet.cluster.probe_pod: {name: t-age, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}}
     - name: l1 a pod whose server lives 1 second
-      podnet.cluster.probe_pod: {name: t-short, mode: cni, lifetime: 1, conflist: "{{ podnet_cni_conf_dir }}/10-podnet.conflist", state_dir: "{{ podnet_verify_state_dir }}"}
+      podnet.cluster.probe_pod: {name: t-short, mode: cni, lifetime: 1, conflist: "{{ podnet_cni_conf_dir }}/10-podnet.conflist",
+                                 state_dir: "{{ podnet_verify_state_dir }}"}
       register: l1
 
 - name: veth probe pod on node2
@@ -98,7 +103,11 @@ PLAYBOOK = """
       ansible.builtin.command: "ip link add {{ leftover }} type veth peer name {{ leftover }}x"
       changed_when: true
     - {name: v5 remove the leftover, podnet.cluster.probe_pod: {name: t-left, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}, register: v5}
-    - {name: v6 bad bridge, podnet.cluster.probe_pod: {name: t-bad, mode: veth, bridge: nosuch, addresses: [10.244.2.202/24], state_dir: "{{ podnet_verify_state_dir }}"}, register: v6, ignore_errors: true}
+    - name: v6 bad bridge
+      podnet.cluster.probe_pod: {name: t-bad, mode: veth, bridge: nosuch, addresses: [10.244.2.202/24],
+                                 state_dir: "{{ podnet_verify_state_dir }}"}
+      register: v6
+      ignore_errors: true
 """
 
 
@@ -158,7 +167,7 @@ def test_probe_pod_lifecycle(lab):
     assert sorted(h1["listening"]) == ["172.30.77.11:47300", "[fd30:77::11]:47300"]
     assert listeners(result(run, "s2 sockets listening on the node", "node1")["stdout"]) == sorted(h1["listening"])
     p3 = {p["id"]: p for p in result(run, "p3 probe the node server on its node IP and on the bridge address",
-                                        "node1")["probes"]}
+                                     "node1")["probes"]}
     assert p3["node-ip"]["ok"] and p3["node-ip"]["server"] == "t-host"
     assert not p3["bridge-ip"]["ok"] and "refused" in p3["bridge-ip"]["error"]
     assert result(run, "h2 remove the node server", "node1")["changed"]
@@ -180,7 +189,7 @@ def test_probe_pod_lifecycle(lab):
     assert not c2["changed"] and c2["pid"] == c1["pid"] and c2["ips"] == c1["ips"]
 
     p1 = {p["id"]: p for p in result(run, "p1 probe the pod from the node, and the gateway from the pod",
-                                        "node1")["probes"]}
+                                     "node1")["probes"]}
     assert p1["node-to-pod"]["ok"] and p1["node-to-pod"]["seen"] == "10.244.1.1"
     assert p1["node-to-pod"]["server"] == "t-cni"
     assert not p1["pod-to-gw-closed-port"]["ok"] and "refused" in p1["pod-to-gw-closed-port"]["error"]
@@ -198,7 +207,7 @@ def test_probe_pod_lifecycle(lab):
     v3 = result(run, "v3 the same name with another address is made again", "node2")
     assert v3["changed"] and v3["ips"] == ["10.244.2.201"] and v3["pid"] != v1["pid"]
     p2 = {p["id"]: p for p in result(run, "p2 probe across nodes from the veth pod (to the node1 server that is not there)",
-                                        "node2")["probes"]}
+                                     "node2")["probes"]}
     assert not p2["to-node1"]["ok"] and "refused" in p2["to-node1"]["error"]  # routed there and back
     assert p2["self"]["ok"] and p2["self"]["seen"] == "10.244.2.1"
     assert result(run, "v4 remove", "node2")["changed"]

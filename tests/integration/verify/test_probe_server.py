@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The probe server itself (plugins/module_utils/probe.py run as a script), in a scratch network namespace:
 it listens only on the addresses it is given, never runs more handler threads than its cap, and exits on its
 own when its lifetime is over (so an interrupted verify run leaves no server behind for long).
@@ -96,7 +97,7 @@ DRIVER = textwrap.dedent(r"""
 @pytest.fixture(scope="module")
 def scratch_ns():
     name = "%s%d-srv" % (PREFIX, os.getpid())
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     sh("ip", "netns", "add", name)
     try:
         sh("ip", "-n", name, "link", "set", "lo", "up")
@@ -106,7 +107,7 @@ def scratch_ns():
             sh("ip", "-n", name, "addr", "add", cidr, "dev", "lo", "nodad")
         yield name
     finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 PYTHONS = [pytest.param(sys.executable, id="python%d.%d" % sys.version_info[:2]),
@@ -116,7 +117,7 @@ PYTHONS = [pytest.param(sys.executable, id="python%d.%d" % sys.version_info[:2])
 
 def drive(ns, mode, python=sys.executable):
     proc = subprocess.run(["ip", "netns", "exec", ns, python, "-c", DRIVER, str(SCRIPT), str(PORT), mode],
-                          capture_output=True, text=True, timeout=90)
+                          capture_output=True, text=True, timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`ansible-playbook podnet.cluster.verify` on a three-node lab: it passes on a good network and fails, naming
 the broken probes, when a route is missing, when pod traffic is NATed and when the masquerade is gone.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers of the verify lab tests: a small cluster in scratch network namespaces (real kernel networking).
 
 Topology (``P`` = ``podnet-v-<pytest pid>-<n>``, one lab per test module)::
@@ -93,7 +94,7 @@ def node_v6(i):
 # --------------------------------------------------------------------------- #
 
 def sh(*argv, check=True, input=None):
-    proc = subprocess.run(list(argv), capture_output=True, text=True, input=input)
+    proc = subprocess.run(list(argv), capture_output=True, text=True, input=input, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("%s failed (rc %d): %s%s" % (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
     return proc.stdout
@@ -222,7 +223,7 @@ class Lab:
 
     def build(self):
         for tag, name in self.ns.items():
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
             sh("ip", "netns", "add", name)
             self.ip(tag, "link", "set", "lo", "up")
         self.ip("sw", "link", "add", "br0", "type", "bridge")
@@ -364,7 +365,7 @@ class Lab:
     def destroy(self):
         kill_pids(self.processes())
         for name in self.ns.values():
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- running Ansible ----------------------------------------------------------
@@ -374,7 +375,7 @@ class Lab:
                    ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_FORCE_COLOR="0")
         proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(self.inventory), playbook, *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
         return Run(proc)
 
     def verify(self, *args):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Test-only stdout callback: the whole run as one JSON document (plays, tasks, per-host results, stats).
 
 ansible.posix.json does the same; ansible-core has no such callback and Galaxy is not reachable.
@@ -33,8 +34,11 @@ class CallbackModule(CallbackBase):
     def _task_start(self, task):
         self.plays[-1]["tasks"].append({"task": {"name": task.get_name(), "action": task.action}, "hosts": {}})
 
-    v2_playbook_on_task_start = lambda self, task, is_conditional: self._task_start(task)  # noqa: E731
-    v2_playbook_on_handler_task_start = lambda self, task: self._task_start(task)  # noqa: E731
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_start(task)
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task_start(task)
 
     def _record(self, result, **extra):
         data = self._convert_host_to_name(result._result) if hasattr(self, "_convert_host_to_name") else result._result

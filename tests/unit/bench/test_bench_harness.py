@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The benchmark harness's pure parts (bench/benchlib.py) on tiny inputs, so they cannot rot unnoticed.
 
 No timing is asserted here: the benchmark itself runs with `make bench`.

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The node engine refuses routes and local addresses it does not own inside a cluster network.
 
 The decision over the decoded ``ip -json`` answers (the lab test test_bad_inputs.py runs it on a real kernel).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pure logic of podnet.cluster.gce_routes (plugins/module_utils/gce.py): names, ownership, plan, messages."""
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def test_plan_inserts_keeps_and_deletes_stale():
     plan = plan_routes(existing, want, "podnet", MARK, NET)
     assert [(i.name, i.want.node) for i in plan.inserts] == [("podnet-10-244-2-0-24", "node2")]
     assert [(d.route.name, d.reason) for d in plan.deletes] == [("podnet-10-244-9-0-24", "stale")]
-    assert [r.name for r, _ in plan.keep] == ["podnet-10-244-1-0-24"]
+    assert [r.name for r, _unused in plan.keep] == ["podnet-10-244-1-0-24"]
     assert not plan.conflicts and not plan.pre_deletes and plan.changed
     assert plan.before_lines() == ["podnet-10-244-1-0-24 10.244.1.0/24 via z1/node1 priority 1000  (node1)",
                                    "podnet-10-244-9-0-24 10.244.9.0/24 via z1/gone priority 1000"]

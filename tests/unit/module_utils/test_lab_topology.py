@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The lab's topology as data (plugins/module_utils/lab_topology.py): names, addresses, inventory."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of the netns command builder (plugins/module_utils/netns.py): the default per-node root."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The uplink move engine (plugins/module_utils/uplink.py): planning on decoded ``ip -json`` data.
 
 ``data/uplink_ip_json.json`` is real ``ip -N [-d] -json`` output of a namespace node (uplink eth0,

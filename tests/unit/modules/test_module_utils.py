@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pure-function tests of the target-side helpers (no kernel, no Ansible run).
 
 The canonical iptables-save forms asserted here were read from iptables 1.8.9 (nf_tables); the
@@ -111,7 +112,7 @@ def test_route_index_longest_prefix_metric_and_exclusion():
     assert [r["dev"] for r in idx.exact_int(int(ipaddress.ip_address("192.168.5.0")), 24)] == ["eth1", "eth2"]
     assert idx.exact_int(int(ipaddress.ip_address("192.168.5.0")), 23) == []
     v6 = RouteIndex([{"dst": "fd00:77::/64", "dev": "eth0", "metric": 256}, {"dst": "default", "gateway": "fe80::1",
-                                                                          "dev": "eth0", "metric": 1024}], 6)
+                                                                             "dev": "eth0", "metric": 1024}], 6)
     assert v6.lookup("fd00:77::2")[0]["dst"] == "fd00:77::/64"
     assert v6.lookup("2001:db8::1")[0]["gateway"] == "fe80::1"
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The filter that builds podnet.cluster.gce_routes' input from the plan and the host variables."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The node document's settings: every bad value refused with the host and the variable, never defaulted."""
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ DUAL = {"cluster_cidrs": ["10.91.0.0/17", "fd00:91::/56"], "node_cidrs": ["172.2
                          "gateways": ["10.91.1.1", "fd00:91:0:7::1"],
                          "bridge_addresses": ["10.91.1.1/25", "fd00:91:0:7::1/64"]},
                   "n2": {"node_ips": ["172.27.3.12", "fd00:27:3::12"], "pod_cidrs": ["10.91.127.128/25",
-                                                                                  "fd00:91:0:ff::/64"],
+                                                                                     "fd00:91:0:ff::/64"],
                          "gateways": ["10.91.127.129", "fd00:91:0:ff::1"],
                          "bridge_addresses": ["10.91.127.129/25", "fd00:91:0:ff::1/64"]}}}
 

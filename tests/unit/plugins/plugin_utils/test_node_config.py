@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of what a node must look like (plugins/plugin_utils/node_config.py)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit and property tests of the pure planner (plugins/plugin_utils/plan.py)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of the verify matrix (plugins/plugin_utils/verify.py): targets, judgement, report, preflight."""
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.verify import (
 NAMES = ["node1", "node2", "node10"]
 
 
-def make_plan(dual=True, names=NAMES):
+def make_plan(dual=True, names=None):
     nodes = {}
+    names = NAMES if names is None else names
     for i, name in enumerate(names, start=1):
         pod = ["10.244.%d.0/24" % i] + (["fd00:10:244:%x::/64" % i] if dual else [])
         nodes[name] = {
@@ -56,7 +58,8 @@ EXTERNAL = {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10", "port": 47300, "
 class Network:
     """A model of a correct pod network: answers every probe the way the real one should."""
 
-    def __init__(self, plan, pods, servers, external=EXTERNAL, peers=None):
+    def __init__(self, plan, pods, servers, external=None, peers=None):
+        external = EXTERNAL if external is None else external
         self.plan, self.pods, self.servers, self.external = plan, pods, servers, external
         self.peers = peers or {}
         self.owner = {}
@@ -101,8 +104,9 @@ class Network:
         return out
 
 
-def setup(dual=True, external=EXTERNAL):
+def setup(dual=True, external=None):
     """plan, pods, servers, net; the second pods are net.peers."""
+    external = EXTERNAL if external is None else external
     plan = make_plan(dual)
     pods, servers, peers = make_pods(plan)
     net = Network(plan, pods, servers, external, peers)
@@ -304,7 +308,8 @@ def test_nodes_outside_the_run_are_left_out():
 
 # --- judging --------------------------------------------------------------
 
-def run_judge(plan, pods, servers, results, external=EXTERNAL, nodes=None, peers=None):
+def run_judge(plan, pods, servers, results, external=None, nodes=None, peers=None):
+    external = EXTERNAL if external is None else external
     if peers is None:  # the second pods of the model network (make_pods)
         peers = make_pods(plan)[2]
     return judge(plan, nodes or list(plan["nodes"]), pods, servers, results, external, peers=peers)
@@ -378,7 +383,7 @@ def test_egress_without_external_server_is_reachability_only():
     results = net.results()
     assert run_judge(plan, pods, servers, results, ext)["passed"]
     probe_of(results, "node1", "egress/4/node1/external").update(ok=False, connected=False,
-                                                                    error="timeout (connect, 3.0 s)")
+                                                                 error="timeout (connect, 3.0 s)")
     summary = run_judge(plan, pods, servers, results, ext)
     assert summary["failed_count"] == 1
     assert summary["failures"][0]["reason"].startswith("timeout (connect, 3.0 s): no answer to the connection to "
@@ -476,7 +481,7 @@ def test_preflight_errors(kwargs, expected):
     args = {"plan": make_plan(), "node": "node1", "runtimes": ["cni"], "external": EXTERNAL, "external_host": "ext",
             "inventory_hosts": ["node1", "node2", "node10", "ext"], "port": 47300, "timeout": 3}
     args.update(kwargs)
-    errors = preflight(args.pop("plan"), args.pop("node"), **args)
+    errors = preflight(args["plan"], args["node"], **{k: v for k, v in args.items() if k not in ("plan", "node")})
     assert any(expected in e for e in errors), errors
 
 

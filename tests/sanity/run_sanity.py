@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
+"""Run ``ansible-test sanity`` on this checkout, offline as far as ansible-test's own downloads go.
+
+ansible-test wants the collection at ``.../ansible_collections/podnet/cluster/`` inside a git work tree,
+and downloads a pip bootstrap script (get-pip.py) into each virtual environment it makes. This script:
+
+1. seeds ansible-test's cache, ``~/.ansible/test/cache/get_pip_<pip version>.py``, with
+   ``get_pip_offline.py`` (pip from the interpreter's own ``ensurepip``; the test requirements still come
+   from the package index, as ansible-test pins them);
+2. copies the checkout's files (tracked and untracked, not ignored: what ``git status`` sees) to a scratch
+   ``ansible_collections/podnet/cluster`` made a git work tree with ``git init`` and ``git add``;
+3. runs ``ansible-test sanity --venv --python <this Python>`` there, with any further arguments
+   (e.g. ``--test pylint``), and exits with its status.
+
+Usage: .venv/bin/python tests/sanity/run_sanity.py [ansible-test sanity options]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STAND_IN = Path(__file__).with_name("get_pip_offline.py")
+
+
+def pip_version() -> str:
+    """The pip version ansible-test bootstraps into its virtual environments (its get_venv_packages)."""
+    import ansible_test  # the installed ansible-test of this interpreter's ansible-core
+
+    source = Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
+    found = re.search(r"default_packages = dict\(\s*pip='([0-9.]+)'", source.read_text())
+    if not found:
+        sys.exit("run_sanity: cannot find the pip version in %s (ansible-test changed?)" % source)
+    return found.group(1)
+
+
+def seed_cache() -> Path:
+    cache = Path.home() / ".ansible" / "test" / "cache" / ("get_pip_%s.py" % pip_version().replace(".", "_"))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if not cache.exists() or cache.read_bytes() != STAND_IN.read_bytes():
+        shutil.copyfile(STAND_IN, cache)
+    return cache
+
+
+def copy_checkout(root: Path) -> Path:
+    """The checkout's files under root/ansible_collections/podnet/cluster, a git work tree of its own."""
+    target = root / "ansible_collections" / "podnet" / "cluster"
+    target.mkdir(parents=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True).stdout.split(b"\0")
+    for name in (n.decode() for n in listed if n):
+        src = REPO / name
+        if not src.is_file() and not src.is_symlink():
+            continue  # deleted in the work tree but not yet in the index
+        dst = target / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst, follow_symlinks=False)
+    env = dict(os.environ, GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_SYSTEM=os.devnull)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True, env=env)
+    subprocess.run(["git", "add", "-A"], cwd=target, check=True, env=env)
+    return target
+
+
+def main(argv) -> int:
+    seed_cache()
+    version = "%d.%d" % sys.version_info[:2]
+    with tempfile.TemporaryDirectory(prefix="podnet-sanity-") as scratch:
+        target = copy_checkout(Path(scratch))
+        env = dict(os.environ, PATH="%s:%s" % (BIN, os.environ.get("PATH", "")))
+        env.pop("ANSIBLE_CONFIG", None)  # the checkout's ansible.cfg names a collections path of its own
+        proc = subprocess.run([str(BIN / "ansible-test"), "sanity", "--venv", "--python", version, "--color", "no"]
+                              + list(argv), cwd=target, env=env, check=False)
+        return proc.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
