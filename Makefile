@@ -21,7 +21,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup apt apt-test apt-install venv collection demo lab lab-destroy check test unit integration molecule root \
-        bench lint build clean
+        bench lint build clean sanity changelog changelog-lint
 
 setup: apt venv collection
 
@@ -40,9 +40,9 @@ apt-install:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -83,8 +83,23 @@ root:
 check: root setup apt-test
 	$(PYTEST) -m "not slow" tests
 
-test: root setup apt-test
+test: root setup apt-test sanity changelog-lint
 	$(PYTEST) tests
+
+# ansible-test sanity (every test, this Python) on a scratch git copy of the checkout; pip for its
+# virtual environments comes from ensurepip (tests/sanity/run_sanity.py), the rest from the index.
+# Extra options: make sanity SANITY_ARGS='--test pylint'
+sanity: setup
+	$(BIN)/python tests/sanity/run_sanity.py $(SANITY_ARGS)
+
+# The changelog is antsibull-changelog's: a fragment per change in changelogs/fragments/, CHANGELOG.md
+# generated from them (`make changelog`); the lint also fails when CHANGELOG.md is not what they generate.
+changelog: setup
+	$(BIN)/python tests/changelog/build_changelog.py
+
+changelog-lint: setup
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/python tests/changelog/build_changelog.py --check
 
 unit: setup
 	$(BIN)/pytest -m unit tests
