@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Shared pytest set-up: import paths, the test tiers, and a guard that the machine's own network namespace is
 never changed.
 

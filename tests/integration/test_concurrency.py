@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Concurrency: two ``podnet.cluster.site`` runs started at once on the same inventory both
 succeed, leave a state file that parses with every node once and disjoint blocks, and converged nodes; the
 plan is written once, by the run that held the lock first (the other waited for it, or found it written)."""

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Drift on a lab built unlike the defaults (named nodes, dual stack, /25 and /72 blocks,
 both runtimes): each fault injected on one node of a converged lab is reported by ``site --check`` on that
 node only (the node task, not the plan), healed by a converge back to exactly the converged state, and the

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """No disruption: while a TCP stream (a counter, checked for gaps) and a steady ping flow
 between pods on two nodes, a converge that changes nothing, one that adds a node and one that changes the
 bridge MTU lose no packet and break no connection; the bridge is never re-created.

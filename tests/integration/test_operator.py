@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The operator's first hour, on a lab reached through a directory inventory (``-i <dir>``, the usual layout):
 previews that write nothing, a state file Ansible never reads as inventory, confirmations that are not state."""
 

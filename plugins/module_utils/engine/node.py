@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The node engine: one node's whole desired state (the node document) reconciled in one pass.
 
 The controller computes the document (plugins/plugin_utils/document.py). Here, on the node:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The bridge engine (the bridge part of podnet.cluster.node_state), run inside scratch namespaces and read back
 from the kernel."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The iptables chains engine (the chains part of podnet.cluster.node_state): masquerade and forward shapes, IPv4
 and IPv6, foreign rules and chains kept, run inside a scratch namespace and read back with iptables-save."""
 

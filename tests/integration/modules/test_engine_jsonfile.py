@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The JSON file engine (how podnet.cluster.node_state merges its keys into daemon.json), on files in a pytest tmp
 dir (no namespace needed: it only writes the files it is given)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The sysctl engine (the forwarding part of podnet.cluster.node_state), run inside a scratch namespace.
 
 Live values are written only under /proc/sys/net of the scratch namespace; the files and

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The collection's one atomic file writer (module_utils/fileutil.py): symlinks kept, owner, mode and SELinux
 context carried over, the directories it made reported."""
 

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The node lock (engine/node.py node_lock): one holder per network namespace, a second waits or times out.
 
 Runs in a fresh network namespace of a fresh user namespace (``unshare --map-root-user --net``), which needs

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sampled verify (plugins/plugin_utils/verify.py): which peers each node probes, and that the sample is judged
 and reported like the full matrix, in time and memory linear in the number of probes."""
 
