@@ -56,11 +56,13 @@ options:
     description: Node name to the result of M(podnet.cluster.probe_pod) for its (first) probe pod.
     type: dict
   peers:
+    version_added: 0.2.0
     description:
       - Node name to the result of M(podnet.cluster.probe_pod) for its second probe pod, the target of the
         node's same-node C(pod_pod) cell.
     type: dict
   index:
+    version_added: 0.2.0
     description: Which probe pod of O(node) C(pod_addresses) is for (C(0) the first, C(1) the second).
     type: int
     default: 0
@@ -94,19 +96,23 @@ options:
     description: C(podnet_verify_timeout), checked by C(preflight).
     type: float
   sample:
+    version_added: 0.2.0
     description:
       - C(podnet_verify_peers), for C(targets) - C(auto) (the full matrix up to 30 nodes, 10 peers per node
         above), C(all), or a number of peers per node.
     type: raw
     default: auto
   seed:
+    version_added: 0.2.0
     description: C(podnet_verify_seed), for C(targets) - chooses the rotation of the sample (a whole number).
     type: int
     default: 0
   selection:
+    version_added: 0.2.0
     description: The C(selection) of C(targets), for C(judge) (C(null) - the full matrix).
     type: dict
   sampling:
+    version_added: 0.2.0
     description: The C(sampling) of C(targets), for C(judge) (shown in the report).
     type: dict
 """

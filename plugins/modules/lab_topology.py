@@ -125,6 +125,7 @@ options:
         a node keeps the fabric, the prefixes, the routers); a new lab gets none. Give C({}) to drop them.
     type: dict
   ssh:
+    version_added: 0.2.0
     description:
       - Serve the nodes over SSH and add the controller namespace (see the description).
         Switching it off stops the sshds (by pid) and removes their files and the controller namespace.
@@ -132,6 +133,7 @@ options:
     type: bool
     default: false
   static_neighbours:
+    version_added: 0.2.0
     description:
       - Give every host on the switch (router, nodes, controller) permanent neighbour entries (ARP and NDP)
         for the underlay addresses of every other one, pointing at their C(eth0) MACs.

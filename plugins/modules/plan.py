@@ -75,6 +75,7 @@ options:
       - Required, except with I(check_role_vars) or I(node_part).
     type: path
   previous_state_file:
+    version_added: 0.2.0
     description:
       - Where the state file was kept before (the role passes the former default, C(podnet_state.yml) beside the
         inventory, when I(state_file) is the default). While only that file exists, the plan is read from it; the
@@ -82,6 +83,7 @@ options:
         nothing.
     type: path
   read_only:
+    version_added: 0.2.0
     description:
       - The plan serves a playbook that changes no plan (verify, teardown). A recorded block that no longer fits the
         variables then means the variables differ from the plan that was applied, and the error says so instead of
@@ -94,18 +96,21 @@ options:
     type: str
     default: podnet_nodes
   prune:
+    version_added: 0.2.0
     description:
       - Release the blocks of every recorded node that is missing from the inventory. Off by default - a node that
         is only hidden for one run (a dynamic inventory that skips stopped instances) keeps its block.
     type: bool
     default: false
   release_nodes:
+    version_added: 0.2.0
     description:
       - Recorded nodes, no longer in the inventory, whose blocks are released on purpose (C(podnet_release_nodes)).
     type: list
     elements: str
     default: []
   allow_readdress:
+    version_added: 0.2.0
     description:
       - Let nodes lose blocks they hold (C(podnet_allow_readdress)) - a family the cluster no longer has, a block
         outside a changed cluster network or of a changed node prefix, a held block given elsewhere - and plan them
@@ -114,6 +119,7 @@ options:
     type: bool
     default: false
   held_var:
+    version_added: 0.2.0
     description:
       - The per-host variable registered from M(podnet.cluster.node_state) with C(state=probe); its C(held) (the
         pod CIDRs a node's record names, the gateways on its bridge) is adopted for a node the state file does not
@@ -121,6 +127,7 @@ options:
     type: str
     default: __podnet_held
   probed_var:
+    version_added: 0.2.0
     description:
       - The variable registered from this module with I(recorded_only) before the nodes were probed. When set, only
         the hosts in its C(probe) list were asked in this run, and I(held_var) counts for them alone (a host
@@ -129,6 +136,7 @@ options:
     type: str
     default: ""
   recorded_only:
+    version_added: 0.2.0
     description:
       - Only find the nodes to ask before the plan; plan nothing. Reads the state file and returns C(recorded),
         C(unrecorded), C(probe) (the nodes to ask which pod subnets they hold - unrecorded nodes with I(adopt), and
@@ -138,12 +146,14 @@ options:
     type: bool
     default: false
   adopt:
+    version_added: 0.2.0
     description:
       - With I(recorded_only), whether the nodes the state file does not record are to be asked what they hold
         (C(podnet_plan_adopt)); false leaves C(probe) empty.
     type: bool
     default: true
   node_part:
+    version_added: 0.2.0
     description:
       - Only set the fact C(podnet_node) of one host (I(node), or the task's host), its entry of the registered plan
         I(plan_var) (skipped for a host that is not a node of the plan); plan nothing, read nothing.
@@ -154,15 +164,18 @@ options:
     type: bool
     default: false
   node:
+    version_added: 0.2.0
     description:
       - With I(node_part), the inventory hostname whose C(podnet_node) is returned. Default - the task's host.
     type: str
   plan_var:
+    version_added: 0.2.0
     description:
       - With I(node_part), the variable the plan task was registered as.
     type: str
     default: podnet_plan
   check_role_vars:
+    version_added: 0.2.0
     description:
       - Only validate the variables of the role M(podnet.cluster.plan) (its C(meta/argument_specs.yml), entry point
         C(main)) of every host of the play, in one pass on the controller, then return C(checked) (the number of

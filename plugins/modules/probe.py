@@ -75,6 +75,7 @@ options:
     type: int
     default: 64
   retries:
+    version_added: 0.2.0
     description:
       - Further attempts of a probe that failed, made once every probe of the previous round is done,
         after a pause of half a second. A probe that answers only on a later attempt is ok; its result
@@ -82,6 +83,7 @@ options:
     type: int
     default: 1
   self_checks:
+    version_added: 0.2.0
     description:
       - Probes of this node's own probe servers from inside their own namespaces (a pod to its own address, the
         node to its node IP), run after O(probes) with the same retries. They prove that a server serves, so
@@ -90,6 +92,7 @@ options:
     elements: dict
     default: []
   diagnose:
+    version_added: 0.2.0
     description:
       - For at most this many failed probes (after the retries) whose connection got no answer or no route,
         look at the source's route and neighbour entry for the target (C(ip route get), C(ip neigh)) and say

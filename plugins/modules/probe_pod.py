@@ -51,6 +51,7 @@ options:
       - One of O(name) and O(pods) is required.
     type: str
   pods:
+    version_added: 0.2.0
     description:
       - Several pods or servers in one call, made (or removed) in list order; each item gives its own
         O(name), O(mode), O(bind), O(addresses) and O(gateways), the other options apply to all of them.
@@ -98,6 +99,7 @@ options:
     type: int
     default: 47300
   bind:
+    version_added: 0.2.0
     description:
       - The addresses the server of O(mode=host) listens on (one socket each; wildcard addresses are
         refused). Required with O(mode=host); not allowed with the pod modes, whose server listens on the
@@ -107,12 +109,14 @@ options:
     elements: str
     default: []
   lifetime:
+    version_added: 0.2.0
     description:
       - Seconds after its start at which the server exits on its own, whatever happens to the run that
         started it (C(0) - never). A pod's network namespace goes with its server.
     type: float
     default: 1800
   max_threads:
+    version_added: 0.2.0
     description: Connections the server handles at once (one thread each); more wait in the listen backlog.
     type: int
     default: 32
