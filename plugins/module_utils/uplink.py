@@ -589,7 +589,7 @@ def plan_restore(before, current):
     mac = restorable_mac(bb)
     if bb is not None and cb is None:
         lines.append("link add name %s%s mtu %s type bridge" % (bridge, " address %s" % mac if mac else "",
-                                                                 bb["mtu"]))
+                                                                bb["mtu"]))
     if cu.get("master") != bu.get("master"):
         lines.append("link set dev %s nomaster" % uplink if bu.get("master") is None
                      else "link set dev %s master %s" % (uplink, bu["master"]))

@@ -781,7 +781,7 @@ def reconcile_neighbours(lab, topo, want, before):
                 before.add(neighbour_fact(ns, len(entries)))
             continue
         lab.note("ip -n %s -batch: %s" % (ns, "; ".join(lines[:3]) + (" ... (%d commands)" % len(lines)
-                                                                         if len(lines) > 3 else "")))
+                                                                      if len(lines) > 3 else "")))
         if not lab.check:
             rc, out, err = lab.run([lab.ip, "-n", ns, "-batch", "-"], data=("\n".join(lines) + "\n").encode())
             if rc != 0:

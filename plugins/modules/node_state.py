@@ -32,11 +32,34 @@ requirements:
 extends_documentation_fragment:
   - podnet.cluster.attributes
 options:
+  settings:
+    description:
+      - The node role's settings, by their names without C(podnet_) (C(fabric), C(bridge), C(bridge_mtu),
+        C(runtimes), C(masquerade), C(state_dir), C(allow_readdress), ...; the keys of C(DEFAULTS) in
+        C(plugins/plugin_utils/document.py)); unknown keys are an error. The action builds the node document
+        from them and the plan in I(plan_var). With I(state=probe) only C(bridge) and C(state_dir) are read.
+      - Read by the action on the controller; the module on the node does not take it.
+    type: dict
+    default: {}
+  plan_var:
+    description:
+      - The variable holding the plan (registered by the role C(podnet.cluster.plan) in the same play).
+      - Read by the action on the controller; the module on the node does not take it.
+    type: str
+    default: podnet_plan
+  cluster_cidrs:
+    description:
+      - With I(state=probe), before there is a plan - the cluster networks whose addresses on the node's bridge
+        count as held pod gateways.
+      - Read by the action on the controller; the module on the node does not take it.
+    type: list
+    elements: str
+    default: []
   document:
     description:
-      - The node document (see C(plugins/plugin_utils/document.py)). Set by the action from the plan.
+      - The node document (see C(plugins/plugin_utils/document.py)). The action builds it from the plan and
+        I(settings) when it is not given; the module on the node needs it.
     type: dict
-    required: true
   state:
     description:
       - C(present) makes the node match the document; C(absent) removes everything podnet.cluster owns there,
@@ -79,8 +102,9 @@ options:
     default: 120
   allow_readdress:
     description:
-      - Confirm, for this run, that the node may lose pod subnets it holds (C(podnet_allow_readdress)). Not part of
-        the document, so not recorded on the node. The action sets it from the setting C(allow_readdress).
+      - Internal, set by the action from the setting C(allow_readdress) (C(podnet_allow_readdress)); do not set it
+        in a task. Confirms, for this run, that the node may lose pod subnets it holds. Not part of the document,
+        so not recorded on the node.
     type: bool
     default: false
 """
@@ -246,7 +270,11 @@ def restart_service(runner, service, timeout):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            document=dict(type="dict", required=True),
+            document=dict(type="dict"),
+            # read by the action on the controller (documented there); accepted here so the two specs agree
+            settings=dict(type="dict", default={}),
+            plan_var=dict(type="str", default="podnet_plan"),
+            cluster_cidrs=dict(type="list", elements="str", default=[]),
             state=dict(type="str", choices=["present", "absent", "probe", "restore", "restart", "validate"],
                        default="present"),
             group=dict(type="str", default="podnet_nodes"),
@@ -259,6 +287,9 @@ def main():
         supports_check_mode=True,
     )
     doc = module.params["document"]
+    if doc is None:
+        module.fail_json(msg="podnet.cluster.node_state: no document; the action plugin builds it from the plan "
+                             "(run the module through its action, not with ansible.builtin.raw or a bare module path)")
     state = module.params["state"]
     if state == "validate":
         module.fail_json(msg="state=validate runs in the action plugin on the controller, not in the module")

@@ -887,7 +887,7 @@ def render(summary: Mapping[str, Any]) -> List[str]:
         status = "all ok" if matrix["ok_count"] == matrix["total"] else "%d FAILED" % (
             matrix["total"] - matrix["ok_count"])
         lines.append("%s: %d of %d ok%s" % (matrix["title"], matrix["ok_count"], matrix["total"],
-                                             "" if status == "all ok" else ", " + status))
+                                            "" if status == "all ok" else ", " + status))
         if big:
             continue
         header = ["from \\ to"] + [str(t) for t in matrix["targets"]]

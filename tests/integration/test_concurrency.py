@@ -62,7 +62,7 @@ def test_two_site_runs_at_once(lab: Lab):
         hosts[n].check_output("mkdir -p %s" % " ".join(NODE_DIRS))
     argv = [str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(lab.hosts_yml)]
     procs = [subprocess.Popen(argv, cwd=REPO, env=ansible_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                              stderr=subprocess.PIPE, text=True) for _unused in range(2)]
     outs = []
     for proc in procs:
         try:

@@ -137,7 +137,7 @@ def test_switch_hosts_have_permanent_neighbours(lab: Lab):
     macs = {h: _json.loads(in_ns(h, "ip", "-j", "link", "show", "dev", "eth0").stdout)[0]["address"] for h in hosts}
     n1 = lab.nodes[0]
     entries = {e["dst"]: e["lladdr"] for e in _json.loads(in_ns(n1, "ip", "-j", "neigh", "show", "nud",
-                                                                 "permanent").stdout)}
+                                                                "permanent").stdout)}
     assert entries["172.30.9.12"] == macs[lab.nodes[1]]
     assert entries["fd00:30:9::14"] == macs[lab.nodes[3]]
     assert entries["172.30.9.1"] == macs["%s-router" % lab.name]

@@ -225,7 +225,7 @@ def unit_files(doc, interpreter=None):
             "\n"
             "[Install]\n"
             "WantedBy=multi-user.target\n" % (record_path(doc), record_path(doc),
-                                                restore_command(doc, interpreter))),
+                                              restore_command(doc, interpreter))),
     }
     if units.get("docker_dropin"):
         files[os.path.join(directory, DOCKER_DROPIN)] = (
@@ -293,7 +293,7 @@ def lib_files(doc, interpreter=None):
     """{path: content} of the restore program and the engine files it runs."""
     base = os.path.join(doc["lib_dir"], "lib")
     files = {os.path.join(doc["lib_dir"], RESTORE_NAME): RESTORE_SCRIPT % {"interpreter": interpreter or
-                                                                             sys.executable}}
+                                                                           sys.executable}}
     for name in _lib_modules(doc):
         files[os.path.join(base, _lib_rel(name))] = module_source(name)
     return files
@@ -595,7 +595,7 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
                 "node %s: %d route(s) or address(es) that podnet.cluster does not own lie inside the cluster "
                 "network (podnet_cluster_cidrs); pod routes and gateways would shadow them: %s. Choose a cluster "
                 "network that does not overlap them, or remove them." % (doc["node"], len(problems),
-                                                                        "; ".join(problems[:10])),
+                                                                         "; ".join(problems[:10])),
                 foreign=problems)
     owned_cidrs = list(doc.get("owned_cidrs") or []) + [c for c in old.get("owned_cidrs") or []
                                                         if c not in (doc.get("owned_cidrs") or [])]

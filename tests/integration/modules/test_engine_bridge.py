@@ -9,9 +9,9 @@ import ipaddress
 from modtest_lib import failed, ok
 
 
-
 def B(args, check=False):
     return {"engine": "bridge", "args": args, "check": check}
+
 
 OWNED = ["10.244.0.0/16", "fd00:10:244::/48"]
 ADDRS = ["10.244.1.1/24", "fd00:10:244:1::1/64"]

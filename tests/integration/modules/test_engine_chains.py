@@ -7,9 +7,9 @@ from __future__ import annotations
 from modtest_lib import failed, ok
 
 
-
 def C(args, check=False):
     return {"engine": "chains", "args": args, "check": check}
+
 
 MARK = '-m comment --comment "podnet.cluster"'
 
@@ -109,7 +109,7 @@ def test_ipv4_masquerade_and_forward(netns):
     absent_nat = {"table": "nat", "chains": [{"name": "PODNET-MASQ"}], "state": "absent"}
     absent_fwd = {"table": "filter", "chains": [{"name": "PODNET-FORWARD"}], "state": "absent"}
     chk, a_nat, a_fwd, again = ns.engine([C(absent_nat, check=True), C(absent_nat), C(absent_fwd),
-                                        C(absent_nat)])
+                                          C(absent_nat)])
     assert ok(chk)["changed"] and ok(a_nat)["changed"] and ok(a_fwd)["changed"]
     assert a_nat["chains_deleted"] == ["PODNET-MASQ"] and ok(again)["changed"] is False
     assert "PODNET-MASQ" not in chains(ns, "nat") and "PODNET-FORWARD" not in chains(ns, "filter")

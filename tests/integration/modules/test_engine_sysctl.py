@@ -13,13 +13,11 @@ from pathlib import Path
 from modtest_lib import failed, ok
 
 
-
 def S(args, check=False):
     """A sysctl engine step; ``file`` is the engine's ``path``."""
     args = dict(args)
     args["path"] = args.pop("file")
     return {"engine": "sysctl", "args": args, "check": check}
-
 
 
 def layout(tmp_path: Path):

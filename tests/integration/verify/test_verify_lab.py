@@ -58,7 +58,7 @@ def test_good_network_passes_dual_stack(lab):
         assert server["lifetime"] == 1800
         assert pod["name"] == "podnet-verify-pod-" + name and peer["name"] == "podnet-verify-peer-" + name
     assert sorted(started["node2"]["pods"][0]["listening"]) == ["10.244.2.254:47300",
-                                                               "[fd00:10:244:2:ffff:ffff:ffff:ffff]:47300"]
+                                                                "[fd00:10:244:2:ffff:ffff:ffff:ffff]:47300"]
     # every node checked its own servers from inside their namespaces: they served
     for name, res in run.task("Run every probe of this node in one call").items():
         assert len(res["self_checks"]) == 6 and all(c["ok"] for c in res["self_checks"]), res["self_checks"]

@@ -307,7 +307,7 @@ def test_a_recorded_block_no_node_holds_is_planned_anew():
     # recorded (say by a site run that stopped after the record), never applied: the nodes were asked, hold nothing
     state = make_plan(PlanConfig(cluster_cidrs=["10.61.0.0/20"]), nodes_for(["p", "q"])).state
     for config in (PlanConfig(cluster_cidrs=["10.62.0.0/20"]), PlanConfig(cluster_cidrs=["10.61.0.0/20"],
-                                                                           node_prefix_ipv4=26)):
+                                                                          node_prefix_ipv4=26)):
         plan = make_plan(config, held_as(nodes_for(["p", "q"]), {}), state)
         cluster = netaddr.IPNetwork(config.cluster_cidrs[0])
         for name in ("p", "q"):
