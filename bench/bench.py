@@ -663,7 +663,7 @@ class Bench:
                 first = self.runner.playbook("verify-site-first-%d" % count, ["podnet.cluster.site"] + hosts)
                 check_ok(first)
                 log("verify lab of %d nodes built in %.1f s, converged in %.1f s" % (count, built.seconds,
-                                                                                    first.seconds))
+                                                                                     first.seconds))
                 probes: Dict[str, str] = {}
                 peaks: Dict[str, int] = {}
 
@@ -695,7 +695,7 @@ class Bench:
                 roomy = dataclasses.replace(self.config, cap_ratio=max(self.config.cap_ratio, 20.0))
                 full, baseline, _runs = interleaved(roomy, verify("full", "all"), site, base_timing=baseline)
                 for kind, timing, target in (("full matrix", full, None), ("sampled, %d peers" % peers, sampled,
-                                                                            VERIFY_RATIO)):
+                                                                           VERIFY_RATIO)):
                     key = "full" if kind == "full matrix" else "sampled"
                     note = "%s probes; peak memory %s (no-op site %s)" % (
                         lib.count_text(int(probes.get(key, "0"))), lib.bytes_text(peaks.get(key, 0)),

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 # The work is done by the action plugin of the same name (plugins/action/report.py)
 # on the controller; this file carries the documentation.
 
@@ -27,7 +27,7 @@ description:
     is set.
 version_added: 0.2.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 options:
   dir:
     description:
@@ -94,6 +94,7 @@ attributes:
     support: none
     description: No diff of the page is shown.
   platform:
+    support: full
     platforms: all
     description: Runs on the controller only.
 notes:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The HTML report: a picture of the plan, the fabric and the verify matrix, in one self-contained page.
 
 Pure functions over plain data (the registered plan ``podnet_plan``, a :class:`Fabric`, and optionally the judged
@@ -341,7 +341,7 @@ def _cell_attrs(cell: Mapping[str, Any]) -> str:
 
 def _cell_tip(cell: Mapping[str, Any]) -> str:
     what = "%s %s: %s \u2192 %s" % (FAMILY_NAMES.get(cell["family"], cell["family"]),
-                                     CHECK_TITLES.get(cell["check"], cell["check"]), cell["source"], cell["target"])
+                                    CHECK_TITLES.get(cell["check"], cell["check"]), cell["source"], cell["target"])
     return "%s\n%s: %s" % (what, cell["state"], cell["reason"])
 
 
@@ -355,7 +355,7 @@ def matrix_svg(matrix: Mapping[str, Any], cells: Sequence[Mapping[str, Any]]) ->
     width = label_w + cell * len(targets) + head_h // 2 + 10
     height = head_h + cell * len(sources) + 10
     out = ['<svg class="matrix" role="img" width="%d" height="%d" viewBox="0 0 %d %d">' % (width, height, width,
-                                                                                          height)]
+                                                                                           height)]
     out.append("<title>%s</title>" % esc(matrix.get("title") or ""))
     for j, target in enumerate(targets):
         cx = label_w + j * cell + cell // 2 + 2
@@ -397,7 +397,7 @@ def failures_grouped(cells: Sequence[Mapping[str, Any]]) -> str:
     sample = {(c["source"], c["target"]): c for c in cells if c["state"] == "failed"}
     out = ['<ul class="failgroups">']
     for signature, sources in sorted(groups.items(), key=lambda item: (-len(item[0]) * len(item[1]),
-                                                                        natural_key(item[1][0]))):
+                                                                       natural_key(item[1][0]))):
         out.append("<li class=\"failgroup\" data-sources='%s'>" % esc(json.dumps(sources)))
         if len(sources) == 1:
             out.append("<b>%s</b>" % esc(sources[0]))

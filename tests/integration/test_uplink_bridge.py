@@ -193,7 +193,7 @@ def test_reverse_restores_the_original_state_exactly(lab: Lab, pristine, ctl: Co
 
 
 def test_a_job_file_written_as_older_ansible_core_writes_it_is_confirmed(lab: Lab, pristine, ctl: Controller,
-                                                                          tmp_path):
+                                                                         tmp_path):
     """ansible-core before 2.19 writes the async job file with "started": 1, "finished": 0 (2.19: true/false).
     Ansible's own async_wrapper, changed only in that line, runs the detached move: it is confirmed both ways."""
     import ansible.modules.async_wrapper as wrapper

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reading the HTML report back: its nodes and its matrix cells, from the page source or from a browser's DOM dump."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The HTML report (podnet_report_dir) of `podnet.cluster.plan` and `podnet.cluster.verify`, opened in headless
 Chromium, on the dual-stack three-node verify lab with a real failure planted: node2's cbr0 is down, so its pods
 are cut off while every node still answers on its node IP.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """verify on a 30-node lab (marker ``scale``: ``pytest -m scale``): the full matrix passes three times in a row
 on a healthy cluster, and a sampled run names the one node whose bridge is down.
 

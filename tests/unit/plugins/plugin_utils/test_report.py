@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of the HTML report (plugins/plugin_utils/report.py): escaping, every node, every failed cell, the
 fabrics, the large-cluster form, and nothing to fetch."""
 
