@@ -101,8 +101,8 @@ def test_ansible_builder_create_and_the_build_introspection(tmp_path, tarball):
 
 def test_ansible_runner_runs_the_plan_playbook(tmp_path, tarball):
     """AWX's path: ansible-runner run on a private data directory (inventory, env, the collection installed
-    from its tarball), playbook podnet.cluster.plan by its name; the plan is in the job events and the state
-    file, on CIDRs and names that are not the defaults."""
+    from its tarball), playbook podnet.cluster.plan by its name; the plan is in the job events (and no state file
+    is written: the playbook is a preview), on CIDRs and names that are not the defaults."""
     collections = tmp_path / "collections"
     env = env_without_checkout()
     # cwd: not the checkout, whose ansible.cfg would find podnet.cluster installed already (its link)
@@ -128,8 +128,7 @@ def test_ansible_runner_runs_the_plan_playbook(tmp_path, tarball):
     assert (artifacts / "status").read_text().strip() == "successful"
     assert (artifacts / "rc").read_text().strip() == "0"
 
-    recorded = json.dumps(yaml.safe_load(state.read_text()))
-    assert all(host in recorded for host in nodes)
+    assert not state.exists()  # the plan playbook is a preview: it writes nothing
     blocks = {}
     for event_file in sorted((artifacts / "job_events").glob("*.json")):
         event = json.loads(event_file.read_text())
@@ -144,4 +143,3 @@ def test_ansible_runner_runs_the_plan_playbook(tmp_path, tarball):
     cluster = ipaddress.ip_network("10.96.64.0/19")
     assert all(b.prefixlen == 22 and b.subnet_of(cluster) for b in blocks.values())
     assert len(set(blocks.values())) == len(nodes)
-    assert all(str(block) in recorded for block in blocks.values())
