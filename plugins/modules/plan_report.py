@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """Documentation of the action podnet.cluster.plan_report (plugins/action/plan_report.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ module: plan_report
 short_description: Show the pod-network plan as a table, and write it as JSON for other tools
 version_added: 0.2.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 description:
   - Runs on the controller only (an action); reads the plan registered by M(podnet.cluster.plan).
   - Prints the plan as text, the same under every stdout callback (not a list of strings) - the fabric and the
@@ -44,11 +44,14 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The JSON export is written in check mode too.
+    description: The JSON export is written in check mode too.
   diff_mode:
     support: none
+    description: Nothing is compared; the table is the output.
   platform:
+    support: full
     platforms: all
+    description: Runs on the controller only (an action plugin).
 """
 
 EXAMPLES = r"""

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """What a person reads of a node's change: a one-line summary and a ``--diff`` of what changes on the node.
 
 Pure functions, controller side: the action ``podnet.cluster.node_state`` passes the module's result through them.

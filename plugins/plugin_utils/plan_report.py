@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
-# Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The plan as a person reads it (a table) and as other tools read it (a JSON document). Pure functions.
 
 Input: the registered plan (the result of the action podnet.cluster.plan: ``cluster_cidrs``, ``node_prefix_ipv4``,

@@ -130,15 +130,15 @@ def test_ansible_runner_runs_the_plan_playbook(tmp_path, tarball):
 
     assert not state.exists()  # the plan playbook is a preview: it writes nothing
     blocks = {}
+    # the plan as printed (by podnet.cluster.plan_report): one line per node, "NODE NODE-IP POD-CIDR GATEWAY"
     for event_file in sorted((artifacts / "job_events").glob("*.json")):
-        event = json.loads(event_file.read_text())
-        if event.get("event") == "runner_on_ok" and event["event_data"].get("task") == "Show the plan table":
-            msg = event["event_data"]["res"]["msg"]
-            lines = msg if isinstance(msg, list) else msg.splitlines()
-            for host in nodes:
-                words = next(line.split() for line in lines if line.split() and line.split()[0] == host)
-                assert words[1] == nodes[host]["podnet_node_ip"].split("/", 1)[0]
-                blocks[host] = ipaddress.ip_network(words[2])
+        for line in json.loads(event_file.read_text()).get("stdout", "").splitlines():
+            words = line.split()
+            if words and words[0] in ("+", "~"):
+                words = words[1:]
+            if len(words) >= 4 and words[0] in nodes and "/" in words[2]:  # not the recap lines
+                assert words[1] == nodes[words[0]]["podnet_node_ip"].split("/", 1)[0]
+                blocks[words[0]] = ipaddress.ip_network(words[2])
     assert set(blocks) == set(nodes), "the plan table is not in the job events"
     cluster = ipaddress.ip_network("10.96.64.0/19")
     assert all(b.prefixlen == 22 and b.subnet_of(cluster) for b in blocks.values())

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """docs/operations.md as written: every step's commands run in order on a lab of their own, and each run says
 first what the page says it will (the lab's own names, pid-unique here, put in place of the page's)."""
 
@@ -53,7 +54,7 @@ def says(lab: Lab, proc, expected: str, before: str = "TASK [podnet.cluster.node
     out = [squeeze(l) for l in (proc.stdout + proc.stderr).splitlines()]
     for line in expected.strip("\n").splitlines():
         want = squeeze(line.replace("podnet-node", "%s-node" % lab.name).replace("podnet-router",
-                                                                                  "%s-router" % lab.name))
+                                                                                 "%s-router" % lab.name))
         found = [i for i, l in enumerate(out) if l == want or (want.startswith("host ") and want in l)]
         assert found, "the run did not say %r:\n%s" % (want, "\n".join(out[-120:]))
         if before in proc.stdout:

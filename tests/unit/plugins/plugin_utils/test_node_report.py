@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The readable report of a node's change (plugins/plugin_utils/node_report.py)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The plan as a table and as JSON (plugins/plugin_utils/plan_report.py), from real plans of the planner."""
 
 from __future__ import annotations
