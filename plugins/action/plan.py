@@ -264,8 +264,8 @@ class ActionModule(ActionBase):
     def _config_of(args: Mapping[str, Any]) -> Any:
         """The cluster-wide variables of one host's role options, as compared between hosts."""
         return tuple(plain(args.get(name)) for name in ("podnet_cluster_cidrs", "podnet_node_prefix_ipv4",
-                                                         "podnet_node_prefix_ipv6", "podnet_service_cidrs",
-                                                         "podnet_reserved_cidrs"))
+                                                        "podnet_node_prefix_ipv6", "podnet_service_cidrs",
+                                                        "podnet_reserved_cidrs"))
 
     @staticmethod
     def _config_errors(config: Any) -> List[str]:

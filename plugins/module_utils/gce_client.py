@@ -86,6 +86,7 @@ def build_session(auth_kind: str, service_account_file: Optional[str], access_to
             creds, _project = google.auth.default(scopes=list(scopes))
     except (google.auth.exceptions.GoogleAuthError, OSError, ValueError) as exc:
         raise AuthError("cannot load %s credentials: %s" % (auth_kind, exc))
+
     def factory() -> "AuthorizedSession":
         session = AuthorizedSession(creds)
         session.headers["User-Agent"] = USER_AGENT

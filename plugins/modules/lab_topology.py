@@ -146,6 +146,7 @@ options:
     type: bool
     default: true
   router_advertisements:
+    version_added: 0.2.0
     description:
       - The router sends real router advertisements on its link to the nodes (ICMPv6 type 134 from its link-local
         address once that is no longer tentative, hop limit 255, to C(ff02::1), a source link-layer address option,

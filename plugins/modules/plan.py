@@ -190,6 +190,7 @@ options:
     type: bool
     default: false
   warn_absent:
+    version_added: 0.2.0
     description:
       - Warn about recorded nodes missing from the inventory that keep their blocks, naming each with its blocks and
         how to release them (C(podnet_release_nodes), C(podnet_plan_prune)). The role's C(record.yml) turns it off,

@@ -176,9 +176,9 @@ CASES: List[Case] = [
     Case("bridge is an existing veth link", ("vx7", "bridge"), host_vars=bridge("vx7"),
          setup=("ash", "ip link add vx7 type veth peer name vx7p"), cleanup=("ash", "ip link del vx7")),
     # ---- CIDRs and lists
-    Case("cluster CIDR with a space", ("podnet_cluster_cidrs",), 
+    Case("cluster CIDR with a space", ("podnet_cluster_cidrs",),
          group_vars={"podnet_cluster_cidrs": ["10.91.0.0 /17"]}),
-    Case("cluster CIDR with host bits", ("podnet_cluster_cidrs", "host bits"), 
+    Case("cluster CIDR with host bits", ("podnet_cluster_cidrs", "host bits"),
          group_vars={"podnet_cluster_cidrs": ["10.91.0.1/17"]}),
     Case("cluster CIDR with host bits, /21", ("podnet_cluster_cidrs", "host bits", "10.200.0.1/21"),
          group_vars={"podnet_cluster_cidrs": ["10.200.0.1/21"]}),
@@ -191,7 +191,7 @@ CASES: List[Case] = [
         "podnet_cluster_cidrs": [CLUSTER, "fd00:91::/56"]}),
     Case("cluster network overlaps the nodes' network", ("node IP", "podnet_cluster_cidrs"), group_vars={
         "podnet_cluster_cidrs": ["172.27.0.0/16"]}),
-    Case("node prefix a string", ("podnet_node_prefix_ipv4",), 
+    Case("node prefix a string", ("podnet_node_prefix_ipv4",),
          group_vars={"podnet_node_prefix_ipv4": "big"}),
     Case("node prefix 31", ("podnet_node_prefix_ipv4",), group_vars={"podnet_node_prefix_ipv4": 31}),
     Case("node prefix 0", ("podnet_node_prefix_ipv4",), group_vars={"podnet_node_prefix_ipv4": 0}),
@@ -246,7 +246,7 @@ CASES: List[Case] = [
          setup=("ash", "cp -p %s %s.bak && printf '{\"version\": 1,' > %s" % (RECORD, RECORD, RECORD)),
          cleanup=("ash", "mv -f %s.bak %s" % (RECORD, RECORD))),
     # ---- the plan and the inventory
-    Case("two IPv4 cluster networks", ("podnet_cluster_cidrs",), 
+    Case("two IPv4 cluster networks", ("podnet_cluster_cidrs",),
          group_vars={"podnet_cluster_cidrs": [CLUSTER, "10.92.0.0/17"]}),
     Case("node IP a number", ("podnet_node_ip",), host_vars={"ash": {"podnet_node_ip": 42}}),
     Case("pod CIDR with host bits", ("podnet_pod_cidrs", "host bits"),
@@ -286,7 +286,7 @@ CASES: List[Case] = [
          host_vars={"ash": {"podnet_cni_conflist_name": "../../x.conflist"}}),
     Case("CNI network name with a path", ("podnet_cni_network_name",),
          host_vars={"ash": {"podnet_cni_network_name": "../../../etc/podnet"}}),
-    Case("service network overlaps the cluster", ("podnet_service_cidrs", CLUSTER), 
+    Case("service network overlaps the cluster", ("podnet_service_cidrs", CLUSTER),
          group_vars={"podnet_service_cidrs": ["10.91.64.0/18"]}),
     Case("release a node still in the inventory", ("podnet_release_nodes",), host="birch",
          group_vars={"podnet_release_nodes": ["%(lab)s-birch"]}),

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The fabric's side of a cluster's life, on a lab (named nodes, a /26 node prefix, a routed and a Compute Engine
 fabric): teardown removes the routers' and the Compute Engine routes and needs no valid plan; leaving a fabric
 removes its routes in the same run; a fabric with nobody to carry it is refused before any node changes; nodes that

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """What ordinary hosts do to the network must not break it: real router advertisements and an operator's FORWARD
 policy of DROP, on a dual-stack lab whose nodes learn their IPv6 default route from the lab router's real
 advertisements (ICMPv6 type 134, ``proto ra`` routes the kernel installs and purges by itself) and whose inventory

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The sysctl write order (accept_ra before forwarding, never alphabetical) and accept_ra=2 that stays.
 
 The kernel purges RA-learned default routes on every link whose accept_ra is not 2 at the moment IPv6 forwarding
@@ -86,7 +87,7 @@ def test_links_that_learn_from_advertisements_get_accept_ra_2(monkeypatch):
                     addrs6=[{"ifname": "eth1", "addr_info": [{"local": "2001:db8::7", "scope": "global",
                                                               "dynamic": True}]}])
     assert engine_node.ra_settings(runner, FORWARD6) == {"net/ipv6/conf/eth0/accept_ra": "2",
-                                                          "net/ipv6/conf/eth1/accept_ra": "2"}
+                                                         "net/ipv6/conf/eth1/accept_ra": "2"}
     # no IPv6 forwarding wanted: nothing to protect
     assert engine_node.ra_settings(runner, {"net.ipv4.ip_forward": "1"}) == {}
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Compute Engine client (plugins/module_utils/gce_client.py) with a recording session: one session per thread,
 and an operation wait whose request may outlast the API's hold of the call."""
 

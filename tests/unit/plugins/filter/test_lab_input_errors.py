@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The lab role's input check for router advertisements and node IPs (filter podnet.cluster.lab_input_errors)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The controller's side of the fabric's safety: what each fabric needs (fabric_errors), the teardown document
 built without a plan, the cluster-wide checks before any node is asked, departed nodes named, the router's routes
 limited to the nodes of fabric router."""
@@ -34,13 +35,13 @@ def test_router_fabric_with_nobody_in_the_group_names_the_group_and_the_hosts():
 
 def test_gce_needs_a_project_and_a_zone_for_every_node():
     errors = fabric_errors({"a": "gce", "b": "gce"}, [], gce_vars={"a": {"podnet_gce_project": "p",
-                                                                          "podnet_gce_zone": "z"},
-                                                                    "b": {}})
+                                                                         "podnet_gce_zone": "z"},
+                                                                   "b": {}})
     assert any("host b" in e and "podnet_gce_project" in e for e in errors)
     assert any("host b" in e and "podnet_gce_zone" in e for e in errors)
     assert not any("host a" in e for e in errors)
     ok = fabric_errors({"a": "gce"}, [], gce_vars={"a": {"podnet_gce_project": "p",
-                                                          "podnet_gce_instance": "zones/z/instances/vm"}})
+                                                         "podnet_gce_instance": "zones/z/instances/vm"}})
     assert ok == []
 
 
