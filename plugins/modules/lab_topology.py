@@ -161,14 +161,17 @@ options:
     type: bool
     default: false
   ra_interval:
+    version_added: 0.2.0
     description: Seconds between periodic router advertisements (1 to 1800).
     type: int
     default: 10
   ra_lifetime:
+    version_added: 0.2.0
     description: Router lifetime of the advertisements, in seconds (0 to 9000); 0 withdraws the default route.
     type: int
     default: 1800
   node_ip:
+    version_added: 0.2.0
     description:
       - Give each node C(podnet_node_ip) (its underlay address/prefix of each family) in the returned
         RV(inventory). V(false) leaves it out, so that the plan finds node IPs from the nodes' facts.
