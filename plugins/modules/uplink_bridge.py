@@ -95,7 +95,7 @@ options:
     description:
       - Move an uplink whose global address has a finite lifetime (from DHCP or SLAAC, or added with one) or that
         a DHCP client running in this network namespace names. Refused by default, before any change (check mode
-        too): the client keeps renewing the address on the uplink, a port of the bridge after the move, and the
+        too); the client keeps renewing the address on the uplink, a port of the bridge after the move, and the
         copy on the bridge is gone when its lifetime ends. Give such nodes static addresses, or set this when
         the lease outlives the node's time in the cluster.
     type: bool
