@@ -13,7 +13,7 @@ STAMP        := $(VENV)/.podnet-stamp
 COLLECTION   := .collections/ansible_collections/podnet/cluster
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps util-linux \
                 containernetworking-plugins docker.io busybox-static python3-venv \
-                openssh-server openssh-client
+                openssh-server openssh-client ethtool
 # Only the tests need these: headless Chromium opens the HTML report (tests/integration/verify/test_report_lab.py).
 TEST_APT_PACKAGES := chromium
 export PATH  := $(CURDIR)/$(BIN):$(PATH)

@@ -18,9 +18,12 @@ Items (each measured side by side with its baseline, in this one run; see docs/p
              podnet.cluster.site on that lab; time, peak memory and probe count; target: the sample <= 2x
   routes     the route reconcile (bench/routes_invocation.py) of BENCH_ROUTES peer routes in a scratch
              namespace, nothing to change (target <= +0.3 s) and all to add (<= +0.5 s), vs one ping task
+  overlay    the overlay reconcile (bench/overlay_invocation.py, fabric vxlan) of BENCH_ROUTES peers (three kernel
+             entries each) in a scratch namespace, nothing to change (<= +0.3 s) and all to add (<= +1.5 s), vs
+             one ping task; the kernel's own share of the same entries is measured and noted
 
 Environment (defaults in brackets):
-  BENCH_ITEMS       items to run [plan,site-plan,converge,verify,routes]
+  BENCH_ITEMS       items to run [plan,site-plan,converge,verify,routes,overlay]
   BENCH_SIZES       inventory sizes for plan and site-plan [500,2000,5000]
   BENCH_LABS        lab sizes for converge [20,50]
   BENCH_VERIFY_LABS lab sizes for verify [20,50]
@@ -67,6 +70,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import benchlib as lib  # noqa: E402
+import overlay_invocation  # noqa: E402
 import routes_invocation  # noqa: E402
 
 PREFIX = "podnet-bench-"
@@ -82,6 +86,8 @@ CONVERGE_RATIO = 1.5
 VERIFY_RATIO = 2.0
 ROUTES_NO_CHANGE = 0.3
 ROUTES_ADD = 0.5
+OVERLAY_NO_CHANGE = 0.3
+OVERLAY_ADD = 1.5
 MEMORY_LIMIT = lib.GIB
 MEMORY_SIZE = 5000
 
@@ -138,7 +144,7 @@ class Config:
 
     @classmethod
     def from_env(cls) -> "Config":
-        known = ["plan", "site-plan", "converge", "verify", "routes"]
+        known = ["plan", "site-plan", "converge", "verify", "routes", "overlay"]
         items = [i.strip() for i in os.environ.get("BENCH_ITEMS", ",".join(known)).split(",") if i.strip()]
         unknown = [i for i in items if i not in known]
         if unknown:
@@ -785,6 +791,111 @@ class Bench:
                 if name in netns_names():
                     subprocess.run(["ip", "netns", "delete", name], check=False)
 
+    # -- overlay (fabric vxlan) --
+
+    def overlay_item(self) -> None:
+        count = self.config.routes
+        ns, peer_ns = OWNER + "-oa", OWNER + "-ob"
+        address = overlay_invocation.ON_LINK_ADDRESS
+        peers = lib.peer_routes(count, address)
+        task, play_vars = overlay_invocation.overlay_invocation(peers)
+        common = {"hosts": "localhost", "connection": "local", "gather_facts": False}
+        play_vars = dict(play_vars, ansible_python_interpreter="/usr/bin/python3")
+        overlay_play = write_json(self.work / "overlay.json", [dict(common, name="Overlay", vars=play_vars,
+                                                                    tasks=[task])])
+        ping_play = write_json(self.work / "overlay-ping.json", [dict(common, name="Ping", vars=play_vars,
+                                                                      tasks=[{"name": "Ping",
+                                                                              "ansible.builtin.ping": {}}])])
+        inventory = ["-i", "localhost,"]
+        title = "overlay, %s peers (%s entries)" % (lib.count_text(count), lib.count_text(3 * count))
+        dev = overlay_invocation.DEVICE
+        try:
+            for args in (["netns", "add", ns], ["netns", "add", peer_ns],
+                         ["-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer_ns],
+                         ["-n", ns, "addr", "add", address, "dev", "eth0"],
+                         ["-n", ns, "link", "set", "eth0", "up"], ["-n", peer_ns, "link", "set", "eth0", "up"],
+                         ["-n", ns, "link", "set", "lo", "up"]):
+                subprocess.run(["ip"] + list(args), check=True, capture_output=True)
+
+            def entries() -> int:
+                out = 0
+                for argv in (["ip", "-n", ns, "neigh", "show", "dev", dev, "nud", "permanent"],
+                             ["bridge", "-n", ns, "fdb", "show", "dev", dev],
+                             ["ip", "-n", ns, "route", "show", "dev", dev, "proto",
+                              str(overlay_invocation.PROTOCOL)]):
+                    proc = subprocess.run(argv, capture_output=True, text=True)
+                    out += len([l for l in proc.stdout.splitlines() if "dst" in l or argv[0] == "ip"])
+                return out
+
+            def overlay_run(kind: str, expect_changed: bool) -> Run:
+                run = self.runner.playbook("overlay-%s" % kind, inventory + [str(overlay_play)], netns=ns)
+                check_ok(run)
+                changed = lib.parse_recap(run.output).get("localhost", {}).get("changed")
+                if changed != int(expect_changed):
+                    raise BenchFailure("%s: changed=%s, expected %d (log %s)" % (run.name, changed,
+                                                                                 int(expect_changed), run.log))
+                if entries() != 3 * count:
+                    raise BenchFailure("%s: %d entries afterwards, expected %d" % (run.name, entries(), 3 * count))
+                return run
+
+            ping, add, again = lib.Timing(), lib.Timing(), lib.Timing()
+            for _ in range(self.config.routes_repeat):
+                subprocess.run(["ip", "netns", "exec", ns] + overlay_invocation.FLUSH, capture_output=True)
+                run = self.runner.playbook("overlay-ping", inventory + [str(ping_play)], netns=ns)
+                check_ok(run)
+                _add(ping, run, self.config.timeout)
+                _add(add, overlay_run("add", True), self.config.timeout)
+                _add(again, overlay_run("again", False), self.config.timeout)
+            log("overlay: ping %.2f s, add %.2f s, no change %.2f s" % (ping.value, add.value, again.value))
+            self.rows.append(lib.diff_row("%s, no change" % title, again, ping, OVERLAY_NO_CHANGE, "1 ping"))
+            self.rows.append(lib.diff_row("%s, add all" % title, add, ping, OVERLAY_ADD, "1 ping"))
+            self.notes.append("overlay: %s" % self.overlay_kernel_share(ns, peers))
+        except (BenchFailure, subprocess.CalledProcessError) as exc:
+            self.fail(title, str(exc))
+        finally:
+            self.runner.stop_current()
+            for name in (ns, peer_ns):
+                if name in netns_names():
+                    subprocess.run(["ip", "netns", "delete", name], check=False)
+
+    def overlay_kernel_share(self, ns: str, peers) -> str:
+        """The kernel's own time for the same entries: the three batches and the three reads, by themselves."""
+        dev = overlay_invocation.DEVICE
+        lines = overlay_invocation.peer_lines(peers)
+        neigh, fdb, routes = [], [], []
+        for line in lines:
+            f = line.split()
+            neigh.append("neigh replace %s lladdr %s dev %s nud permanent" % (f[2], f[4], dev))
+            fdb.append("fdb replace %s dev %s dst %s self permanent" % (f[4], dev, f[6]))
+            routes.append("route replace %s via %s dev %s onlink proto %d" % (f[0], f[2], dev,
+                                                                              overlay_invocation.PROTOCOL))
+        times: Dict[str, List[float]] = {}
+        for _ in range(self.config.routes_repeat):
+            subprocess.run(["ip", "netns", "exec", ns] + overlay_invocation.FLUSH, capture_output=True)
+            subprocess.run(["ip", "-n", ns, "link", "add", dev, "type", "vxlan", "id", "1", "local",
+                            overlay_invocation.ON_LINK_ADDRESS.split("/")[0], "dstport", "4789", "nolearning"],
+                           check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+            for key, argv, data in (("neigh", ["ip", "-n", ns, "-batch", "-"], neigh),
+                                    ("fdb", ["bridge", "-n", ns, "-batch", "-"], fdb),
+                                    ("route", ["ip", "-n", ns, "-batch", "-"], routes),
+                                    ("read neigh", ["ip", "-n", ns, "-j", "neigh", "show", "dev", dev], None),
+                                    ("read fdb", ["bridge", "-n", ns, "-j", "fdb", "show", "dev", dev], None),
+                                    ("read routes", ["ip", "-n", ns, "-j", "route", "show", "dev", dev], None)):
+                start = time.monotonic()
+                subprocess.run(argv, input="\n".join(data) + "\n" if data else None, check=True,
+                               capture_output=True, text=True)
+                times.setdefault(key, []).append(time.monotonic() - start)
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        write = med["neigh"] + med["fdb"] + med["route"]
+        read = med["read neigh"] + med["read fdb"] + med["read routes"]
+        return ("the kernel's share, measured by itself in the same namespace (median of %d): writing the %d "
+                "entries %.2f s (ip -batch of %d neighbours %.2f s, bridge -batch of %d FDB entries %.2f s, ip -batch "
+                "of %d routes %.2f s); reading them back %.2f s (ip -j neigh %.2f s, bridge -j fdb %.2f s, "
+                "ip -j route %.2f s)." % (self.config.routes_repeat, 3 * len(lines), write, len(lines), med["neigh"],
+                                          len(lines), med["fdb"], len(lines), med["route"], read,
+                                          med["read neigh"], med["read fdb"], med["read routes"]))
+
     # -- all --
 
     def fail(self, item: str, message: str) -> None:
@@ -810,6 +921,8 @@ class Bench:
             self.verify_item()
         if "routes" in config.items:
             self.routes_item()
+        if "overlay" in config.items:
+            self.overlay_item()
         report = self.report(started, load_before)
         print(report)
         if config.out:

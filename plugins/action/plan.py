@@ -20,6 +20,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import OVERLAY_FABRICS
 from ansible_collections.podnet.cluster.plugins.plugin_utils import state as statefile
 
 display = Display()
@@ -143,6 +144,7 @@ class ActionModule(ActionBase):
                 fact_interfaces=planner.default_interfaces(facts),
                 pod_cidrs=plain(hv.get("podnet_pod_cidrs")),
                 held=held,
+                any_underlay=hv.get("podnet_fabric") in OVERLAY_FABRICS,
             ))
         check_mode = bool(self._task.check_mode)
 

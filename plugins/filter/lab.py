@@ -45,7 +45,7 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
 
     ``inputs`` keys: state, name, nodes, subnet, subnet_ipv6, external_cidr,
     external_cidr_ipv6, root, inventory_dir, inventory_vars, ssh, router_advertisements, ra_interval,
-    ra_lifetime, node_ip (the podnet_lab_*
+    ra_lifetime, node_ip, segments (the podnet_lab_*
     variables without their prefix); with ``check_tools`` (default true) the
     commands the lab runs are looked up on this machine, the controller, which
     is where the lab play (hosts: localhost, connection: local) builds the lab.
@@ -95,13 +95,29 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     if inputs.get("external_cidr_ipv6") and not inputs.get("subnet_ipv6"):
         errors.append("podnet_lab_external_cidr_ipv6: set without podnet_lab_subnet_ipv6; the external host "
                       "would have no IPv6 node network to route to")
-    if subnet is not None and count:
-        last = FIRST_NODE_HOST + count - 1
-        if last > subnet.size - 2:
-            errors.append("podnet_lab_subnet: %s has hosts .1 to .%d; %d node(s) from .%d need up to .%d"
-                          % (subnet, subnet.size - 2, count, FIRST_NODE_HOST, last))
-    if subnet6 is not None and count and int(str(FIRST_NODE_HOST + count - 1), 16) > subnet6.size - 1:
-        errors.append("podnet_lab_subnet_ipv6: %s is too small for %d node(s)" % (subnet6, count))
+    segments = inputs.get("segments", 1)
+    try:
+        segments = int(str(segments)) if not isinstance(segments, bool) else 0
+    except (TypeError, ValueError):
+        segments = 0
+    if segments < 1:
+        errors.append("podnet_lab_segments: %r is not a number of segments (1 or more)" % (inputs.get("segments"),))
+        segments = 1
+    bits = (segments - 1).bit_length()
+    for net, var, limit in ((subnet, "podnet_lab_subnet", 30), (subnet6, "podnet_lab_subnet_ipv6", 126)):
+        if net is not None and segments > 1 and net.prefixlen + bits > limit:
+            errors.append("%s: %s cannot be split into %d segments (2^%d parts of /%d; at most /%d leaves room for "
+                          "the router and nodes)" % (var, net, segments, bits, net.prefixlen + bits, limit))
+    per_segment = -(-count // segments) if count else count
+    if subnet is not None and per_segment:
+        size = subnet.size >> bits
+        last = FIRST_NODE_HOST + per_segment - 1
+        if last > size - 2:
+            errors.append("podnet_lab_subnet: %s%s has hosts .1 to .%d; %d node(s) from .%d need up to .%d"
+                          % (subnet, " split into %d segments" % segments if segments > 1 else "", size - 2,
+                             per_segment, FIRST_NODE_HOST, last))
+    if subnet6 is not None and per_segment and int(str(FIRST_NODE_HOST + per_segment - 1), 16) > (subnet6.size >> bits) - 1:
+        errors.append("podnet_lab_subnet_ipv6: %s is too small for %d node(s) per segment" % (subnet6, per_segment))
     for net, var in ((ext, "podnet_lab_external_cidr"), (ext6, "podnet_lab_external_cidr_ipv6")):
         if net is not None and net.size - 2 < EXTERNAL_HOST:
             errors.append("%s: %s is too small for the router (host 1) and the external host (host 10); "

@@ -33,7 +33,8 @@ description:
   - The checks are C(pod_pod) (pod on A to pod on B, every ordered pair, no NAT, the pod's own IP seen; A to
     A is the first probe pod of A to its second one),
     C(node_pod) (node A to pod on B, one of A's addresses seen), C(pod_node) (pod on A to node B's IP, the
-    pod's IP seen) and C(egress) (pod on A to the external address, masqueraded to one of A's addresses),
+    pod's IP seen; with O(fabric) C(vxlan), for B other than A, one of A's addresses - that fabric masquerades
+    pods' traffic to other nodes' node IPs) and C(egress) (pod on A to the external address, masqueraded to one of A's addresses),
     for every family of the plan.
 options:
   _input:
@@ -72,6 +73,10 @@ options:
   results:
     description: Node name to the result of M(podnet.cluster.probe) (for C(judge)).
     type: dict
+  fabric:
+    description:
+      - The fabric (C(podnet_fabric)); C(vxlan) expects pod to other node traffic masqueraded.
+    type: str
   external:
     description:
       - The external target - C(ipv4), C(ipv6) (addresses or empty), C(port) and C(server) (the name of the
@@ -150,7 +155,8 @@ STEPS = ("pod_addresses", "cells", "probes", "targets", "judge", "preflight")
 
 def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, results=None, external=None,
                   port=47300, runtimes=None, external_host=None, inventory_hosts=None, timeout=3, peers=None,
-                  index=0, sample="auto", seed=0, selection=None, sampling=None):
+                  index=0, sample="auto", seed=0, selection=None, sampling=None,
+                  fabric=None):
     if step not in STEPS:
         raise AnsibleFilterError("verify_matrix: step must be one of %s, got %r" % (", ".join(STEPS), step))
     try:
@@ -174,7 +180,7 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
             chosen, _sampling = verify_lib.selection_for(plan, nodes, sample, seed)
             return verify_lib.cells(plan, nodes, pods or {}, servers or {}, external, port,
                                     source=None if node is None else str(node), peers=peers or {},
-                                    selection=chosen)
+                                    selection=chosen, fabric=fabric)
         if step == "probes":
             return verify_lib.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port,
                                          peers=peers or {})
@@ -182,7 +188,8 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
             return verify_lib.plan_targets(plan, nodes, pods or {}, servers or {}, external, port,
                                            peers=peers or {}, sample=sample, seed=seed)
         return verify_lib.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port,
-                                peers=peers or {}, selection=selection, sampling=sampling)
+                                peers=peers or {}, selection=selection, sampling=sampling,
+                                fabric=fabric)
     except verify_lib.VerifyError as exc:
         raise AnsibleFilterError("verify_matrix: %s" % exc) from exc
 

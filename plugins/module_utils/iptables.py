@@ -38,8 +38,10 @@ _CHAIN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
 _IFACE_RE = re.compile(r"^[^\s/!'\"]{1,15}$")
 MAX_COMMENT = 256
 
-RULE_FIELDS = ("source", "destination", "in_interface", "out_interface", "src_type", "dst_type",
-               "comment", "jump")
+RULE_FIELDS = ("source", "destination", "in_interface", "out_interface", "protocol", "dport", "src_type",
+               "dst_type", "comment", "jump")
+# Protocols whose destination port can be matched (``-p PROTO -m PROTO --dport N``).
+PORT_PROTOCOLS = ("udp", "tcp")
 
 
 class RuleError(ValueError):
@@ -89,7 +91,7 @@ def render_rule(rule, chain, ip_version, verb="-A"):
     """Render one structured rule (dict) as a line of iptables-save / iptables-restore.
 
     Supported keys: ``source``, ``destination``, ``in_interface``, ``out_interface``
-    (each negated by a leading ``!``), ``src_type``/``dst_type`` (addrtype, negated by a
+    (each negated by a leading ``!``), ``protocol`` (udp, tcp) with ``dport``, ``src_type``/``dst_type`` (addrtype, negated by a
     leading ``!``), ``comment`` and ``jump``. Unknown keys with a non-null value are
     an error. ``verb`` is ``-A``, ``-D`` or ``-I``.
     """
@@ -120,6 +122,17 @@ def render_rule(rule, chain, ip_version, verb="-A"):
         if neg:
             parts.append("!")
         parts.extend([opt, val])
+    proto, dport = rule.get("protocol"), rule.get("dport")
+    if proto not in (None, ""):
+        if proto not in PORT_PROTOCOLS:
+            raise RuleError("protocol %r is not one of %s" % (proto, ", ".join(PORT_PROTOCOLS)))
+        parts.extend(["-p", proto])
+        if dport not in (None, ""):
+            if isinstance(dport, bool) or not str(dport).isdigit() or not 1 <= int(dport) <= 65535:
+                raise RuleError("dport %r is not a port number 1..65535" % (dport,))
+            parts.extend(["-m", proto, "--dport", str(int(dport))])
+    elif dport not in (None, ""):
+        raise RuleError("dport %r needs a protocol (udp or tcp)" % (dport,))
     addrtype = []
     for key, opt in (("src_type", "--src-type"), ("dst_type", "--dst-type")):
         neg, val = split_negation(rule.get(key))

@@ -238,6 +238,15 @@ def build_topology(params):
 
     subnet = _network(params["subnet"], "subnet", 4, errors)
     subnet6 = _network(params.get("subnet_ipv6"), "subnet_ipv6", 6, errors)
+    count = 1 if params.get("segments") is None else params["segments"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        errors.append("segments: %r is not a number of segments (1 or more)" % (count,))
+        count = 1
+    seg4 = _segments(subnet, count, "subnet", errors) if subnet is not None else None
+    seg6 = _segments(subnet6, count, "subnet_ipv6", errors) if subnet6 is not None else None
+    # node i sits on segment i mod count, as the (i div count)-th node there
+    placement = [(index % count, index // count) for index in range(len(nodes))]
+    per_segment = max([slot for _seg, slot in placement] + [-1]) + 1
     ext = _network(params["external_cidr"], "external_cidr", 4, errors)
     ext6 = _network(params.get("external_cidr_ipv6"), "external_cidr_ipv6", 6, errors)
     if params["subnet"] in (None, ""):
@@ -247,14 +256,16 @@ def build_topology(params):
     if ext6 is not None and params.get("subnet_ipv6") in (None, ""):
         errors.append("external_cidr_ipv6: %s is set but subnet_ipv6 is not; the external host "
                       "would have no IPv6 node network to route to" % ext6)
-    last_host = FIRST_NODE_HOST + len(nodes) - 1
-    if subnet is not None and nodes and last_host > subnet.num_addresses - 2:
+    last_host = FIRST_NODE_HOST + per_segment - 1
+    if seg4 and nodes and last_host > seg4[0].num_addresses - 2:
         errors.append(
-            "subnet: %s holds hosts .1 to .%d; %d node(s) from .%d need up to .%d: use a shorter prefix or fewer nodes"
-            % (subnet, subnet.num_addresses - 2, len(nodes), FIRST_NODE_HOST, last_host)
+            "subnet: %s (%s) holds hosts .1 to .%d; %d node(s) from .%d need up to .%d: use a shorter prefix or "
+            "fewer nodes" % (seg4[0], "one of %d segments" % count if count > 1 else "the only segment",
+                             seg4[0].num_addresses - 2, per_segment, FIRST_NODE_HOST, last_host)
         )
-    if subnet6 is not None and nodes and int(str(last_host), 16) > subnet6.num_addresses - 1:
-        errors.append("subnet_ipv6: %s is too small for %d node(s) (last address ::%d)" % (subnet6, len(nodes), last_host))
+    if seg6 and nodes and int(str(last_host), 16) > seg6[0].num_addresses - 1:
+        errors.append("subnet_ipv6: %s is too small for %d node(s) per segment (last address ::%d)"
+                      % (seg6[0], per_segment, last_host))
     for net, what in ((ext, "external_cidr"), (ext6, "external_cidr_ipv6")):
         if net is not None and net.num_addresses - 2 < EXTERNAL_HOST:
             errors.append("%s: %s is too small for the router (host 1) and the external host (host 10); "
@@ -298,33 +309,43 @@ def build_topology(params):
         "external_cidr": str(ext),
         "external_cidr_ipv6": str(ext6) if ext6 else None,
     }
-    gw4 = subnet.network_address + ROUTER_HOST
-    gw6 = v6_host(subnet6, ROUTER_HOST) if subnet6 else None
-    for index, node in enumerate(nodes):
-        host = FIRST_NODE_HOST + index
+    topo["segments"] = [{
+        "subnet": str(seg4[k]), "subnet_ipv6": str(seg6[k]) if seg6 else None,
+        "bridge": segment_bridge(k), "router_port": segment_router_port(k), "router_link": segment_router_link(k),
+        "router_ipv4": str(seg4[k].network_address + ROUTER_HOST),
+        "router_ipv6": str(v6_host(seg6[k], ROUTER_HOST)) if seg6 else None,
+    } for k in range(count)]
+    gw4 = seg4[0].network_address + ROUTER_HOST
+    gw6 = v6_host(seg6[0], ROUTER_HOST) if seg6 else None
+    for node, (seg, slot) in zip(nodes, placement):
+        host = FIRST_NODE_HOST + slot
+        net4, net6 = seg4[seg], seg6[seg] if seg6 else None
         topo["nodes"][node] = {
             "netns": node,
-            "ipv4": str(subnet.network_address + host),
-            "ipv6": str(v6_host(subnet6, host)) if subnet6 else None,
-            "prefix_ipv4": subnet.prefixlen,
-            "prefix_ipv6": subnet6.prefixlen if subnet6 else None,
-            "gateway_ipv4": str(gw4),
-            "gateway_ipv6": str(gw6) if gw6 else None,
-            "switch_port": "p%d" % host,
+            "ipv4": str(net4.network_address + host),
+            "ipv6": str(v6_host(net6, host)) if net6 else None,
+            "prefix_ipv4": net4.prefixlen,
+            "prefix_ipv6": net6.prefixlen if net6 else None,
+            "gateway_ipv4": topo["segments"][seg]["router_ipv4"],
+            "gateway_ipv6": topo["segments"][seg]["router_ipv6"],
+            "switch_port": "p%d" % host if seg == 0 else "s%dp%d" % (seg, host),
+            "segment": seg,
             "root": "%s/%s" % (root, node),
         }
     topo["router_info"] = {
         "netns": infra["router"],
         "ipv4": str(gw4),
         "ipv6": str(gw6) if gw6 else None,
+        "segments": [{"link": g["router_link"], "ipv4": g["router_ipv4"], "ipv6": g["router_ipv6"]}
+                     for g in topo["segments"]],
         "external_ipv4": str(ext.network_address + ROUTER_HOST),
         "external_ipv6": str(v6_host(ext6, ROUTER_HOST)) if ext6 else None,
         "root": "%s/%s" % (root, infra["router"]),
     }
     topo["controller_info"] = {
         "netns": infra["controller"],
-        "ipv4": str(subnet.network_address + CONTROLLER_HOST),
-        "ipv6": str(v6_host(subnet6, CONTROLLER_HOST)) if subnet6 else None,
+        "ipv4": str(seg4[0].network_address + CONTROLLER_HOST),
+        "ipv6": str(v6_host(seg6[0], CONTROLLER_HOST)) if seg6 else None,
         "key": "%s/%s/%s" % (root, SSH_DIR, SSH_KEY),
         "run_prefix": "nsenter --net=%s/%s --" % (NETNS_DIR, infra["controller"]),
     } if topo["ssh"] else None
@@ -337,14 +358,42 @@ def build_topology(params):
     return topo
 
 
+def _segments(net, count, what, errors):
+    """The first ``count`` equal parts of ``net`` (the whole of it for one segment)."""
+    if count == 1:
+        return [net]
+    bits = (count - 1).bit_length()
+    limit = 30 if net.version == 4 else 126
+    if net.prefixlen + bits > limit:
+        errors.append("%s: %s cannot be split into %d segments (2^%d parts of /%d; at most /%d leaves room for the "
+                      "router and nodes)" % (what, net, count, bits, net.prefixlen + bits, limit))
+        return None
+    return list(net.subnets(prefixlen_diff=bits))[:count]
+
+
+def segment_bridge(k):
+    """The switch's bridge of segment ``k`` (segment 0 keeps the single-segment lab's names)."""
+    return BRIDGE if k == 0 else "br%d" % k
+
+
+def segment_router_port(k):
+    return ROUTER_PORT if k == 0 else "%s%d" % (ROUTER_PORT, k)
+
+
+def segment_router_link(k):
+    """The router's link on segment ``k``: eth0 for the first (eth1 faces the external host), eth2... after."""
+    return "eth0" if k == 0 else "eth%d" % (k + 1)
+
+
 def desired_state(topo):
     """Namespaces, links, addresses, routes and sysctls the lab must have."""
     sw, rt, ex = topo["switch"], topo["router"], topo["external"]
     r = topo["router_info"]
     e = topo["external_info"]
-    p4 = ipaddress.ip_network(topo["subnet"]).prefixlen
+    segs = topo["segments"]
+    p4 = ipaddress.ip_network(segs[0]["subnet"]).prefixlen
     x4 = ipaddress.ip_network(topo["external_cidr"]).prefixlen
-    p6 = ipaddress.ip_network(topo["subnet_ipv6"]).prefixlen if topo["subnet_ipv6"] else None
+    p6 = ipaddress.ip_network(segs[0]["subnet_ipv6"]).prefixlen if topo["subnet_ipv6"] else None
     x6 = ipaddress.ip_network(topo["external_cidr_ipv6"]).prefixlen if topo["external_cidr_ipv6"] else None
 
     namespaces = [sw, rt, ex] + list(topo["node_names"])
@@ -357,11 +406,12 @@ def desired_state(topo):
 
     for ns in namespaces:
         link(ns, "lo", "loopback")
-    link(sw, BRIDGE, "bridge")
-    link(sw, ROUTER_PORT, "veth", master=BRIDGE, alias=rt)
-    link(rt, "eth0", "veth", addrs=[a for a in ("%s/%d" % (r["ipv4"], p4),
-                                                "%s/%d" % (r["ipv6"], p6) if p6 else None) if a])
-    veths.append((sw, ROUTER_PORT, rt, "eth0"))
+    for seg in segs:
+        link(sw, seg["bridge"], "bridge")
+        link(sw, seg["router_port"], "veth", master=seg["bridge"], alias=rt)
+        link(rt, seg["router_link"], "veth", addrs=[a for a in ("%s/%d" % (seg["router_ipv4"], p4),
+                                                               "%s/%d" % (seg["router_ipv6"], p6) if p6 else None) if a])
+        veths.append((sw, seg["router_port"], rt, seg["router_link"]))
     link(rt, "eth1", "veth", addrs=[a for a in ("%s/%d" % (r["external_ipv4"], x4),
                                                 "%s/%d" % (r["external_ipv6"], x6) if x6 else None) if a])
     link(ex, "eth0", "veth", addrs=[a for a in ("%s/%d" % (e["ipv4"], x4),
@@ -370,7 +420,7 @@ def desired_state(topo):
     routes = []  # (ns, family, dst, via)
     for node in topo["node_names"]:
         n = topo["nodes"][node]
-        link(sw, n["switch_port"], "veth", master=BRIDGE, alias=node)
+        link(sw, n["switch_port"], "veth", master=segs[n["segment"]]["bridge"], alias=node)
         link(node, "eth0", "veth", addrs=[a for a in ("%s/%d" % (n["ipv4"], p4),
                                                       "%s/%d" % (n["ipv6"], p6) if p6 else None) if a])
         veths.append((sw, n["switch_port"], node, "eth0"))
@@ -412,16 +462,18 @@ def switch_neighbours(topo):
     """
     if not topo.get("static_neighbours", True):
         return {}
-    hosts = [(topo["router"], [topo["router_info"]["ipv4"], topo["router_info"]["ipv6"]])]
+    # (namespace, addresses, segment): with the routed layout (segments) a host knows the hosts of its own
+    # segment only; the router's entries (on its eth0) are those of segment 0
+    hosts = [(topo["router"], [topo["router_info"]["ipv4"], topo["router_info"]["ipv6"]], 0)]
     for node in topo["node_names"]:
         n = topo["nodes"][node]
-        hosts.append((node, [n["ipv4"], n["ipv6"]]))
+        hosts.append((node, [n["ipv4"], n["ipv6"]], n.get("segment", 0)))
     if topo.get("ssh") and topo.get("controller_info"):
         c = topo["controller_info"]
-        hosts.append((topo["controller"], [c["ipv4"], c["ipv6"]]))
+        hosts.append((topo["controller"], [c["ipv4"], c["ipv6"]], 0))
     out = {}
-    for ns, _mine in hosts:
-        out[ns] = {addr: peer for peer, addrs in hosts if peer != ns for addr in addrs if addr}
+    for ns, _mine, seg in hosts:
+        out[ns] = {addr: peer for peer, addrs, other in hosts if peer != ns and other == seg for addr in addrs if addr}
     return out
 
 

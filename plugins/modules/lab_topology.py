@@ -94,6 +94,17 @@ options:
         the address whose last group reads like the node's IPv4 host number
         (C(.11) -> C(::11)). Addresses are added with C(nodad).
     type: str
+  segments:
+    description:
+      - Number of L2 segments behind the router (the routed layout when 2 or more). O(subnet) (and
+        O(subnet_ipv6)) are split into 2^ceil(log2 N) equal parts and the first N are the segments; segment K is the
+        switch's bridge C(br0) (K=0) or C(brK), the router's link C(eth0) (K=0) or C(eth<K+1>) with the
+        segment's first address; node I sits on segment I mod N, its address the segment's 11th onward, its
+        default route via the router's address there, its switch port C(p<host>) (K=0) or C(s<K>p<host>).
+      - The router forwards between the segments and holds no pod route, so pods reach pods on another segment
+        only over an overlay (fabric C(vxlan)). The controller namespace (O(ssh)) sits on segment 0.
+    type: int
+    default: 1
   external_cidr:
     description:
       - IPv4 network between the router (C(.1)) and the external host (C(.10)).
@@ -261,10 +272,17 @@ external:
   type: dict
   sample: {netns: lab-ext, ipv4: 203.0.113.10, ipv6: null, root: /var/tmp/podnet-lab/lab/lab-ext}
 switch:
-  description: The switch namespace and its bridge.
+  description: The switch namespace, its first bridge and every segment's bridge.
   returned: state=present
   type: dict
-  sample: {netns: lab-sw, bridge: br0}
+  sample: {netns: lab-sw, bridge: br0, bridges: [br0]}
+segments:
+  description: Per segment its networks, bridge, the router's port, link and addresses on it.
+  returned: state=present
+  type: list
+  elements: dict
+  sample: [{subnet: 172.30.9.0/25, subnet_ipv6: "fd00:30:9::/65", bridge: br0, router_port: rtr, router_link: eth0,
+            router_ipv4: 172.30.9.1, router_ipv6: "fd00:30:9::1"}]
 inventory:
   description:
     - An Ansible YAML inventory of the lab (group C(podnet_lab) with children C(podnet_nodes),
@@ -653,13 +671,14 @@ def reconcile(lab, topo, want, files, recorded_nodes):
             lab.delete_link(sw, name)
             current[sw]["links"].pop(name)
     structural = False
-    bridge = current[sw]["links"].get(BRIDGE)
-    if bridge is None or bridge["kind"] != "bridge":
-        if bridge is not None:
-            lab.run_change([ip, "-n", sw, "link", "delete", BRIDGE])
-        lab.run_change([ip, "-n", sw, "link", "add", BRIDGE, "type", "bridge"])
-        current[sw]["links"].pop(BRIDGE, None)
-        structural = True
+    for name in [n for (ns, n), spec in sorted(want["links"].items()) if ns == sw and spec["kind"] == "bridge"]:
+        bridge = current[sw]["links"].get(name)
+        if bridge is None or bridge["kind"] != "bridge":
+            if bridge is not None:
+                lab.run_change([ip, "-n", sw, "link", "delete", name])
+            lab.run_change([ip, "-n", sw, "link", "add", name, "type", "bridge"])
+            current[sw]["links"].pop(name, None)
+            structural = True
     for a_ns, a, b_ns, b in want["veths"]:
         if (a_ns, a) in pairs_ok:
             continue
@@ -1249,6 +1268,7 @@ def main():
             ra_interval=dict(type="int", default=10),
             ra_lifetime=dict(type="int", default=1800),
             node_ip=dict(type="bool", default=True),
+            segments=dict(type="int", default=1),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("nodes", "node_count")],
@@ -1283,7 +1303,9 @@ def main():
             nodes={n: topo["nodes"][n] for n in topo["node_names"]},
             router=topo["router_info"],
             external=topo["external_info"],
-            switch={"netns": topo["switch"], "bridge": BRIDGE},
+            switch={"netns": topo["switch"], "bridge": BRIDGE,
+                    "bridges": [seg["bridge"] for seg in topo["segments"]]},
+            segments=topo["segments"],
             inventory=build_inventory(topo, topo["inventory_vars"]),
             inventory_vars=topo["inventory_vars"],
         )

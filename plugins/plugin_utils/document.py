@@ -17,13 +17,17 @@ from typing import Any, Dict, List, Mapping, Optional
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
     FORWARD_CHAIN,
     MASQ_CHAIN,
+    VXLAN_DEFAULT_PORT,
     node_network,
+    overlay_config,
     runtime_config,
 )
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError, parse_network, require_netaddr
 
 DOCUMENT_VERSION = 1
-FABRICS = ("l2_routes", "router", "gce", "l2_bridge")
+FABRICS = ("l2_routes", "router", "gce", "l2_bridge", "vxlan")
+# Fabrics whose nodes carry each other's pods in a static VXLAN overlay.
+OVERLAY_FABRICS = ("vxlan",)
 # Fabrics whose nodes route to each other's pod subnets themselves.
 PEER_ROUTE_FABRICS = ("l2_routes",)
 # Fabrics whose pods share one on-link prefix, the cluster network, with the uplink enslaved in the bridge.
@@ -59,6 +63,11 @@ DEFAULTS: Dict[str, Any] = {
     "l2_bridge_check_timeout": 5,
     "l2_bridge_rollback_timeout": 30,
     "l2_bridge_allow_dynamic_address": False,
+    "vxlan_vni": 1,
+    "vxlan_port": VXLAN_DEFAULT_PORT,
+    "vxlan_direct_routing": False,
+    # "" leaves the device's checksum offload as the kernel made it
+    "vxlan_tx_checksum_offload": "",
 }
 
 DOCKER_REFUSE = {
@@ -137,6 +146,34 @@ def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
     if settings["sysctl_conflicts"] not in ("fail", "warn", "ignore"):
         errors.append("host %s: podnet_sysctl_conflicts=%r: fail, warn or ignore" % (host, settings["sysctl_conflicts"]))
     errors.extend(uplink_errors(host, settings))
+    errors.extend(vxlan_errors(host, settings))
+    return errors
+
+
+def _tristate(value: Any) -> Any:
+    """True, False or "" (leave as is) of a setting given as a bool or its text; anything else as it is."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return value
+
+
+def vxlan_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
+    """Problems of the vxlan settings (podnet_vxlan_*), checked in every fabric."""
+    errors = []
+    vni = settings["vxlan_vni"]
+    if isinstance(vni, bool) or not isinstance(vni, int) or not 1 <= vni <= 16777215:
+        errors.append("host %s: podnet_vxlan_vni=%r is not a VXLAN network identifier 1..16777215 (24 bits: "
+                      "2^24 - 1 = 16777215)" % (host, vni))
+    port = settings["vxlan_port"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        errors.append("host %s: podnet_vxlan_port=%r is not a UDP port 1..65535 (4789 is the IANA port, flannel "
+                      "uses 8472)" % (host, port))
+    if not isinstance(settings["vxlan_direct_routing"], bool):
+        errors.append("host %s: podnet_vxlan_direct_routing=%r is not true or false"
+                      % (host, settings["vxlan_direct_routing"]))
+    if settings["vxlan_tx_checksum_offload"] not in (True, False, ""):
+        errors.append("host %s: podnet_vxlan_tx_checksum_offload=%r: true, false, or empty (leave as is)"
+                      % (host, settings["vxlan_tx_checksum_offload"]))
     return errors
 
 
@@ -236,8 +273,11 @@ def setting_errors(host: str, settings: Optional[Mapping[str, Any]] = None) -> L
               % (host, k, DEFAULTS[k]) for k, v in given.items() if v is None and k in DEFAULTS]
     s = dict(DEFAULTS)
     s.update({k: v for k, v in given.items() if v is not None})
-    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout"):
+    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout",
+                "vxlan_vni", "vxlan_port"):
         s[key] = _number(s[key])
+    for key in ("vxlan_direct_routing", "vxlan_tx_checksum_offload"):
+        s[key] = _tristate(s[key])
     return errors + settings_errors(host, s)
 
 
@@ -249,8 +289,11 @@ def node_settings(host: str, settings: Optional[Mapping[str, Any]] = None) -> Di
         raise PlanError(errors)
     s = dict(DEFAULTS)
     s.update({k: v for k, v in dict(settings or {}).items() if v is not None})
-    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout"):
+    for key in ("route_protocol", "bridge_mtu", "l2_bridge_check_timeout", "l2_bridge_rollback_timeout",
+                "vxlan_vni", "vxlan_port"):
         s[key] = _number(s[key])
+    for key in ("vxlan_direct_routing", "vxlan_tx_checksum_offload"):
+        s[key] = _tristate(s[key])
     return s
 
 
@@ -323,6 +366,19 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
             conflist["plugins"][0]["mtu"] = int(s["bridge_mtu"])
         cni = {"file": "%s/%s" % (s["cni_conf_dir"].rstrip("/"), s["cni_conflist_name"]), "conflist": conflist,
                "mtu_from_bridge": not s["bridge_mtu"]}
+    overlay = None
+    iptables = net["iptables"]
+    if s["fabric"] in OVERLAY_FABRICS:
+        vx = overlay_config(plan, host, s["vxlan_vni"], s["vxlan_port"], s["vxlan_direct_routing"],
+                            None if s["vxlan_tx_checksum_offload"] == "" else s["vxlan_tx_checksum_offload"])
+        overlay, routes = vx["overlay"], vx["routes"]
+        iptables = [dict(item, chains=list(item["chains"])) for item in iptables]
+        for item in vx["iptables"]:
+            same = [i for i in iptables if (i["ip_version"], i["table"]) == (item["ip_version"], item["table"])]
+            if same:
+                same[0]["chains"].extend(item["chains"])
+            else:
+                iptables.append(item)
     uplink = None
     if s["fabric"] in SHARED_SEGMENT_FABRICS:
         uplink = uplink_spec(host, entry, s)
@@ -338,7 +394,7 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
                    "mtu_from_address": (entry.get("node_ips") or [None])[0]},
         "owned_cidrs": net["owned_cidrs"],
         "sysctl": {"file": s["sysctl_file"], "settings": net["sysctl"], "conflicts": s["sysctl_conflicts"]},
-        "iptables": net["iptables"],
+        "iptables": iptables,
         "routes": {"protocol": int(s["route_protocol"]), "table": "main", "routes": routes},
         "docker": docker,
         "cni": cni,
@@ -346,6 +402,8 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
     }
     if uplink is not None:
         doc["uplink"] = uplink
+    if overlay is not None:
+        doc["overlay"] = overlay
     return doc
 
 

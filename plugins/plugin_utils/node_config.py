@@ -61,7 +61,11 @@ def _by_family(cidrs: Sequence[str]) -> Dict[int, "netaddr.IPNetwork"]:
 #   router     the node networks: the router routes pod addresses back;
 #   l2_bridge  the node networks: pods share the nodes' L2 segment;
 #   gce        podnet_gce_network_cidrs (the source's "! -d <VPC range>"): the VPC routes pods back.
-FABRIC_KEEPS = {"l2_routes": "node_ips", "router": "node_cidrs", "l2_bridge": "node_cidrs", "gce": "gce"}
+#   vxlan      nothing more: a pod's packet to a peer's node IP goes over the underlay, and the peer's strict
+#              reverse-path filter drops it (its route to the pod's block is the overlay), so it leaves with the
+#              node's address; pod -> pod and node -> pod (from the VTEP address) stay on the overlay.
+FABRIC_KEEPS = {"l2_routes": "node_ips", "router": "node_cidrs", "l2_bridge": "node_cidrs", "gce": "gce",
+                "vxlan": "none"}
 
 
 def nonmasquerade_cidrs(plan: Mapping[str, Any], extra: Sequence[str] = (), fabric: Optional[str] = None,
@@ -291,3 +295,132 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
             ],
         }
     return out
+
+
+# --------------------------------------------------------------------------- #
+# fabric vxlan: the static overlay
+# --------------------------------------------------------------------------- #
+
+VXLAN_DEVICES = {4: "podnet.vx4", 6: "podnet.vx6"}
+VXLAN_CHAIN = "PODNET-VXLAN"
+VXLAN_DEFAULT_PORT = 4789
+
+
+def vtep_mac(cluster_cidrs: Sequence[str], vni: int, node: str) -> str:
+    """The node's VTEP MAC: locally administered, unicast, derived from the cluster, the VNI and the node name.
+
+    The same inputs give the same MAC on every run and after every reboot (no MAC to publish or read back); the
+    order in which podnet_cluster_cidrs lists the networks does not matter.
+    """
+    import hashlib
+
+    seed = "podnet.cluster vxlan|%s|%d|%s" % (",".join(sorted(str(c) for c in cluster_cidrs)), int(vni), node)
+    raw = bytearray(hashlib.sha256(seed.encode("utf-8")).digest()[:6])
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join("%02x" % b for b in raw)
+
+
+def _node_ips(entry: Mapping[str, Any]) -> Dict[int, "netaddr.IPNetwork"]:
+    """{family: node IP as IPNetwork}, first per family, with the prefix of the node's network when the plan knows
+    it (``node_cidrs``, or ``address/prefix`` in ``node_ips``), else a host prefix."""
+    nets: Dict[int, netaddr.IPNetwork] = {}
+    for cidr in entry.get("node_cidrs") or []:
+        net = to_ipnetwork(str(cidr))
+        nets.setdefault(net.version, net)
+    out: Dict[int, netaddr.IPNetwork] = {}
+    for ip in entry.get("node_ips") or []:
+        net = to_ipnetwork(str(ip))
+        known = nets.get(net.version)
+        if net.prefixlen == (32 if net.version == 4 else 128) and known is not None and net.ip in known:
+            net = to_ipnetwork("%s/%d" % (fmt_address(int(net.ip), net.version), known.prefixlen))
+        out.setdefault(net.version, net)
+    return out
+
+
+def underlay_family(mine: Mapping[int, Any], theirs: Mapping[int, Any], pod_family: int) -> Optional[int]:
+    """The underlay family that carries ``pod_family`` between two nodes: the same family when both have a node IP
+    of it, else the other one both have (dual-stack pods over a single-stack underlay); None without one."""
+    common = sorted(set(mine) & set(theirs))
+    if pod_family in common:
+        return pod_family
+    return common[0] if common else None
+
+
+def _on_link(mine: "netaddr.IPNetwork", theirs: "netaddr.IPNetwork") -> bool:
+    """Both node IPs carry their network (address/prefix) and each lies in the other's: the same decision on
+    both nodes, so each routes the other's pods the way the other routes back (strict rp_filter holds)."""
+    host = 32 if mine.version == 4 else 128
+    return (mine.prefixlen < host and theirs.prefixlen < host and theirs.ip in mine.cidr
+            and mine.ip in theirs.cidr)
+
+
+def overlay_config(plan: Mapping[str, Any], hostname: str, vni: int, port: int, direct_routing: bool = False,
+                   tx_checksum_offload: Optional[bool] = None) -> Dict[str, Any]:
+    """The overlay of one node (fabric vxlan): devices, per-peer lines, direct routes and the INPUT chains.
+
+    Returns ``overlay`` (the engine's spec), ``routes`` (direct routes ``BLOCK via NODE_IP peer NAME`` of on-link
+    peers with ``direct_routing``) and ``iptables`` (per underlay family the chain that accepts VXLAN on ``port``
+    only from the peers' node IPs).
+    """
+    require_netaddr()
+    nodes = plan.get("nodes") or {}
+    me = _node(plan, hostname)
+    mine = _node_ips(me)
+    if not mine:
+        raise PlanError(["host %s: podnet_fabric vxlan needs a node IP (podnet_node_ip): the VXLAN device's local "
+                         "address and its peers' destination" % hostname])
+    cluster = [str(c) for c in plan.get("cluster_cidrs") or []]
+    my_pods = _by_family(me.get("pod_cidrs") or [])
+    vteps = ["%s/%d" % (fmt_address(my_pods[f].first, f), 32 if f == 4 else 128) for f in sorted(my_pods)]
+    errors: List[str] = []
+    lines: List[str] = []
+    direct: List[str] = []
+    used = set()
+    sources: Dict[int, List[str]] = {4: [], 6: []}
+    for peer in sorted(nodes, key=natural_key):
+        if peer == hostname:
+            continue
+        entry = nodes[peer]
+        theirs = _node_ips(entry)
+        for f in sorted(theirs):
+            if f in mine:
+                addr = fmt_address(int(theirs[f].ip), f)
+                if addr not in sources[f]:
+                    sources[f].append(addr)
+        mac = vtep_mac(cluster, vni, str(peer))
+        for cidr in entry.get("pod_cidrs") or []:
+            block = to_ipnetwork(str(cidr))
+            fam = block.version
+            under = underlay_family(mine, theirs, fam)
+            if under is None:
+                errors.append("host %s: peer %s has node IPs of %s only, this node of %s only: no common underlay "
+                              "family for the VXLAN overlay" % (hostname, peer,
+                                                                "/".join("IPv%d" % f for f in sorted(theirs)) or "none",
+                                                                "/".join("IPv%d" % f for f in sorted(mine))))
+                break
+            dst = fmt_address(int(theirs[under].ip), under)
+            if direct_routing and fam == under and _on_link(mine[fam], theirs[fam]):
+                direct.append("%s via %s peer %s" % (fmt_network(block), dst, peer))
+                continue
+            used.add(under)
+            lines.append("%s via %s mac %s dst %s peer %s" % (fmt_network(block), fmt_address(block.first, fam), mac,
+                                                             dst, peer))
+    if errors:
+        raise PlanError(errors)
+    mac = vtep_mac(cluster, vni, hostname)
+    # each VTEP address on the device that carries its pod family (one address on one device: the node's packets
+    # to peers' pods leave with it as source)
+    carrier = {f: underlay_family(mine, mine, f) for f in my_pods}
+    devices = [{"name": VXLAN_DEVICES[u], "family": u, "local": fmt_address(int(mine[u].ip), u), "mac": mac,
+                "addresses": [v for f, v in zip(sorted(my_pods), vteps) if carrier[f] == u]} for u in sorted(mine)]
+    chains: List[Dict[str, Any]] = []
+    for f in sorted(mine):
+        rules: List[Dict[str, Any]] = [{"source": ip, "comment": "vxlan peer", "jump": "ACCEPT"} for ip in sources[f]]
+        rules.append({"comment": "vxlan from a host that is not a peer", "jump": "DROP"})
+        chains.append({"ip_version": f, "table": "filter", "chains": [{
+            "name": VXLAN_CHAIN, "rules": rules,
+            "jumps": [{"from": "INPUT", "position": "insert", "protocol": "udp", "dport": int(port)}]}]})
+    spec: Dict[str, Any] = {"vni": int(vni), "port": int(port), "devices": devices, "peers": "\n".join(lines)}
+    if tx_checksum_offload is not None:
+        spec["tx_checksum_offload"] = bool(tx_checksum_offload)
+    return {"overlay": spec, "routes": direct, "iptables": chains}

@@ -68,6 +68,9 @@ class NodeInput:
     pod_cidrs: Any = None
     # Pod subnets the node already holds (its record, the gateways on its bridge), as probed; None: not asked.
     held: Any = None
+    # Its fabric carries every pod family over any underlay family (podnet_fabric vxlan): one node IP of any
+    # family is enough.
+    any_underlay: bool = False
 
     @property
     def has_node_ip(self) -> bool:
@@ -555,7 +558,7 @@ def make_plan(config: PlanConfig, nodes: Sequence[NodeInput], state: Any = None,
                   "an address of it on the interface of the other family's default route; facts are gathered for "
                   "the hosts of the play, so a host outside --limit needs podnet_node_ip)")
         for family in families:
-            if family not in addrs:
+            if family not in addrs and not (node.any_underlay and addrs):
                 errors.append(
                     "host %s: no %s node IP: %s, and the cluster has the %s network %s; set "
                     "podnet_node_ip to the node's %s underlay address"

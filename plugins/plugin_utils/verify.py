@@ -276,10 +276,16 @@ def normalize_external(external: Optional[Mapping[str, Any]], default_port: int)
     }
 
 
+# Fabrics that masquerade a pod's traffic to another node's node IP (docs/node.md says why): there pod -> node B
+# passes when node B answered and saw an address of node A.
+NODE_MASQUERADE_FABRICS = ("vxlan",)
+
+
 def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
           external: Optional[Mapping[str, Any]] = None, port: int = 47300,
           source: Optional[str] = None, peers: Optional[Mapping[str, Any]] = None,
-          selection: Optional[Mapping[str, Sequence[str]]] = None) -> List[Dict[str, Any]]:
+          selection: Optional[Mapping[str, Sequence[str]]] = None,
+          fabric: Optional[str] = None) -> List[Dict[str, Any]]:
     """Every cell of the matrix (only those from ``source`` when given), in display order.
 
     ``selection`` (from :func:`select_targets`) limits each source to the nodes listed for it (and itself):
@@ -292,8 +298,9 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     A cell: ``id``, ``check``, ``family``, ``source``, ``target`` (a node name or ``external``),
     ``address`` (what is probed), ``port``, ``source_netns`` (None: the node itself), ``connect_only``,
     ``expect`` (``seen``: the one address the server must see, or None; ``seen_from_node``: the seen
-    address must be one of the source node's; ``server``: the name that must answer, or None) and
-    ``skip`` (why the cell cannot be probed, or None).
+    address must be one of the source node's; ``server``: the name that must answer, or None;
+    ``masqueraded``: the pod's address is translated on purpose, pod -> another node in a fabric of
+    NODE_MASQUERADE_FABRICS) and ``skip`` (why the cell cannot be probed, or None).
     """
     plan = plain(plan) or {}
     pods = plain(pods) or {}
@@ -368,8 +375,10 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
                     skip = "not probed: node %s has no %s node IP in the plan" % (dst, FAMILY_NAMES[family])
                 if not skip and not server.get("name"):
                     skip = "not probed: no probe server on node %s" % dst
+                masq = fabric in NODE_MASQUERADE_FABRICS and dst != src
                 add("pod_node", family, src, dst, node_ip, netns,
-                    {"seen": src_ip, "seen_from_node": False, "server": server.get("name")}, skip)
+                    {"seen": None if masq else src_ip, "seen_from_node": masq, "server": server.get("name"),
+                     "masqueraded": masq}, skip)
         # pod -> external
         if ext[family]:
             for src in sources:
@@ -568,11 +577,12 @@ def plan_targets(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[st
 
 def probes_for(plan: Mapping[str, Any], node: str, nodes: Sequence[str], pods: Mapping[str, Any],
                servers: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
-               port: int = 47300, peers: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+               port: int = 47300, peers: Optional[Mapping[str, Any]] = None,
+               fabric: Optional[str] = None) -> List[Dict[str, Any]]:
     """The probes ``node`` runs (arguments of ``podnet.cluster.probe``): its cells that can be probed."""
     node = str(node)
     out = []
-    for cell in cells(plan, nodes, pods, servers, external, port, source=node, peers=peers):
+    for cell in cells(plan, nodes, pods, servers, external, port, source=node, peers=peers, fabric=fabric):
         if cell["skip"]:
             continue
         out.append({
@@ -670,7 +680,7 @@ def _verdict(cell: Mapping[str, Any], result: Optional[Mapping[str, Any]], node_
     if expect.get("server") and server != expect["server"]:
         return False, "FAIL (%s)" % (seen or "?"), "answered by %r, expected %r (another host has this address?)" % (
             server, expect["server"]), "network"
-    if cell["check"] != "egress" and seen != local:
+    if cell["check"] != "egress" and not cell["expect"].get("masqueraded") and seen != local:
         return (False, "FAIL (%s)" % (seen or "?"), "NAT: the server saw %s, the client is %s" % (seen, local),
                 "network")
     if expect.get("seen") and seen != address_of(expect["seen"]):
@@ -688,7 +698,8 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
           results: Mapping[str, Any], external: Optional[Mapping[str, Any]] = None,
           port: int = 47300, peers: Optional[Mapping[str, Any]] = None,
           selection: Optional[Mapping[str, Sequence[str]]] = None,
-          sampling: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+          sampling: Optional[Mapping[str, Any]] = None,
+          fabric: Optional[str] = None) -> Dict[str, Any]:
     """Judge every cell against the probe results (``results``: node -> result of ``podnet.cluster.probe``).
 
     ``selection``/``sampling``: those of :func:`plan_targets` when the matrix was sampled (the same cells are
@@ -702,7 +713,8 @@ def judge(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     plan = plain(plan) or {}
     results = plain(results) or {}
     selection = plain(selection)
-    all_cells = cells(plan, nodes, pods, servers, external, port, peers=peers, selection=selection)
+    all_cells = cells(plan, nodes, pods, servers, external, port, peers=peers, selection=selection,
+                      fabric=fabric)
     by_id: Dict[str, Dict[str, Any]] = {}
     addresses: Dict[str, Any] = {}
     self_checks: Dict[str, Any] = {}

@@ -141,8 +141,12 @@ def plan_bridge(runner, name, addresses=(), owned_cidrs=(), mtu=None, mtu_from_a
     if state == "present":
         desired_mtu, mtu_source = resolve_mtu(runner, mtu, mtu_from_address, name)
         if not exists:
-            commands.append("link add name %s%s type bridge" % (
-                name, (" mtu %d" % desired_mtu) if desired_mtu is not None else ""))
+            commands.append("link add name %s type bridge" % name)
+            if desired_mtu is not None and desired_mtu != 1500:
+                # set after creation, not at it: only a change of the bridge's MTU marks it as the user's; else the
+                # kernel follows its ports (the smallest one's MTU, 1500 when the last one leaves), above an
+                # overlay's 1450. 1500 is what the bridge is made with.
+                commands.append("link set dev %s mtu %d" % (name, desired_mtu))
             created = True
         elif desired_mtu is not None and cur_mtu != desired_mtu:
             commands.append("link set dev %s mtu %d" % (name, desired_mtu))

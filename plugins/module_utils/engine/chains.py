@@ -22,7 +22,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.iptables import (
     valid_chain_name,
 )
 
-MATCH_FIELDS = ("source", "destination", "in_interface", "out_interface", "src_type", "dst_type")
+MATCH_FIELDS = ("source", "destination", "in_interface", "out_interface", "protocol", "dport", "src_type", "dst_type")
 # Seconds iptables-restore waits for the xtables lock (legacy back end) held by kube-proxy, Docker, firewalld...
 XTABLES_WAIT = "10"
 

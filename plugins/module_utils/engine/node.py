@@ -43,6 +43,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.chains impor
     test_chains,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile import ABSENT, apply_json, plan_json, read_object
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import apply_overlay, bridge_mtu, plan_overlay
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import apply_routes, plan_routes
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ProcessRunner
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl import (
@@ -77,6 +78,7 @@ LIB_MODULES = (
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge",
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.chains",
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.jsonfile",
+    "ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay",
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.routes",
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl",
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.node",
@@ -527,7 +529,7 @@ def foreign_in_cluster(runner, doc, old=None):
             raise EngineError("owned_cidrs: %r is not a network" % (cidr,))
     if not clusters:
         return []
-    bridges = {doc["bridge"]["name"], (old.get("bridge") or {}).get("name")}
+    bridges = {doc["bridge"]["name"], (old.get("bridge") or {}).get("name")} | set(overlay_devices(doc, old))
     protocols = {doc["routes"]["protocol"], (old.get("routes") or {}).get("protocol")}
     problems = []
     for fam in sorted({c.version for c in clusters}):
@@ -555,6 +557,14 @@ def foreign_in_cluster(runner, doc, old=None):
                     problems.append("address %s/%s on %s lies inside the cluster network %s"
                                     % (addr, info.get("prefixlen"), entry.get("ifname"), net))
     return problems
+
+
+def overlay_devices(doc, old=None):
+    """Names of the overlay devices of a document and of the record's (fabric vxlan)."""
+    names = []
+    for d in (doc or {}), (old or {}):
+        names.extend(dev["name"] for dev in (d.get("overlay") or {}).get("devices") or [])
+    return sorted(set(names))
 
 
 def _pristine_of(record):
@@ -650,8 +660,9 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
                               % (doc["node"], os.uname().release, bridge["name"]))
         if bridge["name"] not in pristine["bridge_existed"]:
             pristine["bridge_existed"][bridge["name"]] = exists
+        bmtu = bridge.get("mtu") or (bridge_mtu(runner, doc["overlay"]) if doc.get("overlay") else None)
         bchange = plan_bridge(runner, bridge["name"], bridge.get("addresses") or [], owned_cidrs,
-                              bridge.get("mtu"), bridge.get("mtu_from_address"), "present",
+                              bmtu, bridge.get("mtu_from_address"), "present",
                               owned_addresses=recorded_addrs if old_bridge == bridge["name"] else ())
         plan.warnings.extend(bchange.pop("warnings"))
         plan.add("bridge %s" % bridge["name"], bchange, lambda c: apply_bridge(runner, c))
@@ -677,17 +688,28 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
             change = plan_chains(runner, ipv, item["table"], item["chains"])
             plan.add("iptables IPv%d %s" % (ipv, item["table"]), change, lambda c: apply_chains(runner, c))
 
+    # ---- overlay devices an earlier run made and this one does not want (fabric vxlan left): before the routes
+    skip = overlay_devices(doc, old)
+    if old.get("overlay"):
+        change = plan_overlay(runner, None, doc["node"], (old.get("routes") or {}).get("protocol", 158), "absent",
+                              old=dict(old["overlay"], devices=[d for d in old["overlay"].get("devices") or []
+                                                                if d["name"] not in overlay_devices(doc if present
+                                                                                                    else {})]))
+        plan.add("overlay (removed)", change, lambda c: apply_overlay(runner, c))
+
     # ---- routes (one pass, both families); an old protocol number is cleaned too
     routes = doc["routes"]
     old_proto = (old.get("routes") or {}).get("protocol")
     if old_proto is not None and (old_proto != routes["protocol"] or not present):
         change = plan_routes(runner, (), doc["node"], old_proto, (old.get("routes") or {}).get("table", "main"),
-                             "absent", keep=pristine.get("foreign_routes") or ())
+                             "absent", keep=pristine.get("foreign_routes") or (),
+                             skip_devs=skip)
         plan.add("routes proto %s (removed)" % old_proto, change, lambda c: apply_routes(runner, c))
     keep = list(pristine.get("foreign_routes") or [])
     if present:
         change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
-                             routes.get("table", "main"), "present", diff=diff, keep=keep)
+                             routes.get("table", "main"), "present", diff=diff, keep=keep,
+                             skip_devs=skip)
         if record is None and change["removed"] and not kernel_only:
             # the first converge here: routes of our protocol that are not among ours belong to somebody else
             found = [r["route"] for r in change["removed"]]
@@ -700,12 +722,18 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
             keep = sorted(set(keep) | {r["ident"] for r in change["removed"]})
             pristine["foreign_routes"] = keep
             change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
-                                 routes.get("table", "main"), "present", diff=diff, keep=keep)
+                                 routes.get("table", "main"), "present", diff=diff, keep=keep,
+                                 skip_devs=skip)
         plan.add("routes", change, lambda c: apply_routes(runner, c))
     elif old_proto is None:
         change = plan_routes(runner, (), doc["node"], routes["protocol"], routes.get("table", "main"), "absent",
-                             keep=keep)
+                             keep=keep, skip_devs=skip)
         plan.add("routes", change, lambda c: apply_routes(runner, c))
+
+    # ---- the overlay (fabric vxlan): devices, then per peer its neighbour, FDB entry and route
+    if present and doc.get("overlay"):
+        change = plan_overlay(runner, doc["overlay"], doc["node"], routes["protocol"], "present", diff=diff)
+        plan.add("overlay", change, lambda c: apply_overlay(runner, c))
 
     if kernel_only:
         return plan
@@ -977,6 +1005,12 @@ def _restore_bridge(runner, doc, record, check):
     bridge = doc["bridge"]
     mtu, mtu_from = bridge.get("mtu"), bridge.get("mtu_from_address")
     warnings = []
+    if mtu is None and doc.get("overlay"):
+        try:
+            mtu, mtu_from = bridge_mtu(runner, doc["overlay"]), None
+        except EngineError as exc:
+            mtu, mtu_from = record.get("bridge_mtu"), None
+            warnings.append("bridge %s made with the MTU of the last run (%s): %s" % (bridge["name"], mtu, exc.msg))
     if mtu is None and mtu_from:
         try:
             resolve_mtu(runner, None, mtu_from, bridge["name"])
@@ -1045,7 +1079,8 @@ def _restore_routes(runner, doc, record, check):
     routes = doc["routes"]
     change = plan_routes(runner, routes.get("routes") or [], doc["node"], routes["protocol"],
                          routes.get("table", "main"), "present", diff=False, offlink="skip",
-                         keep=(record.get("pristine") or {}).get("foreign_routes") or ())
+                         keep=(record.get("pristine") or {}).get("foreign_routes") or (),
+                         skip_devs=overlay_devices(doc))
     if change["changed"] and not check:
         apply_routes(runner, change)
     if change.get("skipped"):
@@ -1054,9 +1089,21 @@ def _restore_routes(runner, doc, record, check):
     return change, []
 
 
+def _restore_overlay(runner, doc, check):
+    """The devices (same MAC) and every peer's entries of fabric vxlan; a node IP not on a link yet is retried."""
+    try:
+        change = plan_overlay(runner, doc["overlay"], doc["node"], doc["routes"]["protocol"], "present", diff=False)
+    except EngineError as exc:
+        raise EngineError(exc.msg, retry="no link on this node holds" in exc.msg)
+    if change["changed"] and not check:
+        apply_overlay(runner, change)
+    return change, []
+
+
 def restore_parts(runner, record, check=False, wait=0):
     """[(name, function)] of the restore, in order: the bridge and its gateways first (Docker needs the bridge),
-    then forwarding, the chains, the routes and the fabric's part (the uplink of l2_bridge). A function returns
+    then forwarding, the chains, the routes and the fabric's part (the overlay of vxlan, the uplink of l2_bridge).
+    A function returns
     (change, warnings) or raises EngineError (``retry`` in its details: worth another try later at boot)."""
     doc = record["document"]
     parts = [("bridge %s" % doc["bridge"]["name"], lambda: _restore_bridge(runner, doc, record, check)),
@@ -1065,6 +1112,8 @@ def restore_parts(runner, record, check=False, wait=0):
         parts.append(("iptables IPv%d %s" % (int(item["ip_version"]), item["table"]),
                       lambda item=item: _restore_chains(runner, item, check)))
     parts.append(("routes", lambda: _restore_routes(runner, doc, record, check)))
+    if doc.get("overlay"):
+        parts.append(("overlay", lambda: _restore_overlay(runner, doc, check)))
     if doc.get("uplink"):
         def uplink():
             moved, summary = restore_uplink(runner, doc, check, wait)

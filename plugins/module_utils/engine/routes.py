@@ -257,7 +257,7 @@ def route_ident(family, route):
 
 
 def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state="present", diff=True,
-                offlink="fail", keep=()):
+                offlink="fail", keep=(), skip_devs=()):
     """The whole change of our routes; raises EngineError (off-link gateway, foreign route...) before any write.
 
     ``diff`` False skips the before/after text (sorting thousands of lines costs more than the reconcile).
@@ -265,6 +265,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
     named in ``skipped`` instead of failing the whole change; a route of ours to that destination is kept.
     ``keep``: routes of the protocol that are not podnet.cluster's (``"FAMILY DST"``, as :func:`route_ident`
     names them; found at the first converge) are never removed.
+    Routes of our protocol on ``skip_devs`` (the overlay's devices) belong to another part and are left alone.
     """
     keep = set(keep or ())
     node = node or socket.gethostname()
@@ -349,7 +350,7 @@ def plan_routes(runner, routes=(), node=None, protocol=158, table="main", state=
     before_lines, after_lines = [], []
     count = 0
     for fam in (4, 6):
-        ours = [r for r in tables[fam] if route_protocol(r) == proto]
+        ours = [r for r in tables[fam] if route_protocol(r) == proto and r.get("dev") not in skip_devs]
         if diff:
             before_lines.extend(_existing_line(r, fam) for r in ours)
         by_dst, stale = {}, []

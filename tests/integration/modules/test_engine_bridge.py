@@ -36,7 +36,7 @@ def test_create_check_idempotent_and_mtu_from_address(node_pair):
     args = dict(name="cbr0", addresses=ADDRS, owned_cidrs=OWNED, mtu_from_address="192.168.0.1")
     check = ok(node.engine([B(args, check=True)])[0])
     assert check["changed"] and check["created"]
-    assert check["commands"][0] == "link add name cbr0 mtu 1450 type bridge"
+    assert check["commands"][:2] == ["link add name cbr0 type bridge", "link set dev cbr0 mtu 1450"]
     assert "+address 10.244.1.1/24" in _unified(check["diff"]) and check["diff"]["before"] == ""
     assert not link_exists(node, "cbr0"), "check mode created the bridge"
 
@@ -46,6 +46,12 @@ def test_create_check_idempotent_and_mtu_from_address(node_pair):
     assert sorted(first["added"]) == sorted(ADDRS)
     assert second["changed"] is False and second["commands"] == [] and second["added"] == []
     assert bridge_state(node) == ("bridge", 1450, True, sorted(ADDRS))
+    # the MTU is the bridge's own: a port with a bigger one joining and leaving does not change it
+    node.ip("link", "add", "bigport", "mtu", "1500", "type", "veth", "peer", "name", "bigpeer")
+    node.ip("link", "set", "bigport", "master", "cbr0")
+    assert bridge_state(node)[1] == 1450
+    node.ip("link", "del", "bigport")
+    assert bridge_state(node)[1] == 1450
     v6 = [a for a in node.ip_json("addr", "show", "dev", "cbr0")[0]["addr_info"] if a["local"] == "fd00:10:244:1::1"]
     assert v6 and v6[0].get("nodad") is True
     v4 = [a for a in node.ip_json("addr", "show", "dev", "cbr0")[0]["addr_info"] if a["local"] == "10.244.1.1"]

@@ -158,3 +158,46 @@ def test_inventory_without_node_ips():
     topo = build_topology(params(nodes=["web"], node_count=None, node_ip=False))
     hosts = build_inventory(topo, {})["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["hosts"]
     assert hosts["web"] == {"podnet_netns": "web", "podnet_netns_root": "/var/tmp/podnet-lab/lab/web"}
+def test_segments_split_the_underlay_and_place_nodes_round_robin():
+    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
+
+    topo = build_topology(params(node_count=5, segments=3, subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64"))
+    segs = topo["segments"]
+    assert [s["subnet"] for s in segs] == ["10.9.8.0/26", "10.9.8.64/26", "10.9.8.128/26"]
+    assert [s["router_ipv4"] for s in segs] == ["10.9.8.1", "10.9.8.65", "10.9.8.129"]
+    assert [s["bridge"] for s in segs] == ["br0", "br1", "br2"]
+    assert [s["router_link"] for s in segs] == ["eth0", "eth2", "eth3"]
+    n = topo["nodes"]
+    assert [(n["lab-node%d" % i]["segment"], n["lab-node%d" % i]["ipv4"]) for i in range(1, 6)] == [
+        (0, "10.9.8.11"), (1, "10.9.8.75"), (2, "10.9.8.139"), (0, "10.9.8.12"), (1, "10.9.8.76")]
+    assert n["lab-node2"]["gateway_ipv4"] == "10.9.8.65" and n["lab-node2"]["prefix_ipv4"] == 26
+    assert n["lab-node2"]["ipv6"] == "fd00:9::4000:0:0:11" and n["lab-node2"]["switch_port"] == "s1p11"
+    want = desired_state(topo)
+    assert want["links"][("lab-sw", "s1p11")]["master"] == "br1"
+    assert want["links"][("lab-router", "eth2")]["addrs"] == ["10.9.8.65/26", "fd00:9::4000:0:0:1/66"]
+    assert ("lab-ext", 4, "10.9.8.0/24", "203.0.113.1") in want["routes"]
+
+
+def test_one_segment_is_the_single_switch_lab():
+    topo = build_topology(params())
+    assert topo["nodes"]["lab-node1"]["ipv4"] == "172.31.250.11" and topo["nodes"]["lab-node1"]["switch_port"] == "p11"
+    assert topo["nodes"]["lab-node1"]["prefix_ipv4"] == 24
+
+
+def test_segments_that_do_not_fit_are_refused():
+    with pytest.raises(LabError) as err:
+        build_topology(params(segments=0))
+    assert "segments: 0" in str(err.value)
+    with pytest.raises(LabError) as err:
+        build_topology(params(subnet="10.9.8.0/28", segments=8))
+    assert "cannot be split into 8 segments" in str(err.value)
+
+
+def test_static_neighbours_stay_within_a_segment():
+    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import switch_neighbours
+
+    topo = build_topology(params(node_count=4, segments=2, subnet="10.9.8.0/24"))
+    neigh = switch_neighbours(topo)
+    assert neigh["lab-node1"] == {"10.9.8.1": "lab-router", "10.9.8.12": "lab-node3"}
+    assert neigh["lab-node2"] == {"10.9.8.140": "lab-node4"}
+    assert neigh["lab-router"] == {"10.9.8.11": "lab-node1", "10.9.8.12": "lab-node3"}

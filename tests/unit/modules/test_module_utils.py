@@ -51,11 +51,21 @@ def test_render_rule_canonical_order_negation_and_prefixes():
         '-I POSTROUTING 1 -m comment --comment "podnet.cluster" -j PODNET-MASQ'
 
 
+def test_render_rule_port_match_as_iptables_save_prints_it():
+    # checked against iptables-save 1.8.9: -s, -i, then -p udp -m udp --dport, then the comment
+    assert render_rule({"source": "10.9.0.3", "in_interface": "e0", "protocol": "udp", "dport": 4789,
+                        "comment": "x", "jump": "ACCEPT"}, "C", 4) == \
+        "-A C -s 10.9.0.3/32 -i e0 -p udp -m udp --dport 4789 -m comment --comment x -j ACCEPT"
+
+
 @pytest.mark.parametrize("rule, family, words", [
     ({"destination": "10.0.0.0/8", "jump": "RETURN"}, 6, "IPv4 network in an IPv6 rule"),
     ({"destination": "fd00::/8x", "jump": "RETURN"}, 6, "not an address"),
     ({"jump": "RETURN", "dst_type": "LOCALE"}, 4, "LOCALE"),
-    ({"jump": "RETURN", "protocol": "tcp"}, 4, "protocol"),
+    ({"jump": "RETURN", "protocol": "icmp"}, 4, "protocol"),
+    ({"jump": "RETURN", "dport": 4789}, 4, "needs a protocol"),
+    ({"jump": "RETURN", "protocol": "udp", "dport": 70000}, 4, "dport"),
+    ({"jump": "RETURN", "sport": 53}, 4, "sport"),
     ({"destination": "10.0.0.0/8"}, 4, "jump"),
     ({"in_interface": "way-too-long-interface", "jump": "ACCEPT"}, 4, "interface"),
     ({"destination": "!0.0.0.0/0", "jump": "ACCEPT"}, 4, "matches nothing"),

@@ -517,3 +517,25 @@ def test_a_hundred_nodes_are_judged():
     results = net.results()
     summary = judge(plan, names, pods, servers, results, EXTERNAL, peers=peers)
     assert summary["passed"] and summary["total"] == 3 * 2 * 100 * 100 + 2 * 100
+
+
+def test_fabric_vxlan_expects_pod_to_other_node_masqueraded():
+    """In fabric vxlan a pod's traffic to another node's IP is masqueraded on purpose (docs/node.md): the cell
+    passes when that node saw an address of the pod's node, and fails when it saw the pod (the exception is
+    the fabric's, not a loophole: pod -> pod and pod -> own node still must not be translated)."""
+    plan, pods, servers, net = setup()
+    results = net.results()
+    for node, res in results.items():
+        for probe in res["probes"]:
+            if probe["id"].startswith("pod_node/") and not probe["id"].endswith("/" + node):
+                family = ipaddress.ip_address(probe["target"]).version
+                probe["seen"] = net.node_address(node, family)
+    summary = judge(plan, NAMES, pods, servers, results, EXTERNAL, peers=net.peers, fabric="vxlan")
+    assert summary["passed"], summary["report"]
+    assert not judge(plan, NAMES, pods, servers, results, EXTERNAL, peers=net.peers)["passed"]
+    untranslated = judge(plan, NAMES, pods, servers, net.results(), EXTERNAL, peers=net.peers, fabric="vxlan")
+    assert {f["check"] for f in untranslated["failures"]} == {"pod_node"}
+    assert untranslated["failed_count"] == 2 * 3 * 2     # 2 families x 3 sources x 2 other nodes
+    own = probe_of(results, "node1", "pod_node/4/node1/node1")
+    own["seen"] = "172.30.77.11"
+    assert not judge(plan, NAMES, pods, servers, results, EXTERNAL, peers=net.peers, fabric="vxlan")["passed"]

@@ -1,0 +1,185 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: overlay
+short_description: Reconcile a node's static VXLAN overlay (devices and every peer's entries) in one call
+description:
+  - The overlay part of the node engine (fabric C(vxlan)) on its own; M(podnet.cluster.node_state) runs the same
+    code as one part of the node document. The benchmark of issue 17 calls it.
+  - Makes, per underlay family, one VXLAN device (I(vni), I(port), C(local) the node IP, learning off, the given
+    VTEP MAC set at creation, the given VTEP addresses, the MTU of the link holding the local address minus 50
+    over IPv4 or 70 over IPv6), and per peer line a permanent neighbour entry (VTEP address to MAC), a permanent
+    FDB entry (MAC to the peer's node IP) and the route to the peer's block via its VTEP address C(onlink) with
+    I(protocol), in that order.
+  - The devices are the collection's alone; every permanent neighbour and FDB entry on them and every route through
+    them with I(protocol) that is not wanted is removed. Other devices are never read as ours.
+  - Reads with C(ip -json) and C(bridge -json), writes with one C(ip -batch) for neighbours, one C(bridge -batch)
+    for FDB entries and one C(ip -batch) for routes.
+  - A peer block that already has a route with another protocol is an error (never overwritten).
+version_added: 0.3.0
+author:
+  - podnet.cluster maintainers
+requirements:
+  - iproute2 (C(ip), C(bridge)) on the managed node; C(ethtool) when I(tx_checksum_offload) is set
+extends_documentation_fragment:
+  - podnet.cluster.attributes
+options:
+  vni:
+    description: The VXLAN network identifier, 1 to 16777215.
+    type: int
+    required: true
+  port:
+    description: The UDP port (4789 is the IANA port; flannel uses 8472).
+    type: int
+    default: 4789
+  devices:
+    description:
+      - One per underlay family - C(name), C(family) (4 or 6), C(local) (this node's node IP of that family),
+        C(mac) (the VTEP MAC) and C(addresses) (the VTEP addresses, the first address of each of the node's blocks
+        as a /32 or /128).
+    type: list
+    elements: dict
+    default: []
+  peers:
+    description:
+      - One line per peer and pod family - C(BLOCK via VTEP mac MAC dst NODE_IP peer NAME); a string of lines
+        (the compact form for thousands of peers) or a list of lines. The underlay family of C(NODE_IP) picks the
+        device.
+    type: raw
+    default: ""
+  tx_checksum_offload:
+    description: Turn C(tx-checksum-ip-generic) off (C(false)) or on (C(true)) on the devices; unset leaves it.
+    type: bool
+  node:
+    description: Name of this node, for messages.
+    type: str
+  protocol:
+    description: Route protocol number of the collection's routes.
+    type: int
+    default: 158
+  state:
+    description: C(present) makes the overlay; C(absent) deletes the named I(devices) (and their entries with them).
+    type: str
+    choices: [present, absent]
+    default: present
+"""
+
+EXAMPLES = r"""
+- name: A node's overlay over IPv4, two peers
+  podnet.cluster.overlay:
+    vni: 1
+    devices:
+      - {name: podnet.vx4, family: 4, local: 192.168.10.11, mac: "0a:1b:2c:3d:4e:5f", addresses: [10.244.0.0/32]}
+    peers: |
+      10.244.1.0/24 via 10.244.1.0 mac 6e:01:02:03:04:05 dst 192.168.20.12 peer node2
+      10.244.2.0/24 via 10.244.2.0 mac 8a:01:02:03:04:06 dst 192.168.30.13 peer node3
+
+- name: Remove it
+  podnet.cluster.overlay:
+    vni: 1
+    devices: [{name: podnet.vx4, family: 4, local: 192.168.10.11, mac: "0a:1b:2c:3d:4e:5f"}]
+    state: absent
+"""
+
+RETURN = r"""
+devices:
+  description: The names of the wanted devices.
+  returned: always
+  type: list
+  elements: str
+mtu:
+  description: Each device's MTU (the uplink's minus the VXLAN overhead).
+  returned: always
+  type: dict
+  sample: {podnet.vx4: 1450}
+entries:
+  description: Wanted kernel entries (neighbours, FDB entries and routes together).
+  returned: always
+  type: int
+added:
+  description: What was (or in check mode would be) added, at most 100 lines.
+  returned: always
+  type: list
+  elements: str
+replaced:
+  description: What was replaced (a peer's new MAC, node IP or VTEP), at most 100 lines.
+  returned: always
+  type: list
+  elements: str
+removed:
+  description: What was removed (peers that left, unwanted devices), at most 100 lines.
+  returned: always
+  type: list
+  elements: str
+recreated:
+  description: Devices deleted and made again, with the reason (another VNI, local address or port).
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: The batch lines given (or that would be given) to C(ip -batch) and C(bridge -batch), by step.
+  returned: with --diff
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import apply_overlay, plan_overlay
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
+    EngineError,
+    ModuleRunner,
+    diff_only,
+    fail_module,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            vni=dict(type="int", required=True),
+            port=dict(type="int", default=4789),
+            devices=dict(type="list", elements="dict", default=[]),
+            peers=dict(type="raw", default=""),
+            tx_checksum_offload=dict(type="bool"),
+            node=dict(type="str"),
+            protocol=dict(type="int", default=158),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not 1 <= p["vni"] <= 16777215:
+        module.fail_json(msg="vni %d is outside 1..16777215" % p["vni"])
+    if not 1 <= p["port"] <= 65535:
+        module.fail_json(msg="port %d is outside 1..65535" % p["port"])
+    spec = dict(vni=p["vni"], port=p["port"], devices=p["devices"], peers=p["peers"] or "")
+    if p["tx_checksum_offload"] is not None:
+        spec["tx_checksum_offload"] = p["tx_checksum_offload"]
+    runner = ModuleRunner(module)
+    try:
+        if p["state"] == "present":
+            change = plan_overlay(runner, spec, p["node"] or "?", p["protocol"], "present", diff=module._diff)
+        else:
+            change = plan_overlay(runner, None, p["node"] or "?", p["protocol"], "absent", old=spec,
+                                  diff=module._diff)
+        if change["changed"] and not module.check_mode:
+            apply_overlay(runner, change)
+    except EngineError as exc:
+        fail_module(module, exc)
+    if not module._diff:
+        change.pop("commands")
+        args = dict(p)
+        lines = p["peers"].splitlines() if isinstance(p["peers"], str) else list(p["peers"] or [])
+        if len(lines) > 100:
+            args["peers"] = lines[:100] + ["... and %d more" % (len(lines) - 100)]
+        change["invocation"] = dict(module_args=args)
+    module.exit_json(**diff_only(module, change))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+# -*- coding: utf-8 -*-
+"""Fabric vxlan on labs unlike the molecule scenario's: dual-stack pods over an IPv4-only underlay on three
+segments and over an IPv6-only underlay, strict rp_filter; a node whose node IP changes; a node removed;
+transitions to and from l2_routes and router; teardown back to the state before the first converge."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib.labtools import BIN, Lab, new_lab, run
+from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
+from lib.vxlan_tools import make_pod, overlay_entries, ping, pod_addresses, remove_pod, wanted_entries
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import vtep_mac
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+CLUSTERS = ["10.83.0.0/19", "fd00:83::/56"]
+
+
+def strict_rp_filter(lab: Lab):
+    for node in lab.nodes:
+        subprocess.run(["ip", "netns", "exec", node, "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1",
+                        "net.ipv4.conf.default.rp_filter=1", "net.ipv4.conf.eth0.rp_filter=1"], check=True)
+
+
+def inventory(lab: Lab):
+    return yaml.safe_load(lab.hosts_yml.read_text())
+
+
+def save_inventory(lab: Lab, inv) -> None:
+    lab.hosts_yml.write_text(yaml.safe_dump(inv))
+
+
+def node_hosts(inv):
+    return inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["hosts"]
+
+
+def node_ips(inv):
+    out = {}
+    for name, hv in node_hosts(inv).items():
+        ips = hv["podnet_node_ip"] if isinstance(hv["podnet_node_ip"], list) else [hv["podnet_node_ip"]]
+        out[name] = {ipaddress.ip_interface(i).version: str(ipaddress.ip_interface(i).ip) for i in ips}
+    return out
+
+
+def state_of(lab: Lab):
+    return yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+
+
+def site(lab: Lab, *args, **extra):
+    proc = playbook(lab, "site", *args, **extra)
+    return proc
+
+
+def pods_everywhere(lab: Lab, names, tag):
+    state = state_of(lab)
+    pods = {}
+    for node in names:
+        addrs, gws = pod_addresses(state[node])
+        pods[node] = (make_pod(node, "%s-%s-%s" % (lab.name, tag, node.rsplit("-", 1)[1]), addrs, gws),
+                      [a.split("/")[0] for a in addrs])
+    return pods
+
+
+def assert_reachable(lab: Lab, pods, ips, families=(4, 6)):
+    """pod -> pod and node -> pod in every family; pod -> node over the underlay family the node has."""
+    for src, (src_ns, _addrs) in pods.items():
+        for dst, (_dst_ns, addrs) in pods.items():
+            for addr in addrs:
+                if (6 if ":" in addr else 4) in families:
+                    assert ping(src_ns, addr), "pod on %s -> pod on %s (%s)" % (src, dst, addr)
+                    assert ping(src, addr), "node %s -> pod on %s (%s)" % (src, dst, addr)
+            for fam, ip in ips[dst].items():
+                assert ping(src_ns, ip), "pod on %s -> node %s (%s)" % (src, dst, ip)
+
+
+@pytest.fixture(scope="module")
+def v4lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab("pvxa", tmp_path_factory.mktemp("vxa") / "lab", request, count=4,
+                   lab_vars={"podnet_lab_subnet": "172.24.70.0/24", "podnet_lab_segments": 3,
+                             "podnet_lab_external_cidr": "198.18.70.0/24",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
+                                                           "podnet_node_prefix_ipv4": 24,
+                                                           "podnet_fabric": "vxlan", "podnet_vxlan_vni": 77,
+                                                           "podnet_runtimes": ["cni"]}})
+    spec.playbook("present")
+    strict_rp_filter(spec)
+    return spec
+
+
+def test_ipv4_underlay_dual_stack_pods_node_ip_change_and_removal(v4lab: Lab):
+    lab = v4lab
+    site(lab)
+    inv = inventory(lab)
+    ips = node_ips(inv)
+    assert all(set(v) == {4} for v in ips.values())
+    state = state_of(lab)
+    for node in lab.nodes:
+        assert overlay_entries(node) == wanted_entries(state, ips, node, CLUSTERS, 77), node
+        links = {l["ifname"] for l in json.loads(subprocess.run(["ip", "-n", node, "-j", "link"], check=True,
+                                                                 capture_output=True, text=True).stdout)}
+        assert "podnet.vx4" in links and "podnet.vx6" not in links
+    pods = pods_everywhere(lab, lab.nodes, "p")
+    try:
+        assert_reachable(lab, pods, ips)
+        check = site(lab, "--check", "--diff")
+        assert unchanged(check), check.stdout[-6000:]
+        again = site(lab, "--diff")
+        assert node_changes(again.stdout) == [], again.stdout[-6000:]
+
+        # node2's node IP changes (a second address on its uplink, then the inventory): every other node's FDB
+        # entries for node2's MAC point to the new IP in the same run, one entry each; node2's device is re-made
+        moved = lab.nodes[1]
+        old_ip = ips[moved][4]
+        new_ip = str(ipaddress.ip_address(old_ip) + 40)
+        prefix = ipaddress.ip_interface(node_hosts(inv)[moved]["podnet_node_ip"]).network.prefixlen
+        subprocess.run(["ip", "-n", moved, "addr", "add", "%s/%d" % (new_ip, prefix), "dev", "eth0"], check=True)
+        node_hosts(inv)[moved]["podnet_node_ip"] = "%s/%d" % (new_ip, prefix)
+        save_inventory(lab, inv)
+        ips = node_ips(inv)
+        site(lab)
+        mac = vtep_mac(CLUSTERS, 77, moved)
+        for node in lab.nodes:
+            entries = overlay_entries(node)
+            assert entries == wanted_entries(state, ips, node, CLUSTERS, 77), node
+            if node != moved:
+                assert {f[2] for f in entries["fdb"] if f[1] == mac} == {new_ip}, node
+                chain = subprocess.run(["ip", "netns", "exec", node, "iptables-save", "-t", "filter"], check=True,
+                                       capture_output=True, text=True).stdout
+                assert "-s %s/32" % new_ip in chain and "-s %s/32" % old_ip not in chain
+        (link,) = json.loads(subprocess.run(["ip", "-n", moved, "-d", "-j", "link", "show", "podnet.vx4"], check=True,
+                                            capture_output=True, text=True).stdout)
+        assert link["linkinfo"]["info_data"]["local"] == new_ip and link["address"] == mac
+        assert_reachable(lab, pods, ips)
+
+        # node3 leaves the cluster (out of the inventory): nothing of it is left on the others
+        gone = lab.nodes[2]
+        node_hosts(inv).pop(gone)
+        save_inventory(lab, inv)
+        site(lab)
+        gone_mac = vtep_mac(CLUSTERS, 77, gone)
+        gone_blocks = set(state[gone])
+        for node in [n for n in lab.nodes if n != gone]:
+            entries = overlay_entries(node)
+            assert not [e for e in entries["fdb"] if e[1] == gone_mac or e[2] == ips[gone][4]], node
+            assert not [e for e in entries["neigh"] if e[2] == gone_mac or e[1] in
+                        {str(ipaddress.ip_network(b).network_address) for b in gone_blocks}], node
+            assert not [e for e in entries["routes"] if e[1] in gone_blocks], node
+            chain = subprocess.run(["ip", "netns", "exec", node, "iptables-save", "-t", "filter"], check=True,
+                                   capture_output=True, text=True).stdout
+            assert "-s %s/32" % ips[gone][4] not in chain
+        remaining = {n: p for n, p in pods.items() if n != gone}
+        assert_reachable(lab, remaining, {n: v for n, v in ips.items() if n != gone})
+    finally:
+        for node, (netns, _a) in pods.items():
+            remove_pod(node, netns)
+
+
+@pytest.fixture(scope="module")
+def v6lab(tmp_path_factory, request) -> Lab:
+    spec = new_lab("pvxb", tmp_path_factory.mktemp("vxb") / "lab", request, count=3,
+                   lab_vars={"podnet_lab_subnet": "172.24.71.0/24", "podnet_lab_subnet_ipv6": "fd00:24:71::/64",
+                             "podnet_lab_segments": 2,
+                             "podnet_lab_external_cidr": "198.18.71.0/24",
+                             "podnet_lab_external_cidr_ipv6": "fd00:198:71::/64",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS[::-1],
+                                                           "podnet_fabric": "vxlan", "podnet_vxlan_port": 8472,
+                                                           "podnet_runtimes": ["cni"]}})
+    spec.playbook("present")
+    strict_rp_filter(spec)
+    return spec
+
+
+def test_ipv6_underlay_dual_stack_pods(v6lab: Lab):
+    lab = v6lab
+    inv = inventory(lab)
+    for hv in node_hosts(inv).values():
+        hv["podnet_node_ip"] = [ip for ip in hv["podnet_node_ip"] if ":" in ip]
+    save_inventory(lab, inv)
+    site(lab)
+    ips = node_ips(inv)
+    state = state_of(lab)
+    for node in lab.nodes:
+        assert overlay_entries(node) == wanted_entries(state, ips, node, CLUSTERS[::-1], 1), node
+        (link,) = json.loads(subprocess.run(["ip", "-n", node, "-d", "-j", "link", "show", "podnet.vx6"], check=True,
+                                            capture_output=True, text=True).stdout)
+        assert link["linkinfo"]["info_data"]["port"] == 8472 and link["mtu"] == 1430
+    pods = pods_everywhere(lab, lab.nodes, "q")
+    try:
+        assert_reachable(lab, pods, ips)
+    finally:
+        for node, (netns, _a) in pods.items():
+            remove_pod(node, netns)
+    again = site(lab, "--diff")
+    assert node_changes(again.stdout) == [], again.stdout[-6000:]
+
+
+@pytest.fixture(scope="module")
+def flatlab(tmp_path_factory, request) -> Lab:
+    spec = new_lab("pvxc", tmp_path_factory.mktemp("vxc") / "lab", request, count=3,
+                   lab_vars={"podnet_lab_subnet": "172.24.72.0/24", "podnet_lab_subnet_ipv6": "fd00:24:72::/64",
+                             "podnet_lab_external_cidr": "198.18.72.0/24",
+                             "podnet_lab_external_cidr_ipv6": "fd00:198:72::/64",
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.84.0.0/20", "fd00:84::/56"],
+                                                           "podnet_node_prefix_ipv4": 25,
+                                                           "podnet_runtimes": ["cni"]}})
+    spec.playbook("present")
+    return spec
+
+
+def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab):
+    """pristine -> l2_routes -> vxlan -> router -> vxlan (direct routing) -> l2_routes -> teardown: each state equals
+    a fresh converge with its settings, and teardown gives back the state before the first converge."""
+    lab = flatlab
+    router = "%s-router" % lab.name
+    inv = inventory(lab)
+    inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
+    save_inventory(lab, inv)
+    pristine = {n: node_state(lab, n) for n in lab.nodes}
+    site(lab)                                      # l2_routes, the default
+    l2 = {n: node_state(lab, n) for n in lab.nodes}
+    steps = [{"podnet_fabric": "vxlan"}, {"podnet_fabric": "router"},
+             {"podnet_fabric": "vxlan", "podnet_vxlan_direct_routing": True}, {"podnet_fabric": "l2_routes"}]
+    reached = []
+    for step in steps:
+        site(lab, **step)
+        reached.append({n: node_state(lab, n) for n in lab.nodes})
+        check = site(lab, "--check", "--diff", **step)
+        assert unchanged(check), (step, check.stdout[-6000:])
+        if step["podnet_fabric"] != "vxlan":
+            for n in lab.nodes:
+                entries = overlay_entries(n)
+                assert not entries["neigh"] and not entries["fdb"], (step, n, entries)
+                assert "podnet.vx" not in reached[-1][n]["ip -o link"]
+                assert "PODNET-VXLAN" not in reached[-1][n]["iptables-save"]
+        elif step.get("podnet_vxlan_direct_routing"):
+            for n in lab.nodes:    # every peer on-link: plain routes, no overlay entry
+                entries = overlay_entries(n)
+                assert not entries["neigh"] and not entries["fdb"]
+                assert {r[0] for r in entries["routes"] if ":" not in r[1]} == {"eth0"}
+    for n in lab.nodes:
+        assert_same(l2[n], reached[-1][n], "l2_routes -> vxlan -> router -> vxlan -> l2_routes left debris")
+    for step, state in zip(steps[:3], reached[:3]):
+        playbook(lab, "teardown")
+        site(lab, **step)
+        for n in lab.nodes:
+            assert_same(node_state(lab, n), state[n], "%s: a fresh converge differs" % step)
+    playbook(lab, "teardown", "-e", json.dumps({"podnet_fabric": "vxlan"}))
+    for n in lab.nodes:
+        assert_same(pristine[n], node_state(lab, n), "teardown of vxlan left %s different" % n)
