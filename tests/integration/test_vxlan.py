@@ -51,7 +51,7 @@ def node_ips(inv):
 
 
 def state_of(lab: Lab):
-    return yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
+    return yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
 
 
 def site(lab: Lab, *args, **extra):
