@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """The ONE place that says how the overlay benchmark (issue 17) calls the overlay reconcile.
 
 bench/bench.py gives ``overlay_invocation`` the peers as (block, node IP, name) tuples and runs the returned task

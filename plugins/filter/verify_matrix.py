@@ -77,6 +77,7 @@ options:
     description:
       - The fabric (C(podnet_fabric)); C(vxlan) expects pod to other node traffic masqueraded.
     type: str
+    version_added: 0.2.0
   external:
     description:
       - The external target - C(ipv4), C(ipv6) (addresses or empty), C(port) and C(server) (the name of the

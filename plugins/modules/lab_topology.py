@@ -105,6 +105,7 @@ options:
         only over an overlay (fabric C(vxlan)). The controller namespace (O(ssh)) sits on segment 0.
     type: int
     default: 1
+    version_added: 0.2.0
   external_cidr:
     description:
       - IPv4 network between the router (C(.1)) and the external host (C(.10)).

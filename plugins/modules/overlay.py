@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
+# SPDX-License-Identifier: Apache-2.0
 # Apache License 2.0 (see LICENSE)
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ description:
   - Reads with C(ip -json) and C(bridge -json), writes with one C(ip -batch) for neighbours, one C(bridge -batch)
     for FDB entries and one C(ip -batch) for routes.
   - A peer block that already has a route with another protocol is an error (never overwritten).
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - podnet.cluster maintainers
 requirements:

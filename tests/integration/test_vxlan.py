@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Fabric vxlan on labs unlike the molecule scenario's: dual-stack pods over an IPv4-only underlay on three
 segments and over an IPv6-only underlay, strict rp_filter; a node whose node IP changes; a node removed;
 transitions to and from l2_routes and router; teardown back to the state before the first converge."""

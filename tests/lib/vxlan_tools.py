@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Tools of the vxlan fabric's tests: hand-built VXLAN packets, test pods on a node's bridge, UDP listeners,
 the overlay entries a node holds, and a node's "reboot" by its unit's own lines."""
 

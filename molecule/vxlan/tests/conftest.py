@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures of the vxlan scenario: the lab's nodes as testinfra hosts, the plan, the inventory."""
 
 from __future__ import annotations

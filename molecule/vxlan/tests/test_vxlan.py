@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The vxlan fabric on the routed lab: nodes on two segments behind a router with no pod route, dual-stack pods
 over a dual-stack underlay, strict rp_filter. Overlay entries, the three rules, who may send VXLAN, a reboot."""
 

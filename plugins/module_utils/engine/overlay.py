@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
 # Apache License 2.0 (see LICENSE)
+# SPDX-License-Identifier: Apache-2.0
 """The overlay engine (fabric vxlan): static VXLAN devices and every peer's entries, no daemon.
 
 The controller computes everything (plugins/plugin_utils/document.py): per underlay family one device (VNI, UDP

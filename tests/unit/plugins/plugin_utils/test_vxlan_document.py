@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
 """Fabric vxlan on the controller: the overlay part of the node document (devices, peer lines, direct routes,
 the INPUT chain), the VTEP MAC, and the settings' validation."""
 
