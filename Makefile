@@ -41,7 +41,7 @@ apt-install:
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
 

@@ -409,8 +409,8 @@ def desired_state(topo):
     for seg in segs:
         link(sw, seg["bridge"], "bridge")
         link(sw, seg["router_port"], "veth", master=seg["bridge"], alias=rt)
-        link(rt, seg["router_link"], "veth", addrs=[a for a in ("%s/%d" % (seg["router_ipv4"], p4),
-                                                               "%s/%d" % (seg["router_ipv6"], p6) if p6 else None) if a])
+        router_addrs = ("%s/%d" % (seg["router_ipv4"], p4), "%s/%d" % (seg["router_ipv6"], p6) if p6 else None)
+        link(rt, seg["router_link"], "veth", addrs=[a for a in router_addrs if a])
         veths.append((sw, seg["router_port"], rt, seg["router_link"]))
     link(rt, "eth1", "veth", addrs=[a for a in ("%s/%d" % (r["external_ipv4"], x4),
                                                 "%s/%d" % (r["external_ipv6"], x6) if x6 else None) if a])

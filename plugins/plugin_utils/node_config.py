@@ -403,8 +403,8 @@ def overlay_config(plan: Mapping[str, Any], hostname: str, vni: int, port: int, 
                 direct.append("%s via %s peer %s" % (fmt_network(block), dst, peer))
                 continue
             used.add(under)
-            lines.append("%s via %s mac %s dst %s peer %s" % (fmt_network(block), fmt_address(block.first, fam), mac,
-                                                             dst, peer))
+            lines.append("%s via %s mac %s dst %s peer %s"
+                         % (fmt_network(block), fmt_address(block.first, fam), mac, dst, peer))
     if errors:
         raise PlanError(errors)
     mac = vtep_mac(cluster, vni, hostname)

@@ -166,7 +166,7 @@ def test_converge_over_ssh_keeps_sessions_and_streams(lab: Lab, pristine, tmp_pa
     verify = playbook(lab, "verify")
     for family in (4, 6):
         for rule in ("pod -> pod", "node -> pod", "pod -> node"):
-            assert "%s (IPv%d): 9/9 all ok" % (rule, family) in verify.stdout, verify.stdout[-5000:]
+            assert "%s (IPv%d): 9 of 9 ok" % (rule, family) in verify.stdout, verify.stdout[-5000:]
 
 
 def test_reboot_moves_the_uplink_again(lab: Lab):
@@ -202,7 +202,7 @@ def test_transition_to_l2_routes_puts_the_uplink_back_and_back_again(lab: Lab):
         assert len(in_ns(node, "ip", "route", "show", "proto", "158").stdout.splitlines()) == 2
         assert not Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").exists()
     verify = playbook(lab, "verify", podnet_fabric="l2_routes")
-    assert "pod -> pod (IPv4): 9/9 all ok" in verify.stdout, verify.stdout[-5000:]
+    assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, verify.stdout[-5000:]
     playbook(lab, "site")
     assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes)
     assert unchanged(playbook(lab, "site", "--check"))
@@ -268,7 +268,7 @@ def pods_come_and_go(lab: Lab) -> None:
     playbook(lab, "teardown")
     playbook(lab, "site", podnet_fabric="l2_routes")
     verify = playbook(lab, "verify", podnet_fabric="l2_routes")
-    assert "pod -> pod (IPv4): 9/9 all ok" in verify.stdout, verify.stdout[-5000:]
+    assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, verify.stdout[-5000:]
     for node in lab.nodes:
         assert link(node, "cbr0")["address"] == "00:00:00:00:00:00", link(node, "cbr0")
         assert in_ns(node, "ip", "-o", "link", "show", "master", "cbr0").stdout.strip() == ""
@@ -305,7 +305,7 @@ def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pris
             "default via %s" % GATEWAY, "default via %s" % GATEWAY6])
         assert not Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").exists()
     verify = playbook(lab, "verify", podnet_fabric="l2_routes")
-    assert "pod -> pod (IPv4): 9/9 all ok" in verify.stdout, verify.stdout[-5000:]
+    assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, verify.stdout[-5000:]
     playbook(lab, "teardown")
     for node in lab.nodes:
         assert_same(pristine[node], node_state(lab, node), "leaving l2_bridge left %s different" % node)

@@ -105,8 +105,8 @@ def test_ipv4_underlay_dual_stack_pods_node_ip_change_and_removal(v4lab: Lab):
     state = state_of(lab)
     for node in lab.nodes:
         assert overlay_entries(node) == wanted_entries(state, ips, node, CLUSTERS, 77), node
-        links = {l["ifname"] for l in json.loads(subprocess.run(["ip", "-n", node, "-j", "link"], check=True,
-                                                                 capture_output=True, text=True).stdout)}
+        listed = subprocess.run(["ip", "-n", node, "-j", "link"], check=True, capture_output=True, text=True).stdout
+        links = {l["ifname"] for l in json.loads(listed)}
         assert "podnet.vx4" in links and "podnet.vx6" not in links
     pods = pods_everywhere(lab, lab.nodes, "p")
     try:

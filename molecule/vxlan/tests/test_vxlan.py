@@ -120,6 +120,7 @@ def test_only_peers_may_send_vxlan(nodes, lab, state, settings, pods):
     pod = pods[target]
     pod_ip = pod["addresses"][0]
     src_vtep = str(ipaddress.ip_network(state["nodes"][sender][0]).network_address)
+
     def packet(text):
         """A VXLAN packet as the sender's kernel would make it: to the target's VTEP MAC, from the sender's VTEP
         address, carrying a UDP datagram (correct checksums) for the pod."""

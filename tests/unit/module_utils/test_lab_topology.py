@@ -158,6 +158,8 @@ def test_inventory_without_node_ips():
     topo = build_topology(params(nodes=["web"], node_count=None, node_ip=False))
     hosts = build_inventory(topo, {})["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["hosts"]
     assert hosts["web"] == {"podnet_netns": "web", "podnet_netns_root": "/var/tmp/podnet-lab/lab/web"}
+
+
 def test_segments_split_the_underlay_and_place_nodes_round_robin():
     from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
 
