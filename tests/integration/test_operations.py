@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shlex
-from pathlib import Path
 from typing import List, Tuple
 
 import pytest

@@ -34,7 +34,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
     profile = tempfile.mkdtemp(prefix="podnet-report-chromium-")
     try:
         return subprocess.run([CHROMIUM, *FLAGS, "--user-data-dir=%s" % profile, *args], capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=120, check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 

@@ -45,10 +45,10 @@ def test_every_thread_has_its_own_session():
 
     def work():
         start.wait()
-        for _ in range(20):
+        for _unused in range(20):
             client.call("GET", "projects/p/global/routes")
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
+    threads = [threading.Thread(target=work) for _unused in range(6)]
     for t in threads:
         t.start()
     for t in threads:
