@@ -35,7 +35,7 @@ def peer_lines(peers: Sequence[Tuple[str, str, str]]) -> List[str]:
 
 def overlay_invocation(peers: Sequence[Tuple[str, str, str]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(task, play vars) that make the node's overlay exactly ``peers``."""
-    node_ip = ON_LINK_ADDRESS.split("/")[0]
+    node_ip = ON_LINK_ADDRESS.split("/", maxsplit=1)[0]
     task = {
         "name": "Reconcile the node's overlay",
         "podnet.cluster.overlay": {

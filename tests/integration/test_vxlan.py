@@ -10,12 +10,11 @@ import ipaddress
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from lib.labtools import BIN, Lab, new_lab, run
+from lib.labtools import Lab, new_lab
 from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
 from lib.vxlan_tools import make_pod, overlay_entries, ping, pod_addresses, remove_pod, wanted_entries
 

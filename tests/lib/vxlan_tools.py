@@ -91,17 +91,17 @@ class Listener:
 
     def result(self) -> str:
         """What it received, waiting up to its timeout (for a datagram that must arrive)."""
-        out, _ = self.proc.communicate(timeout=60)
+        out, _err = self.proc.communicate(timeout=60)
         return out.strip()
 
     def after(self, seconds: float = 1.0) -> str:
         """What it received within ``seconds`` from now (for a datagram that must not arrive: call it once the
         sender is done), "nothing" otherwise; the listener is stopped."""
         try:
-            out, _ = self.proc.communicate(timeout=seconds)
+            out, _err = self.proc.communicate(timeout=seconds)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
+            out, _err = self.proc.communicate()
             return "nothing" if not out.strip() else out.strip()
         return out.strip()
 
@@ -147,7 +147,7 @@ def pod_addresses(block_cidrs: List[str], offset: int = -10) -> Tuple[List[str],
 
 def ping(netns: str, target: str, count: int = 1) -> bool:
     return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", str(count), "-W", "2", target],
-                          capture_output=True).returncode == 0
+                          capture_output=True, check=False).returncode == 0
 
 
 def ip_json(netns: str, *args: str):

@@ -40,7 +40,10 @@ class RecordingSession:
 
 def test_every_thread_has_its_own_session():
     RecordingSession.made = []
-    client = ComputeClient(lambda: RecordingSession(), "http://api.invalid/compute/v1/", "p")
+    def new_session():
+        return RecordingSession()
+
+    client = ComputeClient(new_session, "http://api.invalid/compute/v1/", "p")
     start = threading.Barrier(6)
 
     def work():
