@@ -25,7 +25,7 @@ description:
   - A peer block that already has a route with another protocol is an error (never overwritten).
 version_added: 0.2.0
 author:
-  - podnet.cluster maintainers
+  - podnet.cluster maintainers (!UNKNOWN)
 requirements:
   - iproute2 (C(ip), C(bridge)) on the managed node; C(ethtool) when I(tx_checksum_offload) is set
 extends_documentation_fragment:

@@ -40,6 +40,7 @@ class RecordingSession:
 
 def test_every_thread_has_its_own_session():
     RecordingSession.made = []
+
     def new_session():
         return RecordingSession()
 
