@@ -260,6 +260,8 @@ def test_a_daemon_json_that_is_a_symlink_stays_one(lab: Lab):
     hosts = lab_hosts(str(lab.hosts_yml))
     red = lab.nodes[0]
     playbook(lab, "teardown")
+    # the lab's own /etc/docker is put back afterwards, so that later tests find the node as the lab made it
+    hosts[red].check_output("rm -rf /etc/docker.lab && if [ -e /etc/docker ]; then cp -a /etc/docker /etc/docker.lab; fi")
     hosts[red].check_output("rm -rf /etc/docker && mkdir -p /etc/docker /etc/docker-managed && printf "
                             "'{\\n  \"log-level\": \"warn\"\\n}\\n' > /etc/docker-managed/daemon.json && "
                             "chmod 640 /etc/docker-managed/daemon.json && "
@@ -284,7 +286,8 @@ def test_a_daemon_json_that_is_a_symlink_stays_one(lab: Lab):
         assert json.loads(managed.content_string) == {"log-level": "warn"}
         assert not any(hosts[red].file(d).exists for d in created)
     finally:
-        hosts[red].run("rm -rf /etc/docker /etc/docker-managed")
+        playbook(lab, "teardown")
+        hosts[red].run("rm -rf /etc/docker /etc/docker-managed && if [ -e /etc/docker.lab ]; then mv /etc/docker.lab /etc/docker; fi")
         playbook(lab, "site")
 
 

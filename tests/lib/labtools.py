@@ -150,10 +150,17 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
 
 
 def _pid_is_pytest(pid: int) -> bool:
+    """True for a live pytest process, a pytest-xdist worker included (its own command line is a bare
+    ``python -c``: its parent is the pytest that started it)."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            if b"pytest" in fh.read():
+                return True
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        with open("/proc/%d/cmdline" % parent, "rb") as fh:
             return b"pytest" in fh.read()
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return False
 
 
