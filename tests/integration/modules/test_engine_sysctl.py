@@ -56,7 +56,8 @@ def test_apply_file_and_live_values_idempotent(netns, tmp_path):
 
     content = Path(base["file"]).read_text()
     assert content.startswith("# Managed by Ansible (podnet.cluster)")
-    assert content.splitlines()[2:] == ["net.ipv4.ip_forward = 1", "net.ipv4.ip_local_port_range = 32768 60999",
+    # write order, not sorted: forwarding last, so accept_ra and the others are in force before it
+    assert content.splitlines()[2:] == ["net.ipv4.ip_local_port_range = 32768 60999", "net.ipv4.ip_forward = 1",
                                         "net.ipv6.conf.all.forwarding = 1"]
     assert oct(Path(base["file"]).stat().st_mode & 0o777) == "0o644"
     assert ns.sysctl("net.ipv4.ip_forward") == "1"
