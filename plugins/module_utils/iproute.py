@@ -3,8 +3,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Helpers around iproute2 for the podnet.cluster modules (target side).
 
-Standard library only (Python 3.8+). The pure functions (parsing, longest-prefix
-match) take already-decoded ``ip -json`` data so that they can be unit-tested
+Standard library only (Python 3.8+). The pure functions (parsing, the route index)
+take already-decoded ``ip -json`` data so that they can be unit-tested
 without a kernel; the ``run_*`` helpers take an engine runner (engine/runner.py) and raise
 EngineError naming the command on error.
 """
@@ -17,13 +17,8 @@ import re
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 
-# Kernel route protocol numbers as printed by ``ip -N`` (numeric output).
-RTPROT_KERNEL = 2
+# Route types of a unicast route in ``ip -N -json`` output (absent, numeric or by name).
 UNICAST_TYPES = (None, "1", "unicast")
-
-
-class IprouteError(Exception):
-    """Raised by the pure helpers; modules turn it into fail_json."""
 
 
 # A kernel interface name: 1-15 characters, no '/', blank or ':' (iproute2 and the kernel refuse
@@ -112,18 +107,6 @@ def link_kind(link):
     return ((link or {}).get("linkinfo") or {}).get("info_kind")
 
 
-def link_addresses(addr_entry, include_link_scope=True):
-    """List of ``ipaddress.ip_interface`` of one entry of ``ip -json addr show``."""
-    res = []
-    for info in addr_entry.get("addr_info", []):
-        if info.get("family") not in ("inet", "inet6"):
-            continue
-        if not include_link_scope and info.get("scope") == "link" and info.get("family") == "inet6":
-            continue
-        res.append(ipaddress.ip_interface("%s/%s" % (info["local"], info["prefixlen"])))
-    return res
-
-
 def find_link_with_address(addr_data, address):
     """Return the ``ip -json addr show`` entry of the link holding ``address``.
 
@@ -175,34 +158,6 @@ def route_metric(route, family=None):
     if metric is None:
         return 0
     return int(metric)
-
-
-def longest_prefix_match(routes, address, family=None, exclude_protocol=None):
-    """Longest-prefix match of ``address`` over a decoded route table.
-
-    ``routes`` is the decoded ``ip -json route show table main`` (one family or
-    both; entries of the other family are ignored). Routes whose protocol equals
-    ``exclude_protocol`` are skipped (the collection's own routes never make a
-    gateway reachable). Among equal prefixes the lowest metric wins, as in the
-    kernel. Returns the route dict or ``None``.
-    """
-    ip = ipaddress.ip_address(str(address))
-    fam = family or ip.version
-    best = None
-    best_key = None
-    for route in routes:
-        try:
-            net = route_dst(route, fam)
-        except ValueError:
-            continue
-        if net.version != ip.version or ip not in net:
-            continue
-        if exclude_protocol is not None and route_protocol(route) == exclude_protocol:
-            continue
-        key = (net.prefixlen, -route_metric(route, fam))
-        if best_key is None or key > best_key:
-            best, best_key = route, key
-    return best
 
 
 def route_is_onlink(route):
@@ -266,20 +221,14 @@ class RouteIndex(object):
         full = (1 << self.bits) - 1
         self.masks = {plen: full ^ ((1 << (self.bits - plen)) - 1) for plen in self.prefixes}
 
-    def exact(self, network):
-        """Routes whose destination is exactly ``network`` (an ip_network)."""
-        return self.exact_int(int(network.network_address), network.prefixlen)
-
     def exact_int(self, network, prefixlen):
-        """``exact`` of a network given as an integer of this index's family and its prefix length."""
+        """Routes whose destination is exactly the network given as an integer of this index's family
+        and its prefix length."""
         return list(self.by_prefix.get(prefixlen, {}).get(network, []))
 
-    def lookup(self, address):
-        """All routes of the longest matching prefix with the lowest metric (usually one)."""
-        return self.lookup_int(int(ipaddress.ip_address(str(address))))
-
     def lookup_int(self, ip):
-        """``lookup`` of an address given as an integer of this index's family."""
+        """All routes of the longest prefix holding ``ip`` (an integer of this index's family) with the
+        lowest metric (usually one)."""
         for plen in self.prefixes:
             routes = self.by_prefix[plen].get(ip & self.masks[plen])
             if routes:

@@ -29,7 +29,6 @@ except ImportError:  # pragma: no cover - require_netaddr() reports it
 
 MASQ_CHAIN = "PODNET-MASQ"
 FORWARD_CHAIN = "PODNET-FORWARD"
-JUMP_COMMENT = "podnet.cluster"
 ROUTE_PROTOCOL = 158
 # Never masqueraded, as ip-masq-agent does: link-local traffic stays on the link.
 LINK_LOCAL = {4: "169.254.0.0/16", 6: "fe80::/10"}
