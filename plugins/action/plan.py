@@ -5,11 +5,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional
-
-import yaml
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -21,6 +18,7 @@ from ansible.utils.display import Display
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import OVERLAY_FABRICS
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_role_spec import PLAN_ROLE_OPTIONS
 from ansible_collections.podnet.cluster.plugins.plugin_utils import state as statefile
 
 display = Display()
@@ -49,26 +47,13 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "warn_absent": {"type": "bool", "default": True},
 }
 
-# The plan role's argument spec (entry point main): validated here once for every host (check_role_vars).
-ROLE_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "roles", "plan", "meta",
-                         "argument_specs.yml")
 MAX_HOSTS_LISTED = 20
-_role_options: Optional[Dict[str, Any]] = None
 
 
 def planner_hosts(hosts: List[str], limit: int = 10) -> str:
     """``a, b and 3 more``: the hosts a cluster-wide problem was seen on."""
     text = ", ".join(hosts[:limit])
     return text + (" and %d more" % (len(hosts) - limit) if len(hosts) > limit else "")
-
-
-def role_options() -> Dict[str, Any]:
-    """The options of the plan role's entry point main (read once per process)."""
-    global _role_options  # pylint: disable=global-statement
-    if _role_options is None:
-        with open(ROLE_SPEC, "r", encoding="utf-8") as handle:
-            _role_options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
-    return _role_options
 
 
 class ActionModule(ActionBase):
@@ -208,11 +193,7 @@ class ActionModule(ActionBase):
         this host's values as the task sees them (play and role variables, extra vars included), and for every
         other host those of its own variables that its hostvars hold, over this host's.
         """
-        try:
-            options = role_options()
-        except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
-            raise AnsibleActionFail("podnet.cluster.plan: cannot read the role's argument spec %s: %s"
-                                    % (ROLE_SPEC, to_native(exc)))
+        options = PLAN_ROLE_OPTIONS
         validator = ArgumentSpecValidator(options)
         base = self._templar.template({name: task_vars[name] for name in options if name in task_vars})
         me = task_vars.get("inventory_hostname")
