@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
@@ -16,7 +17,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
-from ansible_collections.podnet.cluster.plugins.plugin_utils import plan_report
+from ansible_collections.podnet.cluster.plugins.plugin_utils import kubernetes, plan_report
 
 display = Display()
 
@@ -26,6 +27,8 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "routers": {"type": "list", "elements": "str", "default": []},
     "export": {"type": "path"},
     "show": {"type": "bool", "default": True},
+    "kubernetes": {"type": "bool", "default": False},
+    "kubernetes_dir": {"type": "path"},
 }
 
 
@@ -44,24 +47,72 @@ class ActionModule(ActionBase):
                                     % (args["plan_var"], args["plan_var"]))
         plan = plain(plan)
         routers = [str(r) for r in args["routers"] or []]
+        changed = self._table(plan, args, routers, result)
+        if args["kubernetes"] or args["kubernetes_dir"]:
+            changed = self._kubernetes(plan, args, result) or changed
+        result["changed"] = changed
+        return result
+
+    def _table(self, plan: Dict[str, Any], args: Dict[str, Any], routers: List[str], result: Dict[str, Any]) -> bool:
         text = plan_report.table(plan, args["fabric"], routers, args["export"] or None)
         changed = False
         if args["export"]:
             document = json.dumps(plan_report.export(plan, args["fabric"], routers), indent=1, sort_keys=True) + "\n"
             try:
-                with open(args["export"], "r", encoding="utf-8") as handle:
-                    changed = handle.read() != document
-            except OSError:
-                changed = True
-            if changed:
-                try:
-                    atomic_write(args["export"], document, mode=0o644, create_dirs=True)
-                except OSError as exc:
-                    raise AnsibleActionFail("podnet.cluster.plan_report: cannot write podnet_plan_export %s: %s"
-                                            % (args["export"], to_native(exc)))
+                changed = write_if_changed(args["export"], document)
+            except OSError as exc:
+                raise AnsibleActionFail("podnet.cluster.plan_report: cannot write podnet_plan_export %s: %s"
+                                        % (args["export"], to_native(exc)))
             result["export"] = args["export"]
         if args["show"]:
             # printed as it is, whatever the stdout callback: a table, not a list of strings
             display.display(text)
-        result.update(changed=changed, table=text.splitlines())
-        return result
+        result["table"] = text.splitlines()
+        return changed
+
+    def _kubernetes(self, plan: Dict[str, Any], args: Dict[str, Any], result: Dict[str, Any]) -> bool:
+        """The Kubernetes settings that must agree with the plan: printed, and written to kubernetes_dir (never in
+        check mode)."""
+        try:
+            settings = kubernetes.from_plan(plan, args["fabric"])
+        except kubernetes.KubernetesSettingsError as exc:
+            raise AnsibleActionFail("podnet.cluster.plan_report: %s" % exc)
+        directory = args["kubernetes_dir"]
+        changed = False
+        paths: List[str] = []
+        if directory:
+            paths = [os.path.join(directory, name) for name, _text in settings.files()]
+            if not self._task.check_mode:
+                for path, (_name, text) in zip(paths, settings.files()):
+                    try:
+                        changed = write_if_changed(path, text) or changed
+                    except OSError as exc:
+                        raise AnsibleActionFail("podnet.cluster.plan_report: cannot write %s (podnet_report_dir): %s"
+                                                % (path, to_native(exc)))
+        text = settings.text(written_to=directory or None)
+        if directory and self._task.check_mode:
+            text = text.replace("  Written to %s:" % directory, "  Check mode: not written to %s:" % directory)
+        if args["kubernetes"]:
+            display.display(text)
+        result["kubernetes"] = {
+            "cluster_configuration": settings.cluster_configuration(),
+            "kube_proxy_configuration": settings.kube_proxy_configuration(),
+            "controller_manager_flags": settings.controller_manager_flags(),
+            "notes": list(settings.notes),
+            "text": text.splitlines(),
+        }
+        if paths:
+            result["kubernetes_files"] = paths
+        return changed
+
+
+def write_if_changed(path: str, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically (its directory made when missing); False when it holds it already."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except OSError:
+        pass
+    atomic_write(path, text, mode=0o644, create_dirs=True)
+    return True

@@ -358,3 +358,71 @@ def test_state_file_required_without_an_inventory_file(tmp_path):
     assert "podnet_state_file is not set" in proc.stdout + proc.stderr, proc.stdout[-3000:]
     assert sorted(p.name for p in (REPO / "playbooks").iterdir()) == before
     assert not list(tmp_path.glob("**/*podnet_state.yml*")) and not (tmp_path / "None").exists()
+
+
+def run_plan_playbook(tmp_path: Path, hosts: dict, group_vars: dict, args=()):
+    """The collection's own playbook podnet.cluster.plan (the preview), under the default stdout callback."""
+    inv = tmp_path / "inventory"
+    inv.mkdir(exist_ok=True)
+    for host in hosts.values():
+        host.setdefault("ansible_connection", "local")
+        host.setdefault("ansible_python_interpreter", sys.executable)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(
+        {"all": {"children": {"podnet_nodes": {"hosts": hosts, "vars": group_vars}}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), "podnet.cluster.plan", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def task_output(out: str, name: str) -> str:
+    """What the default callback printed under the task whose name starts with ``name``."""
+    start = out.index("TASK [%s" % name)
+    end = out.find("TASK [", start + 1)
+    return out[start:end if end > 0 else len(out)]
+
+
+def test_the_plan_playbook_prints_and_writes_the_kubernetes_settings(tmp_path):
+    """Dual-stack, IPv6 listed first, other networks and prefixes, the gce fabric: the block is printed once and the
+    written files parse and carry the plan's networks (IPv4 first, as the plan orders them)."""
+    hosts = {f"k{i}": {"podnet_node_ip": [f"fd31::{i}/64", f"172.31.9.{10 + i}/24"]} for i in (1, 2, 3, 4)}
+    group_vars = {"podnet_cluster_cidrs": ["fd00:72::/56", "10.72.0.0/21"], "podnet_node_prefix_ipv4": 25,
+                  "podnet_node_prefix_ipv6": 64, "podnet_service_cidrs": ["10.73.0.0/20", "fd00:73::/112"],
+                  "podnet_fabric": "gce"}
+    report = tmp_path / "report"
+
+    check = run_plan_playbook(tmp_path, hosts, group_vars, ["--check", "-e", "podnet_report_dir=%s" % report])
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
+    assert "Check mode: not written to %s" % report in check.stdout
+    assert not report.exists(), "check mode wrote the Kubernetes settings"
+
+    run = run_plan_playbook(tmp_path, hosts, group_vars, ["-e", "podnet_report_dir=%s" % report])
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    out = run.stdout
+    assert out.count("Kubernetes settings that must agree with this plan") == 1, out
+    assert "networking.podSubnet: 10.72.0.0/21,fd00:72::/56" in out
+    assert "beside the gce fabric's routes" in out
+    assert "Written to %s: kubeadm-networking.yaml, kube-controller-manager.flags" % report in out
+
+    cluster, proxy = yaml.safe_load_all((report / "kubeadm-networking.yaml").read_text())
+    assert cluster["kind"] == "ClusterConfiguration" and cluster["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+    assert cluster["networking"] == {"podSubnet": "10.72.0.0/21,fd00:72::/56",
+                                     "serviceSubnet": "10.73.0.0/20,fd00:73::/112"}
+    assert {a["name"]: a["value"] for a in cluster["controllerManager"]["extraArgs"]} == {
+        "allocate-node-cidrs": "false", "configure-cloud-routes": "false",
+        "node-cidr-mask-size-ipv4": "25", "node-cidr-mask-size-ipv6": "64"}
+    assert proxy == {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                     "clusterCIDR": "10.72.0.0/21,fd00:72::/56", "detectLocalMode": "ClusterCIDR"}
+    flags = (report / "kube-controller-manager.flags").read_text().splitlines()
+    assert flags == ["--allocate-node-cidrs=false", "--configure-cloud-routes=false",
+                     "--cluster-cidr=10.72.0.0/21,fd00:72::/56", "--node-cidr-mask-size-ipv4=25",
+                     "--node-cidr-mask-size-ipv6=64", "--service-cluster-ip-range=10.73.0.0/20,fd00:73::/112"]
+    assert "changed: [k1]" in task_output(out, "Show the Kubernetes settings")
+    assert (report / "plan.html").exists()
+    assert not (tmp_path / "inventory" / ".podnet_state.yml").exists(), "the preview wrote the state file"
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in report.iterdir()}
+    again = run_plan_playbook(tmp_path, hosts, group_vars, ["-e", "podnet_report_dir=%s" % report])
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "ok: [k1]" in task_output(again.stdout, "Show the Kubernetes settings"), again.stdout[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in report.iterdir()} == mtimes
