@@ -104,8 +104,8 @@ def check(doc: Any, type_name: str, types: Dict[str, Any], path: str = "") -> Li
     for key, value in doc.items():
         spec = schema.get(key)
         if spec is None:
-            problems.append("%s.%s: no field %r in %s (fields: %s)" % (where, key, key, type_name,
-                                                                      ", ".join(sorted(schema))))
+            problems.append("%s.%s: no field %r in %s (fields: %s)"
+                            % (where, key, key, type_name, ", ".join(sorted(schema))))
             continue
         if spec.const is not None and value != spec.const:
             problems.append("%s.%s: %r, the schema says %r" % (where, key, value, spec.const))
