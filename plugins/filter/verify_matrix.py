@@ -75,7 +75,8 @@ options:
     type: dict
   fabric:
     description:
-      - The fabric (C(podnet_fabric)); C(vxlan) expects pod to other node traffic masqueraded.
+      - The fabric (C(podnet_fabric)); C(vxlan) expects pod to other node traffic masqueraded, and its
+        probe pods wired by hand (C(pod_addresses), C(preflight)) never take the node's VTEP address.
     type: str
     version_added: 0.2.0
   external:
@@ -165,7 +166,7 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
         if step == "preflight":
             return verify_lib.preflight(plan, node, runtimes=runtimes, external=external,
                                         external_host=external_host, inventory_hosts=inventory_hosts,
-                                        port=port, timeout=timeout)
+                                        port=port, timeout=timeout, fabric=fabric)
         if not isinstance(plan, dict) or not isinstance(plan.get("nodes"), dict):
             raise AnsibleFilterError("verify_matrix: the input must be the podnet_plan fact")
         port = int(port)
@@ -175,7 +176,7 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
             index = int(index)
             if index not in (0, 1):
                 raise AnsibleFilterError("verify_matrix: index must be 0 or 1, got %r" % (index,))
-            return verify_lib.probe_addresses(plan, node, runtimes or [], count=2)[index]
+            return verify_lib.probe_addresses(plan, node, runtimes or [], count=2, fabric=fabric)[index]
         nodes = verify_lib.plain(nodes) if nodes is not None else list(plan["nodes"])
         if step == "cells":
             chosen, _sampling = verify_lib.selection_for(plan, nodes, sample, seed)

@@ -23,6 +23,11 @@ description:
   - Reads with C(ip -json) and C(bridge -json), writes with one C(ip -batch) for neighbours, one C(bridge -batch)
     for FDB entries and one C(ip -batch) for routes.
   - A peer block that already has a route with another protocol is an error (never overwritten).
+  - A VXLAN device that is not the collection's on the same UDP port and underlay family (an C(external) one counts
+    for both families) is an error before any change, naming the device, the port and C(podnet_vxlan_port) - the
+    kernel would refuse to make the device (the same VNI), or to bring it up (C(Address already in use)), or share
+    the port with it, and the INPUT chain of the fabric would then drop that device's traffic from every host that
+    is not a peer.
 version_added: 0.2.0
 author:
   - podnet.cluster maintainers (!UNKNOWN)
@@ -42,8 +47,8 @@ options:
   devices:
     description:
       - One per underlay family - C(name), C(family) (4 or 6), C(local) (this node's node IP of that family),
-        C(mac) (the VTEP MAC) and C(addresses) (the VTEP addresses, the first address of each of the node's blocks
-        as a /32 or /128).
+        C(mac) (the VTEP MAC) and C(addresses) (the VTEP addresses - of each of the node's blocks the first
+        address as a /32 for IPv4, the last as a /128 for IPv6; IPv6 ones are added with C(nodad)).
     type: list
     elements: dict
     default: []

@@ -36,6 +36,8 @@ SYSCTL_FORWARD = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 RUNTIMES = ("docker", "cni")
 # Fabrics whose pods of all nodes share one L2 segment and one on-link prefix, the cluster network.
 SHARED_SEGMENT = ("l2_bridge",)
+# fabrics with an overlay device holding a VTEP address of each of the node's blocks (vtep_address)
+OVERLAY = ("vxlan",)
 
 
 def _node(plan: Mapping[str, Any], hostname: str) -> Mapping[str, Any]:
@@ -207,6 +209,9 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
     On a shared segment (``fabric`` l2_bridge) the pods' subnet is the cluster network (on-link to every pod
     of every node), and each node hands out only its own block: host-local's ``rangeStart``/``rangeEnd``,
     Docker's ``fixed-cidr``.
+
+    With an overlay (``fabric`` vxlan) host-local's IPv6 range ends one address before the block's last, the
+    overlay device's VTEP address (:func:`vtep_address`).
     """
     require_netaddr()
     errors: List[str] = []
@@ -252,6 +257,9 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
             cni_ranges.append([cni_range(block, block.first + 2, low.last)])
             docker_range = high
             out["split"][fmt_network(block)] = {"cni": "%s-%s" % (start, end), "docker": fmt_network(high)}
+        elif family == 6 and fabric in OVERLAY:
+            # the block's last address is the overlay device's VTEP address (vtep_address): never a pod's
+            cni_ranges.append([cni_range(block, block.first + 2, block.last - 1)])
         else:
             cni_ranges.append([cni_range(block, block.first + 2)])
             if family == 4:
@@ -303,6 +311,19 @@ def runtime_config(plan: Mapping[str, Any], hostname: str, runtimes: Sequence[st
 VXLAN_DEVICES = {4: "podnet.vx4", 6: "podnet.vx6"}
 VXLAN_CHAIN = "PODNET-VXLAN"
 VXLAN_DEFAULT_PORT = 4789
+
+
+def vtep_address(block: "netaddr.IPNetwork") -> int:
+    """The VTEP address of a node's block, as an integer: the block's first address for IPv4 (the network
+    address, never a pod's nor the bridge's), its last address for IPv6.
+
+    Not the first for IPv6: that is the Subnet-Router anycast address of the bridge's prefix (RFC 4291 2.6.1),
+    which the kernel puts on the bridge as soon as forwarding is on. One address as a local address of the
+    overlay device and as an anycast address of the bridge gives two routes of different types for it in the
+    local table, in an order that depends on which of the two the kernel saw first. The last address is no
+    pod's: host-local's IPv6 range ends before it with this fabric, and verify's probe pods avoid it.
+    """
+    return int(block.first) if block.version == 4 else int(block.last)
 
 
 def vtep_mac(cluster_cidrs: Sequence[str], vni: int, node: str) -> str:
@@ -370,7 +391,7 @@ def overlay_config(plan: Mapping[str, Any], hostname: str, vni: int, port: int, 
                          "address and its peers' destination" % hostname])
     cluster = [str(c) for c in plan.get("cluster_cidrs") or []]
     my_pods = _by_family(me.get("pod_cidrs") or [])
-    vteps = ["%s/%d" % (fmt_address(my_pods[f].first, f), 32 if f == 4 else 128) for f in sorted(my_pods)]
+    vteps = ["%s/%d" % (fmt_address(vtep_address(my_pods[f]), f), 32 if f == 4 else 128) for f in sorted(my_pods)]
     errors: List[str] = []
     lines: List[str] = []
     direct: List[str] = []
@@ -403,7 +424,7 @@ def overlay_config(plan: Mapping[str, Any], hostname: str, vni: int, port: int, 
                 continue
             used.add(under)
             lines.append("%s via %s mac %s dst %s peer %s"
-                         % (fmt_network(block), fmt_address(block.first, fam), mac, dst, peer))
+                         % (fmt_network(block), fmt_address(vtep_address(block), fam), mac, dst, peer))
     if errors:
         raise PlanError(errors)
     mac = vtep_mac(cluster, vni, hostname)

@@ -123,7 +123,8 @@ def short_error(error: Optional[str]) -> str:
 # pods wired by hand
 # --------------------------------------------------------------------------- #
 
-def _allocator_ranges(plan: Mapping[str, Any], node: str, runtimes: Sequence[str]) -> List[Tuple[int, int, str]]:
+def _allocator_ranges(plan: Mapping[str, Any], node: str, runtimes: Sequence[str],
+                      fabric: Optional[str] = None) -> List[Tuple[int, int, str]]:
     """(first, last, what) of every address range an allocator of ``node`` may hand out.
 
     The ranges are those the node role configures (:func:`node_config.runtime_config`): Docker's
@@ -131,7 +132,8 @@ def _allocator_ranges(plan: Mapping[str, Any], node: str, runtimes: Sequence[str
     after its network address). Whole networks are counted, conservatively.
     """
     try:
-        config = node_config.runtime_config(plan, node, list(runtimes))
+        config = node_config.runtime_config(plan, node, list(runtimes),
+                                            fabric=fabric if fabric in node_config.OVERLAY else None)
     except PlanError as exc:
         raise VerifyError("; ".join(exc.errors))
     out: List[Tuple[int, int, str]] = []
@@ -153,12 +155,14 @@ def _allocator_ranges(plan: Mapping[str, Any], node: str, runtimes: Sequence[str
     return out
 
 
-def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] = (), count: int = 2) -> List[List[str]]:
+def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] = (), count: int = 2,
+                    fabric: Optional[str] = None) -> List[List[str]]:
     """Addresses for the ``count`` probe pods of ``node`` wired by hand (``mode: veth``), one list per pod.
 
     Each list holds ``addr/prefix`` of one address per pod subnet (family), taken from the top of the subnet
     among the addresses that **no allocator of the node hands out** (Docker's ``fixed-cidr``, host-local's
-    range, see :func:`_allocator_ranges`) and that are not the network, broadcast or gateway address: a
+    range, see :func:`_allocator_ranges`) and that are not the network, broadcast or gateway address, nor, with
+    ``fabric`` vxlan, the VTEP address (:func:`node_config.vtep_address`, the last of an IPv6 block): a
     veth pod's address is set by hand, and one that Docker or host-local could also give to a container
     would break both. Raises :class:`VerifyError` (naming the host, the subnet and what covers it) when a
     subnet has fewer than ``count`` such addresses.
@@ -168,7 +172,7 @@ def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] 
     entry = (plan.get("nodes") or {}).get(node)
     if entry is None:
         raise VerifyError("%s is not a node of the plan" % node)
-    ranges = _allocator_ranges(plan, node, runtimes or [])
+    ranges = _allocator_ranges(plan, node, runtimes or [], fabric)
     pods: List[List[str]] = [[] for _unused in range(count)]
     errors = []
     allocators = False
@@ -183,6 +187,10 @@ def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] 
                  and ipaddress.ip_address(a).version == net.version]
         gateway = int(net.network_address) + 1
         taken.append((gateway, gateway, "the gateway %s" % ipaddress.ip_address(gateway)))
+        if fabric in node_config.OVERLAY:
+            # the overlay device's own address in the block (node_config.vtep_address)
+            vtep = int(node_config.vtep_address(node_config.to_ipnetwork(str(net))))
+            taken.append((vtep, vtep, "the VTEP address %s" % ipaddress.ip_address(vtep)))
         for text in gateways:
             if text and family_of(text) == net.version and ipaddress.ip_address(text) in net:
                 taken.append((int(ipaddress.ip_address(text)),) * 2 + ("the gateway %s" % text,))
@@ -946,7 +954,7 @@ def render(summary: Mapping[str, Any]) -> List[str]:
 
 def preflight(plan: Any, node: str, runtimes: Any = None, external: Optional[Mapping[str, Any]] = None,
               external_host: Any = None, inventory_hosts: Optional[Sequence[str]] = None,
-              port: Any = 47300, timeout: Any = 3) -> List[str]:
+              port: Any = 47300, timeout: Any = 3, fabric: Optional[str] = None) -> List[str]:
     """Configuration errors, each naming the variable; an empty list when verify can run."""
     errors: List[str] = []
     plan = plain(plan)
@@ -969,7 +977,7 @@ def preflight(plan: Any, node: str, runtimes: Any = None, external: Optional[Map
             elif "cni" not in runtimes and str(node) in plan["nodes"]:
                 # the probe pods are wired by hand: they need addresses that no allocator hands out
                 try:
-                    probe_addresses(plan, str(node), runtimes)
+                    probe_addresses(plan, str(node), runtimes, fabric=fabric)
                 except VerifyError as exc:
                     errors.append(str(exc))
     for name, value, low, high in (("podnet_verify_port", port, 1, 65535), ("podnet_verify_timeout", timeout, 0.1, 600)):

@@ -16,7 +16,7 @@ import yaml
 
 from lib.labtools import Lab, new_lab
 from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
-from lib.vxlan_tools import make_pod, overlay_entries, ping, pod_addresses, remove_pod, wanted_entries
+from lib.vxlan_tools import make_pod, overlay_entries, ping, pod_addresses, remove_pod, vtep_of, wanted_entries
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import vtep_mac
 
@@ -151,7 +151,7 @@ def test_ipv4_underlay_dual_stack_pods_node_ip_change_and_removal(v4lab: Lab):
             entries = overlay_entries(node)
             assert not [e for e in entries["fdb"] if e[1] == gone_mac or e[2] == ips[gone][4]], node
             assert not [e for e in entries["neigh"] if e[2] == gone_mac or e[1] in
-                        {str(ipaddress.ip_network(b).network_address) for b in gone_blocks}], node
+                        {vtep_of(b) for b in gone_blocks}], node
             assert not [e for e in entries["routes"] if e[1] in gone_blocks], node
             chain = subprocess.run(["ip", "netns", "exec", node, "iptables-save", "-t", "filter"], check=True,
                                    capture_output=True, text=True).stdout
@@ -215,6 +215,22 @@ def flatlab(tmp_path_factory, request) -> Lab:
     return spec
 
 
+def assert_vtep_addresses_settled(lab: Lab):
+    """Right after the converge: every VTEP address of podnet.vx6 usable (no duplicate address detection running),
+    with its local route, and not the Subnet-Router anycast address the bridge holds for its block."""
+    for n in lab.nodes:
+        addrs = [a for e in json.loads(subprocess.run(["ip", "-n", n, "-j", "-6", "addr", "show", "dev", "podnet.vx6"],
+                                                      check=True, capture_output=True, text=True).stdout)
+                 for a in e["addr_info"] if a.get("scope") == "global"]
+        assert addrs, n
+        local = subprocess.run(["ip", "-n", n, "-6", "route", "show", "table", "local"], check=True,
+                               capture_output=True, text=True).stdout
+        for a in addrs:
+            assert not a.get("tentative") and not a.get("dadfailed"), (n, a)
+            assert "local %s dev podnet.vx6 " % a["local"] in local, (n, a["local"], local)
+            assert "anycast %s " % a["local"] not in local, (n, a["local"], local)
+
+
 def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab):
     """pristine -> l2_routes -> vxlan -> router -> vxlan (direct routing) -> l2_routes -> teardown: each state equals
     a fresh converge with its settings, and teardown gives back the state before the first converge."""
@@ -231,6 +247,8 @@ def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab
     reached = []
     for step in steps:
         site(lab, **step)
+        if step["podnet_fabric"] == "vxlan":
+            assert_vtep_addresses_settled(lab)     # at once: no address waits for duplicate address detection
         reached.append({n: node_state(lab, n) for n in lab.nodes})
         check = site(lab, "--check", "--diff", **step)
         assert unchanged(check), (step, check.stdout[-6000:])
@@ -255,3 +273,44 @@ def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab
     playbook(lab, "teardown", "-e", json.dumps({"podnet_fabric": "vxlan"}))
     for n in lab.nodes:
         assert_same(pristine[n], node_state(lab, n), "teardown of vxlan left %s different" % n)
+
+
+def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab: Lab):
+    """Another VXLAN device on the overlay's UDP port and underlay family (an IPv6 one on 4789, as an operator's
+    tunnel might hold it; the kernel would not bring podnet.vx6 up next to it): the play stops in the preflight,
+    naming the host, the device, the port and podnet_vxlan_port, and no node changes. On a free port the overlay
+    converges next to it, and neither the converge nor the teardown touch it or the IPv4 one on another port."""
+    lab = flatlab
+    node = lab.nodes[1]
+    ips = node_ips(inventory(lab))
+    foreign = {"tun.other6": ["id", "4242", "dstport", "4789", "local", ips[node][6]],
+               "tun.other4": ["id", "4243", "dstport", "4790", "local", ips[node][4]]}
+    try:
+        for name, args in foreign.items():
+            subprocess.run(["ip", "-n", node, "link", "add", name, "type", "vxlan"] + args + ["nolearning"], check=True)
+            subprocess.run(["ip", "-n", node, "link", "set", name, "up"], check=True)
+        before = {n: node_state(lab, n) for n in lab.nodes}
+        refused = playbook(lab, "site", check=False, podnet_fabric="vxlan")
+        assert refused.returncode != 0
+        assert ("node %s: the VXLAN device tun.other6 (not podnet.cluster's) already uses UDP port 4789 "
+                "(podnet_vxlan_port)" % node) in refused.stdout, refused.stdout[-6000:]
+        assert "tun.other6 (VNI 4242) uses UDP port 4789 over IPv6, as podnet.vx6 would" in refused.stdout
+        assert "tun.other4" not in refused.stdout
+        for n in lab.nodes:
+            assert_same(before[n], node_state(lab, n), "a refused converge changed %s" % n)
+
+        settings = {"podnet_fabric": "vxlan", "podnet_vxlan_port": 4791}
+        site(lab, **settings)
+        for name, args in foreign.items():
+            (link,) = json.loads(subprocess.run(["ip", "-n", node, "-d", "-j", "link", "show", name], check=True,
+                                                capture_output=True, text=True).stdout)
+            data = link["linkinfo"]["info_data"]
+            assert "UP" in link["flags"] and [str(data["id"]), str(data["port"])] == [args[1], args[3]], name
+        assert ":4791 " in subprocess.run(["ip", "netns", "exec", node, "ss", "-H", "-uan"], check=True,
+                                          capture_output=True, text=True).stdout
+        playbook(lab, "teardown", "-e", json.dumps(settings))
+        for n in lab.nodes:
+            assert_same(before[n], node_state(lab, n), "teardown next to a foreign VXLAN device left %s different" % n)
+    finally:
+        for name in foreign:
+            subprocess.run(["ip", "-n", node, "link", "del", name], check=False, capture_output=True)

@@ -171,6 +171,13 @@ def overlay_entries(netns: str, underlay: str = "eth0") -> Dict[str, set]:
     return {"neigh": neigh, "fdb": fdb, "routes": routes}
 
 
+def vtep_of(block) -> str:
+    """The VTEP address of a block, written out here independently of the collection's code: the network address
+    of an IPv4 block, the last address of an IPv6 one (its first is the Subnet-Router anycast address)."""
+    net = ipaddress.ip_network(str(block))
+    return str(net.network_address if net.version == 4 else net.broadcast_address)
+
+
 def wanted_entries(state_nodes: Dict[str, List[str]], node_ips: Dict[str, Dict[int, str]], me: str,
                    cluster_cidrs: List[str], vni: int) -> Dict[str, set]:
     """The entries ``me`` must hold, computed here from the plan independently of the collection's code paths:
@@ -186,7 +193,7 @@ def wanted_entries(state_nodes: Dict[str, List[str]], node_ips: Dict[str, Dict[i
             common = sorted(set(node_ips[me]) & set(node_ips[peer]))
             under = fam if fam in common else common[0]
             dev = FAMILY_DEVICE[under]
-            vtep = str(net.network_address)
+            vtep = vtep_of(net)
             neigh.add((dev, vtep, mac))
             fdb.add((dev, mac, node_ips[peer][under]))
             routes.add((dev, str(net), vtep))

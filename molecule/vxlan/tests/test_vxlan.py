@@ -27,6 +27,7 @@ from lib.vxlan_tools import (
     run_in_view,
     send_udp,
     unit_exec_start,
+    vtep_of,
     vxlan_packet,
     wanted_entries,
     wipe_kernel_state,
@@ -97,7 +98,7 @@ def test_devices_macs_mtu_and_entries(nodes, node_vars, state, settings):
             addrs = {"%s/%s" % (a["local"], a["prefixlen"]) for e in ip_json(name, "addr", "show", "dev", dev)
                      for a in e["addr_info"] if a.get("scope") == "global"}
             # the VTEP address of the pod family this device carries (the node has both underlay families)
-            assert addrs == {"%s/%d" % (b.network_address, b.max_prefixlen) for b in blocks if b.version == fam}
+            assert addrs == {"%s/%d" % (vtep_of(b), b.max_prefixlen) for b in blocks if b.version == fam}
             features = host.check_output("ethtool -k %s" % dev)
             assert "tx-checksum-ip-generic: off" in features
         (bridge,) = ip_json(name, "link", "show", "dev", "cbr0")
@@ -119,7 +120,7 @@ def test_only_peers_may_send_vxlan(nodes, lab, state, settings, pods):
     target_ip = json.loads(target_ip)[0]["addr_info"][0]["local"]
     pod = pods[target]
     pod_ip = pod["addresses"][0]
-    src_vtep = str(ipaddress.ip_network(state["nodes"][sender][0]).network_address)
+    src_vtep = vtep_of(state["nodes"][sender][0])
 
     def packet(text):
         """A VXLAN packet as the sender's kernel would make it: to the target's VTEP MAC, from the sender's VTEP

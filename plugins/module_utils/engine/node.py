@@ -732,7 +732,8 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
 
     # ---- the overlay (fabric vxlan): devices, then per peer its neighbour, FDB entry and route
     if present and doc.get("overlay"):
-        change = plan_overlay(runner, doc["overlay"], doc["node"], routes["protocol"], "present", diff=diff)
+        change = plan_overlay(runner, doc["overlay"], doc["node"], routes["protocol"], "present", diff=diff,
+                              ours=skip)
         plan.add("overlay", change, lambda c: apply_overlay(runner, c))
 
     if kernel_only:

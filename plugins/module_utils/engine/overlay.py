@@ -5,9 +5,11 @@
 """The overlay engine (fabric vxlan): static VXLAN devices and every peer's entries, no daemon.
 
 The controller computes everything (plugins/plugin_utils/document.py): per underlay family one device (VNI, UDP
-port, ``local`` = the node IP, learning off, a fixed VTEP MAC, the node's VTEP addresses: the first address of each
-of its blocks as a /32 or /128), and per peer and pod family one line ``BLOCK via VTEP mac MAC dst NODE_IP peer
-NAME``. Here, on the node, the part reads the devices and their entries and writes, in this order, per peer:
+port, ``local`` = the node IP, learning off, a fixed VTEP MAC, the node's VTEP addresses: of each of its blocks the
+first address as a /32 (IPv4) or the last as a /128 (IPv6, added with ``nodad``)), and per peer and pod family one
+line ``BLOCK via VTEP mac MAC dst NODE_IP peer NAME``. Here, on the node, the part first refuses a VXLAN device
+that is not podnet.cluster's on the same UDP port and underlay family, then reads the devices and their entries
+and writes, in this order, per peer:
 
 * a permanent neighbour entry ``VTEP lladdr MAC`` (no ARP/ND over the overlay),
 * a permanent FDB entry ``MAC dst NODE_IP`` (where the peer's VTEP is on the underlay),
@@ -186,6 +188,17 @@ def read_device(runner, name, protocol, main=None):
     return link, addrs, neigh, fdb, routes
 
 
+def _addr_add(address, name):
+    """``addr add`` of a VTEP address; IPv6 ones with ``nodad``.
+
+    Duplicate address detection on the overlay proves nothing (its solicitation goes to a multicast MAC that
+    has no FDB entry, so nobody can answer) and keeps the address tentative for one to two seconds: no local
+    route, not chosen as a source, so a node's state and its first packets would depend on when one looks. The
+    plan gives every node its own addresses.
+    """
+    return "addr add %s dev %s%s" % (address, name, " nodad" if ":" in address else "")
+
+
 def _device_problems(link, dev, port, vni):
     """Why the existing link cannot be kept as the device (it is re-created), or []."""
     info = (link.get("linkinfo") or {})
@@ -207,10 +220,67 @@ def _device_problems(link, dev, port, vni):
     return out
 
 
-def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None, diff=True):
-    """The whole change of the overlay; ``old``: the overlay spec of the last run (its devices go when unwanted).
+def vxlan_families(data):
+    """The underlay families a VXLAN device's socket takes (``info_data`` of ``ip -d -json link``).
 
-    Raises EngineError before any write (a peer's block routed by somebody else, an address not on this node).
+    The kernel opens an IPv6 socket for a device with an IPv6 local, group or remote address, an IPv4 one
+    otherwise, and both for a device of ``external`` (flow-based) mode.
+    """
+    if data.get("external"):
+        return {4, 6}
+    if any(data.get(key) for key in ("local6", "group6", "remote6")):
+        return {6}
+    return {4}
+
+
+def foreign_vxlan(links, ours, port, families):
+    """[(device, VNI, family)] of the VXLAN devices in ``links`` (``ip -d -json link show type vxlan``) that are
+    not in ``ours`` and use UDP ``port`` over one of the underlay ``families``."""
+    out = []
+    for link in links or []:
+        info = link.get("linkinfo") or {}
+        if info.get("info_kind") != "vxlan" or link.get("ifname") in ours:
+            continue
+        data = info.get("info_data") or {}
+        if data.get("port") != port:
+            continue
+        for fam in sorted(vxlan_families(data) & set(families)):
+            out.append((link.get("ifname"), data.get("id"), fam))
+    return out
+
+
+def check_foreign_vxlan(runner, node, spec, ours):
+    """EngineError when a VXLAN device not in ``ours`` uses the UDP port of ``spec`` over one of its devices'
+    underlay families; one ``ip -d -json link show type vxlan``."""
+    devices = spec.get("devices") or []
+    if not devices:
+        return
+    port = spec.get("port")
+    by_family = {int(d["family"]): d["name"] for d in devices}
+    links = run_ip_json(runner, ["-d", "link", "show", "type", "vxlan"], numeric=False, tolerate=True)
+    found = foreign_vxlan(links, set(ours), port, by_family)
+    if not found:
+        return
+    names = sorted({name for name, _vni, _fam in found})
+    problems = ["%s (VNI %s) uses UDP port %s over IPv%d, as %s would" % (name, vni, port, fam, by_family[fam])
+                for name, vni, fam in found]
+    raise EngineError(
+        "node %s: the VXLAN device%s %s (not podnet.cluster's) already use%s UDP port %s (podnet_vxlan_port) over "
+        "the underlay family of the overlay: %s. The kernel would refuse podnet.cluster's device (the same VNI: "
+        "'already exists'; other receive flags: 'Address already in use'), or share the port with it and %s would "
+        "drop that device's traffic from every host that is not a peer. Nothing was changed: set podnet_vxlan_port "
+        "to a port no VXLAN device of the nodes uses, or remove %s if it is a leftover"
+        % (node, "" if len(names) == 1 else "s", ", ".join(names), "s" if len(names) == 1 else "", port,
+           _limit(problems), "the chain PODNET-VXLAN", " and ".join(names)),
+        foreign=[dict(device=name, vni=vni, family=fam, port=port) for name, vni, fam in found])
+
+
+def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None, diff=True, ours=()):
+    """The whole change of the overlay; ``old``: the overlay spec of the last run (its devices go when unwanted);
+    ``ours``: more device names that are podnet.cluster's (the record's devices, removed by another part).
+
+    Raises EngineError before any write (a peer's block routed by somebody else, an address not on this node,
+    another VXLAN device on the port).
     """
     spec = spec if state == "present" and spec else {}
     old = old or {}
@@ -232,6 +302,9 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
             before.append("device %s" % name)
             before.extend(_render_entries(neigh, fdb, routes))
 
+    if devices:
+        # another VXLAN device on our port and family: refused before any change
+        check_foreign_vxlan(runner, node, spec, set(wanted_names) | set(gone_names) | set(ours))
     if devices and spec.get("tx_checksum_offload") is not None:
         runner.which("ethtool")     # in the preflight, not halfway through the change
     peers = parse_peers(spec.get("peers"), node) if devices else []
@@ -317,7 +390,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
             if fam == 6:
                 link_lines[-1] += " udp6zerocsumrx"
             link_lines.append("link set %s up" % name)
-            link_lines.extend("addr add %s dev %s" % (a, name) for a in wanted_addrs)
+            link_lines.extend(_addr_add(a, name) for a in wanted_addrs)
             added.append("device %s" % name)
         else:
             if (link.get("address") or "").lower() != mac:
@@ -329,7 +402,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
             canon = {str(ipaddress.ip_interface(a)) for a in addrs}
             for a in wanted_addrs:
                 if str(ipaddress.ip_interface(a)) not in canon:
-                    link_lines.append("addr add %s dev %s" % (a, name))
+                    link_lines.append(_addr_add(a, name))
             wanted_canon = {str(ipaddress.ip_interface(a)) for a in wanted_addrs}
             for a in addrs:
                 if str(ipaddress.ip_interface(a)) not in wanted_canon:

@@ -11,8 +11,15 @@ import pytest
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import parse_peers
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import build_document
-from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import overlay_config, underlay_family, vtep_mac
-from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError
+from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
+    overlay_config,
+    runtime_config,
+    underlay_family,
+    vtep_address,
+    vtep_mac,
+)
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError, fmt_address, to_ipnetwork
+from ansible_collections.podnet.cluster.plugins.plugin_utils.verify import VerifyError, probe_addresses
 
 CLUSTERS = ["10.60.0.0/18", "fd00:60::/56"]
 
@@ -48,11 +55,13 @@ def test_dual_stack_pods_over_an_ipv4_only_underlay():
     out = overlay_config(p, "n1", 7, 4789)
     (dev,) = out["overlay"]["devices"]
     assert dev == {"name": "podnet.vx4", "family": 4, "local": "172.20.0.11", "mac": vtep_mac(CLUSTERS, 7, "n1"),
-                   "addresses": ["10.60.0.0/32", "fd00:60::/128"]}
+                   "addresses": ["10.60.0.0/32", "fd00:60::ffff:ffff:ffff:ffff/128"]}
     lines = parse_peers(out["overlay"]["peers"])
     assert {(l["block"], l["vtep"], l["dst"], l["peer"]) for l in lines} == {
-        ("10.60.0.64/26", "10.60.0.64", "172.20.1.11", "n2"), ("fd00:60:0:1::/64", "fd00:60:0:1::", "172.20.1.11", "n2"),
-        ("10.60.0.128/26", "10.60.0.128", "172.20.0.12", "n3"), ("fd00:60:0:2::/64", "fd00:60:0:2::", "172.20.0.12", "n3")}
+        ("10.60.0.64/26", "10.60.0.64", "172.20.1.11", "n2"),
+        ("fd00:60:0:1::/64", "fd00:60:0:1:ffff:ffff:ffff:ffff", "172.20.1.11", "n2"),
+        ("10.60.0.128/26", "10.60.0.128", "172.20.0.12", "n3"),
+        ("fd00:60:0:2::/64", "fd00:60:0:2:ffff:ffff:ffff:ffff", "172.20.0.12", "n3")}
     assert all(l["mac"] == vtep_mac(CLUSTERS, 7, l["peer"]) for l in lines)
     assert out["routes"] == []
     (chain_item,) = out["iptables"]
@@ -66,7 +75,46 @@ def test_dual_stack_pods_over_an_ipv4_only_underlay():
 def test_each_vtep_address_on_the_device_of_its_family_over_a_dual_stack_underlay():
     p = plan([["172.20.0.11/24", "fd00:20::11/64"], ["172.20.1.11/24", "fd00:21::11/64"]])
     devices = {d["name"]: d["addresses"] for d in overlay_config(p, "n1", 1, 4789)["overlay"]["devices"]}
-    assert devices == {"podnet.vx4": ["10.60.0.0/32"], "podnet.vx6": ["fd00:60::/128"]}
+    assert devices == {"podnet.vx4": ["10.60.0.0/32"], "podnet.vx6": ["fd00:60::ffff:ffff:ffff:ffff/128"]}
+
+
+@pytest.mark.parametrize("block, vtep", [("10.60.0.64/26", "10.60.0.64"), ("10.60.0.7/32", "10.60.0.7"),
+                                         ("fd00:60:0:1::/64", "fd00:60:0:1:ffff:ffff:ffff:ffff"),
+                                         ("fd00:60::100/120", "fd00:60::1ff"), ("fd00:60::4/126", "fd00:60::7")])
+def test_the_vtep_address_is_never_the_subnet_router_anycast_address_of_an_ipv6_block(block, vtep):
+    """IPv4: the network address (no pod's, no bridge's); IPv6: the last address, because the first is the
+    Subnet-Router anycast address the kernel puts on the bridge once forwarding is on."""
+    net = to_ipnetwork(block)
+    assert fmt_address(vtep_address(net), net.version) == vtep
+    if net.version == 6:
+        assert vtep_address(net) not in (net.first, net.first + 1)      # anycast, gateway
+
+
+def test_host_local_never_hands_out_the_ipv6_vtep_address():
+    p = plan([["172.20.0.11/24"], ["172.20.1.11/24"]])
+    for fabric, end in (("vxlan", "fd00:60::ffff:ffff:ffff:fffe"), ("l2_routes", None)):
+        ranges = runtime_config(p, "n1", ["cni"], fabric=fabric)["cni"]["plugins"][0]["ipam"]["ranges"]
+        v6 = [r[0] for r in ranges if ":" in r[0]["subnet"]][0]
+        assert v6.get("rangeEnd") == end, fabric
+        v4 = [r[0] for r in ranges if ":" not in r[0]["subnet"]][0]
+        assert "rangeEnd" not in v4         # the IPv4 VTEP address is the network address: never handed out
+    doc = build_document(p, "n1", {"fabric": "vxlan", "runtimes": ["cni"]})
+    v6 = [r[0] for r in doc["cni"]["conflist"]["plugins"][0]["ipam"]["ranges"] if ":" in r[0]["subnet"]][0]
+    assert v6["rangeEnd"] == "fd00:60::ffff:ffff:ffff:fffe"
+    assert "fd00:60::ffff:ffff:ffff:ffff/128" in doc["overlay"]["devices"][0]["addresses"]
+
+
+def test_verify_probe_pods_wired_by_hand_never_take_the_vtep_address():
+    p = plan([["172.20.0.11/24"], ["172.20.1.11/24"]])
+    plain = probe_addresses(p, "n1", [])
+    assert "fd00:60::ffff:ffff:ffff:ffff/64" in plain[0]           # other fabrics: the top address is free
+    pods = probe_addresses(p, "n1", [], fabric="vxlan")
+    assert [a for a in pods[0] if ":" in a] == ["fd00:60::ffff:ffff:ffff:fffe/64"]
+    assert [a for a in pods[1] if ":" in a] == ["fd00:60::ffff:ffff:ffff:fffd/64"]
+    assert [a for a in pods[0] if ":" not in a] == ["10.60.0.62/26"]   # IPv4: the network address, never a pod's
+    p["nodes"]["n1"]["pod_cidrs"] = ["10.60.0.0/26", "fd00:60::4/126"]
+    with pytest.raises(VerifyError, match=r"the gateway fd00:60::5 and the VTEP address fd00:60::7"):
+        probe_addresses(p, "n1", [], fabric="vxlan")
 
 
 def test_dual_stack_pods_over_an_ipv6_only_underlay():
