@@ -13,22 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 
 # Route types of a unicast route in ``ip -N -json`` output (absent, numeric or by name).
 UNICAST_TYPES = (None, "1", "unicast")
-
-
-# A kernel interface name: 1-15 characters, no '/', blank or ':' (iproute2 and the kernel refuse
-# them); podnet.cluster is stricter and allows only what every tool quotes safely.
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-
-
-def valid_ifname(name):
-    """True for a kernel interface name podnet.cluster accepts: 1-15 of [A-Za-z0-9_.-], no leading '-' or '.'."""
-    return isinstance(name, str) and bool(_IFNAME_RE.match(name)) and name[0] not in "-." and name not in (".", "..")
 
 
 # --------------------------------------------------------------------------- #

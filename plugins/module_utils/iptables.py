@@ -23,6 +23,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
+
 BUILTIN_CHAINS = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
@@ -35,7 +37,6 @@ ADDRTYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST",
 
 _NO_QUOTE = re.compile(r"^[A-Za-z0-9_-]+$")
 _CHAIN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
-_IFACE_RE = re.compile(r"^[^\s/!'\"]{1,15}$")
 MAX_COMMENT = 256
 
 RULE_FIELDS = ("source", "destination", "in_interface", "out_interface", "protocol", "dport", "src_type",
@@ -117,8 +118,11 @@ def render_rule(rule, chain, ip_version, verb="-A"):
         neg, val = split_negation(rule.get(key))
         if val in (None, ""):
             continue
-        if not _IFACE_RE.match(val):
-            raise RuleError("%s %r is not an interface name (1-15 characters, '+' wildcard allowed)" % (key, val))
+        # iptables' wildcard: a trailing '+' matches every interface whose name starts with the rest
+        problem = ifname_problem(val[:-1]) if val.endswith("+") and val != "+" else (
+            None if val == "+" else ifname_problem(val))
+        if problem:
+            raise RuleError("%s %r %s" % (key, val, problem))
         if neg:
             parts.append("!")
         parts.extend([opt, val])

@@ -310,6 +310,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
+from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
 from ansible_collections.podnet.cluster.plugins.module_utils.probe import (
     DEFAULT_LIFETIME,
     DEFAULT_MAX_THREADS,
@@ -860,8 +861,9 @@ def param_errors(params):
         errors.append("name %r: use letters, digits, '.', '_' and '-' (at most 63 characters)" % params.get("name"))
     if not 1 <= params["port"] <= 65535:
         errors.append("port %d is not a TCP port" % params["port"])
-    if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", params["ifname"]):
-        errors.append("ifname %r is not an interface name" % params["ifname"])
+    problem = ifname_problem(params["ifname"])
+    if problem:
+        errors.append("ifname %r %s" % (params["ifname"], problem))
     if params["lifetime"] < 0:
         errors.append("lifetime %s: must be 0 (no limit) or a positive number of seconds" % params["lifetime"])
     if params["max_threads"] < 1:

@@ -14,6 +14,8 @@ import ipaddress
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
+from ansible_collections.podnet.cluster.plugins.module_utils.engine import DOCUMENT_VERSION
+from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
     FORWARD_CHAIN,
     MASQ_CHAIN,
@@ -24,7 +26,6 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import 
 )
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import PlanError, parse_network, require_netaddr
 
-DOCUMENT_VERSION = 1
 FABRICS = ("l2_routes", "router", "gce", "l2_bridge", "vxlan")
 # Fabrics whose nodes carry each other's pods in a static VXLAN overlay.
 OVERLAY_FABRICS = ("vxlan",)
@@ -32,7 +33,6 @@ OVERLAY_FABRICS = ("vxlan",)
 PEER_ROUTE_FABRICS = ("l2_routes",)
 # Fabrics whose pods share one on-link prefix, the cluster network, with the uplink enslaved in the bridge.
 SHARED_SEGMENT_FABRICS = ("l2_bridge",)
-IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # The CNI spec's network name.
 CNI_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -106,9 +106,9 @@ def settings_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
     if settings["fabric"] not in FABRICS:
         errors.append("host %s: podnet_fabric=%r is not one of %s" % (host, settings["fabric"], ", ".join(FABRICS)))
     bridge = settings["bridge"]
-    if not isinstance(bridge, str) or not IFNAME.match(bridge) or bridge[0] in "-.":
-        errors.append("host %s: podnet_bridge=%r is not a kernel interface name (1-15 characters of A-Z a-z 0-9 "
-                      "_ . -, not starting with - or .)" % (host, bridge))
+    problem = ifname_problem(bridge)
+    if problem:
+        errors.append("host %s: podnet_bridge=%r %s" % (host, bridge, problem))
     runtimes = settings["runtimes"]
     if not isinstance(runtimes, list) or any(r not in ("docker", "cni") for r in runtimes):
         errors.append("host %s: podnet_runtimes=%r: a list of docker and/or cni" % (host, runtimes))
@@ -181,9 +181,10 @@ def uplink_errors(host: str, settings: Mapping[str, Any]) -> List[str]:
     """Problems of the l2_bridge settings (podnet_uplink, podnet_l2_bridge_*), checked in every fabric."""
     errors = []
     uplink = settings["uplink"]
-    if not isinstance(uplink, str) or (uplink and (not IFNAME.match(uplink) or uplink[0] in "-.")):
-        errors.append("host %s: podnet_uplink=%r: empty (the interface holding the node IP) or a kernel interface "
-                      "name" % (host, uplink))
+    problem = ifname_problem(uplink) if uplink != "" else None
+    if problem:
+        errors.append("host %s: podnet_uplink=%r %s (leave it empty for the interface that holds the node IP)"
+                      % (host, uplink, problem))
     elif uplink and uplink == settings["bridge"]:
         errors.append("host %s: podnet_uplink=%r is the bridge itself (podnet_bridge); name the interface that "
                       "carries the node IP" % (host, uplink))

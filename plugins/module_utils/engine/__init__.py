@@ -7,3 +7,7 @@ Each engine reads the current state of one kind of object, computes the whole ch
 in one batch. The modules wrap them (``runner.ModuleRunner``); the boot-time restore program that the
 node module installs runs the very same files (``runner.ProcessRunner``).
 """
+
+# The version of the node document: the controller writes it (plugin_utils/document.py), the node engine refuses a
+# document or record of a later version than its own.
+DOCUMENT_VERSION = 1

@@ -19,8 +19,8 @@ from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     link_kind,
     run_ip_batch,
     run_ip_json,
-    valid_ifname,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
 
 
 def _parse(values, kind):
@@ -101,9 +101,9 @@ def plan_bridge(runner, name, addresses=(), owned_cidrs=(), mtu=None, mtu_from_a
     With state=absent the bridge is deleted when it carries no foreign address, unless ``keep_link`` (a
     bridge that existed before podnet.cluster): then only the owned addresses go.
     """
-    if not valid_ifname(name):
-        raise EngineError("bridge name %r is not a valid kernel interface name (1-15 characters of "
-                          "A-Z a-z 0-9 _ . -, not starting with - or .)" % (name,))
+    problem = ifname_problem(name)
+    if problem:
+        raise EngineError("bridge name %r %s" % (name, problem))
     desired = _parse(addresses, "interface")
     owned = _parse(owned_cidrs, "network")
     owned_exact = {ipaddress.ip_interface(str(a)) for a in owned_addresses or []}

@@ -31,6 +31,7 @@ import sys
 import time
 from contextlib import contextmanager
 
+from ansible_collections.podnet.cluster.plugins.module_utils.engine import DOCUMENT_VERSION
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge import (
     apply_bridge,
     plan_bridge,
@@ -62,10 +63,9 @@ from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     route_dst,
     route_protocol,
     run_ip_json,
-    valid_ifname,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.ifname import valid_ifname
 
-DOCUMENT_VERSION = 1
 RECORD_NAME = "node.json"
 UNIT_NAME = "podnet-cluster.service"
 DOCKER_DROPIN = "docker.service.d/10-podnet-cluster.conf"
@@ -83,6 +83,7 @@ LIB_MODULES = (
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl",
     "ansible_collections.podnet.cluster.plugins.module_utils.engine.node",
     "ansible_collections.podnet.cluster.plugins.module_utils.fileutil",
+    "ansible_collections.podnet.cluster.plugins.module_utils.ifname",
     "ansible_collections.podnet.cluster.plugins.module_utils.iproute",
     "ansible_collections.podnet.cluster.plugins.module_utils.iptables",
 )
