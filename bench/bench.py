@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
-"""The scale benchmark of issue 9: each item's time against a trivial baseline, one table.
+"""The scale benchmark: each item's time against a trivial baseline, one table.
 
     make bench                                  (or: .venv/bin/python bench/bench.py; needs root)
     BENCH_SIZES=500,2000 BENCH_LABS=20 make bench
@@ -937,7 +937,7 @@ class Bench:
         commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=str(REPO), capture_output=True,
                                 text=True, check=False).stdout.strip() or "unknown"
         from ansible import __version__ as ansible_version  # pylint: disable=import-outside-toplevel
-        head = ("podnet.cluster scale benchmark (issue 9): commit %s, ansible-core %s, Python %s, %d CPUs, "
+        head = ("podnet.cluster scale benchmark: commit %s, ansible-core %s, Python %s, %d CPUs, "
                 "load average %.1f at the start, %.1f at the end, %.1f at most when a run started; %.0f s in all."
                 % (commit, ansible_version, platform.python_version(), os.cpu_count() or 0, load_before[0],
                    os.getloadavg()[0], max(self.runner.loads or [0.0]), time.time() - started))

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
-"""Issue 9's "unchanged state" check: converge the same lab with two commits and compare every node's state.
+"""The "unchanged state" check: converge the same lab with two commits and compare every node's state.
 
     .venv/bin/python bench/compare_state.py OLD [NEW]      (needs root: namespaces; NEW defaults to the work tree)
 

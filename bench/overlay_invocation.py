@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
-"""The ONE place that says how the overlay benchmark (issue 17) calls the overlay reconcile.
+"""The ONE place that says how the overlay benchmark (every peer's VXLAN entries in one call) calls the overlay reconcile.
 
 bench/bench.py gives ``overlay_invocation`` the peers as (block, node IP, name) tuples and runs the returned task
 in a play whose vars are the returned vars, inside a scratch network namespace whose eth0 holds ON_LINK_ADDRESS.

@@ -12,7 +12,7 @@ module: overlay
 short_description: Reconcile a node's static VXLAN overlay (devices and every peer's entries) in one call
 description:
   - The overlay part of the node engine (fabric C(vxlan)) on its own; M(podnet.cluster.node_state) runs the same
-    code as one part of the node document. The benchmark of issue 17 calls it.
+    code as one part of the node document. The overlay benchmark (bench/overlay_invocation.py) calls it.
   - Makes, per underlay family, one VXLAN device (I(vni), I(port), C(local) the node IP, learning off, the given
     VTEP MAC set at creation, the given VTEP addresses, the MTU of the link holding the local address minus 50
     over IPv4 or 70 over IPv6), and per peer line a permanent neighbour entry (VTEP address to MAC), a permanent
