@@ -523,20 +523,13 @@ class Lab:
                 os.kill(p["pid"], signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 3
-        alive = list(procs)
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.05)
-            alive = [p for p in alive if _running(p["pid"])]
+        alive = _still_running(procs, 3)
         for p in alive:
             try:
                 os.kill(p["pid"], signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 2
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.05)
-            alive = [p for p in alive if _running(p["pid"])]
+        _still_running(alive, 2)
 
 
 def _running(pid):
@@ -545,6 +538,16 @@ def _running(pid):
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _still_running(procs, seconds):
+    """Those of ``procs`` still running after waiting up to ``seconds`` for them to end (polled every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    alive = [p for p in procs if _running(p["pid"])]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _running(p["pid"])]
+    return alive
 
 
 # --------------------------------------------------------------------------
@@ -869,21 +872,27 @@ def _listening(pid, port=22):
     return False
 
 
-def sshd_pid(spec, nsid=None):
-    """PID of a node's running sshd, from its pid file, checked against /proc (command line and namespace)."""
+def _pid_from_file(pid_file, marker, nsid=None):
+    """PID of a running process from its pid file, checked against /proc: ``marker`` in its command line and,
+    given ``nsid`` (device, inode), its network namespace. ``None`` when any of that does not hold."""
     try:
-        with open(spec["pid_file"]) as fh:
+        with open(pid_file) as fh:
             pid = int(fh.read().strip())
         with open("/proc/%d/cmdline" % pid, "rb") as fh:
             cmdline = fh.read()
         st = os.stat("/proc/%d/ns/net" % pid)
     except (OSError, ValueError):
         return None
-    if spec["config_path"].encode() not in cmdline or not _running(pid):
+    if marker.encode() not in cmdline or not _running(pid):
         return None
     if nsid is not None and (st.st_dev, st.st_ino) != nsid:
         return None
     return pid
+
+
+def sshd_pid(spec, nsid=None):
+    """PID of a node's running sshd (its config file in the command line)."""
+    return _pid_from_file(spec["pid_file"], spec["config_path"], nsid)
 
 
 def _keygen(lab, keygen, path, comment):
@@ -1037,20 +1046,8 @@ def ssh_remove(lab, topo, nodes, before):
 
 
 def ra_pid(spec, nsid=None):
-    """PID of the running RA sender, from its pid file, checked against /proc (command line and namespace)."""
-    try:
-        with open(spec["pid_file"]) as fh:
-            pid = int(fh.read().strip())
-        with open("/proc/%d/cmdline" % pid, "rb") as fh:
-            cmdline = fh.read()
-        st = os.stat("/proc/%d/ns/net" % pid)
-    except (OSError, ValueError):
-        return None
-    if spec["program"].encode() not in cmdline or not _running(pid):
-        return None
-    if nsid is not None and (st.st_dev, st.st_ino) != nsid:
-        return None
-    return pid
+    """PID of the running RA sender (its program in the command line)."""
+    return _pid_from_file(spec["pid_file"], spec["program"], nsid)
 
 
 def stop_ra(lab, spec):

@@ -289,6 +289,16 @@ def normalize_external(external: Optional[Mapping[str, Any]], default_port: int)
 NODE_MASQUERADE_FABRICS = ("vxlan",)
 
 
+def _matrix_inputs(plan: Any, nodes: Iterable[str], pods: Any, peers: Any, servers: Any) -> Tuple[
+        Dict[str, Any], Dict[str, Any], Dict[str, Any], Dict[str, Any], Dict[str, Any], List[str]]:
+    """The matrix's inputs as plain data (``{}`` for none): plan, pods, peers, servers, the plan's nodes, and the
+    names of ``nodes`` that the plan has, in display order."""
+    plan = plain(plan) or {}
+    plan_nodes = plan.get("nodes") or {}
+    return (plan, plain(pods) or {}, plain(peers) or {}, plain(servers) or {}, plan_nodes,
+            [n for n in ordered(nodes) if n in plan_nodes])
+
+
 def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any], servers: Mapping[str, Any],
           external: Optional[Mapping[str, Any]] = None, port: int = 47300,
           source: Optional[str] = None, peers: Optional[Mapping[str, Any]] = None,
@@ -310,12 +320,7 @@ def cells(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[str, Any]
     ``masqueraded``: the pod's address is translated on purpose, pod -> another node in a fabric of
     NODE_MASQUERADE_FABRICS) and ``skip`` (why the cell cannot be probed, or None).
     """
-    plan = plain(plan) or {}
-    pods = plain(pods) or {}
-    peers = plain(peers) or {}
-    servers = plain(servers) or {}
-    plan_nodes = plan.get("nodes") or {}
-    names = [n for n in ordered(nodes) if n in plan_nodes]
+    plan, pods, peers, servers, plan_nodes, names = _matrix_inputs(plan, nodes, pods, peers, servers)
     ext = normalize_external(external, port)
     sources = [n for n in names if source is None or n == str(source)]
     out: List[Dict[str, Any]] = []
@@ -549,12 +554,7 @@ def plan_targets(plan: Mapping[str, Any], nodes: Sequence[str], pods: Mapping[st
     ``sampling`` (``mode`` full/sampled, ``peers``, ``seed``, ``rotation``, ``rotations``, ``segments``,
     ``nodes``, ``why``).
     """
-    plan = plain(plan) or {}
-    pods = plain(pods) or {}
-    peers = plain(peers) or {}
-    servers = plain(servers) or {}
-    plan_nodes = plan.get("nodes") or {}
-    names = [n for n in ordered(nodes) if n in plan_nodes]
+    plan, pods, peers, servers, plan_nodes, names = _matrix_inputs(plan, nodes, pods, peers, servers)
     selection, sampling = selection_for(plan, names, sample, seed)
     probes: Dict[str, List[Dict[str, Any]]] = {n: [] for n in names}
     for cell in cells(plan, names, pods, servers, external, port, peers=peers, selection=selection):

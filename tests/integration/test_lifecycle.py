@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List
 
 import pytest
 import yaml
@@ -363,7 +364,6 @@ def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
 
 
 def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
-    hosts = lab_hosts(str(lab.hosts_yml))
     red, green = lab.nodes
     state_path = lab.inventory_dir / ".podnet_state.yml"
     playbook(lab, "teardown")
@@ -430,6 +430,19 @@ esac
 """
 
 
+def stub_docker_service(lab: Lab, log: Path, nodes=None) -> List[Path]:
+    """Give ``nodes`` (every node of the lab by default) the stand-in docker service (STUB_SERVICE) that logs each
+    restart to ``log``; returns the scripts written (for the test to remove)."""
+    scripts = []
+    for n in nodes or lab.nodes:
+        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
+        script.chmod(0o755)
+        scripts.append(script)
+    return scripts
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp_path, batch):
     """A daemon.json change restarts Docker podnet_restart_batch nodes at a time; each restart is done, Docker
@@ -437,11 +450,7 @@ def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp
     hosts = lab_hosts(str(lab.hosts_yml))
     log = tmp_path / "restarts.log"
     playbook(lab, "site")
-    for n in lab.nodes:
-        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
-        script.chmod(0o755)
+    scripts = stub_docker_service(lab, log)
     try:
         run_ = playbook(lab, "site", podnet_bridge_mtu=1400, podnet_restart_batch=batch)
         assert "Restart Docker in batches" in run_.stdout
@@ -463,8 +472,8 @@ def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp
                 gateway = str(__import__("ipaddress").ip_network(cidr)[1])
                 assert gateway in addrs, "%s: the pod gateway %s is not back after the restart" % (n, gateway)
     finally:
-        for n in lab.nodes:
-            Path(lab.node_root(n), "upper/etc/init.d/docker").unlink(missing_ok=True)
+        for script in scripts:
+            script.unlink(missing_ok=True)
         playbook(lab, "site")
 
 
@@ -507,10 +516,7 @@ def test_a_docker_restart_waits_for_the_node_lock(lab: Lab, tmp_path):
     red = lab.nodes[0]
     log = tmp_path / "restarts.log"
     playbook(lab, "site")
-    script = Path(lab.node_root(red), "upper/etc/init.d/docker")
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
-    script.chmod(0o755)
+    scripts = stub_docker_service(lab, log, [red])
     document = json.loads(hosts[red].file("/etc/podnet/node.json").content_string)["document"]
     holder = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % red, "python3", "-c", LOCK_HOLDER, "4"],
                               stdout=subprocess.PIPE, text=True)
@@ -527,7 +533,8 @@ def test_a_docker_restart_waits_for_the_node_lock(lab: Lab, tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
-        script.unlink(missing_ok=True)
+        for script in scripts:
+            script.unlink(missing_ok=True)
         playbook(lab, "site")
 
 
@@ -537,11 +544,7 @@ def test_teardown_restarts_docker_in_batches_when_it_removed_its_bridge_settings
     restarts nothing."""
     log = tmp_path / "restarts.log"
     playbook(lab, "site")
-    for n in lab.nodes:
-        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
-        script.chmod(0o755)
+    scripts = stub_docker_service(lab, log)
     try:
         proc = playbook(lab, "teardown", podnet_restart_batch=1)
         assert "Restart Docker in batches" in proc.stdout
@@ -559,8 +562,8 @@ def test_teardown_restarts_docker_in_batches_when_it_removed_its_bridge_settings
         playbook(lab, "teardown")
         assert not log.exists(), "a teardown with nothing to remove restarted Docker"
     finally:
-        for n in lab.nodes:
-            Path(lab.node_root(n), "upper/etc/init.d/docker").unlink(missing_ok=True)
+        for script in scripts:
+            script.unlink(missing_ok=True)
         playbook(lab, "site")
 
 
