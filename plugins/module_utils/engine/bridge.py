@@ -11,6 +11,7 @@ before/after text); ``apply_bridge`` runs it. An address belongs to podnet.clust
 from __future__ import annotations
 
 import ipaddress
+import os
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
@@ -213,4 +214,30 @@ def plan_bridge(runner, name, addresses=(), owned_cidrs=(), mtu=None, mtu_from_a
 
 
 def apply_bridge(runner, change):
-    run_ip_batch(runner, change["commands"])
+    """The change's commands; a bridge it creates gets ``accept_dad`` 0 before it goes up (see _no_dad)."""
+    commands = list(change["commands"])
+    if change.get("created") and commands and commands[0].startswith("link add "):
+        run_ip_batch(runner, commands[:1])
+        _no_dad(change["name"])
+        commands = commands[1:]
+    run_ip_batch(runner, commands)
+
+
+def _no_dad(name):
+    """No duplicate address detection on a bridge podnet.cluster makes (its gateways are added with nodad).
+
+    Until its link-local address has passed detection (one to two seconds after it goes up, longer while other
+    work holds the kernel's rtnl lock) the kernel sends no neighbour solicitation on the bridge for a forwarded
+    packet (it would have no source address for it), so IPv6 pods on it are unreachable from other nodes. Its
+    link-local address comes from its MAC; nothing else on the bridge's segment (its pods) makes addresses that
+    way from the same MAC. A node without IPv6 has no such key: nothing to do.
+    """
+    path = "/proc/sys/net/ipv6/conf/%s/accept_dad" % name
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, "w") as handle:
+            handle.write("0\n")
+    except (IOError, OSError) as exc:
+        raise EngineError("cannot turn off duplicate address detection on the new bridge %s (%s): %s"
+                          % (name, path, exc))

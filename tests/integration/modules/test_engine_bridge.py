@@ -56,6 +56,11 @@ def test_create_check_idempotent_and_mtu_from_address(node_pair):
     assert v6 and v6[0].get("nodad") is True
     v4 = [a for a in node.ip_json("addr", "show", "dev", "cbr0")[0]["addr_info"] if a["local"] == "10.244.1.1"]
     assert v4[0].get("broadcast") == "10.244.1.255"
+    # made without duplicate address detection: its link-local address is usable at once (the kernel sends no
+    # neighbour solicitation for a forwarded packet on a bridge whose link-local address is still tentative)
+    lladdr = [a for a in node.ip_json("addr", "show", "dev", "cbr0")[0]["addr_info"] if a["local"].startswith("fe80:")]
+    assert lladdr and not lladdr[0].get("tentative"), lladdr
+    assert node.run("cat", "/proc/sys/net/ipv6/conf/cbr0/accept_dad").strip() == "0"
 
 
 def test_owned_addresses_reconciled_foreign_kept_and_absent(netns):
