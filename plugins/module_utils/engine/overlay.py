@@ -28,10 +28,11 @@ import json
 import re
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import parse_address, parse_network
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, run_reads
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     find_link_with_address,
     get_link,
+    ip_bin,
     route_protocol,
     run_ip_batch,
     run_ip_json,
@@ -130,14 +131,6 @@ def _ethtool_features(runner, name):
     return features
 
 
-def _fdb_entries(runner, name):
-    path = runner.which("bridge")
-    rc, out, err = runner.run([path, "-json", "fdb", "show", "dev", name])
-    if rc != 0:
-        raise EngineError("bridge fdb show dev %s failed: %s" % (name, (err or out).strip()))
-    return json.loads(out) if out.strip() else []
-
-
 def _render_entries(neigh, fdb, routes):
     lines = ["neigh %s lladdr %s" % (k[1], v) for k, v in neigh.items()]
     lines += ["fdb %s dst %s" % (k[1], v) for k, v in fdb.items()]
@@ -145,31 +138,69 @@ def _render_entries(neigh, fdb, routes):
     return lines
 
 
-def read_main(runner, families=(4, 6)):
-    """{family: routes of the main table} (``ip -json``), read once for every device and the conflict check."""
-    return {fam: run_ip_json(runner, ["-%d" % fam, "route", "show", "table", "main"], tolerate=True)
-            for fam in families}
+def _decode(argv, result, tolerate=False):
+    rc, out, err = result
+    if rc != 0:
+        if tolerate:
+            return []
+        raise EngineError("command failed: %s: %s" % (" ".join(argv), (err or out).strip()), rc=rc)
+    try:
+        return json.loads(out) if out.strip() else []
+    except ValueError as exc:
+        raise EngineError("cannot parse the JSON output of %s: %s" % (" ".join(argv), exc))
 
 
-def read_device(runner, name, protocol, main=None):
+def read_state(runner, names):
+    """What the overlay reads of the node, in one round of commands run side by side (engine.runner.run_reads):
+    the VXLAN links, every address, both families' main tables and, per name in ``names``, its permanent
+    neighbours and FDB entries. A dict: ``vxlan`` (``ip -d -json link show type vxlan``), ``addr``, ``main``
+    ({family: routes}), ``neigh`` and ``fdb`` ({name: entries}; [] for a device that does not exist)."""
+    ip, bridge = ip_bin(runner), runner.which("bridge")
+    argvs = [[ip, "-d", "-json", "link", "show", "type", "vxlan"], [ip, "-json", "addr", "show"],
+             [ip, "-N", "-json", "-4", "route", "show", "table", "main"],
+             [ip, "-N", "-json", "-6", "route", "show", "table", "main"]]
+    for name in names:
+        argvs.append([ip, "-json", "neigh", "show", "dev", name, "nud", "permanent"])
+        argvs.append([bridge, "-json", "fdb", "show", "dev", name])
+    results = run_reads(runner, argvs)
+    state = dict(vxlan=_decode(argvs[0], results[0], tolerate=True), addr=_decode(argvs[1], results[1]),
+                 main={4: _decode(argvs[2], results[2], tolerate=True), 6: _decode(argvs[3], results[3], tolerate=True)},
+                 neigh={}, fdb={})
+    present = {link.get("ifname") for link in state["vxlan"]}
+    for index, name in enumerate(names):
+        neigh_at, fdb_at = 4 + 2 * index, 5 + 2 * index
+        # a device that does not exist (yet) has no entries; another kind of link of that name is read by get_link
+        exists = name in present
+        state["neigh"][name] = _decode(argvs[neigh_at], results[neigh_at], tolerate=not exists)
+        state["fdb"][name] = _decode(argvs[fdb_at], results[fdb_at], tolerate=not exists)
+    return state
+
+
+def read_device(runner, name, protocol, state=None):
     """(link or None, addresses, {(dev, vtep): mac}, {(dev, mac): dst}, {(dev, block): via}) of one device.
 
-    ``main``: read_main's answer (read here when None).
+    ``state``: read_state's answer holding ``name`` (read here when None).
     """
-    link = get_link(runner, name)
+    if state is None or name not in state["neigh"]:
+        state = read_state(runner, [name])
+    link = next((l for l in state["vxlan"] if l.get("ifname") == name), None)
+    if link is None:
+        link = get_link(runner, name)       # not a VXLAN device, or none at all
     if link is None:
         return None, [], {}, {}, {}
     addrs = []
-    for entry in run_ip_json(runner, ["addr", "show", "dev", name], numeric=False):
+    for entry in state["addr"]:
+        if entry.get("ifname") != name:
+            continue
         for info in entry.get("addr_info") or []:
             if info.get("family") in ("inet", "inet6") and info.get("scope") != "link":
                 addrs.append("%s/%s" % (info["local"], info["prefixlen"]))
     neigh = {}
-    for entry in run_ip_json(runner, ["neigh", "show", "dev", name, "nud", "permanent"], numeric=False):
+    for entry in state["neigh"][name]:
         if entry.get("dst") and entry.get("lladdr"):
             neigh[(name, entry["dst"])] = entry["lladdr"].lower()
     fdb = {}
-    for entry in _fdb_entries(runner, name):
+    for entry in state["fdb"][name]:
         if entry.get("state") == "permanent" and entry.get("dst") and entry.get("mac"):
             key = (name, entry["mac"].lower())
             if key in fdb:
@@ -177,9 +208,8 @@ def read_device(runner, name, protocol, main=None):
             else:
                 fdb[key] = entry["dst"]
     routes = {}
-    main = read_main(runner) if main is None else main
     for fam in (4, 6):
-        for r in main.get(fam) or []:
+        for r in state["main"].get(fam) or []:
             if r.get("dev") == name and route_protocol(r) == protocol and r.get("dst"):
                 dst = r["dst"]
                 if "/" not in dst:
@@ -249,15 +279,16 @@ def foreign_vxlan(links, ours, port, families):
     return out
 
 
-def check_foreign_vxlan(runner, node, spec, ours):
+def check_foreign_vxlan(runner, node, spec, ours, links=None):
     """EngineError when a VXLAN device not in ``ours`` uses the UDP port of ``spec`` over one of its devices'
-    underlay families; one ``ip -d -json link show type vxlan``."""
+    underlay families; ``links``: ``ip -d -json link show type vxlan`` (read here when None)."""
     devices = spec.get("devices") or []
     if not devices:
         return
     port = spec.get("port")
     by_family = {int(d["family"]): d["name"] for d in devices}
-    links = run_ip_json(runner, ["-d", "link", "show", "type", "vxlan"], numeric=False, tolerate=True)
+    if links is None:
+        links = run_ip_json(runner, ["-d", "link", "show", "type", "vxlan"], numeric=False, tolerate=True)
     found = foreign_vxlan(links, set(ours), port, by_family)
     if not found:
         return
@@ -293,9 +324,13 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
     added, removed, replaced, recreated = [], [], [], []
     ethtool_cmds = []
 
+    # everything read at once: the VXLAN links, addresses, main tables, and every device's entries
+    state = read_state(runner, wanted_names + gone_names) if wanted_names or gone_names else \
+        dict(vxlan=[], addr=[], main={4: [], 6: []}, neigh={}, fdb={})
+
     # ---- devices an earlier run made that are no longer wanted: the kernel drops their entries with them
     for name in gone_names:
-        link, addrs, neigh, fdb, routes = read_device(runner, name, protocol)
+        link, addrs, neigh, fdb, routes = read_device(runner, name, protocol, state=state)
         if link is not None:
             link_lines.append("link del %s" % name)
             removed.append("device %s" % name)
@@ -304,12 +339,12 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
 
     if devices:
         # another VXLAN device on our port and family: refused before any change
-        check_foreign_vxlan(runner, node, spec, set(wanted_names) | set(gone_names) | set(ours))
+        check_foreign_vxlan(runner, node, spec, set(wanted_names) | set(gone_names) | set(ours), state["vxlan"])
     if devices and spec.get("tx_checksum_offload") is not None:
         runner.which("ethtool")     # in the preflight, not halfway through the change
     peers = parse_peers(spec.get("peers"), node) if devices else []
     by_family = {int(d["family"]): d for d in devices}
-    mtus = overlay_mtu(runner, spec) if devices else {}
+    mtus = overlay_mtu(runner, spec, state["addr"]) if devices else {}
     want_neigh, want_fdb, want_routes, owners = {}, {}, {}, {}
     problems = []
     for p in peers:
@@ -337,7 +372,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
         raise EngineError("node %s: invalid overlay: %s" % (node, _limit(problems)), problems=problems)
 
     # a peer block routed by somebody else (another protocol, another device) is never taken over
-    main = read_main(runner) if devices else None
+    main = state["main"]
     if owners:
         conflicts = []
         for fam in (4, 6):
@@ -359,7 +394,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
     have_neigh, have_fdb, have_routes = {}, {}, {}
     for dev in devices:
         name = dev["name"]
-        link, addrs, neigh, fdb, routes = read_device(runner, name, protocol, main)
+        link, addrs, neigh, fdb, routes = read_device(runner, name, protocol, state=state)
         mtu = mtus[name]
         mac = dev["mac"].lower()
         wanted_addrs = list(dev.get("addresses") or [])
