@@ -1,7 +1,8 @@
 # podnet.cluster — developer entry points.
 #   make demo   build the lab, run site and verify on it, print the matrix
 #   make check  the quick loop: unit tests, lint and the fast integration tests (a few minutes)
-#   make test   every test: unit, integration (real kernel namespaces), molecule (needs root)
+#   make test   every test: unit, integration (real kernel namespaces), molecule (needs root), and at its end
+#               make core-oldest: a part of them with the oldest ansible-core meta/runtime.yml accepts
 # Both do their own set-up: Debian packages, .venv with pinned versions, and the
 # collection link that makes this checkout importable as podnet.cluster.
 
@@ -21,7 +22,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup apt apt-test apt-install venv collection demo lab lab-destroy check test unit integration molecule root \
-        bench lint build clean sanity changelog changelog-lint
+        bench lint build clean sanity changelog changelog-lint core-oldest
 
 setup: apt venv collection
 
@@ -85,6 +86,28 @@ check: root setup apt-test
 
 test: root setup apt-test sanity changelog-lint
 	$(PYTEST) tests
+	@$(MAKE) --no-print-directory core-oldest
+
+# The oldest ansible-core meta/runtime.yml accepts (requires_ansible), in a virtualenv of its own: the plan role,
+# site on an l2_routes lab and the l2_bridge move over SSH (tests/core-oldest/tests.txt) with its binaries.
+CORE_OLDEST       := .venv-core-oldest
+CORE_OLDEST_BIN   := $(CORE_OLDEST)/bin
+CORE_OLDEST_STAMP := $(CORE_OLDEST)/.podnet-stamp
+
+$(CORE_OLDEST_STAMP): tests/core-oldest/requirements.txt
+	test -x $(CORE_OLDEST_BIN)/pip || $(PYTHON) -m venv --clear $(CORE_OLDEST)
+	$(CORE_OLDEST_BIN)/pip install -q --disable-pip-version-check -r tests/core-oldest/requirements.txt
+	touch $@
+
+core-oldest: root apt collection apt-test $(CORE_OLDEST_STAMP)
+	@want=$$(sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\)\..*"/\1/p' meta/runtime.yml); \
+	have=$$($(CORE_OLDEST_BIN)/ansible-playbook --version | sed -n 's/.*\[core \([0-9.]*\)\].*/\1/p'); \
+	if [ -z "$$want" ] || [ "$${have%.*}" != "$$want" ]; then \
+	  echo "make: $(CORE_OLDEST) has ansible-core '$$have' but meta/runtime.yml requires_ansible starts at '$$want':" \
+	       "pin that minor's latest patch in tests/core-oldest/requirements.txt" >&2; exit 1; fi; \
+	echo "core-oldest: ansible-core $$have (requires_ansible >=$$want)"
+	PATH=$(CURDIR)/$(CORE_OLDEST_BIN):$$PATH PODNET_VENV=$(CURDIR)/$(CORE_OLDEST) \
+	  $(CORE_OLDEST_BIN)/pytest -n $(PYTEST_JOBS) --dist loadfile @tests/core-oldest/tests.txt
 
 # ansible-test sanity (every test, this Python) on a scratch git copy of the checkout; pip for its
 # virtual environments comes from ensurepip (tests/sanity/run_sanity.py), the rest from the index.

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lib.labtools import BIN
+
 REPO = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
 
 PLAYBOOK = """
 - name: Plan

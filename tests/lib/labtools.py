@@ -21,7 +21,9 @@ import pytest
 from lib.netns_backend import netns_exists
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+# The Ansible binaries the tests run: those of PODNET_VENV when it is set (make core-oldest points it at the
+# virtualenv of the oldest ansible-core the collection supports), else those beside the Python running pytest.
+BIN = Path(os.environ["PODNET_VENV"]) / "bin" if os.environ.get("PODNET_VENV") else Path(sys.executable).parent
 LAB_ROOT_BASE = "/var/tmp/podnet-lab"
 
 
