@@ -164,7 +164,8 @@ def read_state(runner, names):
         argvs.append([bridge, "-json", "fdb", "show", "dev", name])
     results = run_reads(runner, argvs)
     state = dict(vxlan=_decode(argvs[0], results[0], tolerate=True), addr=_decode(argvs[1], results[1]),
-                 main={4: _decode(argvs[2], results[2], tolerate=True), 6: _decode(argvs[3], results[3], tolerate=True)},
+                 main={4: _decode(argvs[2], results[2], tolerate=True),
+                       6: _decode(argvs[3], results[3], tolerate=True)},
                  neigh={}, fdb={})
     present = {link.get("ifname") for link in state["vxlan"]}
     for index, name in enumerate(names):
@@ -319,7 +320,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
     wanted_names = [d["name"] for d in devices]
     gone_names = [d["name"] for d in old.get("devices") or [] if d["name"] not in wanted_names]
     vni, port = spec.get("vni"), spec.get("port")
-    link_lines, del_lines, fdb_lines, add_lines = [], [], [], []
+    link_lines, del_lines, fdb_lines = [], [], []
     before, after = [], []
     added, removed, replaced, recreated = [], [], [], []
     ethtool_cmds = []
@@ -449,42 +450,49 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
                 ethtool_cmds.append([name, TX_CSUM_FEATURE, value])
             after.append("ethtool %s %s %s" % (name, TX_CSUM_FEATURE, value))
 
-    # ---- entries: stale ones go (routes, FDB, neighbours), then the wanted ones (neighbours, FDB, routes)
-    for key, via in sorted(have_routes.items()):
-        if want_routes.get(key) != via:
-            verb = "replace" if key in want_routes else "del"
-            if verb == "del":
+    # ---- entries: stale ones go (routes, FDB, neighbours), then the wanted ones (neighbours, FDB, routes); a kind
+    # the node holds exactly as wanted is not compared entry by entry (the no-change run of thousands of peers)
+    neigh_del, neigh_add, fdb_add, route_add = [], [], [], []
+    gone = {"route": [], "fdb": [], "neigh": []}
+    new = {"route": [], "fdb": [], "neigh": []}
+    other = {"route": [], "fdb": [], "neigh": []}
+    if have_routes != want_routes:
+        for key, via in sorted(have_routes.items()):
+            if key not in want_routes:
                 del_lines.append("route del %s dev %s proto %d" % (key[1], key[0], protocol))
-                removed.append("route %s via %s" % (key[1], via))
-    for key, dst in sorted(have_fdb.items()):
-        if key not in want_fdb:
-            for one in dst.split(","):
-                fdb_lines.append("fdb del %s dev %s dst %s self" % (key[1], key[0], one))
-            removed.append("fdb %s dst %s" % (key[1], dst))
-    neigh_del = []
-    for key, mac in sorted(have_neigh.items()):
-        if key not in want_neigh:
-            neigh_del.append("neigh del %s dev %s" % (key[1], key[0]))
-            removed.append("neigh %s lladdr %s" % (key[1], mac))
-    neigh_add, fdb_add, route_add = [], [], []
-    for key, mac in sorted(want_neigh.items()):
-        cur = have_neigh.get(key)
-        if cur != mac:
-            neigh_add.append("neigh replace %s lladdr %s dev %s nud permanent" % (key[1], mac, key[0]))
-            (added if cur is None else replaced).append("neigh %s lladdr %s" % (key[1], mac))
-    for key, dst in sorted(want_fdb.items()):
-        cur = have_fdb.get(key)
-        if cur != dst:
-            if cur and "," in cur:
-                for one in cur.split(","):
+                gone["route"].append("route %s via %s" % (key[1], via))
+        for key, via in sorted(want_routes.items()):
+            cur = have_routes.get(key)
+            if cur != via:
+                route_add.append("route replace %s via %s dev %s onlink proto %d" % (key[1], via, key[0], protocol))
+                (new["route"] if cur is None else other["route"]).append("route %s via %s" % (key[1], via))
+    if have_fdb != want_fdb:
+        for key, dst in sorted(have_fdb.items()):
+            if key not in want_fdb:
+                for one in dst.split(","):
                     fdb_lines.append("fdb del %s dev %s dst %s self" % (key[1], key[0], one))
-            fdb_add.append("fdb replace %s dev %s dst %s self permanent" % (key[1], key[0], dst))
-            (added if cur is None else replaced).append("fdb %s dst %s" % (key[1], dst))
-    for key, via in sorted(want_routes.items()):
-        cur = have_routes.get(key)
-        if cur != via:
-            route_add.append("route replace %s via %s dev %s onlink proto %d" % (key[1], via, key[0], protocol))
-            (added if cur is None else replaced).append("route %s via %s" % (key[1], via))
+                gone["fdb"].append("fdb %s dst %s" % (key[1], dst))
+        for key, dst in sorted(want_fdb.items()):
+            cur = have_fdb.get(key)
+            if cur != dst:
+                if cur and "," in cur:
+                    for one in cur.split(","):
+                        fdb_lines.append("fdb del %s dev %s dst %s self" % (key[1], key[0], one))
+                fdb_add.append("fdb replace %s dev %s dst %s self permanent" % (key[1], key[0], dst))
+                (new["fdb"] if cur is None else other["fdb"]).append("fdb %s dst %s" % (key[1], dst))
+    if have_neigh != want_neigh:
+        for key, mac in sorted(have_neigh.items()):
+            if key not in want_neigh:
+                neigh_del.append("neigh del %s dev %s" % (key[1], key[0]))
+                gone["neigh"].append("neigh %s lladdr %s" % (key[1], mac))
+        for key, mac in sorted(want_neigh.items()):
+            cur = have_neigh.get(key)
+            if cur != mac:
+                neigh_add.append("neigh replace %s lladdr %s dev %s nud permanent" % (key[1], mac, key[0]))
+                (new["neigh"] if cur is None else other["neigh"]).append("neigh %s lladdr %s" % (key[1], mac))
+    removed += gone["route"] + gone["fdb"] + gone["neigh"]
+    added += new["neigh"] + new["fdb"] + new["route"]
+    replaced += other["neigh"] + other["fdb"] + other["route"]
 
     if diff:
         after.extend(_render_entries(want_neigh, want_fdb, want_routes))
