@@ -12,6 +12,8 @@ VENV         := .venv
 BIN          := $(VENV)/bin
 STAMP        := $(VENV)/.podnet-stamp
 COLLECTION   := .collections/ansible_collections/podnet/cluster
+# podnet.lab (the lab of namespaces: role, playbook, module, connection, filters) is the directory lab/
+LAB_COLLECTION := .collections/ansible_collections/podnet/lab
 APT_PACKAGES := iproute2 iptables nftables iputils-ping procps util-linux \
                 containernetworking-plugins docker.io busybox-static python3-venv \
                 openssh-server openssh-client ethtool
@@ -51,25 +53,26 @@ venv: $(STAMP)
 collection:
 	@mkdir -p $(dir $(COLLECTION))
 	@ln -sfn ../../.. $(COLLECTION)
+	@ln -sfn ../../../lab $(LAB_COLLECTION)
 
 LAB_INVENTORY := inventories/lab
 
 demo: setup
-	$(BIN)/ansible-playbook podnet.cluster.lab
+	$(BIN)/ansible-playbook podnet.lab.lab
 	$(BIN)/ansible-playbook podnet.cluster.site -i $(LAB_INVENTORY)
 	$(BIN)/ansible-playbook podnet.cluster.verify -i $(LAB_INVENTORY)
 	@echo
 	@echo "The lab is still up: its inventory is $(LAB_INVENTORY)/hosts.yml (try: make demo again, or"
 	@echo "  $(BIN)/ansible -i $(LAB_INVENTORY) podnet_nodes -m command -a 'ip route')."
 	@echo "Remove it with:  make lab-destroy"
-	@echo "            or:  $(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent"
+	@echo "            or:  $(BIN)/ansible-playbook podnet.lab.lab -e podnet_lab_state=absent"
 
 lab: setup
-	$(BIN)/ansible-playbook podnet.cluster.lab
+	$(BIN)/ansible-playbook podnet.lab.lab
 
 # the same as the playbook alone: it removes the lab, its inventory and the plan's state file
 lab-destroy: setup
-	$(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent
+	$(BIN)/ansible-playbook podnet.lab.lab -e podnet_lab_state=absent
 
 # Tests run on both cores (pytest-xdist); a test module stays on one worker, so a module's lab is built once.
 PYTEST_JOBS  ?= 2
@@ -137,8 +140,10 @@ bench: setup
 lint: setup
 	$(BIN)/ansible-lint
 
+# Two tarballs: podnet.cluster (this directory, lab/ left out) and podnet.lab (lab/)
 build: setup
 	$(BIN)/ansible-galaxy collection build --force
+	$(BIN)/ansible-galaxy collection build --force lab
 
 clean:
-	rm -rf .collections .pytest_cache .hypothesis podnet-cluster-*.tar.gz
+	rm -rf .collections .pytest_cache .hypothesis podnet-cluster-*.tar.gz podnet-lab-*.tar.gz

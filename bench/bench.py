@@ -596,7 +596,7 @@ class Bench:
     def lab_playbook(self, name: str, count: int, state: str, inventory_dir: Path) -> Run:
         extra = {"podnet_lab_state": state, "podnet_lab_name": name, "podnet_lab_nodes": count,
                  "podnet_lab_root": str(LAB_ROOT_BASE / name), "podnet_lab_inventory_dir": str(inventory_dir)}
-        return self.runner.playbook("lab-%s-%s" % (state, name), ["podnet.cluster.lab", "-e", json.dumps(extra)])
+        return self.runner.playbook("lab-%s-%s" % (state, name), ["podnet.lab.lab", "-e", json.dumps(extra)])
 
     def converge_item(self) -> None:
         ping = write_json(self.work / "ping3.json", lib.ping_play(3, "podnet_nodes"))

@@ -31,7 +31,7 @@ def generate_inventory(count: int, absent_netns: str, cluster_cidr: str = "10.12
     """A YAML/JSON inventory of ``count`` plan-ready hosts that no task can ever reach.
 
     Every host has its node IP (``podnet_node_ip``, the next address of ``node_network``), so the plan needs no
-    connection and gathers no facts. The connection is podnet.cluster.netns into ``absent_netns``, a namespace
+    connection and gathers no facts. The connection is podnet.lab.netns into ``absent_netns``, a namespace
     that must not exist: a task that does try to run something on a host fails at once instead of sending
     traffic anywhere (a wrong playbook given to the benchmark cannot touch this machine or the network).
     """
@@ -56,7 +56,7 @@ def generate_inventory(count: int, absent_netns: str, cluster_cidr: str = "10.12
     return {
         "all": {
             "vars": {
-                "ansible_connection": "podnet.cluster.netns",
+                "ansible_connection": "podnet.lab.netns",
                 "podnet_netns": absent_netns,
                 "ansible_python_interpreter": "/usr/bin/python3",
             },

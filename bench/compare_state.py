@@ -62,7 +62,7 @@ def log(msg: str) -> None:
 
 
 def checkout(rev: str, where: Path) -> Path:
-    """A tree of ``rev`` importable as podnet.cluster ("." is this work tree itself)."""
+    """A tree of ``rev`` importable as podnet.cluster (and podnet.lab) ("." is this work tree itself)."""
     if rev == ".":
         tree = REPO
     else:
@@ -73,6 +73,9 @@ def checkout(rev: str, where: Path) -> Path:
     link.parent.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
         link.symlink_to("../../..")
+    lab = link.parent / "lab"  # podnet.lab, in lab/ once the lab became a collection of its own
+    if (tree / "lab" / "galaxy.yml").exists() and not lab.is_symlink():
+        lab.symlink_to("../../../lab")
     return tree
 
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
-"""The lab as a product: `ansible-playbook podnet.cluster.lab`, the netns connection, the inventory.
+"""The lab as a product: `ansible-playbook podnet.lab.lab`, the netns connection, the inventory.
 
 Runs the real playbook (root needed) with a non-default lab name, 4 nodes, another
 underlay subnet and an IPv6 underlay, into a temporary inventory directory; every
@@ -61,7 +61,7 @@ def test_inventory_format(lab: Lab):
     data = yaml.safe_load(lab.hosts_yml.read_text())
     group = data["all"]["children"]["podnet_lab"]
     assert group["vars"] == {
-        "ansible_connection": "podnet.cluster.netns",
+        "ansible_connection": "podnet.lab.netns",
         "ansible_python_interpreter": "/usr/bin/python3",
         "ansible_become": False,
     }
@@ -130,7 +130,7 @@ def test_paths_between_hosts(lab: Lab):
 
 def test_switch_hosts_have_permanent_neighbours(lab: Lab):
     """Each host on the switch knows every other one's underlay addresses as permanent entries, with the MAC of
-    that host's eth0 (the machine's kernel has one neighbour table for all namespaces: see docs/lab.md)."""
+    that host's eth0 (the machine's kernel has one neighbour table for all namespaces: see lab/docs/lab.md)."""
     import json as _json
 
     hosts = ["%s-router" % lab.name] + lab.nodes
@@ -224,7 +224,7 @@ def test_connection_with_a_hand_built_namespace(lab: Lab, tmp_path: Path):
         inv = tmp_path / "hand.yml"
         inv.write_text(yaml.safe_dump({"all": {"hosts": {"hand": {
             "podnet_netns": ns,
-            "ansible_connection": "podnet.cluster.netns",
+            "ansible_connection": "podnet.lab.netns",
             "ansible_python_interpreter": "/usr/bin/python3",
         }}}}))
         res = adhoc_command(inv, "hand", "ip -o link")["hand"]
@@ -232,19 +232,19 @@ def test_connection_with_a_hand_built_namespace(lab: Lab, tmp_path: Path):
         assert [line.split(":")[1].strip() for line in res["stdout"].splitlines()] == ["lo"]
         # a missing namespace is an unreachable host, not a command run on the machine
         inv.write_text(yaml.safe_dump({"all": {"hosts": {"%s-missing" % lab.name: {
-            "ansible_connection": "podnet.cluster.netns"}}}}))
+            "ansible_connection": "podnet.lab.netns"}}}}))
         proc = run([str(BIN / "ansible"), "-i", str(inv), "all", "-m", "command", "-a", "true"], check=False)
         assert proc.returncode != 0 and "UNREACHABLE" in proc.stdout
         assert "does not exist" in proc.stdout
     finally:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
-        # its default layers (podnet.cluster.netns gives every node its own /etc, /var/lib, /run)
+        # its default layers (podnet.lab.netns gives every node its own /etc, /var/lib, /run)
         shutil.rmtree("/var/tmp/podnet-netns/%s" % ns, ignore_errors=True)
 
 
 def test_bad_input_fails_before_any_change(lab: Lab):
     bad = "%sbad" % lab.name
-    proc = run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps({
+    proc = run([str(BIN / "ansible-playbook"), "podnet.lab.lab", "-e", json.dumps({
         "podnet_lab_name": bad, "podnet_lab_subnet": "172.30.9.1/24", "podnet_lab_external_cidr": "fd00::/64",
         "podnet_lab_root": "/etc/lab", "podnet_lab_inventory_dir": str(lab.inventory_dir) + "-bad"})], check=False)
     assert proc.returncode != 0
@@ -256,10 +256,10 @@ def test_bad_input_fails_before_any_change(lab: Lab):
 
 
 def test_documentation():
-    for argv in (["ansible-doc", "-t", "connection", "podnet.cluster.netns"],
-                 ["ansible-doc", "podnet.cluster.lab_topology"],
-                 ["ansible-doc", "-t", "filter", "podnet.cluster.lab_input_errors"],
-                 ["ansible-doc", "-t", "role", "podnet.cluster.lab"]):
+    for argv in (["ansible-doc", "-t", "connection", "podnet.lab.netns"],
+                 ["ansible-doc", "podnet.lab.lab_topology"],
+                 ["ansible-doc", "-t", "filter", "podnet.lab.lab_input_errors"],
+                 ["ansible-doc", "-t", "role", "podnet.lab.lab"]):
         proc = run([str(BIN / argv[0])] + argv[1:], check=False)
         assert proc.returncode == 0, proc.stderr
         assert "ERROR" not in proc.stderr

@@ -51,7 +51,7 @@ def hand_ns():
 
 def write_inventory(path: Path, host_vars: dict) -> Path:
     path.write_text(yaml.safe_dump({"all": {"hosts": {"hand": dict({
-        "ansible_connection": "podnet.cluster.netns",
+        "ansible_connection": "podnet.lab.netns",
         "ansible_python_interpreter": "/usr/bin/python3",
     }, **host_vars)}}}))
     return path

@@ -43,7 +43,7 @@ def as_run(lab: Lab, command: str) -> List[str]:
     assert argv[0] == "ansible-playbook", command
     argv[0] = str(BIN / "ansible-playbook")
     argv = [str(lab.inventory_dir) if a == "inventories/lab" else a for a in argv]
-    if argv[1] == "podnet.cluster.lab":
+    if argv[1] == "podnet.lab.lab":
         argv += ["-e", json.dumps({"podnet_lab_name": lab.name, "podnet_lab_root": lab.root,
                                    "podnet_lab_inventory_dir": str(lab.inventory_dir)})]
     return argv

@@ -172,7 +172,7 @@ def test_the_lab_remembers_its_variables_shrinks_cleanly_and_is_removed_whole(gr
     assert sorted(p.name for p in lab.inventory_dir.iterdir()) == []
     makefile = (lab.repo / "Makefile").read_text()
     destroy = re.search(r"^lab-destroy:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
-    assert destroy.strip().splitlines() == ["$(BIN)/ansible-playbook podnet.cluster.lab -e podnet_lab_state=absent"]
+    assert destroy.strip().splitlines() == ["$(BIN)/ansible-playbook podnet.lab.lab -e podnet_lab_state=absent"]
     lab.lab_vars["podnet_lab_inventory_vars"] = {"podnet_cluster_cidrs": ["10.74.0.0/22"], "podnet_runtimes": ["cni"]}
     lab.playbook("present")
     play(lab, "site")
@@ -195,7 +195,7 @@ class _Module:
 def test_a_switch_port_gone_before_its_delete_is_no_error(request):
     """A shrinking lab reads the switch port of a removed node, and the kernel removes it (tearing the node's
     namespace down, asynchronously) before the lab deletes it: the delete finds nothing, which is no error."""
-    from ansible_collections.podnet.cluster.plugins.modules.lab_topology import Lab as Topology, LabError
+    from ansible_collections.podnet.lab.plugins.modules.lab_topology import Lab as Topology, LabError
 
     ns = "pdl%d-sw" % os.getpid()
     subprocess.run(["ip", "netns", "add", ns], check=True)

@@ -217,7 +217,9 @@ class Lab:
             "podnet_lab_inventory_dir": str(self.inventory_dir),
         }
         extra.update(self.lab_vars)
-        return run([str(BIN / "ansible-playbook"), "podnet.cluster.lab", "-e", json.dumps(extra)] + list(more),
+        # older trees (bench/compare_state.py runs old commits) have the lab in podnet.cluster
+        playbook = "podnet.lab.lab" if (self.repo / "lab" / "galaxy.yml").exists() else "podnet.cluster.lab"
+        return run([str(BIN / "ansible-playbook"), playbook, "-e", json.dumps(extra)] + list(more),
                    check=check, cwd=self.repo)
 
     def destroy(self) -> None:

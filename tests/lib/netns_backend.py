@@ -3,8 +3,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """A testinfra backend that runs commands "on" an emulated lab node.
 
-Commands go through the very wrapper the ``podnet.cluster.netns`` connection
-uses (:func:`build_argv` of ``plugins/module_utils/netns.py``), so a test sees
+Commands go through the very wrapper the ``podnet.lab.netns`` connection
+uses (:func:`build_argv` of ``lab/plugins/module_utils/netns.py``), so a test sees
 what a task sees: the node's network namespace, its own ``/etc``, ``/var/lib``
 and ``/run`` (with a root directory) and its host name. One command costs a few
 milliseconds, against about 0.7 s for testinfra's ansible backend.
@@ -28,7 +28,7 @@ from typing import Any, Dict, Optional
 import testinfra.backend.base
 import testinfra.host
 
-from ansible_collections.podnet.cluster.plugins.module_utils.netns import build_argv, join
+from ansible_collections.podnet.lab.plugins.module_utils.netns import build_argv, join
 
 
 class NetnsBackend(testinfra.backend.base.BaseBackend):

@@ -16,8 +16,8 @@ SEQUENCE = ["destroy", "create", "converge", "idempotence", "verify", "destroy"]
 
 def play(step, changed, failed=(0, 0)):
     lines = ["INFO     [s1 > %s] Executing" % step,
-             "TASK [podnet.cluster.lab : Check the lab inputs] ***",
-             "included: /work/checkout/.collections/ansible_collections/podnet/cluster/roles/lab/tasks/x.yml for "
+             "TASK [podnet.lab.lab : Check the lab inputs] ***",
+             "included: /work/checkout/.collections/ansible_collections/podnet/lab/roles/lab/tasks/x.yml for "
              "localhost",
              "PLAY RECAP *********************************************************************"]
     for host, ch, fl in zip(HOSTS, changed, failed):
@@ -28,7 +28,7 @@ def play(step, changed, failed=(0, 0)):
 
 
 def output(idempotent=(0, 0), summary="8 passed in 17.07s", converge=(7, 8), sequence=None,
-           include="/work/checkout/.collections/ansible_collections/podnet/cluster"):
+           include="/work/checkout/.collections/ansible_collections/podnet/lab"):
     sequence = SEQUENCE if sequence is None else sequence
     lines = ["INFO     [s1 > prerun] Performing prerun..."]
     for step in sequence:
@@ -94,9 +94,9 @@ def test_a_missing_step_or_host_is_found():
 
 
 def test_roles_from_another_copy_of_the_collection_are_found():
-    found = check(output(include="/root/.ansible/collections/ansible_collections/podnet/cluster"))
+    found = check(output(include="/root/.ansible/collections/ansible_collections/podnet/lab"))
     assert found == ["role task files from outside this checkout (/work/checkout): "
-                     "/root/.ansible/collections/ansible_collections/podnet/cluster/roles/lab/tasks/absent.yml"]
+                     "/root/.ansible/collections/ansible_collections/podnet/lab/roles/lab/tasks/absent.yml"]
 
 
 def test_count_tests(tmp_path):

@@ -18,6 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = ("modules", "filter", "connection")
+# podnet.cluster and podnet.lab (lab/): the lab's plugins came from podnet.cluster and share its versions.
+ROOTS = (REPO, REPO / "lab")
 
 
 def version_key(version):
@@ -36,7 +38,7 @@ def documentation(path: Path):
 def current_plugins():
     found = {}
     for kind in KINDS:
-        for path in sorted((REPO / "plugins" / kind).iterdir()):
+        for path in sorted(p for root in ROOTS for p in (root / "plugins" / kind).glob("*")):
             if path.suffix in (".py", ".yml") and path.stem != "__init__":
                 doc = documentation(path)
                 if doc:  # lab.py holds filters documented in their own .yml files

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.podnet.cluster.plugins.module_utils import netns
+from ansible_collections.podnet.lab.plugins.module_utils import netns
 
 DOCKER = "/usr/bin/docker"  # /usr/local/bin/docker on this kind of machine is an unrelated CLI
 PORT = 47399

@@ -4,7 +4,7 @@ on a healthy cluster, and a sampled run names the one node whose bridge is down.
 
 The lab is built by the lab playbook (``<prefix><pid>-node1..30``, one switch, other CIDRs than the default) and
 converged by ``site`` once. Before the lab gave its hosts permanent underlay neighbours, the full matrix on 30
-nodes overflowed the machine's one ARP table and failed 44 of 2,730 probes (docs/lab.md). Each run's wall
+nodes overflowed the machine's one ARP table and failed 44 of 2,730 probes (lab/docs/lab.md). Each run's wall
 time and the machine's load are printed (``-s``) so a slow run can be told from a failing one.
 """
 

@@ -20,7 +20,7 @@ allocator hands out), node3 ``[docker, cni]`` (host-local gets the lower half of
 node has its own conflist and lease directory under the lab directory. (A ``[docker]`` node cannot be
 verified: Docker's fixed-cidr covers its whole IPv4 block; a test checks that verify refuses it.)
 
-Ansible reaches the namespaces through the collection's connection plugin ``podnet.cluster.netns`` with a
+Ansible reaches the namespaces through the collection's connection plugin ``podnet.lab.netns`` with a
 per-node root (private ``/etc``, ``/var/lib``, ``/run``, as lab nodes have), so probe pods must survive the
 command's private mount namespace and refer to themselves as ``/proc/PID/ns/net``.
 
@@ -335,7 +335,7 @@ class Lab:
             group_vars["podnet_verify_external_ipv6"] = EXTERNAL_V6
         inventory = {"all": {
             "vars": {
-                "ansible_connection": "podnet.cluster.netns",
+                "ansible_connection": "podnet.lab.netns",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "ansible_become": False,
                 "podnet_verify_state_dir": self.state_dir,

@@ -37,7 +37,7 @@ def test_inventory_has_every_host_with_a_distinct_node_ip_outside_the_cluster():
     assert not any(i.ip in ipaddress.ip_network("10.128.0.0/9") for i in ips)
     assert group["vars"] == {"podnet_cluster_cidrs": ["10.128.0.0/9"], "podnet_node_prefix_ipv4": 24}
     # No host can be reached: every task that needs a connection goes into a namespace that does not exist.
-    assert inv["all"]["vars"]["ansible_connection"] == "podnet.cluster.netns"
+    assert inv["all"]["vars"]["ansible_connection"] == "podnet.lab.netns"
     assert inv["all"]["vars"]["podnet_netns"] == "podnet-bench-0-absent"
 
 

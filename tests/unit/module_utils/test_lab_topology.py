@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The lab's topology as data (plugins/module_utils/lab_topology.py): names, addresses, inventory."""
+"""The lab's topology as data (lab/plugins/module_utils/lab_topology.py): names, addresses, inventory."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import (
+from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import (
     LabError,
     build_inventory,
     build_topology,
@@ -52,7 +52,7 @@ def test_bad_parameters_are_all_reported():
 
 
 def test_ssh_adds_a_controller_namespace_on_the_switch():
-    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
+    from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import desired_state
 
     topo = build_topology(params(ssh=True, subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64"))
     assert topo["controller_info"] == {"netns": "lab-ctl", "ipv4": "10.9.8.2", "ipv6": "fd00:9::2",
@@ -70,7 +70,7 @@ def test_ssh_adds_a_controller_namespace_on_the_switch():
 
 
 def test_ssh_inventory_and_sshd_config():
-    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import sshd_files
+    from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import sshd_files
 
     topo = build_topology(params(ssh=True, node_count=2, subnet_ipv6="fd00:31::/64"))
     inv = build_inventory(topo, {})
@@ -109,7 +109,7 @@ def test_node_cannot_take_the_controller_name():
 
 def test_switch_hosts_know_each_other_permanently():
     """Every host on the switch gets the other hosts' underlay addresses (both families), none of its own."""
-    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
+    from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import desired_state
 
     topo = build_topology(params(node_count=4, subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64"))
     neigh = desired_state(topo)["neighbours"]
@@ -130,7 +130,7 @@ def test_switch_hosts_know_each_other_permanently():
 
 
 def test_router_advertisements_replace_the_static_ipv6_default_route():
-    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state, ra_files
+    from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import desired_state, ra_files
 
     base = dict(subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64")
     static = desired_state(build_topology(params(**base)))["routes"]
@@ -161,7 +161,7 @@ def test_inventory_without_node_ips():
 
 
 def test_segments_split_the_underlay_and_place_nodes_round_robin():
-    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import desired_state
+    from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import desired_state
 
     topo = build_topology(params(node_count=5, segments=3, subnet="10.9.8.0/24", subnet_ipv6="fd00:9::/64"))
     segs = topo["segments"]
@@ -196,7 +196,7 @@ def test_segments_that_do_not_fit_are_refused():
 
 
 def test_static_neighbours_stay_within_a_segment():
-    from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import switch_neighbours
+    from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import switch_neighbours
 
     topo = build_topology(params(node_count=4, segments=2, subnet="10.9.8.0/24"))
     neigh = switch_neighbours(topo)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Unit tests of the netns command builder (plugins/module_utils/netns.py): the default per-node root."""
+"""Unit tests of the netns command builder (lab/plugins/module_utils/netns.py): the default per-node root."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import doctest
 
 import pytest
 
-from ansible_collections.podnet.cluster.plugins.module_utils import netns
+from ansible_collections.podnet.lab.plugins.module_utils import netns
 
 
 def test_doctests():

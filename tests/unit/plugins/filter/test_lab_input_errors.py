@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
-"""The lab role's input check for router advertisements and node IPs (filter podnet.cluster.lab_input_errors)."""
+"""The lab role's input check for router advertisements and node IPs (filter podnet.lab.lab_input_errors)."""
 
 from __future__ import annotations
 
-from ansible_collections.podnet.cluster.plugins.filter.lab import lab_input_errors
+from ansible_collections.podnet.lab.plugins.filter.lab import lab_input_errors
 
 BASE = {"state": "present", "name": "lab", "nodes": 2, "subnet": "172.30.9.0/24", "external_cidr": "203.0.113.0/24",
         "root": "/var/tmp/podnet-lab/lab", "inventory_dir": "inventories/lab", "check_tools": False}

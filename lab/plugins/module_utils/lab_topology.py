@@ -3,8 +3,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The lab's topology as data: pure functions, standard library only.
 
-Shared by the module podnet.cluster.lab_topology (which builds it) and the
-filter podnet.cluster.lab_input_errors (which checks the role's inputs on the
+Shared by the module podnet.lab.lab_topology (which builds it) and the
+filter podnet.lab.lab_input_errors (which checks the role's inputs on the
 controller), so that names, addresses and host numbers are defined once.
 """
 
@@ -35,7 +35,7 @@ SSH_PROXY = "proxy.py"   # <root>/ssh/proxy.py: ProxyCommand relay, run inside t
 # `nsenter --net=/run/netns/<lab>-ctl`: the TCP connection to the node's sshd lives in the lab's
 # controller namespace even when ssh (and Ansible) run in the machine's own namespace.
 PROXY_SCRIPT = """\
-# Written by podnet.cluster.lab_topology: ssh ProxyCommand relay (stdin/stdout <-> TCP HOST PORT).
+# Written by podnet.lab.lab_topology: ssh ProxyCommand relay (stdin/stdout <-> TCP HOST PORT).
 import os, select, socket, sys
 sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=15)
 sock.settimeout(None)
@@ -70,7 +70,7 @@ RA_LIFETIME = 1800
 # re-reads the settings file and sends at once (router lifetime 0: the nodes drop the router as their default
 # route); SIGTERM ends it. The kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket.
 RA_SCRIPT = """\
-# Written by podnet.cluster.lab_topology: router advertisements of the lab router.
+# Written by podnet.lab.lab_topology: router advertisements of the lab router.
 # Usage: python3 ra_sender.py IFACE SETTINGS_JSON PID_FILE
 import fcntl, json, os, select, signal, socket, struct, sys, time
 
@@ -154,7 +154,7 @@ while True:
 EXTERNAL_HOST = 10
 ROUTER_SYSCTLS_V4 = {"net.ipv4.ip_forward": "1"}
 ROUTER_SYSCTLS_V6 = {"net.ipv6.conf.all.forwarding": "1"}
-HOSTS_HEADER = "# Written by podnet.cluster.lab_topology for this emulated host.\n"
+HOSTS_HEADER = "# Written by podnet.lab.lab_topology for this emulated host.\n"
 
 
 class LabError(Exception):
@@ -526,7 +526,7 @@ def build_inventory(topo, inventory_vars):
             "children": {
                 "podnet_lab": {
                     "vars": {
-                        "ansible_connection": "podnet.cluster.netns",
+                        "ansible_connection": "podnet.lab.netns",
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "ansible_become": False,
                     },
@@ -580,7 +580,7 @@ def sshd_files(topo):
         base = "%s/%s" % (node["root"], SSHD_DIR)
         listen = ["%s:22" % node["ipv4"]] + (["[%s]:22" % node["ipv6"]] if node["ipv6"] else [])
         config = "".join(line + "\n" for line in [
-            "# Written by podnet.cluster.lab_topology: the sshd of lab node %s, started inside the node's" % name,
+            "# Written by podnet.lab.lab_topology: the sshd of lab node %s, started inside the node's" % name,
             "# own view (its network namespace and its /etc, /var/lib, /run overlays); stopped by its pid file.",
         ] + ["ListenAddress %s" % addr for addr in listen] + [
             "HostKey %s/ssh_host_ed25519_key" % base,

@@ -11,7 +11,7 @@ short_description: Run tasks "on" an emulated node, a network namespace of the c
 description:
   - Runs every command, module and file transfer of a host inside a Linux network
     namespace of the Ansible controller, so that one machine can emulate several
-    hosts (the podnet.cluster lab, see C(ansible-playbook podnet.cluster.lab)).
+    hosts (the lab of the collection podnet.lab, see C(ansible-playbook podnet.lab.lab)).
   - Each command is wrapped as
     C(nsenter --net=/run/netns/NS -- unshare --mount --uts --propagation private -- /bin/sh -c 'SETUP; exec /bin/sh -c "$1"' podnet-netns COMMAND).
     The new mount namespace is private to that one command, so nothing mounted
@@ -104,9 +104,9 @@ notes:
   - Overlaying C(/run) hides the entries of C(/run/netns) inside a node; refer
     to other namespaces as C(/proc/PID/ns/net) there.
 seealso:
-  - name: The podnet.cluster lab
-    description: docs/lab.md of the collection.
-    link: https://example.invalid/podnet/cluster/docs/lab.md
+  - name: The podnet.lab lab
+    description: docs/lab.md of the collection podnet.lab.
+    link: https://example.invalid/podnet/cluster/lab/docs/lab.md
 """
 
 EXAMPLES = r"""
@@ -118,13 +118,13 @@ all:
     n1:
     n2:
   vars:
-    ansible_connection: podnet.cluster.netns
+    ansible_connection: podnet.lab.netns
     ansible_python_interpreter: /usr/bin/python3
 
 # A lab node with its own /etc, /var/lib, /run and host name
-# (what `ansible-playbook podnet.cluster.lab` generates):
+# (what `ansible-playbook podnet.lab.lab` generates):
 #   lab-node1:
-#     ansible_connection: podnet.cluster.netns
+#     ansible_connection: podnet.lab.netns
 #     podnet_netns: lab-node1
 #     podnet_netns_root: /var/tmp/podnet-lab/lab/lab-node1
 """
@@ -139,7 +139,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native, to_
 from ansible.plugins.connection.local import Connection as LocalConnection
 from ansible.utils.display import Display
 
-from ansible_collections.podnet.cluster.plugins.module_utils.netns import (
+from ansible_collections.podnet.lab.plugins.module_utils.netns import (
     ERROR_PREFIX,
     SETUP_FAILED_RC,
     build_argv,
@@ -156,7 +156,7 @@ display = Display()
 class Connection(LocalConnection):
     """Run commands and transfer files inside a network namespace (see DOCUMENTATION)."""
 
-    transport = "podnet.cluster.netns"
+    transport = "podnet.lab.netns"
     has_pipelining = True
     has_tty = False
 
@@ -166,7 +166,7 @@ class Connection(LocalConnection):
         """(netns, root, hostname) from the options, validated; root defaults to :func:`default_root`."""
         netns = self.get_option("podnet_netns") or self.get_option("remote_addr") or self._play_context.remote_addr
         if not netns or netns == "inventory_hostname":
-            raise AnsibleConnectionFailure("podnet.cluster.netns: no network namespace given (set podnet_netns)")
+            raise AnsibleConnectionFailure("podnet.lab.netns: no network namespace given (set podnet_netns)")
         root = self.get_option("podnet_netns_root") or None
         hostname = self.get_option("podnet_netns_hostname") or None
         try:
@@ -178,7 +178,7 @@ class Connection(LocalConnection):
             if hostname is not None:
                 validate_hostname(hostname)
         except ValueError as exc:
-            raise AnsibleConnectionFailure("podnet.cluster.netns: %s" % exc) from exc
+            raise AnsibleConnectionFailure("podnet.lab.netns: %s" % exc) from exc
         return netns, root, hostname
 
     def _argv(self, command: str) -> t.List[str]:
@@ -193,8 +193,8 @@ class Connection(LocalConnection):
             path = netns_path(netns)
             if not os.path.exists(path):
                 raise AnsibleConnectionFailure(
-                    "podnet.cluster.netns: network namespace %s does not exist (%s); "
-                    "build it first (ansible-playbook podnet.cluster.lab, or ip netns add %s)" % (netns, path, netns)
+                    "podnet.lab.netns: network namespace %s does not exist (%s); "
+                    "build it first (ansible-playbook podnet.lab.lab, or ip netns add %s)" % (netns, path, netns)
                 )
             display.vvv(
                 "ESTABLISH NETNS CONNECTION: netns=%s root=%s hostname=%s" % (netns, root or "-", hostname or "-"),
@@ -205,7 +205,7 @@ class Connection(LocalConnection):
     def _check_setup(self, rc: int, stderr: bytes) -> None:
         if rc == SETUP_FAILED_RC and to_bytes(ERROR_PREFIX) in stderr:
             raise AnsibleConnectionFailure(
-                "podnet.cluster.netns: cannot set up the node's view: %s" % to_text(stderr, errors="surrogate_or_strict").strip()
+                "podnet.lab.netns: cannot set up the node's view: %s" % to_text(stderr, errors="surrogate_or_strict").strip()
             )
 
     def exec_command(self, cmd: str, in_data: t.Optional[bytes] = None, sudoable: bool = True) -> t.Tuple[int, bytes, bytes]:
@@ -214,7 +214,7 @@ class Connection(LocalConnection):
             self._connect()
         if sudoable and self.become is not None:
             raise AnsibleError(
-                "podnet.cluster.netns does not support privilege escalation (become); commands already run as %s. "
+                "podnet.lab.netns does not support privilege escalation (become); commands already run as %s. "
                 "Set ansible_become: false for this host." % (self.default_user or "the controller user")
             )
         argv = self._argv(to_text(cmd, errors="surrogate_or_strict"))
@@ -227,7 +227,7 @@ class Connection(LocalConnection):
                 stderr=subprocess.PIPE,
             )
         except OSError as exc:
-            raise AnsibleConnectionFailure("podnet.cluster.netns: cannot run nsenter: %s" % to_native(exc)) from exc
+            raise AnsibleConnectionFailure("podnet.lab.netns: cannot run nsenter: %s" % to_native(exc)) from exc
         stdout, stderr = proc.communicate(in_data)
         self._check_setup(proc.returncode, stderr)
         return proc.returncode, stdout, stderr
@@ -246,7 +246,7 @@ class Connection(LocalConnection):
         self._check_setup(proc.returncode, proc.stderr)
         if proc.returncode != 0:
             raise AnsibleError(
-                "podnet.cluster.netns: failed to transfer %s to %s: %s"
+                "podnet.lab.netns: failed to transfer %s to %s: %s"
                 % (in_path, out_path, to_text(proc.stderr, errors="surrogate_or_strict").strip())
             )
 
@@ -261,7 +261,7 @@ class Connection(LocalConnection):
             with open(b_out, "wb") as target:
                 proc = subprocess.run(argv, stdout=target, stderr=subprocess.PIPE, check=False)
         except OSError as exc:
-            raise AnsibleError("podnet.cluster.netns: cannot write %s: %s" % (out_path, to_native(exc))) from exc
+            raise AnsibleError("podnet.lab.netns: cannot write %s: %s" % (out_path, to_native(exc))) from exc
         if proc.returncode != 0:
             try:
                 os.unlink(b_out)
@@ -269,7 +269,7 @@ class Connection(LocalConnection):
                 pass
             self._check_setup(proc.returncode, proc.stderr)
             raise AnsibleFileNotFound(
-                "podnet.cluster.netns: failed to fetch %s: %s"
+                "podnet.lab.netns: failed to fetch %s: %s"
                 % (in_path, to_text(proc.stderr, errors="surrogate_or_strict").strip())
             )
 

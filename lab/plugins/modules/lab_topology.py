@@ -28,7 +28,7 @@ description:
     node masquerades it."
   - "Per emulated host (nodes, router, external host) it prepares
     C(<root>/<host>/upper/{etc,var-lib,run}) and C(<root>/<host>/work/{etc,var-lib,run}),
-    the layers used by the C(podnet.cluster.netns) connection, and writes the host's
+    the layers used by the C(podnet.lab.netns) connection, and writes the host's
     own C(/etc/hostname), C(/etc/hosts) and an empty C(/etc/resolv.conf) into its upper
     C(etc). With O(hide_services), C(/etc/init.d) and C(/etc/systemd) of the hosts are
     opaque (empty) directories, so a node does not show the machine's own services."
@@ -48,7 +48,7 @@ description:
     O(nodes) are removed on the next O(state=present) run.
   - "With O(ssh), the lab also serves its nodes over real SSH: an C(sshd) runs inside each
     node's own view (its namespace and its C(/etc), C(/var/lib), C(/run) overlays, as the
-    C(podnet.cluster.netns) connection sets them up), listening on the node's underlay
+    C(podnet.lab.netns) connection sets them up), listening on the node's underlay
     address(es) only, with its configuration, host key, pid file and log in
     C(<root>/<node>/sshd/) and one client key pair in C(<root>/ssh/); and a controller
     namespace C(<name>-ctl) is attached to the switch with the underlay's second address
@@ -199,13 +199,13 @@ notes:
   - Needs root, C(ip) from iproute2, C(sysctl) and C(nsenter)/C(unshare)
     (util-linux) on the target; standard library Python only.
 seealso:
-  - plugin: podnet.cluster.netns
+  - plugin: podnet.lab.netns
     plugin_type: connection
 """
 
 EXAMPLES = r"""
 - name: Build a dual-stack lab of three nodes
-  podnet.cluster.lab_topology:
+  podnet.lab.lab_topology:
     name: lab
     node_count: 3
     subnet: 172.30.9.0/24
@@ -224,12 +224,12 @@ EXAMPLES = r"""
     mode: "0644"
 
 - name: Nodes with explicit names
-  podnet.cluster.lab_topology:
+  podnet.lab.lab_topology:
     name: mini
     nodes: [alpha, beta]
 
 - name: Remove the lab, its namespaces, processes and directory
-  podnet.cluster.lab_topology:
+  podnet.lab.lab_topology:
     name: lab
     state: absent
 """
@@ -288,7 +288,7 @@ inventory:
   description:
     - An Ansible YAML inventory of the lab (group C(podnet_lab) with children C(podnet_nodes),
       C(podnet_lab_router) and C(podnet_lab_external)); every host uses the
-      C(podnet.cluster.netns) connection with its own C(podnet_netns_root).
+      C(podnet.lab.netns) connection with its own C(podnet_netns_root).
     - C(podnet_nodes) vars hold C(podnet_verify_external), C(podnet_verify_external_host) (and C(podnet_verify_external_ipv6))
       plus O(inventory_vars).
   returned: state=present
@@ -324,7 +324,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import (
+from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import (
     BRIDGE,
     NETNS_DIR,
     OVERLAY_LAYERS,
@@ -346,7 +346,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import
     sshd_files,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
-from ansible_collections.podnet.cluster.plugins.module_utils.netns import build_argv, join
+from ansible_collections.podnet.lab.plugins.module_utils.netns import build_argv, join
 
 
 class Lab:
@@ -1273,7 +1273,7 @@ def main():
         supports_check_mode=True,
     )
     if os.geteuid() != 0:
-        module.fail_json(msg="podnet.cluster.lab_topology needs root (network namespaces, mounts)")
+        module.fail_json(msg="podnet.lab.lab_topology needs root (network namespaces, mounts)")
     try:
         topo = build_topology(module.params)
     except LabError as exc:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.podnet.cluster.plugins.module_utils.lab_topology import (
+from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import (
     EXTERNAL_HOST,
     FIRST_NODE_HOST,
     MACHINE_DIRS,
@@ -185,7 +185,7 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
 
 
 class FilterModule:
-    """podnet.cluster lab filters."""
+    """The filters of podnet.lab."""
 
     def filters(self) -> Dict[str, Any]:
         return {"lab_input_errors": lab_input_errors}

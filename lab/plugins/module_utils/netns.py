@@ -7,7 +7,7 @@ An emulated node is a network namespace (``/run/netns/NAME``) plus, when a
 per-node root directory is configured, its own copy-on-write view of
 ``/etc``, ``/var/lib`` and ``/run`` and its own host name.  This module is the
 single place that knows how to enter such a node; the connection plugin
-``podnet.cluster.netns``, the module ``podnet.cluster.lab_topology`` (which
+``podnet.lab.netns``, the module ``podnet.lab.lab_topology`` (which
 starts each node's sshd in the node's view) and the testinfra backend in
 ``tests/lib`` all use :func:`build_argv`.  Pure functions: no I/O, standard
 library only (a module_utils file, so that modules can ship it).
