@@ -4,7 +4,7 @@
 #   make test   every test: unit, integration (real kernel namespaces), molecule (needs root), and at its end
 #               make core-oldest: a part of them with the oldest ansible-core meta/runtime.yml accepts
 # Both do their own set-up: Debian packages, .venv with pinned versions, and the
-# collection link that makes this checkout importable as podnet.cluster.
+# collection links that make this checkout importable as podnet.cluster and its lab/ as podnet.lab.
 
 SHELL        := /bin/bash
 PYTHON       ?= /usr/bin/python3
@@ -112,9 +112,9 @@ core-oldest: root apt collection apt-test $(CORE_OLDEST_STAMP)
 	PATH=$(CURDIR)/$(CORE_OLDEST_BIN):$$PATH PODNET_VENV=$(CURDIR)/$(CORE_OLDEST) \
 	  $(CORE_OLDEST_BIN)/pytest -n $(PYTEST_JOBS) --dist loadfile @tests/core-oldest/tests.txt
 
-# ansible-test sanity (every test, this Python) on a scratch git copy of the checkout; pip for its
+# ansible-test sanity (every test, this Python) on scratch git copies of podnet.cluster and podnet.lab; pip for its
 # virtual environments comes from ensurepip (tests/sanity/run_sanity.py), the rest from the index.
-# Extra options: make sanity SANITY_ARGS='--test pylint'
+# Extra options: make sanity SANITY_ARGS='--test pylint' (one collection: SANITY_ARGS='--collection lab')
 sanity: setup
 	$(BIN)/python tests/sanity/run_sanity.py $(SANITY_ARGS)
 
