@@ -46,7 +46,7 @@ def build(collection: str, out: Path):
 
 
 def test_build_has_no_test_dev_or_lab_material(tmp_path):
-    names, _ = build("podnet.cluster", tmp_path)
+    names = build("podnet.cluster", tmp_path)[0]
     assert "MANIFEST.json" in names and "roles/plan/tasks/main.yml" in names
     assert "roles/verify/tasks/main.yml" in names and "plugins/modules/probe_pod.py" in names
     banned = ("tests/", "molecule/", "bench/", ".venv/", ".collections/", ".ci/", "inventories/lab/", "lab/")
