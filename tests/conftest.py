@@ -26,6 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 for _path in (REPO / ".collections", REPO / "tests"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
+# .../podnet/lab -> lab/ (podnet.lab), as make collection links it: also in a checkout set up before lab/ existed
+_LAB_LINK = REPO / ".collections" / "ansible_collections" / "podnet" / "lab"
+if _LAB_LINK.parent.is_dir() and not _LAB_LINK.is_symlink():
+    try:
+        _LAB_LINK.symlink_to("../../../lab")
+    except FileExistsError:  # another pytest worker made it
+        pass
 
 from lib import rootns  # noqa: E402  (needs the path above)
 
