@@ -2,14 +2,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """The "unchanged state" check: converge the same lab with two commits and compare every node's state.
 
-    .venv/bin/python bench/compare_state.py OLD [NEW]      (needs root: namespaces; NEW defaults to the work tree)
+    .venv/bin/python bench/compare_state.py [--fabric F]... OLD [NEW]   (needs root: namespaces; NEW: the work tree)
 
-For each side it checks the commit out in a scratch git worktree (NEW may be "." for this work tree as it is),
-builds the same lab with that side's own lab playbook (same lab name, nodes, networks: dual stack, both
-runtimes), runs that side's podnet.cluster.site once, takes every node's state with tests/lib/nodestate.py
+For each fabric (``--fabric``, repeatable; default: every one of FABRICS) and each side it checks the commit out
+in a scratch git worktree (NEW may be "." for this work tree as it is), builds the same lab with that side's own
+lab playbook (same lab name, nodes, networks: dual stack, both runtimes), runs that side's podnet.cluster.site
+once with that fabric, takes every node's state with tests/lib/nodestate.py
 (addresses, links, every route table, rules, iptables-save/ip6tables-save, forwarding, every file podnet.cluster
 may write, by content, and the record's document) and removes the lab. It then prints the differences, node by
 node, and exits 1 when there are any (2: not a commit, 3: a playbook failed).
+
+The fabrics and their labs (FABRICS): l2_routes (one segment), router (one segment, the lab's router in
+podnet_routers), l2_bridge (one segment, nodes served over SSH: the uplink moves detached from the connection),
+vxlan (the routed lab: two segments, so the overlay crosses the router). The Compute Engine fabric is not among
+them: it needs the API stand-in of the tests, and its node state is that of l2_routes (its routes are the
+cloud's). A fabric whose site run fails on both sides is reported as such (exit 3).
 
 Left out of the comparison, because they change with the code and not with the node's network: the engine
 source copies the boot restore runs (/var/lib/podnet/lib). The kernel-made ifindexes and link-local addresses
@@ -30,9 +37,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 for _path in (REPO / ".collections", REPO / "tests"):   # as tests/conftest.py: make setup links .collections
@@ -54,6 +62,13 @@ LAB_VARS = {
         "podnet_cluster_cidrs": ["10.88.0.0/16", "fd00:88::/56"],
         "podnet_runtimes": ["cni", "docker"],
     },
+}
+# fabric: (more lab variables, more inventory variables, the lab's router in podnet_routers)
+FABRICS = {
+    "l2_routes": ({}, {}, False),
+    "router": ({}, {"podnet_fabric": "router"}, True),
+    "l2_bridge": ({"podnet_lab_ssh": True}, {"podnet_fabric": "l2_bridge"}, False),
+    "vxlan": ({"podnet_lab_segments": 2}, {"podnet_fabric": "vxlan"}, False),
 }
 
 
@@ -79,14 +94,31 @@ def checkout(rev: str, where: Path) -> Path:
     return tree
 
 
-def side(rev: str, label: str) -> Dict[str, Dict[str, str]]:
-    """Every node's state after ``rev``'s site run on the lab built by ``rev``'s lab playbook."""
+def lab_vars(fabric: str) -> Dict[str, Any]:
+    more_lab, more_inventory, _routers = FABRICS[fabric]
+    out = dict(LAB_VARS, **more_lab)
+    out["podnet_lab_inventory_vars"] = dict(LAB_VARS["podnet_lab_inventory_vars"], **more_inventory)
+    return out
+
+
+def with_routers(lab: Lab) -> None:
+    """The lab's inventory with the lab's router in podnet_routers (fabric router)."""
+    data = yaml.safe_load(lab.hosts_yml.read_text())
+    children = data["all"]["children"]["podnet_lab"]["children"]
+    children["podnet_routers"] = {"hosts": {"%s-router" % lab.name: {}}}
+    lab.hosts_yml.write_text(yaml.safe_dump(data))
+
+
+def side(rev: str, label: str, fabric: str = "l2_routes") -> Dict[str, Dict[str, str]]:
+    """Every node's state after ``rev``'s site run (``fabric``) on the lab built by ``rev``'s lab playbook."""
     tree = checkout(rev, WORK / ("tree-" + label))
     lab = Lab(name=NAME, root=LAB_ROOT, inventory_dir=WORK / ("inventory-" + label),
-              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)], lab_vars=dict(LAB_VARS), repo=tree)
+              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)], lab_vars=lab_vars(fabric), repo=tree)
     try:
         lab.playbook("present")
-        log("%s (%s): lab built, running site" % (label, rev))
+        if FABRICS[fabric][2]:
+            with_routers(lab)
+        log("%s (%s): lab built, running site (fabric %s)" % (label, rev, fabric))
         nodestate.playbook(lab, "site")
         states = {}
         for node in lab.nodes:
@@ -123,19 +155,39 @@ def main() -> int:
     parser.add_argument("old", help="commit of the state before")
     parser.add_argument("new", nargs="?", default=".", help="commit of the state after ('.': this work tree)")
     parser.add_argument("--save", metavar="FILE", help="also write both sides' snapshots to FILE (JSON)")
+    parser.add_argument("--fabric", action="append", choices=sorted(FABRICS),
+                        help="a fabric to compare (repeatable; default: every one)")
     args = parser.parse_args()
+    fabrics = args.fabric or list(FABRICS)
     for rev in {args.old, args.new} - {"."}:
         if subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", rev + "^{commit}"],
                           stdout=subprocess.DEVNULL, check=False).returncode != 0:
             parser.error("%s is not a commit of %s" % (rev, REPO))
     WORK.mkdir(parents=True, exist_ok=True)
     root_before = rootns.snapshot()
+    saved, status = {}, 0
     try:
-        old = side(args.old, "old")
-        new = side(args.new, "new")
-    except pytest.fail.Exception as exc:   # labtools.run: a playbook failed (its output is in the message)
-        print(exc, file=sys.stderr)
-        return 3
+        for fabric in fabrics:
+            try:
+                old = side(args.old, "old", fabric)
+                new = side(args.new, "new", fabric)
+            except (pytest.fail.Exception, subprocess.TimeoutExpired) as exc:   # labtools.run: a playbook failed
+                print(str(exc)[-6000:], file=sys.stderr)
+                print("FAILED: fabric %s: a playbook failed" % fabric)
+                status = max(status, 3)
+                continue
+            saved[fabric] = {"old": old, "new": new}
+            keys = sorted(next(iter(new.values())))
+            differences = compare(old, new)
+            print("fabric %s: compared %d nodes, %d aspects each (%s)" % (fabric, len(new), len(keys),
+                                                                         ", ".join(keys)))
+            if differences:
+                print("\n".join(differences))
+                print("DIFFERENT: fabric %s: %s and %s" % (fabric, args.old, args.new))
+                status = max(status, 1)
+            else:
+                print("IDENTICAL: fabric %s: %s and %s" % (fabric, args.old, args.new))
+            sys.stdout.flush()
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
         subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
@@ -144,16 +196,8 @@ def main() -> int:
         print("the machine's own network namespace changed:\n" + root_changes)
         return 4
     if args.save:
-        Path(args.save).write_text(json.dumps({"old": old, "new": new}, indent=1, sort_keys=True))
-    keys = sorted(next(iter(new.values())))
-    differences = compare(old, new)
-    print("compared %d nodes, %d aspects each (%s)" % (len(new), len(keys), ", ".join(keys)))
-    if differences:
-        print("\n".join(differences))
-        print("DIFFERENT: %s and %s" % (args.old, args.new))
-        return 1
-    print("IDENTICAL: %s and %s" % (args.old, args.new))
-    return 0
+        Path(args.save).write_text(json.dumps(saved, indent=1, sort_keys=True))
+    return status
 
 
 if __name__ == "__main__":

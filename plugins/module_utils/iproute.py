@@ -141,7 +141,7 @@ def route_is_unicast(route):
     return route.get("type") in UNICAST_TYPES
 
 
-def route_metric(route, family=None):
+def route_metric(route):
     """Metric as printed by ``ip -json`` (absent means 0; IPv6 routes always carry one)."""
     metric = route.get("metric")
     if metric is None:

@@ -202,17 +202,16 @@ import time
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.lock import node_lock
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import (
     Plan,
     apply_node,
     check_node,
     held,
-    node_lock,
     plan_node,
-    read_record,
-    record_path,
-    uplink_tasks,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts.uplink import uplink_tasks
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.record import read_record, record_path
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
     EngineError,
     ModuleRunner,

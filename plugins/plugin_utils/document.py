@@ -346,7 +346,7 @@ def build_document(plan: Mapping[str, Any], host: str, settings: Optional[Mappin
                          "podnet.cluster.plan run in this play?" % host])
     entry = nodes[host]
     net = node_network(plan, host, nonmasquerade=s["nonmasquerade_cidrs"], masquerade=bool(s["masquerade"]),
-                       routes=False, route_protocol=s["route_protocol"], bridge=s["bridge"], fabric=s["fabric"],
+                       route_protocol=s["route_protocol"], bridge=s["bridge"], fabric=s["fabric"],
                        fabric_cidrs=s["gce_network_cidrs"])
     runtime = runtime_config(plan, host, s["runtimes"], bridge=s["bridge"], mtu=None,
                              cni_network=s["cni_network_name"], cni_version=s["cni_version"], fabric=s["fabric"])

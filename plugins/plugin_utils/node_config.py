@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """What one node must look like, computed from the plan: pure functions, netaddr.
 
-``node_network`` gives the bridge, sysctl, iptables chains and routes of a node;
+``node_network`` gives the bridge, sysctl and iptables chains of a node (its routes: document.peer_routes);
 ``runtime_config`` the Docker daemon options and the CNI conflist, including the
 split of the node's subnet between Docker and host-local when both run.
 The node role passes these data to the target-side modules unchanged.
@@ -122,10 +122,9 @@ def forward_rules(cluster_cidr: str, bridge: Optional[str]) -> List[Dict[str, st
 
 
 def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence[str] = (),
-                 masquerade: bool = True, routes: bool = True,
-                 route_protocol: int = ROUTE_PROTOCOL, bridge: Optional[str] = None,
+                 masquerade: bool = True, route_protocol: int = ROUTE_PROTOCOL, bridge: Optional[str] = None,
                  fabric: Optional[str] = None, fabric_cidrs: Sequence[str] = ()) -> Dict[str, Any]:
-    """Bridge addresses, sysctls, iptables chains and peer routes of one node.
+    """Bridge addresses, sysctls and iptables chains of one node (its peer routes: document.peer_routes).
 
     With ``bridge`` the FORWARD rules are scoped to it and appended to FORWARD; without it (the old filter
     interface) they match the cluster network on any interface and are inserted on top.
@@ -161,23 +160,6 @@ def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence
                 }],
             })
 
-    peer_routes: List[Dict[str, str]] = []
-    if routes:
-        for peer in sorted(plan.get("nodes") or {}, key=natural_key):
-            if peer == hostname:
-                continue
-            entry = plan["nodes"][peer]
-            via = {}
-            for ip in entry.get("node_ips") or []:
-                addr = to_ipnetwork(str(ip))
-                via.setdefault(addr.version, fmt_address(addr.first, addr.version))
-            for cidr in entry.get("pod_cidrs") or []:
-                net = to_ipnetwork(str(cidr))
-                if net.version not in via:
-                    raise PlanError(["host %s: peer %s has no %s node IP to route %s through"
-                                     % (hostname, peer, "IPv4" if net.version == 4 else "IPv6", cidr)])
-                peer_routes.append({"dst": fmt_network(net), "via": via[net.version], "peer": str(peer)})
-
     bridge_addresses = list(node.get("bridge_addresses") or [])
     if fabric in SHARED_SEGMENT:
         # One on-link prefix for the pods of every node: each gateway with the cluster network's prefix.
@@ -187,7 +169,6 @@ def node_network(plan: Mapping[str, Any], hostname: str, nonmasquerade: Sequence
         "owned_cidrs": [fmt_network(cluster[f]) for f in sorted(cluster)],
         "sysctl": {SYSCTL_FORWARD[f]: "1" for f in sorted(pods)},
         "iptables": chains,
-        "routes": peer_routes,
         "route_protocol": int(route_protocol),
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.podnet.cluster.plugins.module_utils.engine import node as engine_node
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts import forwarding as engine_node
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.sysctl import (
     apply_sysctl,
     plan_sysctl,

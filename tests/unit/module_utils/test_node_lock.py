@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
-"""The node lock (engine/node.py node_lock): one holder per network namespace, a second waits or times out.
+"""The node lock (engine/lock.py node_lock): one holder per network namespace, a second waits or times out.
 
 Runs in a fresh network namespace of a fresh user namespace (``unshare --map-root-user --net``), which needs
 no root: the abstract socket never exists in the machine's own namespace."""
@@ -18,7 +18,7 @@ COLLECTIONS = Path(__file__).resolve().parents[3] / ".collections"
 SCRIPT = r"""
 import sys, threading, time
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import node_lock
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.lock import node_lock
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 
 held, release, events = threading.Event(), threading.Event(), []

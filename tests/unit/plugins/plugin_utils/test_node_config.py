@@ -6,6 +6,7 @@ from __future__ import annotations
 import netaddr
 import pytest
 
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import peer_routes
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
     node_network,
     nonmasquerade_cidrs,
@@ -25,12 +26,13 @@ def plan_of(count=3, clusters=("10.244.0.0/16",), v6=False, prefix4=24, **kw):
 def test_routes_to_every_peer_and_not_to_self():
     plan = plan_of(4, clusters=("10.50.0.0/16", "fd00:50::/56"), v6=True)
     net = node_network(plan, "node2")
-    dsts = {(r["dst"], r["via"], r["peer"]) for r in net["routes"]}
-    assert ("10.50.0.0/24", "192.168.40.11", "node1") in dsts
-    assert ("fd00:50::/64", "fd40::1", "node1") in dsts
-    assert ("10.50.3.0/24", "192.168.40.14", "node4") in dsts
-    assert not [r for r in net["routes"] if r["peer"] == "node2"]
-    assert len(net["routes"]) == 6
+    routes = [route for node, route in peer_routes(plan) if node != "node2"]
+    assert "10.50.0.0/24 via 192.168.40.11 peer node1" in routes
+    assert "fd00:50::/64 via fd40::1 peer node1" in routes
+    assert "10.50.3.0/24 via 192.168.40.14 peer node4" in routes
+    assert not [r for r in routes if r.endswith(" peer node2")]
+    assert len(routes) == 6
+    assert "routes" not in net
     assert net["bridge_addresses"] == ["10.50.1.1/24", "fd00:50:0:1::1/64"]
     assert net["sysctl"] == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
 
@@ -56,10 +58,9 @@ def test_node_ips_without_known_network_are_kept_unmasqueraded():
     assert "192.0.2.10/32" in keep and "198.51.100.7/32" in keep
 
 
-def test_no_masquerade_no_routes():
-    net = node_network(plan_of(2), "node1", masquerade=False, routes=False)
+def test_no_masquerade():
+    net = node_network(plan_of(2), "node1", masquerade=False)
     assert [t["table"] for t in net["iptables"]] == ["filter"]
-    assert net["routes"] == []
 
 
 def test_bad_nonmasquerade_cidr_names_the_variable():
