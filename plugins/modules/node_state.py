@@ -203,13 +203,8 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.lock import node_lock
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import (
-    Plan,
-    apply_node,
-    check_node,
-    held,
-    plan_node,
-)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import apply_node, check_node, held, plan_node
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.plan import Plan
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts.uplink import uplink_tasks
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.record import read_record, record_path
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (

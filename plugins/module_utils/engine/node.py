@@ -39,54 +39,14 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.files import
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts import PARTS
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts.overlay import devices as overlay_devices
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.plan import Plan
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.record import check_document, record_path
+# the entry point of the restore program: podnet-restore imports it from here
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.restore import main  # noqa: F401
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.units import lib_paths, unit_files, unit_links
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import make_dirs, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import describe_route, route_dst, route_protocol, run_ip_json
-
-
-class Plan(object):
-    """The parts of one node's change, in apply order, and the record to write after them."""
-
-    def __init__(self):
-        self.parts = []       # (name, change, apply function)
-        self.warnings = []
-        self.record = None
-        self.record_change = None
-        self.docker_changed = False
-
-    def add(self, name, change, func):
-        self.parts.append((name, change, func))
-
-    @property
-    def changed(self):
-        return any(change["changed"] for _n, change, _f in self.parts)
-
-    def summary(self, commands=True):
-        """What changed, by part; without ``commands`` the batch lines and restore texts are left out."""
-        out = {name: short(change) for name, change, _f in self.parts if change["changed"]}
-        if not commands:
-            for part in out.values():
-                part.pop("commands", None)
-                part.pop("restore", None)
-        return out
-
-    def diff(self):
-        out = []
-        for name, change, _f in self.parts:
-            d = change.get("diff")
-            if change["changed"] and d:
-                out.append(dict(d, before_header="%s: %s" % (name, d.get("before_header", "")),
-                                after_header="%s: %s" % (name, d.get("after_header", ""))))
-        return out
-
-
-def short(change):
-    """What a report shows of one change."""
-    keep = ("commands", "added", "removed", "replaced", "restore", "set_keys", "removed_keys", "changed_keys",
-            "file_changed", "created", "deleted", "path", "target")
-    return {k: v for k, v in change.items() if k in keep and v not in (None, [], {}, "")}
 
 
 class Context(object):

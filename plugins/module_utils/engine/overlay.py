@@ -32,6 +32,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner impor
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     find_link_with_address,
     get_link,
+    link_kind,
     ip_bin,
     route_protocol,
     run_ip_batch,
@@ -230,12 +231,22 @@ def _addr_add(address, name):
     return "addr add %s dev %s%s" % (address, name, " nodad" if ":" in address else "")
 
 
+def refuse_other_kind(node, link):
+    """EngineError when ``link`` (one of the overlay's device names) is not a VXLAN device: it is somebody else's
+    link, and podnet.cluster never deletes or re-creates it."""
+    kind = link_kind(link)
+    if kind == "vxlan":
+        return
+    name = link.get("ifname")
+    raise EngineError("node %s: the link %s is a %s device, not a VXLAN device: it is not podnet.cluster's, and "
+                      "podnet.cluster neither deletes nor re-creates it. Nothing was changed: rename or remove that "
+                      "link (the overlay's devices are named podnet.vx4 and podnet.vx6)"
+                      % (node, name, kind or "plain"), device=name, kind=kind or "plain")
+
+
 def _device_problems(link, dev, port, vni):
-    """Why the existing link cannot be kept as the device (it is re-created), or []."""
-    info = (link.get("linkinfo") or {})
-    if info.get("info_kind") != "vxlan":
-        return ["it is a %s device, not vxlan" % (info.get("info_kind") or "plain")]
-    data = info.get("info_data") or {}
+    """Why the existing VXLAN device cannot be kept as the device (it is re-created), or []."""
+    data = (link.get("linkinfo") or {}).get("info_data") or {}
     out = []
     if data.get("id") != vni:
         out.append("VNI %s, not %s" % (data.get("id"), vni))
@@ -333,6 +344,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
     for name in gone_names:
         link, addrs, neigh, fdb, routes = read_device(runner, name, protocol, state=state)
         if link is not None:
+            refuse_other_kind(node, link)
             link_lines.append("link del %s" % name)
             removed.append("device %s" % name)
             before.append("device %s" % name)
@@ -404,6 +416,7 @@ def plan_overlay(runner, spec, node="?", protocol=158, state="present", old=None
         after.extend("address %s dev %s" % (a, name) for a in wanted_addrs)
         create = link is None
         if link is not None:
+            refuse_other_kind(node, link)
             data = ((link.get("linkinfo") or {}).get("info_data") or {})
             before.append("device %s vxlan id %s local %s dstport %s %saddress %s mtu %s" % (
                 name, data.get("id"), data.get("local") or data.get("local6"), data.get("port"),

@@ -14,7 +14,7 @@ import sys
 import time
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.lock import node_lock
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import short
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.plan import short
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts import PARTS
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts.overlay import devices as overlay_devices
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.record import check_document, read_record

@@ -22,8 +22,8 @@ _PKG = "ansible_collections.podnet.cluster.plugins.module_utils"
 # The files of the boot-time restore program besides the parts (engine.parts lists those): these modules, as the
 # node module loaded them.
 LIB_MODULES = tuple(_PKG + "." + name for name in (
-    "engine", "engine.runner", "engine.lock", "engine.record", "engine.files", "engine.units", "engine.node",
-    "engine.restore", "engine.bridge", "engine.chains", "engine.jsonfile", "engine.overlay", "engine.routes",
+    "engine", "engine.runner", "engine.lock", "engine.record", "engine.files", "engine.units", "engine.plan",
+    "engine.node", "engine.restore", "engine.bridge", "engine.chains", "engine.jsonfile", "engine.overlay", "engine.routes",
     "engine.sysctl", "fileutil", "ifname", "iproute", "iptables"))
 RESTORE_SCRIPT = """#!%(interpreter)s
 # Managed by podnet.cluster: restores this node's pod network (bridge, addresses, forwarding, chains, routes,
@@ -34,7 +34,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.restore import main  # noqa: E402
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import main  # noqa: E402
 
 sys.exit(main(sys.argv[1:]))
 """
@@ -150,8 +150,8 @@ def _lib_rel(name):
 
 def lib_modules(doc):
     """The modules of the restore program for ``doc``: LIB_MODULES, the parts, and what a part needs besides."""
-    # imported here, not above: both import the node engine, which imports this module
-    from ansible_collections.podnet.cluster.plugins.module_utils.engine import parts, restore  # noqa: F401
+    # imported here, not above: the parts import this module
+    from ansible_collections.podnet.cluster.plugins.module_utils.engine import parts
     names = list(LIB_MODULES) + [parts.__name__]
     for part in parts.PARTS:
         names.append(part.__name__)

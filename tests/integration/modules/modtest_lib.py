@@ -140,7 +140,7 @@ def failed(result):
 # mode, only planned (chains: iptables-restore --test), as node_state does for each part of a node's document.
 ENGINE_DRIVER = r"""
 import json, sys
-from ansible_collections.podnet.cluster.plugins.module_utils.engine import bridge, chains, jsonfile, sysctl
+from ansible_collections.podnet.cluster.plugins.module_utils.engine import bridge, chains, jsonfile, overlay, sysctl
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ProcessRunner
 
 def step(item):
@@ -168,6 +168,10 @@ def step(item):
             jsonfile.apply_json(change)
         change.pop("_write", None)
         change.pop("before", None)
+    elif kind == "overlay":
+        change = overlay.plan_overlay(runner, **args)
+        if change["changed"] and not check:
+            overlay.apply_overlay(runner, change)
     else:
         raise SystemExit("unknown engine %r" % kind)
     change["warnings"] = warnings + runner.warnings
@@ -184,7 +188,7 @@ print(json.dumps(out, default=str))
 
 
 def run_engine(steps, netns=None, path_prefix=None, wrap=None, timeout=120):
-    """Run engine ``steps`` (``{"engine": bridge|chains|sysctl|json, "args": {...}, "check": bool}``) in one
+    """Run engine ``steps`` (``{"engine": bridge|chains|sysctl|json|overlay, "args": {...}, "check": bool}``) in one
     Python process, inside ``netns`` (``wrap``: a shell snippet run first, in the same process; ``path_prefix``
     goes first on PATH). Returns one result per step: the engine's change, or ``failed`` and ``msg``."""
     cmd = [str(BIN / "python"), "-c", ENGINE_DRIVER]
