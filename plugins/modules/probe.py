@@ -241,21 +241,22 @@ neighbour_table_full:
 """
 
 import ipaddress
-import json
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ModuleRunner
+from ansible_collections.podnet.cluster.plugins.module_utils.iproute import run_ip_json
 from ansible_collections.podnet.cluster.plugins.module_utils.probe import normalize_address, run_probes
 
 
 def node_addresses(module):
-    ip = module.get_bin_path("ip", required=True)
-    rc, out, err = module.run_command([ip, "-json", "address", "show"], environ_update={"LC_ALL": "C"})
-    if rc != 0:
-        module.fail_json(msg="ip -json address show failed: %s" % (err or out).strip())
+    try:
+        links = run_ip_json(ModuleRunner(module), ["address", "show"], numeric=False)
+    except EngineError as exc:
+        module.fail_json(msg=exc.msg)
     result = []
-    for link in json.loads(out) if out.strip() else []:
+    for link in links:
         for info in link.get("addr_info", []):
             if info.get("scope") == "global" and info.get("local"):
                 result.append(normalize_address(info["local"]))
@@ -287,30 +288,24 @@ NEIGH_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
 
 def diagnose(module, result):
     """(neighbour state, words) about the source's route and next hop for a failed probe."""
-    ip = module.get_bin_path("ip", required=True)
-    prefix = []
-    if result.get("source_netns"):
-        prefix = [module.get_bin_path("nsenter", required=True), "--net=%s" % result["source_netns"], "--"]
+    runner, netns = ModuleRunner(module), result.get("source_netns")
     target = result["target"]
-    rc, out, err = module.run_command(prefix + [ip, "-json", "route", "get", target],
-                                      environ_update={"LC_ALL": "C"})
-    if rc != 0:
-        return "none", "the source has no route to %s (%s)" % (target, (err or out).strip())
     try:
-        route = (json.loads(out) or [{}])[0]
-    except ValueError:
-        return None, None
+        route = (run_ip_json(runner, ["route", "get", target], numeric=False, netns=netns) or [{}])[0]
+    except EngineError as exc:
+        if exc.details.get("rc") is None:
+            return None, None       # not JSON
+        return "none", "the source has no route to %s (%s)" % (target, exc.msg)
     hop = route.get("gateway") or target
     dev = route.get("dev")
     if route.get("type") in ("local", "blackhole", "unreachable", "prohibit"):
         return "none", "the source's route to %s is of type %s" % (target, route.get("type"))
     if not dev or dev == "lo":
         return None, None
-    rc, out, err = module.run_command(prefix + [ip, "-json", "neigh", "show", "to", hop, "dev", dev],
-                                      environ_update={"LC_ALL": "C"})
     try:
-        entries = json.loads(out) if rc == 0 and out.strip() else []
-    except ValueError:
+        entries = run_ip_json(runner, ["neigh", "show", "to", hop, "dev", dev], numeric=False, tolerate=True,
+                              netns=netns)
+    except EngineError:
         entries = []
     where = "next hop %s on %s" % (hop, dev)
     if not entries:

@@ -309,7 +309,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ModuleRunner
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
+from ansible_collections.podnet.cluster.plugins.module_utils.iproute import run_ip_json
 from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
 from ansible_collections.podnet.cluster.plugins.module_utils.probe import (
     DEFAULT_LIFETIME,
@@ -687,10 +689,10 @@ class Pod(object):
     def veth_add(self, record):
         bridge = self.params["bridge"]
         ip = self.bin("ip")
-        _rc, out, _err = self.run([ip, "-json", "-details", "link", "show", "dev", bridge], check=False)
         try:
-            links = json.loads(out) if out.strip() else []
-        except ValueError:
+            links = run_ip_json(ModuleRunner(self.module), ["-details", "link", "show", "dev", bridge], numeric=False,
+                                tolerate=True)
+        except EngineError:
             links = []
         if not links:
             raise PodError("the bridge %s does not exist on this node" % bridge)
@@ -726,13 +728,12 @@ class Pod(object):
     # -- addresses ------------------------------------------------------------
 
     def addresses(self, netns):
-        argv = [self.bin("ip"), "-json", "address", "show"]
-        if netns:
-            _rc, out, _err = self.in_netns(netns, argv)
-        else:
-            _rc, out, _err = self.run(argv)
+        try:
+            links = run_ip_json(ModuleRunner(self.module), ["address", "show"], numeric=False, netns=netns)
+        except EngineError as exc:
+            raise PodError(exc.msg)
         result = []
-        for link in json.loads(out) if out.strip() else []:
+        for link in links:
             for info in link.get("addr_info", []):
                 if info.get("scope") == "global" and info.get("local"):
                     result.append("%s/%s" % (info["local"], info.get("prefixlen")))
