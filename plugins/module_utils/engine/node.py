@@ -41,8 +41,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts import
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts.overlay import devices as overlay_devices
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.plan import Plan
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.record import check_document, record_path
-# the entry point of the restore program: podnet-restore imports it from here
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.restore import main  # noqa: F401
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.restore import main as restore_main
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.units import lib_paths, unit_files, unit_links
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import make_dirs, read_text
@@ -257,3 +256,8 @@ def held(runner, doc, record):
             if any(iface.ip in net for net in owned):
                 gateways.append(str(iface))
     return dict(recorded=recorded, gateways=gateways)
+
+
+def main(argv):
+    """The restore program's entry point (podnet-restore imports it from here): engine.restore.main."""
+    return restore_main(argv)
