@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Pure logic of podnet.cluster.gce_routes: route names, ownership, the plan, and error text.
+"""Pure logic of podnet.cluster.gce_routes: route names, ownership, the plan, and its messages.
 
 Standard library only and free of I/O, so that unit tests reach every rule. The module
-(plugins/modules/gce_routes.py) reads the API through plugins/module_utils/gce_client.py and
-hands the answers to these functions.
+(plugins/modules/gce_routes.py) reads the API through plugins/module_utils/gce_client.py (which also
+tells what the API's errors mean), hands the answers to these functions, and carries the plan out with
+plugins/module_utils/gce_apply.py.
 
 Compute Engine facts these functions rely on (Compute Engine v1 REST API, Route and Instance):
   * a route name is 1-63 characters of ``[a-z]([-a-z0-9]*[a-z0-9])?`` and unique in the project
@@ -35,9 +36,6 @@ HASH_LEN = 8
 ALT_SUFFIX = "-b"
 NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$")
 IPV6_STACKS = ("IPV4_IPV6", "IPV6_ONLY")
-RETRY_STATUS = (429, 500, 502, 503, 504)
-RETRY_REASONS = ("rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError")
-QUOTA_REASONS = ("quotaExceeded", "QUOTA_EXCEEDED")
 MAX_LISTED = 12
 
 _NETWORK_URL = re.compile(r"(?:^|/)projects/([^/]+)/global/networks/([^/]+)$")
@@ -507,87 +505,6 @@ def instance_problems(node: str, path: str, instance: Optional[Mapping[str, Any]
 def instances_message(problems: Sequence[str], network: str) -> str:
     return ("%d node instance problem(s) keep Compute Engine from routing pod subnets to the nodes in %s; "
             "nothing was changed: %s" % (len(problems), network, limit(problems, sep=" | ")))
-
-
-# --------------------------------------------------------------------------------------- API errors
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    status: int
-    reason: str
-    message: str
-
-
-def parse_error(status: int, body: Any) -> ErrorInfo:
-    """The Google JSON error body ({"error": {"code", "message", "errors": [{"reason"}]}}) -> ErrorInfo."""
-    reason, message = "", ""
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        message = str(err.get("message") or "")
-        errors = err.get("errors") or []
-        if errors and isinstance(errors[0], dict):
-            reason = str(errors[0].get("reason") or "")
-            message = message or str(errors[0].get("message") or "")
-        reason = reason or str(err.get("status") or "")
-    elif isinstance(err, str):
-        message = err
-    elif isinstance(body, str):
-        message = body.strip()[:300]
-    return ErrorInfo(status, reason, message or "HTTP %d" % status)
-
-
-def is_retryable(info: ErrorInfo) -> bool:
-    """429 and 5xx, and the 403 rate-limit reasons, are worth retrying; quota is not."""
-    if info.reason in QUOTA_REASONS:
-        return False
-    return info.status in RETRY_STATUS or (info.status == 403 and info.reason in RETRY_REASONS)
-
-
-def is_quota(info: ErrorInfo) -> bool:
-    return info.reason in QUOTA_REASONS or (info.status == 403 and "quota" in info.message.lower()
-                                            and info.reason not in RETRY_REASONS)
-
-
-def backoff_delay(attempt: int, initial: float = 0.25, factor: float = 2.0, cap: float = 8.0) -> float:
-    """Exponential backoff before retry ``attempt`` (1-based), without jitter."""
-    return min(cap, initial * factor ** max(attempt - 1, 0))
-
-
-def operation_errors(op: Mapping[str, Any]) -> List[Tuple[str, str]]:
-    """(code, message) pairs of a finished operation's error, [] if it succeeded."""
-    err = op.get("error") or {}
-    out = [(str(e.get("code") or ""), str(e.get("message") or "")) for e in (err.get("errors") or [])
-           if isinstance(e, dict)]
-    if not out and err:
-        out = [("", str(err))]
-    return out
-
-
-def operation_error_text(op: Mapping[str, Any]) -> str:
-    parts = ["%s: %s" % (c, m) if c else m for c, m in operation_errors(op)]
-    extra = ""
-    if op.get("httpErrorStatusCode"):
-        extra = " (HTTP %s %s)" % (op.get("httpErrorStatusCode"), op.get("httpErrorMessage") or "")
-    return "; ".join(parts) + extra
-
-
-def operation_is_quota(op: Mapping[str, Any]) -> bool:
-    return any(c in QUOTA_REASONS or "quota" in m.lower() for c, m in operation_errors(op))
-
-
-def quota_message(item: Insert, api_message: str, wanted_total: int, in_place: int, inserted: int,
-                  project: str, network: str) -> str:
-    return ("Compute Engine quota refused route %s (%s for node %s): %s. This cluster wants %d route(s) in %s "
-            "(%d already in place, %d inserted by this run before the refusal); raise the ROUTES quota of project "
-            "%s or remove routes. Nothing was deleted." % (item.name, item.want.dest, item.want.node, api_message,
-                                                           wanted_total, network, in_place, inserted, project))
-
-
-def conflict_409_message(item: Insert, found: Optional[ExistingRoute], api_message: str) -> str:
-    what = describe_foreign(found) if found is not None else "(it could not be read back)"
-    return ("route %s for node %s (%s via %s) already exists and differs from the wanted route: %s. The API said: %s. "
-            "The collection does not touch routes it does not own; remove it or choose another route prefix."
-            % (item.name, item.want.node, item.want.dest, short_instance(item.want.instance), what, api_message))
 
 
 def diff_text(lines: Sequence[str]) -> str:

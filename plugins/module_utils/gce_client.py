@@ -3,7 +3,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """A small Compute Engine v1 REST client for podnet.cluster.gce_routes (controller side).
 
-Needs google-auth and requests (pinned in requirements.txt); everything else is in gce.py. Calls:
+Needs google-auth and requests (pinned in requirements.txt); the rules of the routes are in gce.py. Here too:
+what the API's errors and finished operations mean (retryable, quota). Calls:
 routes list (with filter and nextPageToken pagination), get, insert, delete; globalOperations wait
 or get until DONE; instances get. 429, 5xx, the 403 rate-limit reasons and connection errors are
 retried with exponential backoff and jitter until a deadline; every other error is raised as
@@ -16,14 +17,9 @@ import random
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
-    ErrorInfo,
-    backoff_delay,
-    is_retryable,
-    parse_error,
-)
 
 IMPORT_ERROR: Optional[str] = None
 try:
@@ -38,6 +34,75 @@ except ImportError:  # pragma: no cover - reported by the module with missing_re
     IMPORT_ERROR = traceback.format_exc()
 
 USER_AGENT = "podnet.cluster-gce_routes/1"
+RETRY_STATUS = (429, 500, 502, 503, 504)
+RETRY_REASONS = ("rateLimitExceeded", "userRateLimitExceeded", "backendError", "internalError")
+QUOTA_REASONS = ("quotaExceeded", "QUOTA_EXCEEDED")
+
+
+# --------------------------------------------------------------------------------------- API errors
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status: int
+    reason: str
+    message: str
+
+
+def parse_error(status: int, body: Any) -> ErrorInfo:
+    """The Google JSON error body ({"error": {"code", "message", "errors": [{"reason"}]}}) -> ErrorInfo."""
+    reason, message = "", ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        message = str(err.get("message") or "")
+        errors = err.get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            reason = str(errors[0].get("reason") or "")
+            message = message or str(errors[0].get("message") or "")
+        reason = reason or str(err.get("status") or "")
+    elif isinstance(err, str):
+        message = err
+    elif isinstance(body, str):
+        message = body.strip()[:300]
+    return ErrorInfo(status, reason, message or "HTTP %d" % status)
+
+
+def is_retryable(info: ErrorInfo) -> bool:
+    """429 and 5xx, and the 403 rate-limit reasons, are worth retrying; quota is not."""
+    if info.reason in QUOTA_REASONS:
+        return False
+    return info.status in RETRY_STATUS or (info.status == 403 and info.reason in RETRY_REASONS)
+
+
+def is_quota(info: ErrorInfo) -> bool:
+    return info.reason in QUOTA_REASONS or (info.status == 403 and "quota" in info.message.lower()
+                                            and info.reason not in RETRY_REASONS)
+
+
+def backoff_delay(attempt: int, initial: float = 0.25, factor: float = 2.0, cap: float = 8.0) -> float:
+    """Exponential backoff before retry ``attempt`` (1-based), without jitter."""
+    return min(cap, initial * factor ** max(attempt - 1, 0))
+
+
+def operation_errors(op: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """(code, message) pairs of a finished operation's error, [] if it succeeded."""
+    err = op.get("error") or {}
+    out = [(str(e.get("code") or ""), str(e.get("message") or "")) for e in (err.get("errors") or [])
+           if isinstance(e, dict)]
+    if not out and err:
+        out = [("", str(err))]
+    return out
+
+
+def operation_error_text(op: Mapping[str, Any]) -> str:
+    parts = ["%s: %s" % (c, m) if c else m for c, m in operation_errors(op)]
+    extra = ""
+    if op.get("httpErrorStatusCode"):
+        extra = " (HTTP %s %s)" % (op.get("httpErrorStatusCode"), op.get("httpErrorMessage") or "")
+    return "; ".join(parts) + extra
+
+
+def operation_is_quota(op: Mapping[str, Any]) -> bool:
+    return any(c in QUOTA_REASONS or "quota" in m.lower() for c, m in operation_errors(op))
 
 
 class ApiError(Exception):

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.podnet.cluster.plugins.module_utils import gce
+from ansible_collections.podnet.cluster.plugins.module_utils import gce, gce_apply, gce_client
 from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
-    ErrorInfo,
     GceInputError,
     encode_cidr,
     instance_path,
@@ -24,6 +23,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
     prefix_problem,
     route_names,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.gce_client import ErrorInfo
 
 P = "proj"
 NET = "projects/proj/global/networks/k8s"
@@ -352,10 +352,10 @@ def test_instance_problems_say_how_to_fix():
 def test_parse_error_reads_googles_error_shape():
     body = {"error": {"code": 403, "message": "Quota 'ROUTES' exceeded.  Limit: 5.0 globally.",
                       "errors": [{"reason": "quotaExceeded", "domain": "usageLimits", "message": "x"}]}}
-    info = gce.parse_error(403, body)
+    info = gce_client.parse_error(403, body)
     assert info == ErrorInfo(403, "quotaExceeded", "Quota 'ROUTES' exceeded.  Limit: 5.0 globally.")
-    assert gce.is_quota(info) and not gce.is_retryable(info)
-    assert gce.parse_error(502, "<html>Bad Gateway</html>").message == "<html>Bad Gateway</html>"
+    assert gce_client.is_quota(info) and not gce_client.is_retryable(info)
+    assert gce_client.parse_error(502, "<html>Bad Gateway</html>").message == "<html>Bad Gateway</html>"
 
 
 @pytest.mark.parametrize("status, reason, retry", [
@@ -364,26 +364,26 @@ def test_parse_error_reads_googles_error_shape():
     (403, "quotaExceeded", False), (400, "invalid", False), (409, "alreadyExists", False), (404, "notFound", False),
 ])
 def test_is_retryable(status, reason, retry):
-    assert gce.is_retryable(ErrorInfo(status, reason, "m")) is retry
+    assert gce_client.is_retryable(ErrorInfo(status, reason, "m")) is retry
 
 
 def test_backoff_grows_and_is_capped():
-    assert [gce.backoff_delay(a) for a in (1, 2, 3, 4)] == [0.25, 0.5, 1.0, 2.0]
-    assert gce.backoff_delay(20) == 8.0
+    assert [gce_client.backoff_delay(a) for a in (1, 2, 3, 4)] == [0.25, 0.5, 1.0, 2.0]
+    assert gce_client.backoff_delay(20) == 8.0
 
 
 def test_operation_errors():
     op = {"status": "DONE", "error": {"errors": [{"code": "QUOTA_EXCEEDED", "message": "Quota 'ROUTES' exceeded."}]},
           "httpErrorStatusCode": 403, "httpErrorMessage": "FORBIDDEN"}
-    assert gce.operation_error_text(op) == "QUOTA_EXCEEDED: Quota 'ROUTES' exceeded. (HTTP 403 FORBIDDEN)"
-    assert gce.operation_is_quota(op)
-    assert not gce.operation_is_quota({"error": {"errors": [{"code": "RESOURCE_NOT_FOUND", "message": "gone"}]}})
-    assert gce.operation_errors({"status": "DONE"}) == []
+    assert gce_client.operation_error_text(op) == "QUOTA_EXCEEDED: Quota 'ROUTES' exceeded. (HTTP 403 FORBIDDEN)"
+    assert gce_client.operation_is_quota(op)
+    assert not gce_client.operation_is_quota({"error": {"errors": [{"code": "RESOURCE_NOT_FOUND", "message": "gone"}]}})
+    assert gce_client.operation_errors({"status": "DONE"}) == []
 
 
 def test_quota_message_counts_routes_and_promises_no_deletion():
     want = wanted(("node7", ["10.244.7.0/24"]))[net("10.244.7.0/24")]
-    text = gce.quota_message(gce.Insert(want.names[0], want), "Quota 'ROUTES' exceeded.", 12, 5, 3, P, NET)
+    text = gce_apply.quota_message(gce.Insert(want.names[0], want), "Quota 'ROUTES' exceeded.", 12, 5, 3, P, NET)
     assert text.startswith("Compute Engine quota refused route podnet-10-244-7-0-24 (10.244.7.0/24 for node node7)")
     assert "This cluster wants 12 route(s) in projects/proj/global/networks/k8s (5 already in place, 3 inserted" in text
     assert text.endswith("Nothing was deleted.")
