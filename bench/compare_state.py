@@ -179,8 +179,8 @@ def main() -> int:
             saved[fabric] = {"old": old, "new": new}
             keys = sorted(next(iter(new.values())))
             differences = compare(old, new)
-            print("fabric %s: compared %d nodes, %d aspects each (%s)" % (fabric, len(new), len(keys),
-                                                                         ", ".join(keys)))
+            print("fabric %s: compared %d nodes, %d aspects each (%s)"
+                  % (fabric, len(new), len(keys), ", ".join(keys)))
             if differences:
                 print("\n".join(differences))
                 print("DIFFERENT: fabric %s: %s and %s" % (fabric, args.old, args.new))

@@ -151,6 +151,7 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils import verify as verify_lib
+from ansible_collections.podnet.cluster.plugins.plugin_utils import verify_judge, verify_sample
 
 STEPS = ("pod_addresses", "cells", "probes", "targets", "judge", "preflight")
 
@@ -179,17 +180,17 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
             return verify_lib.probe_addresses(plan, node, runtimes or [], count=2, fabric=fabric)[index]
         nodes = verify_lib.plain(nodes) if nodes is not None else list(plan["nodes"])
         if step == "cells":
-            chosen, _sampling = verify_lib.selection_for(plan, nodes, sample, seed)
+            chosen, _sampling = verify_sample.selection_for(plan, nodes, sample, seed)
             return verify_lib.cells(plan, nodes, pods or {}, servers or {}, external, port,
                                     source=None if node is None else str(node), peers=peers or {},
                                     selection=chosen, fabric=fabric)
         if step == "probes":
-            return verify_lib.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port,
+            return verify_sample.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port,
                                          peers=peers or {})
         if step == "targets":
-            return verify_lib.plan_targets(plan, nodes, pods or {}, servers or {}, external, port,
+            return verify_sample.plan_targets(plan, nodes, pods or {}, servers or {}, external, port,
                                            peers=peers or {}, sample=sample, seed=seed)
-        return verify_lib.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port,
+        return verify_judge.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port,
                                 peers=peers or {}, selection=selection, sampling=sampling,
                                 fabric=fabric)
     except verify_lib.VerifyError as exc:

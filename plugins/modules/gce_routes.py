@@ -283,7 +283,6 @@ from ansible_collections.podnet.cluster.plugins.module_utils.gce_client import (
 )
 
 
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(

@@ -11,7 +11,7 @@ SPEC = {"vni": 7, "port": 4789, "peers": "",
                      "addresses": ["10.91.0.0/32"]}]}
 
 
-def O(args, check=False):
+def overlay_step(args, check=False):
     return {"engine": "overlay", "args": dict(args, node="node1", protocol=158), "check": check}
 
 
@@ -26,17 +26,17 @@ def kind(ns, name):
 def test_a_link_of_the_devices_name_that_is_not_vxlan_is_refused_and_kept(node_pair):
     node, _peer = node_pair
     # the engine's own device: made, then removed by the absent state (the deletion this test guards is real)
-    made, removed = node.engine([O(dict(spec=SPEC, state="present")),
-                                 O(dict(spec=None, state="absent", old=SPEC))])
+    made, removed = node.engine([overlay_step(dict(spec=SPEC, state="present")),
+                                 overlay_step(dict(spec=None, state="absent", old=SPEC))])
     ok(made), ok(removed)
     assert "device podnet.vx4" in made["added"]
     assert kind(node, "podnet.vx4") is None, removed
 
     # somebody else's link of that name: refused by the present state and by the removal of the record's device
     node.ip("link", "add", "podnet.vx4", "type", "veth", "peer", "name", "vx4peer")
-    present, check, absent = node.engine([O(dict(spec=SPEC, state="present")),
-                                          O(dict(spec=SPEC, state="present"), check=True),
-                                          O(dict(spec=None, state="absent", old=SPEC))])
+    present, check, absent = node.engine([overlay_step(dict(spec=SPEC, state="present")),
+                                          overlay_step(dict(spec=SPEC, state="present"), check=True),
+                                          overlay_step(dict(spec=None, state="absent", old=SPEC))])
     for result in (present, check, absent):
         failed(result)
         assert "podnet.vx4 is a veth device, not a VXLAN device" in result["msg"], result

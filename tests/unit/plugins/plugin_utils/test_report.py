@@ -166,14 +166,14 @@ def test_matrix_cells_reads_the_judged_structure():
 def test_a_sampled_judgement_of_the_real_judge():
     """The structure verify's own judge returns for a sampled run of 40 nodes: cells outside the sample are absent
     from its rows and must be drawn as not probed, never as failed; every judged failure appears once."""
-    from ansible_collections.podnet.cluster.plugins.plugin_utils import verify
+    from ansible_collections.podnet.cluster.plugins.plugin_utils import verify_judge, verify_sample
 
     names = ["s%d" % i for i in range(1, 41)]
     plan = make_plan(names, dual=False)
-    selection, sampling = verify.selection_for(plan, names, "auto", 7)
+    selection, sampling = verify_sample.selection_for(plan, names, "auto", 7)
     assert sampling["mode"] == "sampled"
     # no probe pod anywhere and no result: every sampled cell fails ("not probed: no probe pod")
-    judged_result = verify.judge(plan, names, {}, {}, {}, None, 47300, selection=selection, sampling=sampling)
+    judged_result = verify_judge.judge(plan, names, {}, {}, {}, None, 47300, selection=selection, sampling=sampling)
     assert judged_result["failed_count"] == judged_result["total"] < 3 * 40 * 40
     cells = matrix_cells(judged_result)
     assert {(c["check"], c["family"], c["source"], c["target"]) for c in cells if c["state"] == "failed"} == \

@@ -11,11 +11,13 @@ import pytest
 from ansible_collections.podnet.cluster.plugins.plugin_utils.verify import (
     VerifyError,
     cells,
-    judge,
     preflight,
     probe_addresses,
-    probes_for,
     short_error,
+)
+from ansible_collections.podnet.cluster.plugins.plugin_utils.verify_judge import judge
+from ansible_collections.podnet.cluster.plugins.plugin_utils.verify_sample import (
+    probes_for,
 )
 
 NAMES = ["node1", "node2", "node10"]

@@ -12,10 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.verify import (
+    VerifyError,
+)
+from ansible_collections.podnet.cluster.plugins.plugin_utils.verify_judge import judge
+from ansible_collections.podnet.cluster.plugins.plugin_utils.verify_sample import (
     DEFAULT_PEERS,
     FULL_MATRIX_MAX,
-    VerifyError,
-    judge,
     peer_count,
     plan_targets,
     select_targets,
