@@ -53,17 +53,8 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "%s: %s" % (name, text))
 
 
-# Known broken on main, under investigation (the issue tracker has the details): moving an uplink into the bridge
-# over SSH stopped working while several changes landed at once. Marked, not skipped: they still run and report.
-KNOWN_BROKEN = ("integration/test_uplink_bridge.py", "integration/test_l2_bridge.py",
-                "integration/test_molecule.py::test_molecule_scenario[l2_bridge]")
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(broken in item.nodeid for broken in KNOWN_BROKEN):
-            item.add_marker(pytest.mark.xfail(reason="l2_bridge move over SSH regressed; being investigated",
-                                              strict=False))
         path = Path(str(item.fspath))
         if INTEGRATION not in path.parents:
             item.add_marker("unit")

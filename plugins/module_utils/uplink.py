@@ -568,7 +568,10 @@ def plan_restore(before, current):
     its global addresses and routes; addresses and routes on the bridge that were the uplink's
     (and not the bridge's) are removed; the bridge is deleted only if the move created it and
     it then has no other port, address or route; an existing bridge gets its MTU and up state back, and its
-    MAC address when someone had set it (:func:`restorable_mac`: never one the kernel chose).
+    MAC address when the kernel takes it (:func:`valid_mac`: the move set the uplink's address on it, so
+    whoever had chosen the old one, putting it back is the state before; all zeros, as a bridge shows once
+    its last port left, is left alone); a bridge made again gets an address only when someone had set it
+    (:func:`restorable_mac`).
     """
     bridge, uplink = before["bridge"], before["uplink"]
     _check_names(bridge, uplink)
@@ -636,8 +639,9 @@ def plan_restore(before, current):
             lines.append("link del dev %s" % bridge)
     elif bb is not None and cb is not None:
         change = []
-        if mac and cb.get("address") != mac:
-            change += ["address", mac]
+        old_mac = bb.get("address") if valid_mac(bb.get("address")) else None
+        if old_mac and cb.get("address") != old_mac:
+            change += ["address", old_mac]
         if bb.get("mtu") and cb.get("mtu") != bb["mtu"]:
             change += ["mtu", str(bb["mtu"])]
         if change:

@@ -129,13 +129,18 @@ def test_lab_serves_its_nodes_over_ssh(lab: Lab, pristine, ctl: Controller):
     ctl_addrs = global_addrs(ctl.netns, "eth0")
     assert ctl_addrs == ["172.30.21.2/24", "fd00:30:21::2/64"]
     rc, results, raw = ctl.play("podnet_nodes", [{
-        "name": "where", "ansible.builtin.command": "sh -c 'hostname; cat /etc/hostname; echo $SSH_CONNECTION'"}])
+        "name": "where", "ansible.builtin.command": "sh -c 'hostname; cat /etc/hostname; echo $SSH_CONNECTION; "
+                                                    "echo $HOME; touch ~/.podnet-home; ls -A ~'"}])
     assert rc == 0, raw[-3000:]
     for node in lab.nodes:
-        hostname, etc_hostname, connection = results["where"][node]["stdout"].splitlines()
+        hostname, etc_hostname, connection, home, *files = results["where"][node]["stdout"].splitlines()
         # the session runs in the node's own view: its UTS name and its /etc overlay
         assert hostname == etc_hostname == node
+        # and in its own home directory (no ~/.bashrc of the machine's for root's login shell to run)
+        assert home == "/root" and ".bashrc" not in files and ".podnet-home" in files
+        assert (Path(lab.node_root(node)) / "sshd" / "home" / ".podnet-home").exists()
         assert connection.split()[0] == "172.30.21.2" and connection.split()[3] == "22"
+    assert not (Path.home() / ".podnet-home").exists()  # not the machine's
     # from the machine's own namespace too: the ProxyCommand makes the TCP connection inside <lab>-ctl
     proc = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), lab.nodes[0], "-m", "command",
                 "-a", "sh -c 'echo $SSH_CONNECTION'"])

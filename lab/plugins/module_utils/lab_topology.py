@@ -568,6 +568,9 @@ def ssh_host_vars(topo, node):
         "ansible_ssh_private_key_file": topo["controller_info"]["key"],
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
                                    "-o '%s'" % proxy,
+        # The ControlPersist sockets of this lab's own: their names come from address, port and user, which
+        # another lab on the same subnet shares, and ssh would reuse that lab's master (its own nodes).
+        "ansible_control_path_dir": "%s/%s/cp" % (topo["root"], SSH_DIR),
     }
 
 
@@ -582,6 +585,8 @@ def sshd_files(topo):
         config = "".join(line + "\n" for line in [
             "# Written by podnet.lab.lab_topology: the sshd of lab node %s, started inside the node's" % name,
             "# own view (its network namespace and its /etc, /var/lib, /run overlays); stopped by its pid file.",
+            "# Its sessions' /root is the node's own %s/home (bind-mounted in the sshd's private mount" % base,
+            "# namespace): root's login shell runs none of the machine's start-up files (~/.bashrc).",
         ] + ["ListenAddress %s" % addr for addr in listen] + [
             "HostKey %s/ssh_host_ed25519_key" % base,
             "PidFile %s/sshd.pid" % base,
@@ -608,6 +613,7 @@ def sshd_files(topo):
             "host_key": "%s/ssh_host_ed25519_key" % base,
             "pid_file": "%s/sshd.pid" % base,
             "log": "%s/sshd.log" % base,
+            "home": "%s/home" % base,
             "privsep_dir": "%s/upper/run/sshd" % node["root"],
             "listen": listen,
         }

@@ -50,7 +50,9 @@ description:
     node's own view (its namespace and its C(/etc), C(/var/lib), C(/run) overlays, as the
     C(podnet.lab.netns) connection sets them up), listening on the node's underlay
     address(es) only, with its configuration, host key, pid file and log in
-    C(<root>/<node>/sshd/) and one client key pair in C(<root>/ssh/); and a controller
+    C(<root>/<node>/sshd/), root's home directory in its sessions the node's own
+    C(<root>/<node>/sshd/home) (the login shell runs none of the machine's start-up files),
+    and one client key pair in C(<root>/ssh/); and a controller
     namespace C(<name>-ctl) is attached to the switch with the underlay's second address
     (C(.2), C(::2)), no default route. The nodes of the returned RV(inventory) use
     C(ansible_connection=ssh) with a C(ProxyCommand) relay (C(<root>/ssh/proxy.py)) entered with
@@ -317,6 +319,7 @@ killed:
 import ipaddress
 import json
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -929,7 +932,13 @@ def _write_if_changed(lab, path, content, mode, before):
 
 def start_sshd(lab, topo, node, spec):
     """Start the node's sshd inside the node's view (the netns connection's wrapper); wait until it listens."""
-    command = "exec %s -f %s -E %s" % (SSHD, shlex.quote(spec["config_path"]), shlex.quote(spec["log"]))
+    # The sessions' home directory is the node's own, as on a host of its own: over the machine's /root,
+    # root's login shell (bash, started by sshd) would run the machine's ~/.bashrc before every command
+    # (a pyenv there rehashes into /root/.pyenv, and waits 60 s on a stale lock of that). The bind mount
+    # lives in the wrapper's private mount namespace: only this sshd and its sessions see it.
+    command = "mount --bind %s %s && exec %s -f %s -E %s" % (
+        shlex.quote(spec["home"]), shlex.quote(pwd.getpwuid(0).pw_dir), SSHD, shlex.quote(spec["config_path"]),
+        shlex.quote(spec["log"]))
     argv = build_argv(node, command, root=topo["nodes"][node]["root"], hostname=node)
     lab.run_change(argv, text="start sshd of %s in its view (listening on %s): %s"
                    % (node, ", ".join(spec["listen"]), join(argv)))
@@ -981,6 +990,7 @@ def ssh_reconcile(lab, topo, before):
     for node, spec in sshd_files(topo).items():
         _ensure_dir(lab, spec["dir"], 0o700)
         _ensure_dir(lab, spec["privsep_dir"], 0o755)  # /run/sshd in the node's view
+        _ensure_dir(lab, spec["home"], 0o700)  # root's home directory in the node's SSH sessions
         fresh_key = False
         if os.path.isfile(spec["host_key"]):
             before.add("ssh host key %s" % spec["host_key"])

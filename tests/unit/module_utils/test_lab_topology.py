@@ -83,6 +83,7 @@ def test_ssh_inventory_and_sshd_config():
     assert node["ansible_ssh_common_args"].endswith(
         "-o 'ProxyCommand=nsenter --net=/run/netns/lab-ctl -- /usr/bin/python3 "
         "/var/tmp/podnet-lab/lab/ssh/proxy.py %h %p'")
+    assert node["ansible_control_path_dir"] == "/var/tmp/podnet-lab/lab/ssh/cp"  # not shared with another lab
     assert node["podnet_netns"] == "lab-node2"
     router = inv["all"]["children"]["podnet_lab"]["children"]["podnet_lab_router"]["hosts"]["lab-router"]
     assert "ansible_connection" not in router  # the group's netns connection
@@ -96,6 +97,7 @@ def test_ssh_inventory_and_sshd_config():
                  "AuthorizedKeysFile /var/tmp/podnet-lab/lab/ssh/authorized_keys"):
         assert line in lines
     assert spec["privsep_dir"] == "/var/tmp/podnet-lab/lab/lab-node2/upper/run/sshd"
+    assert spec["home"] == "/var/tmp/podnet-lab/lab/lab-node2/sshd/home"
     plain = build_inventory(build_topology(params()), {})
     assert "ansible_connection" not in plain["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"][
         "hosts"]["lab-node1"]

@@ -188,16 +188,18 @@ def test_restore_gives_an_existing_bridge_its_settings_back():
     assert lines[-2:] == ["link set dev br0 address aa:bb:cc:dd:ee:ff mtu 1500", "link set dev br0 down"]
 
 
-@pytest.mark.parametrize("address, assign_type, restored", [
-    ("00:00:00:00:00:00", 1, False),      # a port-less bridge after pods came and went (kernel: random, zeroed)
-    ("00:00:00:00:00:00", None, False),   # the same in a snapshot written before addr_assign_type was kept
-    ("52:b3:45:2d:d4:64", 1, False),      # random, chosen by the kernel at creation
-    ("02:e0:0b:c0:c4:7f", 2, False),      # taken from a port by the kernel
-    ("aa:bb:cc:dd:ee:ff", 3, True),       # set by someone: put back
-    ("aa:bb:cc:dd:ee:ff", None, True),    # an older snapshot: a valid address is put back
-    ("01:00:5e:00:00:01", 3, False),      # multicast: the kernel refuses it
+@pytest.mark.parametrize("address, assign_type, restored, made_again", [
+    ("00:00:00:00:00:00", 1, False, False),      # a port-less bridge after pods came and went (kernel: random, zeroed)
+    ("00:00:00:00:00:00", None, False, False),   # the same in a snapshot written before addr_assign_type was kept
+    ("52:b3:45:2d:d4:64", 1, True, False),       # random, chosen by the kernel at creation
+    ("02:e0:0b:c0:c4:7f", 2, True, False),       # taken from a port by the kernel
+    ("aa:bb:cc:dd:ee:ff", 3, True, True),        # set by someone: put back
+    ("aa:bb:cc:dd:ee:ff", None, True, True),     # an older snapshot: a valid address is put back
+    ("01:00:5e:00:00:01", 3, False, False),      # multicast: the kernel refuses it
 ])
-def test_restore_never_sets_a_bridge_mac_the_kernel_chose_or_refuses(address, assign_type, restored):
+def test_restore_never_sets_a_bridge_mac_the_kernel_refuses(address, assign_type, restored, made_again):
+    """An existing bridge gets back any address the kernel takes (the move had set the uplink's on it: a
+    rollback is exact); a bridge made again gets one only when someone had set it."""
     before = copy.deepcopy(snap())
     before["links"]["br0"] = {"kind": "bridge", "master": None, "mtu": 1500, "address": address, "up": True,
                               "ports": [], "addr_assign_type": assign_type}
@@ -211,7 +213,7 @@ def test_restore_never_sets_a_bridge_mac_the_kernel_chose_or_refuses(address, as
     gone["links"].pop("br0")
     gone["links"]["eth0"]["master"] = None
     first = U.plan_restore(before, gone)[0]
-    assert first == ("link add name br0%s mtu 1500 type bridge" % (" address %s" % address if restored else ""))
+    assert first == ("link add name br0%s mtu 1500 type bridge" % (" address %s" % address if made_again else ""))
 
 
 def test_a_line_the_kernel_refuses_is_an_error_before_any_change():
