@@ -53,20 +53,8 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "%s: %s" % (name, text))
 
 
-# Known broken on main: with the l2_bridge move over SSH working again these fail for another reason (the
-# second converge rewrites the sysctl file: its accept_ra lines come in another order). Marked, not skipped.
-KNOWN_BROKEN = (
-    "integration/test_l2_bridge.py::test_a_default_route_from_router_advertisements_moves_and_keeps_being_accepted",
-    "integration/test_l2_bridge.py::test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge",
-    "integration/test_l2_bridge.py::test_an_uplink_address_with_a_finite_lifetime_is_refused_unless_allowed",
-)
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(item.nodeid.endswith(broken) for broken in KNOWN_BROKEN):
-            item.add_marker(pytest.mark.xfail(reason="accept_ra lines of the sysctl file in another order on the "
-                                                     "second converge; being fixed", strict=False))
         path = Path(str(item.fspath))
         if INTEGRATION not in path.parents:
             item.add_marker("unit")

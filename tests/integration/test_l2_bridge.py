@@ -297,7 +297,7 @@ def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pris
     check = playbook(lab, "site", "--check", podnet_fabric="l2_routes")
     assert "Cannot assign" not in check.stdout
     proc = playbook(lab, "site", podnet_fabric="l2_routes")
-    assert "Uplink | move it into the bridge, or put it back" in proc.stdout
+    assert "Apply | put the uplink back from the bridge (leaving podnet_fabric l2_bridge)" in proc.stdout
     for node in lab.nodes:
         assert link(node, "eth0").get("master") is None
         assert underlay(node)["eth0"] == sorted([

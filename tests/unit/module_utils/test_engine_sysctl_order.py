@@ -100,3 +100,18 @@ def test_accept_ra_2_stays_while_the_router_is_away(monkeypatch):
     assert engine_node.ra_settings(Routes(), FORWARD6, None, recorded) == {"net/ipv6/conf/eth0/accept_ra": "2"}
     # kept even when the document no longer turns IPv6 forwarding on: until teardown
     assert engine_node.ra_settings(Routes(), {}, None, recorded) == {"net/ipv6/conf/eth0/accept_ra": "2"}
+
+
+def test_accept_ra_keys_come_in_one_order_whatever_the_routes_and_the_record_say(monkeypatch):
+    """Before an l2_bridge move the RA route is on eth0, after it on the bridge, and the record comes back with
+    its keys sorted: every run must render the same file (a second converge changes nothing)."""
+    monkeypatch.setattr(engine_node, "read_live", live({"net/ipv6/conf/eth0/accept_ra": "1",
+                                                         "net/ipv6/conf/cbr0/accept_ra": "1"}))
+    monkeypatch.setattr(engine_node, "snapshot_uplink", lambda path: None)
+    uplink = {"bridge": "cbr0", "uplink": "eth0"}
+    first = engine_node.ra_settings(Routes([{"dst": "default", "dev": "eth0", "protocol": "ra"}]), FORWARD6, uplink)
+    recorded = json.loads(json.dumps(first, sort_keys=True))
+    second = engine_node.ra_settings(Routes([{"dst": "default", "dev": "cbr0", "protocol": "ra"}]), FORWARD6, uplink,
+                                     recorded)
+    assert list(first) == list(second) == ["net/ipv6/conf/cbr0/accept_ra", "net/ipv6/conf/eth0/accept_ra"]
+    assert render_file(dict(first, **FORWARD6)) == render_file(dict(second, **FORWARD6))

@@ -78,7 +78,9 @@ def ra_settings(runner, settings, uplink=None, recorded=None):
         for dev in sorted(n for n in names if n):
             if valid_ifname(dev):
                 out["net/ipv6/conf/%s/accept_ra" % dev] = "2"
-    return out
+    # by name: the record (read back as ``recorded``) keeps its keys sorted, and the order found here depends on
+    # where the routes are now; the file's lines must come out the same on every run
+    return dict(sorted(out.items()))
 
 
 def release(ctx):
