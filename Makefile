@@ -1,6 +1,6 @@
 # podnet.cluster — developer entry points.
 #   make demo   build the lab, run site and verify on it, print the matrix
-#   make check  the quick loop: unit tests, lint and the fast integration tests (a few minutes)
+#   make check  the quick loop: unit tests, lint and the fast integration tests (about a minute)
 #   make test   every test: unit, integration (real kernel namespaces), molecule (needs root), and at its end
 #               make core-oldest: a part of them with the oldest ansible-core meta/runtime.yml accepts
 # Both do their own set-up: Debian packages, .venv with pinned versions, and the
@@ -11,6 +11,10 @@ PYTHON       ?= /usr/bin/python3
 VENV         := .venv
 BIN          := $(VENV)/bin
 STAMP        := $(VENV)/.podnet-stamp
+# The virtualenv of the oldest ansible-core the collection accepts (make core-oldest)
+CORE_OLDEST       := .venv-core-oldest
+CORE_OLDEST_BIN   := $(CORE_OLDEST)/bin
+CORE_OLDEST_STAMP := $(CORE_OLDEST)/.podnet-stamp
 COLLECTION   := .collections/ansible_collections/podnet/cluster
 # podnet.lab (the lab of namespaces: role, playbook, module, connection, filters) is the directory lab/
 LAB_COLLECTION := .collections/ansible_collections/podnet/lab
@@ -74,9 +78,11 @@ lab: setup
 lab-destroy: setup
 	$(BIN)/ansible-playbook podnet.lab.lab -e podnet_lab_state=absent
 
-# Tests run on both cores (pytest-xdist); a test module stays on one worker, so a module's lab is built once.
-PYTEST_JOBS  ?= 2
-PYTEST       := $(BIN)/pytest -n $(PYTEST_JOBS) --dist loadfile
+# Tests run on pytest-xdist workers, grouped as tests/conftest.py says (a module that builds a lab once runs on
+# one worker; labs of different groups are built side by side), the longest groups first. Many tests wait on
+# the kernel, on SSH or on timeouts more than they compute, so there are more workers than the 2 cores.
+PYTEST_JOBS  ?= 4
+PYTEST       := $(BIN)/pytest -n $(PYTEST_JOBS) --dist loadgroup --no-loadscope-reorder
 
 # The integration tests build network namespaces: without root, say so and stop (never skip them quietly).
 root:
@@ -87,15 +93,20 @@ root:
 check: root setup apt-test
 	$(PYTEST) -m "not slow" tests
 
-test: root setup apt-test sanity changelog-lint
-	$(PYTEST) tests
-	@$(MAKE) --no-print-directory core-oldest
+# The pytest suite in the foreground; ansible-test sanity and core-oldest beside it (their output in
+# tests/output/, shown at the end): most of the suite waits more than it computes.
+test: root setup apt-test changelog-lint $(CORE_OLDEST_STAMP)
+	@mkdir -p tests/output; \
+	$(MAKE) --no-print-directory sanity > tests/output/sanity.log 2>&1 & sanity=$$!; \
+	$(MAKE) --no-print-directory core-oldest > tests/output/core-oldest.log 2>&1 & oldest=$$!; \
+	$(PYTEST) tests; rc=$$?; \
+	wait $$sanity; sanity_rc=$$?; wait $$oldest; oldest_rc=$$?; \
+	echo "--- make sanity: exit $$sanity_rc (tests/output/sanity.log)"; tail -n 15 tests/output/sanity.log; \
+	echo "--- make core-oldest: exit $$oldest_rc (tests/output/core-oldest.log)"; tail -n 15 tests/output/core-oldest.log; \
+	[ $$rc = 0 ] && [ $$sanity_rc = 0 ] && [ $$oldest_rc = 0 ]
 
 # The oldest ansible-core meta/runtime.yml accepts (requires_ansible), in a virtualenv of its own: the plan role,
 # site on an l2_routes lab and the l2_bridge move over SSH (tests/core-oldest/tests.txt) with its binaries.
-CORE_OLDEST       := .venv-core-oldest
-CORE_OLDEST_BIN   := $(CORE_OLDEST)/bin
-CORE_OLDEST_STAMP := $(CORE_OLDEST)/.podnet-stamp
 
 $(CORE_OLDEST_STAMP): tests/core-oldest/requirements.txt
 	test -x $(CORE_OLDEST_BIN)/pip || $(PYTHON) -m venv --clear $(CORE_OLDEST)

@@ -11,12 +11,19 @@ Tiers (markers, set here from where a test lives, so no test file has to remembe
 * ``slow``: every integration test but those of ``FAST`` (tests of one module on a namespace or two, the
   collection's own checks): they converge whole labs. ``make check`` leaves them out; ``make test`` runs all.
   A new integration test is slow until it is listed in ``FAST``.
+
+Scheduling on the cores (pytest-xdist, ``--dist loadgroup``; ``group_of`` below): the tests of a module that
+builds a lab once (a module-scoped fixture) form one group that runs on one worker, so the lab is built once;
+a module of ``SHARDS`` is cut into that many groups, each of which builds its own lab (lab names carry the
+worker's pid); tests of ``SPREAD`` and the unit tests have no shared lab and go to whichever worker is free. Groups
+start longest first (``COST``), so the longest ones do not start last.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -53,7 +60,65 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "%s: %s" % (name, text))
 
 
+# Where no module-scoped lab is shared, a test can run on any worker (paths under tests/integration).
+SPREAD = ("test_plan_role.py", "test_molecule.py", "modules", "gce/test_gce_routes.py", "gce/test_gce_standin.py",
+          "test_collection.py", "test_lint.py", "test_netns_connection.py")
+# Modules cut into this many groups, each on a lab of its own: their tests are many and each one runs site.
+SHARDS = {"test_bad_inputs.py": 2}
+# Seconds of a group as measured under load (docs/performance.md, the test loop); the longest start first. A
+# group not listed counts as 60 s; a test of SPREAD, as 10 s; a unit test, as 1 s.
+COST = {"test_lifecycle.py": 1500, "test_vxlan.py": 530, "test_bad_inputs.py": 500,
+        "verify/test_verify_scale.py": 430, "test_drift.py": 370, "test_uplink_bridge.py": 240, "test_l2_bridge.py": 180, "test_molecule.py": 120,
+        "test_lab.py": 120, "verify/test_verify_lab.py": 150, "test_ecosystem.py": 120,
+        # make check's longest: ansible-lint over the collection, ansible-doc of every plugin
+        "test_lint.py": 90, "test_collection.py": 30}
+
+
+def _under(rel: str, paths) -> bool:
+    return any(rel == p or rel.startswith(p + "/") for p in paths)
+
+
+def group_of(nodeid: str) -> str:
+    """The scheduling group of a test, from its node id alone (the xdist controller has no items, only ids)."""
+    path = nodeid.split("::", 1)[0]
+    prefix = "tests/integration/"
+    if not path.startswith(prefix) or _under(path[len(prefix):], SPREAD):
+        return nodeid
+    rel = path[len(prefix):]
+    if rel in SHARDS:
+        return "%s#%d" % (rel, zlib.crc32(nodeid.encode()) % SHARDS[rel])
+    return rel
+
+
+def cost_of(nodeid: str) -> int:
+    path = nodeid.split("::", 1)[0]
+    prefix = "tests/integration/"
+    if not path.startswith(prefix):
+        return 1
+    rel = path[len(prefix):]
+    return COST.get(rel, 10 if _under(rel, SPREAD) else 60)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``: xdist's group scheduling, with the groups of ``group_of`` (xdist's own reads an
+    ``xdist_group`` mark through a node id attribute that pytest 9 no longer uses, so it would not group)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return group_of(nodeid)
+
+    return Scheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
+    # longest groups first (xdist hands out groups in collection order with --no-loadscope-reorder); stable,
+    # so a module's tests stay together and in order
+    order = {item.nodeid: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-cost_of(item.nodeid), order[item.nodeid]))
     for item in items:
         path = Path(str(item.fspath))
         if INTEGRATION not in path.parents:

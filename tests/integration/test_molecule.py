@@ -8,10 +8,15 @@ changed=0; testinfra passed exactly the scenario's tests and nothing else; and e
 from this checkout. molecule's prerun (which builds the collection and installs the copy into
 ~/.ansible/collections, shared by every checkout on the machine) is off in the scenarios, and the
 collection path is this checkout's.
+
+Scenarios run in parallel with each other and with the rest of the suite (each builds its own lab, named in its
+vars/lab.yml); the same scenario never runs twice at once on this machine, from any checkout: its lab name and
+molecule's directory for it are the same in every checkout, so a file lock per scenario keeps them apart.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -35,8 +40,11 @@ def test_molecule_scenario(scenario):
                ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"),
                ANSIBLE_FORCE_COLOR="0", PY_COLORS="0", NO_COLOR="1")
     # one stream: molecule logs its steps on stderr, the playbooks print on stdout, in between
-    proc = subprocess.run([os.path.join(bin_dir, "molecule"), "test", "-s", scenario], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800, check=False)
+    with open("/var/tmp/podnet-molecule-%s.lock" % scenario, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([os.path.join(bin_dir, "molecule"), "test", "-s", scenario], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
+                              check=False)
     output = proc.stdout
     assert proc.returncode == 0, output[-20000:]
     tests_dir = REPO / "molecule" / scenario / config.get("verifier", {}).get("directory", "tests")
