@@ -186,13 +186,12 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
                                     selection=chosen, fabric=fabric)
         if step == "probes":
             return verify_sample.probes_for(plan, str(node), nodes, pods or {}, servers or {}, external, port,
-                                         peers=peers or {})
+                                            peers=peers or {})
         if step == "targets":
             return verify_sample.plan_targets(plan, nodes, pods or {}, servers or {}, external, port,
-                                           peers=peers or {}, sample=sample, seed=seed)
+                                              peers=peers or {}, sample=sample, seed=seed)
         return verify_judge.judge(plan, nodes, pods or {}, servers or {}, results or {}, external, port,
-                                peers=peers or {}, selection=selection, sampling=sampling,
-                                fabric=fabric)
+                                  peers=peers or {}, selection=selection, sampling=sampling, fabric=fabric)
     except verify_lib.VerifyError as exc:
         raise AnsibleFilterError("verify_matrix: %s" % exc) from exc
 
