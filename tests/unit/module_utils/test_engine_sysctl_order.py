@@ -106,7 +106,7 @@ def test_accept_ra_keys_come_in_one_order_whatever_the_routes_and_the_record_say
     """Before an l2_bridge move the RA route is on eth0, after it on the bridge, and the record comes back with
     its keys sorted: every run must render the same file (a second converge changes nothing)."""
     monkeypatch.setattr(engine_node, "read_live", live({"net/ipv6/conf/eth0/accept_ra": "1",
-                                                         "net/ipv6/conf/cbr0/accept_ra": "1"}))
+                                                        "net/ipv6/conf/cbr0/accept_ra": "1"}))
     monkeypatch.setattr(engine_node, "snapshot_uplink", lambda path: None)
     uplink = {"bridge": "cbr0", "uplink": "eth0"}
     first = engine_node.ra_settings(Routes([{"dst": "default", "dev": "eth0", "protocol": "ra"}]), FORWARD6, uplink)
