@@ -189,8 +189,10 @@ probes:
     neighbour:
       description:
         - The state of that neighbour entry - C(ok) (reachable, stale, delay, probe, permanent), C(failed)
-          (no answer to ARP/NDP), C(incomplete), C(missing) (there is none, although the kernel needed
-          one - its neighbour table may be full), C(none) (no route), or C(null) when not diagnosed.
+          (no answer to ARP/NDP; also when the entry is already gone and the kernel refused no entry for a full
+          table during the probes), C(incomplete), C(missing) (there is none although the kernel needed one,
+          and its neighbour table was full during the probes, or that is unknown), C(none) (no route), or
+          C(null) when not diagnosed.
       type: str
     meta:
       description: The probe's O(probes[].meta), unchanged.
@@ -286,8 +288,26 @@ def table_fulls():
 NEIGH_OK = ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP")
 
 
-def diagnose(module, result):
-    """(neighbour state, words) about the source's route and next hop for a failed probe."""
+def missing_entry(where, table_full):
+    """(neighbour state, words) when the source holds no neighbour entry for the next hop after a failed probe.
+
+    The kernel needed one, so either it could not make one (its table was full: it counts that in
+    ``table_fulls``) or it made one, got no ARP/NDP answer and has already dropped the failed entry (it does so
+    at once when nothing holds it). ``table_full``: the count during the probes (None: not readable here).
+    """
+    if table_full == 0:
+        return "failed", ("%s: neighbour FAILED (no ARP/NDP answer: the link or the bridge to it drops it, or it "
+                          "is not there; the kernel has already dropped the failed entry, and its neighbour table "
+                          "was never full during the probes)" % where)
+    if table_full:
+        return "missing", ("%s: no neighbour entry although the kernel needed one, and the kernel refused %d new "
+                           "entries for a full table during the probes" % (where, table_full))
+    return "missing", "%s: no neighbour entry although the kernel needed one (its neighbour table may be full)" % where
+
+
+def diagnose(module, result, table_full=None):
+    """(neighbour state, words) about the source's route and next hop for a failed probe; ``table_full``: how
+    many new neighbour entries the kernel refused for a full table during the probes (None: unknown)."""
     runner, netns = ModuleRunner(module), result.get("source_netns")
     target = result["target"]
     try:
@@ -309,7 +329,7 @@ def diagnose(module, result):
         entries = []
     where = "next hop %s on %s" % (hop, dev)
     if not entries:
-        return "missing", "%s: no neighbour entry although the kernel needed one (its neighbour table may be full)" % where
+        return missing_entry(where, table_full)
     states = [str(s).upper() for s in entries[0].get("state") or []]
     if any(s in NEIGH_OK for s in states):
         return "ok", "%s answers ARP/NDP (%s): the packets are lost beyond it" % (where, ", ".join(states))
@@ -364,6 +384,7 @@ def main():
     results = run_probes(probes, timeout=params["timeout"], client_name=params["name"] or socket.gethostname(),
                          max_parallel=max(1, params["max_parallel"]), retries=max(0, params["retries"]))
     fulls_after = table_fulls()
+    table_full = None if fulls_before is None or fulls_after is None else fulls_after - fulls_before
     count = len(params["probes"])
     results, checks = results[:count], results[count:]
     budget = max(0, params["diagnose"])
@@ -377,13 +398,12 @@ def main():
             if budget <= 0:
                 continue
             budget -= 1
-            seen[key] = diagnose(module, result)
+            seen[key] = diagnose(module, result, table_full)
         result["neighbour"], result["diagnosis"] = seen[key]
     ok = sum(1 for r in results if r["ok"])
     module.exit_json(changed=False, probes=results, self_checks=checks, addresses=node_addresses(module),
                      ok_count=ok, failed_count=len(results) - ok, hostname=socket.gethostname(),
-                     neighbour_table_full=(None if fulls_before is None or fulls_after is None
-                                           else fulls_after - fulls_before))
+                     neighbour_table_full=table_full)
 
 
 if __name__ == "__main__":

@@ -59,9 +59,9 @@ def explain(cell: Mapping[str, Any], result: Mapping[str, Any], self_checks: Map
                            "running or not serving yet, a problem of verify, not of the network%s"
                            % (server, down, tried))
     if result.get("neighbour") == "missing":
-        return "capacity", ("%s: the source's kernel has no neighbour entry for the next hop%s: its ARP/NDP table "
-                            "is full (net.ipv4.neigh.default.gc_thresh3 / net.ipv6.neigh.default.gc_thresh3); raise "
-                            "it, or probe fewer peers at once (podnet_verify_peers)%s" % (error, diag, tried))
+        return "capacity", ("%s: the source's kernel has no neighbour entry for the next hop%s: raise its ARP/NDP "
+                            "table (net.ipv4.neigh.default.gc_thresh3 / net.ipv6.neigh.default.gc_thresh3), or probe "
+                            "fewer peers at once (podnet_verify_peers)%s" % (error, diag, tried))
     if "timeout (answer" in error or "no answer" in error:
         return "harness", ("the connection to %s was accepted but the probe server did not answer in time%s: it "
                            "is overloaded or stuck, a problem of verify, not of the network (the path works)"

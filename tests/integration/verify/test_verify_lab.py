@@ -139,10 +139,18 @@ def test_same_node_pod_to_pod_is_proven_with_two_pods(lab):
     assert run.rc != 0, run.text
     failed = failures(run)
     assert set(failed) == {("pod_pod", 4, "node1", "node1"), ("pod_pod", 6, "node1", "node1")}, run.report
-    # the frames never reach the second pod: no ARP answer (the diagnosis says so), or no answer at all
+    # the frames never reach the second pod: no ARP answer (the diagnosis says so, also when the kernel has
+    # already dropped the failed entry), or no answer at all. The machine's neighbour table is one for all its
+    # namespaces: only when the kernel itself counted refusals for a full table (other labs running beside this
+    # one) may the diagnosis say so instead, with that count.
     reason = failed[("pod_pod", 4, "node1", "node1")]["reason"]
-    assert "neighbour FAILED" in reason or "timeout" in reason, reason
-    assert failed[("pod_pod", 4, "node1", "node1")]["category"] == "network"
+    category = failed[("pod_pod", 4, "node1", "node1")]["category"]
+    if "for a full table during the probes" in reason:
+        assert category == "capacity", reason
+    else:
+        assert "neighbour FAILED" in reason or "timeout" in reason, reason
+        assert "may be full" not in reason, reason
+        assert category == "network", reason
     assert "IPv4 pod on node1 -> second pod on node1" in run.report
     assert run.cells("pod_pod")[("node1", "node2")] == "ok"
 
