@@ -16,8 +16,9 @@ from typing import Any, Dict, List
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.action import ActionBase
 
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
+from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
     DEFAULTS,
@@ -100,14 +101,10 @@ def _grouped(problems: List[str], nodes: List[str]) -> List[str]:
     return out
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(PodnetAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
-        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, result, task_vars, args):
         host = self._task.delegate_to or task_vars.get("inventory_hostname")
         if args["state"] == "validate":
             return self._validate(result, task_vars, args)
@@ -216,9 +213,7 @@ class ActionModule(ActionBase):
                                           args["router_group"], extra))
         problems = _grouped(problems, [str(h) for h in nodes])
         if problems:
-            listed = problems[:MAX_LISTED]
-            if len(problems) > MAX_LISTED:
-                listed.append("... and %d more" % (len(problems) - MAX_LISTED))
+            listed = capped(problems, MAX_LISTED)
             result.update(failed=True, errors=problems,
                           msg="podnet.cluster.node_state: the variables are not valid; no node was asked anything "
                               "and nothing was changed:\n- %s" % "\n- ".join(listed))

@@ -12,9 +12,10 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
+from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import OVERLAY_FABRICS
@@ -56,15 +57,11 @@ def planner_hosts(hosts: List[str], limit: int = 10) -> str:
     return text + (" and %d more" % (len(hosts) - limit) if len(hosts) > limit else "")
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(PodnetAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
     _requires_connection = False
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
-        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, result, task_vars, args):
 
         if args["check_role_vars"]:
             return self._check_role_vars(result, task_vars)
@@ -232,9 +229,7 @@ class ActionModule(ActionBase):
         for error, named in config_hosts.items():
             problems.append("%s %s: %s" % ("host" if len(named) == 1 else "hosts", planner_hosts(named), error))
         if problems:
-            listed = problems[:MAX_HOSTS_LISTED]
-            if len(problems) > MAX_HOSTS_LISTED:
-                listed.append("... and %d more hosts" % (len(problems) - MAX_HOSTS_LISTED))
+            listed = capped(problems, MAX_HOSTS_LISTED, "... and %d more hosts")
             result.update(failed=True, argument_errors=problems,
                           msg="podnet.cluster.plan: the role variables (meta/argument_specs.yml of the role "
                               "podnet.cluster.plan) are not valid (%d problem(s)); no node was asked anything "

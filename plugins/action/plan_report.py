@@ -12,10 +12,10 @@ from typing import Any, Dict, List
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import write_if_changed
+from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils import kubernetes, plan_report
 
@@ -32,15 +32,11 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(PodnetAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
     _requires_connection = False
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
-        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, result, task_vars, args):
         plan = task_vars.get(args["plan_var"])
         if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
             raise AnsibleActionFail("podnet.cluster.plan_report: %s is not a plan (register the plan task as %s first)"
@@ -104,15 +100,3 @@ class ActionModule(ActionBase):
         if paths:
             result["kubernetes_files"] = paths
         return changed
-
-
-def write_if_changed(path: str, text: str) -> bool:
-    """Write ``text`` to ``path`` atomically (its directory made when missing); False when it holds it already."""
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
-    except OSError:
-        pass
-    atomic_write(path, text, mode=0o644, create_dirs=True)
-    return True

@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.action import ActionBase
 
-from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
+from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import write_if_changed
+from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils import report as reportlib
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 
@@ -33,28 +33,11 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 }
 
 
-def write_report(path: str, text: str) -> bool:
-    """Write ``text`` to ``path`` with the collection's atomic writer (its directory made when missing); False when
-    the file already holds it."""
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
-    except FileNotFoundError:
-        pass
-    atomic_write(path, text, mode=0o644, create_dirs=True)
-    return True
-
-
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(PodnetAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
     _requires_connection = False
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        task_vars = task_vars or {}
-        _valid, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, result, task_vars, args):
         kind = args["kind"]
         plan = plain(args["plan"] if args["plan"] is not None else self._var(task_vars, "podnet_plan"))
         if not isinstance(plan, dict) or not isinstance(plan.get("nodes"), dict):
@@ -80,7 +63,7 @@ class ActionModule(ActionBase):
             result.update(changed=False, skipped=True, skip_reason="check mode: the report %s is not written" % path)
             return result
         try:
-            changed = write_report(path, text)
+            changed = write_if_changed(path, text)
         except OSError as exc:
             raise AnsibleActionFail("podnet.cluster.report: cannot write %s (podnet_report_dir): %s"
                                     % (path, to_native(exc)))

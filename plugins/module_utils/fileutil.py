@@ -90,6 +90,15 @@ def copy_selinux_context(reference, path):
         return False
 
 
+def write_if_changed(path, content):
+    """Write ``content`` to ``path`` with ``atomic_write`` (its directory made when missing, mode 0644); False,
+    and nothing written, when the file already holds it."""
+    if read_text(path) == content:
+        return False
+    atomic_write(path, content, mode=0o644, create_dirs=True)
+    return True
+
+
 def atomic_write(path, content, mode=0o644, create_dirs=False, keep_mode=False):
     """Write ``content`` (text) to ``path`` atomically; returns the directories it created.
 

@@ -16,6 +16,7 @@ import socket
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
+from ansible_collections.podnet.cluster.plugins.module_utils.text import limit
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     RouteIndex,
     describe_route,
@@ -83,10 +84,7 @@ def check_protocol(proto, files=RT_PROTOS_FILES):
 
 
 def _limit(items):
-    text = "; ".join(items[:MAX_LISTED])
-    if len(items) > MAX_LISTED:
-        text += "; ... and %d more" % (len(items) - MAX_LISTED)
-    return text
+    return limit(items, MAX_LISTED)
 
 
 def parse_route(item, index):

@@ -24,7 +24,7 @@ _PKG = "ansible_collections.podnet.cluster.plugins.module_utils"
 LIB_MODULES = tuple(_PKG + "." + name for name in (
     "engine", "engine.runner", "engine.lock", "engine.record", "engine.files", "engine.units", "engine.plan",
     "engine.node", "engine.restore", "engine.bridge", "engine.chains", "engine.jsonfile", "engine.overlay", "engine.routes",
-    "engine.sysctl", "fileutil", "ifname", "iproute", "iptables"))
+    "engine.sysctl", "fileutil", "ifname", "iproute", "iptables", "text"))
 RESTORE_SCRIPT = """#!%(interpreter)s
 # Managed by podnet.cluster: restores this node's pod network (bridge, addresses, forwarding, chains, routes,
 # the uplink of fabric l2_bridge) from the record written by the last Ansible run, part by part: a part that
