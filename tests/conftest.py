@@ -25,6 +25,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -63,11 +64,15 @@ def pytest_configure(config):
 # Where no module-scoped lab is shared, a test can run on any worker (paths under tests/integration).
 SPREAD = ("test_plan_role.py", "test_molecule.py", "modules", "gce/test_gce_routes.py", "gce/test_gce_standin.py",
           "test_collection.py", "test_lint.py", "test_netns_connection.py")
-# Modules cut into this many groups, each on a lab of its own: their tests are many and each one runs site.
-SHARDS = {"test_bad_inputs.py": 2}
+# Modules cut into this many groups, each on a lab of its own: their tests are many and each one runs site. A
+# module's tests, in collection order, are cut into runs of consecutive tests of (nearly) the same count
+# (``shard_groups``), so that the tests of one module-scoped lab stay together as far as they can.
+SHARDS = {"test_bad_inputs.py": 3}
 # Seconds of a group as measured under load (docs/performance.md, the test loop); the longest start first. A
 # group not listed counts as 60 s; a test of SPREAD, as 10 s; a unit test, as 1 s.
-COST = {"test_lifecycle.py": 1500, "test_vxlan.py": 530, "test_bad_inputs.py": 500,
+# The lifecycle modules: their spans alone on a quiet machine (docs/performance.md) times 4, as the one module's was.
+COST = {"test_lifecycle.py": 420, "test_lifecycle_settings.py": 570, "test_lifecycle_runtimes.py": 550,
+        "test_vxlan.py": 530, "test_bad_inputs.py": 340,
         "verify/test_verify_scale.py": 430, "test_drift.py": 370, "test_uplink_bridge.py": 240, "test_l2_bridge.py": 180, "test_molecule.py": 120,
         "test_lab.py": 120, "verify/test_verify_lab.py": 150, "test_ecosystem.py": 120,
         # make check's longest: ansible-lint over the collection, ansible-doc of every plugin
@@ -78,16 +83,32 @@ def _under(rel: str, paths) -> bool:
     return any(rel == p or rel.startswith(p + "/") for p in paths)
 
 
-def group_of(nodeid: str) -> str:
-    """The scheduling group of a test, from its node id alone (the xdist controller has no items, only ids)."""
+def group_of(nodeid: str, shards: Optional[Dict[str, str]] = None) -> str:
+    """The scheduling group of a test, from its node id (the xdist controller has no items, only ids) and, for a
+    module of ``SHARDS``, the groups ``shard_groups`` gave the collection (without them: a hash of the id)."""
     path = nodeid.split("::", 1)[0]
     prefix = "tests/integration/"
     if not path.startswith(prefix) or _under(path[len(prefix):], SPREAD):
         return nodeid
     rel = path[len(prefix):]
     if rel in SHARDS:
+        if shards and nodeid in shards:
+            return shards[nodeid]
         return "%s#%d" % (rel, zlib.crc32(nodeid.encode()) % SHARDS[rel])
     return rel
+
+
+def shard_groups(nodeids: Sequence[str]) -> Dict[str, str]:
+    """{node id: group} for the tests of the ``SHARDS`` modules: each module's tests, in the order given, cut into
+    ``SHARDS[module]`` runs of consecutive tests whose counts differ by one at most."""
+    prefix = "tests/integration/"
+    by_module: Dict[str, List[str]] = {}
+    for nodeid in nodeids:
+        rel = nodeid.split("::", 1)[0][len(prefix):] if nodeid.startswith(prefix) else ""
+        if rel in SHARDS:
+            by_module.setdefault(rel, []).append(nodeid)
+    return {nodeid: "%s#%d" % (rel, i * SHARDS[rel] // len(ids))
+            for rel, ids in by_module.items() for i, nodeid in enumerate(ids)}
 
 
 def cost_of(nodeid: str) -> int:
@@ -108,8 +129,13 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduling(LoadScopeScheduling):
+        shards: Optional[Dict[str, str]] = None
+
         def _split_scope(self, nodeid):
-            return group_of(nodeid)
+            # self.collection is set (the same on every worker) before the first call
+            if self.shards is None and self.collection:
+                self.shards = shard_groups(self.collection)
+            return group_of(nodeid, self.shards)
 
     return Scheduling(config, log)
 

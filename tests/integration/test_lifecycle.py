@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
 """Lifecycle on a lab built unlike the defaults (named nodes, dual stack, /26 blocks, both runtimes):
-boot restore from the record, teardown back to the state before the first converge, and every setting
-change converging with no leftovers."""
+boot restore from the record, teardown back to the state before the first converge, the state file lost,
+and what an operator or another tool left on a node. The setting changes are test_lifecycle_settings.py
+and test_lifecycle_runtimes.py (Docker restarts too), each on a lab of its own."""
 
 from __future__ import annotations
 
@@ -13,32 +14,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
 
 import pytest
 import yaml
 
-from lib.labtools import BIN, Lab, new_lab, recap, run
+from lib.labtools import BIN, Lab, recap, run
+from lib.lifecycle import boot_lines, build_lab, gateways, kernel_of, wipe
 from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
 from lib.netns_backend import lab_hosts
 
 PREFIX = "plc"
-CLUSTERS = ["10.77.0.0/18", "fd00:77::/56"]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, request) -> Lab:
-    spec = new_lab(PREFIX, tmp_path_factory.mktemp("lc") / "lab", request, node_names=["red", "green"],
-                   lab_vars={"podnet_lab_subnet": "172.26.9.0/24",
-                             "podnet_lab_subnet_ipv6": "fd00:26:9::/64",
-                             "podnet_lab_external_cidr": "198.18.9.0/24",
-                             "podnet_lab_external_cidr_ipv6": "fd00:198:9::/64",
-                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
-                                                           "podnet_node_prefix_ipv4": 26,
-                                                           "podnet_runtimes": ["docker", "cni"]}})
-    spec.playbook("present")
-    return spec
+    return build_lab(PREFIX, tmp_path_factory, request)
 
 
 def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
@@ -105,50 +96,6 @@ def test_restore_from_record_and_teardown_to_pristine(lab: Lab):
     assert hosts[red].file("/etc/docker/daemon.json").mode == 0o600
     again = playbook(lab, "teardown")
     assert unchanged(again), "a second teardown changed something"
-
-
-def unit_line(text: str, key: str):
-    """(command, failure ignored) of a unit's ``key=`` line as systemd reads it: the prefixes ``-`` (a failure
-    is recorded but does not fail the unit), ``@``, ``:``, ``+``, ``!`` are taken off the command."""
-    line = re.search(r"^%s=(.*)$" % key, text, re.M).group(1)
-    ignored = False
-    while line[:1] in ("-", "@", ":", "+", "!"):
-        ignored = ignored or line[0] == "-"
-        line = line[1:]
-    return line, ignored
-
-
-def boot_lines(lab: Lab, node: str):
-    """The boot unit's ExecStart and the Docker drop-in's ExecStartPost, as written on the node."""
-    units = Path(lab.node_root(node), "upper/etc/systemd/system")
-    return (unit_line((units / "podnet-cluster.service").read_text(), "ExecStart"),
-            unit_line((units / "docker.service.d" / "10-podnet-cluster.conf").read_text(), "ExecStartPost"))
-
-
-def wipe(host, bridge="cbr0"):
-    """The kernel state of a reboot: no bridge, no route of ours, no chain of ours, forwarding off. Files stay."""
-    host.check_output("ip link del %s" % bridge)
-    host.check_output("ip route flush proto 158")
-    host.check_output("ip -6 route flush proto 158")
-    for tool in ("iptables", "ip6tables"):
-        for table in ("filter", "nat"):
-            for line in host.check_output("%s-save -t %s" % (tool, table)).splitlines():
-                if "podnet.cluster" in line and line.startswith("-A "):
-                    host.check_output("%s -t %s -D %s" % (tool, table, line[3:]))
-        for table, chain in (("filter", "PODNET-FORWARD"), ("nat", "PODNET-MASQ")):
-            host.check_output("%s -t %s -F %s && %s -t %s -X %s" % (tool, table, chain, tool, table, chain))
-    host.check_output("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0")
-
-
-def kernel_of(state):
-    """A node_state without its files (a test's own extra file there is no difference in the kernel)."""
-    return {k: v for k, v in state.items() if k not in ("files",)}
-
-
-def gateways(lab: Lab, node: str):
-    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
-    import ipaddress
-    return ["%s/%d" % (ipaddress.ip_network(c)[1], ipaddress.ip_network(c).prefixlen) for c in state[node]]
 
 
 def test_boot_with_a_sysctl_file_that_turns_forwarding_off(lab: Lab):
@@ -292,77 +239,6 @@ def test_a_daemon_json_that_is_a_symlink_stays_one(lab: Lab):
         playbook(lab, "site")
 
 
-TRANSITIONS = [
-    ("runtimes [cni]", [{"podnet_runtimes": ["cni"]}]),
-    ("runtimes [docker]", [{"podnet_runtimes": ["docker"]}]),
-    ("runtimes [cni] then [docker]", [{"podnet_runtimes": ["cni"]}, {"podnet_runtimes": ["docker"]}]),
-    ("masquerade off", [{"podnet_masquerade": False}]),
-    ("renamed bridge", [{"podnet_bridge": "pbr7"}]),
-    ("IPv4 only", [{"podnet_cluster_cidrs": CLUSTERS[:1], "podnet_allow_readdress": True}]),
-    ("extra non-masquerade network", [{"podnet_nonmasquerade_cidrs": ["192.168.240.0/20"]}]),
-    # the lab router (group podnet_lab_router) carries the routes: a router fabric with nobody is refused
-    ("routed fabric (no peer routes)", [{"podnet_fabric": "router", "podnet_router_group": "podnet_lab_router"}]),
-]
-
-
-@pytest.mark.parametrize("label,changes", TRANSITIONS, ids=[t[0] for t in TRANSITIONS])
-def test_setting_change_converges_without_leftovers(lab: Lab, label, changes):
-    """default -> each change in turn -> default; every state equals what a fresh converge with those settings
-    gives (converged after a teardown): nothing an earlier setting made is left behind."""
-    # a router group stays in every run of the case, so that leaving the fabric and teardown clean the router too
-    keep = {k: v for c in changes for k, v in c.items() if k == "podnet_router_group"}
-    playbook(lab, "teardown", **keep)
-    playbook(lab, "site", **keep)
-    reached = []
-    for change in changes:
-        playbook(lab, "site", **change)
-        reached.append({n: node_state(lab, n) for n in lab.nodes})
-        assert unchanged(playbook(lab, "site", **change)), "%s: not idempotent" % label
-    back = {"podnet_allow_readdress": True} if any("podnet_cluster_cidrs" in c for c in changes) else {}
-    playbook(lab, "site", **dict(back, **keep))
-    returned = {n: node_state(lab, n) for n in lab.nodes}
-
-    for change, moved in zip(changes, reached):
-        playbook(lab, "teardown", **keep)
-        playbook(lab, "site", **change)
-        for n in lab.nodes:
-            assert_same(node_state(lab, n), moved[n], "%s (%s): the change left something a fresh converge does "
-                        "not have" % (label, change))
-    playbook(lab, "teardown", **keep)
-    playbook(lab, "site", **keep)
-    for n in lab.nodes:
-        assert_same(node_state(lab, n), returned[n], "%s: going back left debris" % label)
-
-
-def test_router_fabric_routes_on_the_router_and_verify_passes(lab: Lab):
-    """podnet_fabric=router: the lab router holds one route per node pod subnet, the nodes none; verify passes."""
-    hosts = lab_hosts(str(lab.hosts_yml))
-    router = "%s-router" % lab.name
-    playbook(lab, "site")                      # l2_routes first: its peer routes must go
-    inv = yaml.safe_load(lab.hosts_yml.read_text())
-    inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
-    inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]["vars"]["podnet_state_file"] = str(
-        lab.inventory_dir / ".podnet_state.yml")
-    routed = lab.inventory_dir / "routed.yml"
-    routed.write_text(yaml.safe_dump(inv))
-
-    def playbook_routed(*args, **extra):
-        argv = [str(BIN / "ansible-playbook"), "podnet.cluster.%s" % args[0], "-i", str(routed)]
-        return run(argv + ["-e", json.dumps(dict(extra, podnet_fabric="router"))] + list(args[1:]))
-
-    playbook_routed("site")
-    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
-    for family, flag in ((4, "-4"), (6, "-6")):
-        got = {r["dst"] for r in json.loads(hosts[router].check_output("ip %s -json route show proto 158" % flag))}
-        assert got == {c for n in lab.nodes for c in state[n] if (":" in c) == (family == 6)}
-        for n in lab.nodes:
-            assert hosts[n].check_output("ip %s route show proto 158" % flag).strip() == ""
-    assert unchanged(playbook_routed("site"))
-    verify = playbook_routed("verify")
-    assert "PASSED" in verify.stdout, verify.stdout[-4000:]
-    routed.unlink()
-
-
 def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
     red, green = lab.nodes
     state_path = lab.inventory_dir / ".podnet_state.yml"
@@ -413,70 +289,6 @@ def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab):
     playbook(lab, "site")
 
 
-STUB_SERVICE = """#!/bin/sh
-# A stand-in docker service for the lab (SysV script): logs each restart with its start and end time, and strips
-# the bridge's global IPv6 addresses as dockerd does when it starts.
-LOG=%(log)s
-case "$1" in
-  status) exit 0 ;;
-  restart)
-    echo "$(hostname) begin $(date +%%s.%%N)" >> "$LOG"
-    sleep 1
-    for a in $(ip -6 -o addr show dev %(bridge)s scope global | awk '{print $4}'); do ip addr del "$a" dev %(bridge)s; done
-    echo "$(hostname) end $(date +%%s.%%N)" >> "$LOG"
-    ;;
-  *) exit 0 ;;
-esac
-"""
-
-
-def stub_docker_service(lab: Lab, log: Path, nodes=None) -> List[Path]:
-    """Give ``nodes`` (every node of the lab by default) the stand-in docker service (STUB_SERVICE) that logs each
-    restart to ``log``; returns the scripts written (for the test to remove)."""
-    scripts = []
-    for n in nodes or lab.nodes:
-        script = Path(lab.node_root(n), "upper/etc/init.d/docker")
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(STUB_SERVICE % {"log": log, "bridge": "cbr0"})
-        script.chmod(0o755)
-        scripts.append(script)
-    return scripts
-
-
-@pytest.mark.parametrize("batch", [1, 2])
-def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp_path, batch):
-    """A daemon.json change restarts Docker podnet_restart_batch nodes at a time; each restart is done, Docker
-    active and the IPv6 pod gateways back on the bridge, before the next batch begins."""
-    hosts = lab_hosts(str(lab.hosts_yml))
-    log = tmp_path / "restarts.log"
-    playbook(lab, "site")
-    scripts = stub_docker_service(lab, log)
-    try:
-        run_ = playbook(lab, "site", podnet_bridge_mtu=1400, podnet_restart_batch=batch)
-        assert "Restart Docker in batches" in run_.stdout
-        assert log.exists(), run_.stdout[-5000:]
-        lines = [l.split() for l in log.read_text().splitlines()]
-        spans = {}
-        for host, what, when in lines:
-            spans.setdefault(host, {})[what] = float(when)
-        assert sorted(spans) == sorted(lab.nodes), lines
-        (a, sa), (b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
-        if batch == 1:
-            assert sa["end"] <= sb["begin"], "the second node restarted before the first was done: %s" % lines
-        else:
-            assert sb["begin"] < sa["end"], "batch 2 restarted one node at a time: %s" % lines
-        state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
-        for n in lab.nodes:
-            addrs = hosts[n].check_output("ip -o addr show dev cbr0")
-            for cidr in state[n]:
-                gateway = str(__import__("ipaddress").ip_network(cidr)[1])
-                assert gateway in addrs, "%s: the pod gateway %s is not back after the restart" % (n, gateway)
-    finally:
-        for script in scripts:
-            script.unlink(missing_ok=True)
-        playbook(lab, "site")
-
-
 def test_routes_of_our_protocol_found_at_the_first_converge_are_named_and_kept(lab: Lab):
     """A route with protocol 158 that podnet.cluster did not make (another tool uses the number): the first
     converge warns, naming it and podnet_route_protocol, and no run, teardown included, removes it."""
@@ -496,74 +308,6 @@ def test_routes_of_our_protocol_found_at_the_first_converge_are_named_and_kept(l
             "192.168.77.0/24 via 172.26.9.1 dev eth0"
     finally:
         hosts[red].run("ip route del 192.168.77.0/24 proto 158")
-        playbook(lab, "site")
-
-
-LOCK_HOLDER = r"""
-import socket, sys, time
-lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-lock.bind("\0podnet.cluster/node-lock")
-print(time.time(), flush=True)
-time.sleep(float(sys.argv[1]))
-print(time.time(), flush=True)
-"""
-
-
-def test_a_docker_restart_waits_for_the_node_lock(lab: Lab, tmp_path):
-    """state=restart holds the node lock like every other change: while another podnet.cluster run holds it (here a
-    process holding the lock's abstract socket in the node's namespace), the restart waits."""
-    hosts = lab_hosts(str(lab.hosts_yml))
-    red = lab.nodes[0]
-    log = tmp_path / "restarts.log"
-    playbook(lab, "site")
-    scripts = stub_docker_service(lab, log, [red])
-    document = json.loads(hosts[red].file("/etc/podnet/node.json").content_string)["document"]
-    holder = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % red, "python3", "-c", LOCK_HOLDER, "4"],
-                              stdout=subprocess.PIPE, text=True)
-    lab.pids.append(holder.pid)
-    try:
-        float(holder.stdout.readline())
-        proc = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), red, "-m", "podnet.cluster.node_state",
-                    "-a", json.dumps({"state": "restart", "document": document})])
-        released = float(holder.stdout.readline())
-        holder.wait(timeout=10)
-        begin = float(next(l.split()[2] for l in log.read_text().splitlines() if " begin " in l))
-        assert begin >= released - 0.05, "the restart began %.2f s before the lock was released" % (released - begin)
-        assert "restarted: true" in proc.stdout, proc.stdout
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-        for script in scripts:
-            script.unlink(missing_ok=True)
-        playbook(lab, "site")
-
-
-def test_teardown_restarts_docker_in_batches_when_it_removed_its_bridge_settings(lab: Lab, tmp_path):
-    """Teardown takes Docker's bridge settings out of daemon.json: a running Docker is restarted (one node at a
-    time with podnet_restart_batch 1), so dockerd does not stay on the deleted bridge; a second teardown
-    restarts nothing."""
-    log = tmp_path / "restarts.log"
-    playbook(lab, "site")
-    scripts = stub_docker_service(lab, log)
-    try:
-        proc = playbook(lab, "teardown", podnet_restart_batch=1)
-        assert "Restart Docker in batches" in proc.stdout
-        assert log.exists(), proc.stdout[-5000:]
-        spans = {}
-        for host, what, when in (l.split() for l in log.read_text().splitlines()):
-            spans.setdefault(host, {})[what] = float(when)
-        assert sorted(spans) == sorted(lab.nodes), spans
-        (_a, sa), (_b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
-        assert sa["end"] <= sb["begin"], "two nodes restarted at once: %s" % spans
-        for n in lab.nodes:
-            daemon = Path(lab.node_root(n), "upper/etc/docker/daemon.json")
-            assert not daemon.exists() or "cbr0" not in daemon.read_text()
-        log.unlink()
-        playbook(lab, "teardown")
-        assert not log.exists(), "a teardown with nothing to remove restarted Docker"
-    finally:
-        for script in scripts:
-            script.unlink(missing_ok=True)
         playbook(lab, "site")
 
 
@@ -637,3 +381,4 @@ def test_an_ipv6_default_route_from_router_advertisements_survives_forwarding(la
         assert hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == before
     finally:
         hosts[red].run("ip -6 route del default via fe80::1 dev eth0 proto ra metric 2048")
+

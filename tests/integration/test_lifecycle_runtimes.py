@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
+"""Lifecycle of the container runtimes, on a lab of its own (lib/lifecycle.py): a change of podnet_runtimes
+converges with no leftovers, and Docker restarts go in batches, wait for the node lock and follow teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib.labtools import BIN, Lab, run
+from lib.lifecycle import TRANSITIONS, build_lab, converge_through, stub_docker_service
+from lib.nodestate import playbook
+from lib.netns_backend import lab_hosts
+
+PREFIX = "plx"
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request) -> Lab:
+    return build_lab(PREFIX, tmp_path_factory, request)
+
+
+RUNTIMES = [t for t in TRANSITIONS if t[0].startswith("runtimes")]
+
+
+@pytest.mark.parametrize("label,changes", RUNTIMES, ids=[t[0] for t in RUNTIMES])
+def test_setting_change_converges_without_leftovers(lab: Lab, label, changes):
+    """default -> each change in turn -> default; every state equals what a fresh converge with those settings
+    gives (converged after a teardown): nothing an earlier setting made is left behind."""
+    converge_through(lab, label, changes)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_docker_restarts_go_in_batches_and_bring_the_gateways_back(lab: Lab, tmp_path, batch):
+    """A daemon.json change restarts Docker podnet_restart_batch nodes at a time; each restart is done, Docker
+    active and the IPv6 pod gateways back on the bridge, before the next batch begins."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    scripts = stub_docker_service(lab, log)
+    try:
+        run_ = playbook(lab, "site", podnet_bridge_mtu=1400, podnet_restart_batch=batch)
+        assert "Restart Docker in batches" in run_.stdout
+        assert log.exists(), run_.stdout[-5000:]
+        lines = [l.split() for l in log.read_text().splitlines()]
+        spans = {}
+        for host, what, when in lines:
+            spans.setdefault(host, {})[what] = float(when)
+        assert sorted(spans) == sorted(lab.nodes), lines
+        (a, sa), (b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
+        if batch == 1:
+            assert sa["end"] <= sb["begin"], "the second node restarted before the first was done: %s" % lines
+        else:
+            assert sb["begin"] < sa["end"], "batch 2 restarted one node at a time: %s" % lines
+        state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())["nodes"]
+        for n in lab.nodes:
+            addrs = hosts[n].check_output("ip -o addr show dev cbr0")
+            for cidr in state[n]:
+                gateway = str(__import__("ipaddress").ip_network(cidr)[1])
+                assert gateway in addrs, "%s: the pod gateway %s is not back after the restart" % (n, gateway)
+    finally:
+        for script in scripts:
+            script.unlink(missing_ok=True)
+        playbook(lab, "site")
+
+
+LOCK_HOLDER = r"""
+import socket, sys, time
+lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+lock.bind("\0podnet.cluster/node-lock")
+print(time.time(), flush=True)
+time.sleep(float(sys.argv[1]))
+print(time.time(), flush=True)
+"""
+
+
+def test_a_docker_restart_waits_for_the_node_lock(lab: Lab, tmp_path):
+    """state=restart holds the node lock like every other change: while another podnet.cluster run holds it (here a
+    process holding the lock's abstract socket in the node's namespace), the restart waits."""
+    hosts = lab_hosts(str(lab.hosts_yml))
+    red = lab.nodes[0]
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    scripts = stub_docker_service(lab, log, [red])
+    document = json.loads(hosts[red].file("/etc/podnet/node.json").content_string)["document"]
+    holder = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % red, "python3", "-c", LOCK_HOLDER, "4"],
+                              stdout=subprocess.PIPE, text=True)
+    lab.pids.append(holder.pid)
+    try:
+        float(holder.stdout.readline())
+        proc = run([str(BIN / "ansible"), "-i", str(lab.hosts_yml), red, "-m", "podnet.cluster.node_state",
+                    "-a", json.dumps({"state": "restart", "document": document})])
+        released = float(holder.stdout.readline())
+        holder.wait(timeout=10)
+        begin = float(next(l.split()[2] for l in log.read_text().splitlines() if " begin " in l))
+        assert begin >= released - 0.05, "the restart began %.2f s before the lock was released" % (released - begin)
+        assert "restarted: true" in proc.stdout, proc.stdout
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        for script in scripts:
+            script.unlink(missing_ok=True)
+        playbook(lab, "site")
+
+
+def test_teardown_restarts_docker_in_batches_when_it_removed_its_bridge_settings(lab: Lab, tmp_path):
+    """Teardown takes Docker's bridge settings out of daemon.json: a running Docker is restarted (one node at a
+    time with podnet_restart_batch 1), so dockerd does not stay on the deleted bridge; a second teardown
+    restarts nothing."""
+    log = tmp_path / "restarts.log"
+    playbook(lab, "site")
+    scripts = stub_docker_service(lab, log)
+    try:
+        proc = playbook(lab, "teardown", podnet_restart_batch=1)
+        assert "Restart Docker in batches" in proc.stdout
+        assert log.exists(), proc.stdout[-5000:]
+        spans = {}
+        for host, what, when in (l.split() for l in log.read_text().splitlines()):
+            spans.setdefault(host, {})[what] = float(when)
+        assert sorted(spans) == sorted(lab.nodes), spans
+        (_a, sa), (_b, sb) = sorted(spans.items(), key=lambda kv: kv[1]["begin"])
+        assert sa["end"] <= sb["begin"], "two nodes restarted at once: %s" % spans
+        for n in lab.nodes:
+            daemon = Path(lab.node_root(n), "upper/etc/docker/daemon.json")
+            assert not daemon.exists() or "cbr0" not in daemon.read_text()
+        log.unlink()
+        playbook(lab, "teardown")
+        assert not log.exists(), "a teardown with nothing to remove restarted Docker"
+    finally:
+        for script in scripts:
+            script.unlink(missing_ok=True)
+        playbook(lab, "site")
