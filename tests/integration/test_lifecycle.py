@@ -381,4 +381,3 @@ def test_an_ipv6_default_route_from_router_advertisements_survives_forwarding(la
         assert hosts[red].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == before
     finally:
         hosts[red].run("ip -6 route del default via fe80::1 dev eth0 proto ra metric 2048")
-
