@@ -28,16 +28,16 @@ def ip_bin(runner):
     return runner.which("ip")
 
 
-def run_ip_json(runner, args, numeric=True, tolerate=False, netns=None):
+def run_ip_json(runner, args, numeric=True, tolerate=False, netns=None, ip=None):
     """Run ``ip [-N] -json ARGS`` and return the decoded list: the collection's one ``ip -json`` helper.
 
     ``args`` is a list of strings, e.g. ``["-4", "route", "show", "table", "main"]``.
     An empty answer (iproute2 prints nothing for an empty table) is ``[]``; with ``tolerate``
     a failing command is ``[]`` too (an IPv6 table on a node without IPv6). ``netns``: the path of a
-    network namespace to run it in (``nsenter --net``).
+    network namespace to run it in (``nsenter --net``); ``ip``: the ip command to run (default ``runner.which``).
     """
     cmd = [runner.which("nsenter"), "--net=%s" % netns, "--"] if netns else []
-    cmd.append(ip_bin(runner))
+    cmd.append(ip or ip_bin(runner))
     if numeric:
         cmd.append("-N")
     cmd.append("-json")

@@ -238,19 +238,18 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.podnet.cluster.plugins.module_utils import uplink as engine
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import ModuleRunner
 
 
-class ModuleRunner:
-    """The engine's runner: ``run(argv, data=None) -> (rc, out, err)`` through ``module.run_command``."""
+class ToolRunner(ModuleRunner):
+    """The engine's module runner, running a command named by its tool name (``ping``) as found on the node."""
 
     def __init__(self, module, tools):
-        self.module = module
+        super().__init__(module)
         self.tools = tools
 
     def run(self, argv, data=None):
-        argv = [self.tools.get(argv[0], argv[0])] + list(argv[1:])
-        return self.module.run_command(argv, data=data, binary_data=data is not None,
-                                       environ_update={"LC_ALL": "C"})
+        return super().run([self.tools.get(argv[0], argv[0])] + list(argv[1:]), data)
 
 
 def confirmation(path, deadline, clock=time.monotonic, sleep=time.sleep):
@@ -310,7 +309,7 @@ def main():
                              "take check_timeout seconds, and the controller then needs a new connection to confirm"
                              % (p["rollback_timeout"], p["check_timeout"]))
     tools = {"ip": module.get_bin_path("ip", required=True)}
-    runner = ModuleRunner(module, tools)
+    runner = ToolRunner(module, tools)
     if uplink is None:
         try:
             uplink = engine.find_uplink(runner, p["uplink_address"], bridge, engine.load_snapshot(path), tools["ip"])

@@ -11,6 +11,8 @@ from __future__ import annotations
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 
 UPLINK_MODULE = "ansible_collections.podnet.cluster.plugins.module_utils.uplink"
+# the files of the uplink engine: its entry point and the three it is made of
+UPLINK_MODULES = tuple(UPLINK_MODULE + suffix for suffix in ("", "_state", "_plan", "_io"))
 
 
 def _engine():
@@ -22,7 +24,7 @@ def lib_modules(doc):
     """The uplink engine joins the restore program of a node that has an uplink."""
     if doc.get("uplink"):
         _engine()
-        return [UPLINK_MODULE]
+        return list(UPLINK_MODULES)
     return []
 
 

@@ -8,6 +8,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4] / '.collections'))
 from ansible_collections.podnet.cluster.plugins.module_utils import uplink as U  # noqa: E402  (needs the path)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import ProcessRunner  # noqa: E402
 
 
 def sh(command):
@@ -26,7 +27,7 @@ def raw(ns):
             "routes6": ipj(ns, "-d", "-6", "route", "show", "table", "all")}
 
 
-class NS(U.SubprocessRunner):
+class NS(ProcessRunner):
     def __init__(self, ns):
         super().__init__()
         self.ns = ns
