@@ -17,6 +17,7 @@ from ansible.utils.display import Display
 from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
 from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import config_errors, default_interfaces
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import OVERLAY_FABRICS
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_role_spec import PLAN_ROLE_OPTIONS
@@ -123,7 +124,7 @@ class ActionModule(PodnetAction):
                 node_ip=plain(hv.get("podnet_node_ip")),
                 fact_ipv4=facts.get("default_ipv4"),
                 fact_ipv6=facts.get("default_ipv6"),
-                fact_interfaces=planner.default_interfaces(facts),
+                fact_interfaces=default_interfaces(facts),
                 pod_cidrs=plain(hv.get("podnet_pod_cidrs")),
                 held=held,
                 any_underlay=hv.get("podnet_fabric") in OVERLAY_FABRICS,
@@ -249,7 +250,7 @@ class ActionModule(PodnetAction):
     def _config_errors(config: Any) -> List[str]:
         cluster, prefix4, prefix6, service, reserved = config
         try:
-            return planner.config_errors(planner.PlanConfig(
+            return config_errors(planner.PlanConfig(
                 cluster_cidrs=cluster, node_prefix_ipv4=prefix4, node_prefix_ipv6=prefix6, service_cidrs=service or [],
                 reserved_cidrs=reserved or []))
         except planner.PlanError as exc:

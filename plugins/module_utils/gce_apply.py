@@ -18,8 +18,8 @@ from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
     describe_foreign,
     parse_route,
     route_matches,
-    short_instance,
 )
+from ansible_collections.podnet.cluster.plugins.module_utils.gce_names import short_instance
 from ansible_collections.podnet.cluster.plugins.module_utils.gce_client import (
     ApiError,
     OperationTimeout,

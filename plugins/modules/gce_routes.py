@@ -256,20 +256,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
+    diff_text,
+    instance_problems,
+    instances_message,
+    parse_route,
+    parse_wanted,
+    plan_routes,
+)
+from ansible_collections.podnet.cluster.plugins.module_utils.gce_names import (
     COMPUTE_SCOPE,
     DEFAULT_ENDPOINT,
     DEFAULT_PREFIX,
     GceInputError,
     default_description,
-    diff_text,
-    instance_problems,
-    instances_message,
     limit,
     list_filter,
     network_path,
-    parse_route,
-    parse_wanted,
-    plan_routes,
     prefix_problem,
     short_instance,
 )

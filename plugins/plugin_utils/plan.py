@@ -18,237 +18,41 @@ Rules (see docs/plan.md):
   out again, oldest first, only when no never-used block is left;
 * validated: networks, host bits, node prefixes, overlaps among cluster,
   service and reserved CIDRs, node IPs, explicit claims, exhaustion.
+
+The planner's data classes and network parsing are plugin_utils/plan_model, its checked inputs (node addresses,
+state file, cluster variables) plugin_utils/plan_inputs.
 """
 
 from __future__ import annotations
 
-import re
-import socket
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-try:
-    import netaddr
-except ImportError as _exc:  # pragma: no cover - exercised only without netaddr
-    netaddr = None
-    NETADDR_IMPORT_ERROR: Optional[ImportError] = _exc
-else:
-    NETADDR_IMPORT_ERROR = None
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import (
+    _check_config,
+    _node_ips,
+    parse_state,
+)
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_model import (
+    FAMILIES,
+    FAMILY_NAME,
+    PREFIX_VAR,
+    STATE_VERSION,
+    as_list,
+    fmt_address,
+    fmt_network,
+    _intervals_overlap,
+    natural_key,
+    netaddr,
+    NodeInput,
+    NodePlan,
+    parse_network,
+    PlanConfig,
+    PlanError,
+    PlanResult,
+    require_netaddr,
+    to_ipnetwork,
+)
 
-STATE_VERSION = 1
-FAMILIES = (4, 6)
-FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
-PREFIX_VAR = {4: "podnet_node_prefix_ipv4", 6: "podnet_node_prefix_ipv6"}
-# A node needs its gateway and at least one pod address.
-MIN_USABLE = 2
-
-
-class PlanError(ValueError):
-    """Raised with every problem found; ``errors`` holds one line each."""
-
-    def __init__(self, errors: Sequence[str]):
-        self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
-
-
-@dataclass(frozen=True)
-class NodeInput:
-    """What the inventory says about one node."""
-
-    name: str
-    # podnet_node_ip as given (str or list); None when unset.
-    node_ip: Any = None
-    # Default addresses from facts, e.g. ansible_default_ipv4 / _ipv6 dicts.
-    fact_ipv4: Optional[Mapping[str, Any]] = None
-    fact_ipv6: Optional[Mapping[str, Any]] = None
-    # Facts of the interfaces those name ({name: ansible_facts[name]}): a family without a default route (a router
-    # away) takes its address from the interface that holds the other family's.
-    fact_interfaces: Optional[Mapping[str, Any]] = None
-    # podnet_pod_cidrs as given (str or list); None when unset.
-    pod_cidrs: Any = None
-    # Pod subnets the node already holds (its record, the gateways on its bridge), as probed; None: not asked.
-    held: Any = None
-    # Its fabric carries every pod family over any underlay family (podnet_fabric vxlan): one node IP of any
-    # family is enough.
-    any_underlay: bool = False
-
-    @property
-    def has_node_ip(self) -> bool:
-        """podnet_node_ip is set (else the node's address comes from facts)."""
-        return self.node_ip not in (None, "", [])
-
-
-@dataclass
-class PlanConfig:
-    cluster_cidrs: Sequence[str] = ("10.244.0.0/16",)
-    node_prefix_ipv4: Any = 24
-    node_prefix_ipv6: Any = 64
-    service_cidrs: Sequence[str] = ()
-    reserved_cidrs: Sequence[str] = ()
-    # Recorded nodes missing from the inventory keep their blocks (a dynamic inventory that hides stopped
-    # instances must not release live blocks) unless listed in ``release``; False: release them (prune).
-    keep_absent: bool = False
-    release: Sequence[str] = ()
-    # Let a node lose a block it holds: a dropped family, a changed cluster network or node prefix, a held block
-    # given elsewhere (its pods lose those addresses). A recorded block the node does not hold (it was asked, and
-    # holds nothing of it) is planned anew without it.
-    allow_readdress: bool = False
-    # The plan is read only (verify, teardown): a recorded block that does not fit the variables means the
-    # variables differ from the plan that was applied, so the advice is not to confirm a change.
-    read_only: bool = False
-
-
-@dataclass
-class NodePlan:
-    name: str
-    node_ips: List[str]
-    node_cidrs: List[str]
-    pod_cidrs: List[str]
-    gateways: List[str]
-    bridge_addresses: List[str]
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {
-            "node_ips": list(self.node_ips),
-            "node_cidrs": list(self.node_cidrs),
-            "pod_cidrs": list(self.pod_cidrs),
-            "gateways": list(self.gateways),
-            "bridge_addresses": list(self.bridge_addresses),
-        }
-
-
-@dataclass
-class PlanResult:
-    cluster_cidrs: List[str]
-    service_cidrs: List[str]
-    reserved_cidrs: List[str]
-    node_prefixes: Dict[int, int]
-    nodes: Dict[str, NodePlan]
-    state: Dict[str, Any]
-    added: Dict[str, List[str]] = field(default_factory=dict)
-    released: Dict[str, List[str]] = field(default_factory=dict)
-    absent: Dict[str, List[str]] = field(default_factory=dict)
-
-    def node_cidrs(self) -> List[str]:
-        """Underlay networks known from the nodes' addresses, merged."""
-        nets = {c for n in self.nodes.values() for c in n.node_cidrs}
-        return [fmt_network(n) for n in netaddr.cidr_merge([to_ipnetwork(c) for c in nets])]
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {
-            "cluster_cidrs": list(self.cluster_cidrs),
-            "service_cidrs": list(self.service_cidrs),
-            "reserved_cidrs": list(self.reserved_cidrs),
-            "node_prefix_ipv4": self.node_prefixes.get(4),
-            "node_prefix_ipv6": self.node_prefixes.get(6),
-            "node_cidrs": self.node_cidrs(),
-            "nodes": {name: node.as_dict() for name, node in self.nodes.items()},
-        }
-
-
-def require_netaddr() -> None:
-    if netaddr is None:
-        raise PlanError(
-            ["the podnet.cluster planner needs the Python library 'netaddr' on the controller: "
-             "pip install netaddr (%s)" % NETADDR_IMPORT_ERROR]
-        )
-
-
-def natural_key(name: str) -> Tuple[Any, ...]:
-    """node2 before node10; ties broken by the plain name, so the order is total."""
-    parts = re.split(r"(\d+)", name)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts) + ((2, 0, name),)
-
-
-def as_list(value: Any) -> List[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
-def to_ipnetwork(text: str) -> "netaddr.IPNetwork":
-    """netaddr.IPNetwork of ``address/prefix`` (or a bare address, as a host route).
-
-    Strict (inet_pton) parsing; the tuple form skips netaddr's slower string parser,
-    which matters for the 10,000 CIDRs of a 5,000-node dual-stack state file.
-    """
-    address, slash, prefix = text.partition("/")
-    family, version, bits = (socket.AF_INET6, 6, 128) if ":" in address else (socket.AF_INET, 4, 32)
-    try:
-        value = int.from_bytes(socket.inet_pton(family, address), "big")
-    except OSError:
-        raise netaddr.AddrFormatError("invalid address %r" % address)
-    if slash:
-        if not prefix.isdigit() or int(prefix) > bits:
-            raise netaddr.AddrFormatError("invalid prefix %r" % prefix)
-        length = int(prefix)
-    else:
-        length = bits
-    return netaddr.IPNetwork((value, length), version=version)
-
-
-def fmt_address(value: int, version: int) -> str:
-    """Canonical text of an address (RFC 5952 for IPv6), faster than str(netaddr.IPAddress)."""
-    if version == 4:
-        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
-    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
-
-
-def fmt_network(net: "netaddr.IPNetwork") -> str:
-    return "%s/%d" % (fmt_address(net.first, net.version), net.prefixlen)
-
-
-def parse_network(value: Any, what: str, errors: List[str]) -> Optional["netaddr.IPNetwork"]:
-    """A network in CIDR form with no host bits, or None with an error recorded."""
-    text = str(value).strip() if value is not None else ""
-    if "/" not in text:
-        errors.append("%s: %r is not a network in CIDR form (address/prefix)" % (what, value))
-        return None
-    try:
-        net = to_ipnetwork(text)
-    except (netaddr.AddrFormatError, ValueError, TypeError):
-        errors.append("%s: %r is not a network in CIDR form (address/prefix)" % (what, value))
-        return None
-    if net.ip != net.network:
-        errors.append(
-            "%s: %s has host bits set: the /%d network that holds it is %s"
-            % (what, text, net.prefixlen, net.cidr)
-        )
-        return None
-    return net
-
-
-def parse_prefix(value: Any, family: int, errors: List[str]) -> Optional[int]:
-    var = PREFIX_VAR[family]
-    bits = 32 if family == 4 else 128
-    try:
-        prefix = int(str(value).lstrip("/"))
-    except (TypeError, ValueError):
-        errors.append("%s: %r is not a prefix length" % (var, value))
-        return None
-    if not 0 < prefix <= bits:
-        errors.append("%s: %d is not a prefix length for %s (1..%d)" % (var, prefix, FAMILY_NAME[family], bits))
-        return None
-    size = 2 ** (bits - prefix)
-    usable = size - 2 if family == 4 else size - 1
-    if usable < MIN_USABLE:
-        reserved_note = "network and broadcast" if family == 4 else "the subnet-router anycast address"
-        errors.append(
-            "%s: /%d leaves 2^(%d-%d) = %d address%s, %d usable after %s; a node needs at least %d "
-            "(the gateway on the bridge and one pod): use /%d or shorter"
-            % (var, prefix, bits, prefix, size, "" if size == 1 else "es", max(usable, 0), reserved_note,
-               MIN_USABLE, bits - 2)
-        )
-        return None
-    return prefix
-
-
-def _intervals_overlap(a: "netaddr.IPNetwork", b: "netaddr.IPNetwork") -> bool:
-    return a.version == b.version and a.first <= b.last and b.first <= a.last
 
 
 class _Family:
@@ -291,208 +95,6 @@ class _Family:
             result[pending.pop(0)] = block
             self.released.remove(block)
         return result
-
-
-def _node_ips(node: NodeInput, errors: List[str]) -> Tuple[Dict[int, "netaddr.IPAddress"], Dict[int, "netaddr.IPNetwork"]]:
-    """The node's first address of each family and, where known, its network."""
-    addresses: Dict[int, netaddr.IPAddress] = {}
-    networks: Dict[int, netaddr.IPNetwork] = {}
-    if node.has_node_ip:
-        for i, raw in enumerate(as_list(node.node_ip)):
-            what = "host %s: podnet_node_ip%s" % (node.name, "" if isinstance(node.node_ip, str) else "[%d]" % i)
-            try:
-                iface = to_ipnetwork(str(raw).strip())
-                if "/" not in str(raw):
-                    addr, net = iface.ip, None
-                else:
-                    addr, net = iface.ip, iface.cidr
-            except (netaddr.AddrFormatError, ValueError, TypeError):
-                errors.append("%s: %r is not an IP address (address or address/prefix)" % (what, raw))
-                continue
-            if addr.version not in addresses:
-                addresses[addr.version] = addr
-                if net is not None:
-                    networks[addr.version] = net
-        return addresses, networks
-    facts = {4: node.fact_ipv4, 6: node.fact_ipv6}
-    for family in FAMILIES:
-        other = facts[10 - family]
-        if (not isinstance(facts[family], Mapping) or not facts[family].get("address")) and isinstance(other, Mapping):
-            facts[family] = interface_address(node.fact_interfaces, other.get("interface"), family)
-    for fact in facts.values():
-        if not isinstance(fact, Mapping) or not fact.get("address"):
-            continue
-        try:
-            addr = netaddr.IPAddress(str(fact["address"]).split("%", maxsplit=1)[0])
-        except (netaddr.AddrFormatError, ValueError, TypeError):
-            continue
-        addresses.setdefault(addr.version, addr)
-        try:
-            if addr.version == 4 and fact.get("netmask"):
-                networks[4] = netaddr.IPNetwork("%s/%s" % (addr, fact["netmask"])).cidr
-            elif addr.version == 6 and fact.get("prefix"):
-                networks[6] = netaddr.IPNetwork("%s/%s" % (addr, fact["prefix"])).cidr
-        except (netaddr.AddrFormatError, ValueError, TypeError):
-            pass
-    return addresses, networks
-
-
-def default_interfaces(facts: Any) -> Dict[str, Any]:
-    """{name: facts} of the interfaces that the network facts' default_ipv4 and default_ipv6 name (no more: a node's
-    facts hold every interface, and only these matter to the plan)."""
-    out: Dict[str, Any] = {}
-    if not isinstance(facts, Mapping):
-        return out
-    for key in ("default_ipv4", "default_ipv6"):
-        fact = facts.get(key)
-        name = fact.get("interface") if isinstance(fact, Mapping) else None
-        if not name:
-            continue
-        for spelling in (str(name), str(name).replace(":", "_")):
-            if isinstance(facts.get(spelling), Mapping):
-                out[str(name)] = facts[spelling]
-                break
-    return out
-
-
-def interface_address(interfaces: Optional[Mapping[str, Any]], name: Any, family: int) -> Optional[Dict[str, Any]]:
-    """The first global address of ``family`` on interface ``name``, from its facts, as a default_ipvN-like dict.
-
-    Used when the node has no default route of that family (an IPv6 router away, its advertisements with router
-    lifetime 0): the node address of that family is then the one on the interface that carries the other family's
-    default route, which is where the default route's source address was.
-    """
-    if not isinstance(interfaces, Mapping) or not name:
-        return None
-    entry = interfaces.get(str(name)) or interfaces.get(str(name).replace(":", "_"))
-    if not isinstance(entry, Mapping):
-        return None
-    if family == 4:
-        candidates = [entry.get("ipv4")] + list(entry.get("ipv4_secondaries") or [])
-        for item in candidates:
-            if isinstance(item, Mapping) and item.get("address") and not str(item["address"]).startswith("127."):
-                return {"address": item["address"], "netmask": item.get("netmask"), "interface": name}
-        return None
-    for item in entry.get("ipv6") or []:
-        if isinstance(item, Mapping) and item.get("address") and item.get("scope", "global") == "global":
-            return {"address": item["address"], "prefix": item.get("prefix"), "interface": name}
-    return None
-
-
-def parse_state(state: Any, source: str = "state file") -> Tuple[Dict[str, List["netaddr.IPNetwork"]], List["netaddr.IPNetwork"]]:
-    """Recorded assignments and released blocks; PlanError when the state is not valid."""
-    if state is None:
-        return {}, []
-    errors: List[str] = []
-    if not isinstance(state, Mapping):
-        raise PlanError(["%s is not valid: its top level must be a mapping with key 'nodes', not %s"
-                         % (source, type(state).__name__)])
-    version = state.get("version", STATE_VERSION)
-    if version != STATE_VERSION:
-        errors.append("%s is not valid: version %r is not supported (this planner writes version %d)"
-                      % (source, version, STATE_VERSION))
-    raw_nodes = state.get("nodes", {})
-    if raw_nodes is None:
-        raw_nodes = {}
-    if not isinstance(raw_nodes, Mapping):
-        raise PlanError(errors + ["%s is not valid: 'nodes' must map each inventory hostname to a list of "
-                                  "pod CIDRs, not %s" % (source, type(raw_nodes).__name__)])
-    nodes: Dict[str, List[netaddr.IPNetwork]] = {}
-    seen: List[Tuple[netaddr.IPNetwork, str]] = []
-    for name, cidrs in raw_nodes.items():
-        if not isinstance(cidrs, (list, tuple)) or not cidrs:
-            errors.append("%s is not valid: nodes.%s must be a non-empty list of pod CIDRs, not %r"
-                          % (source, name, cidrs))
-            continue
-        nets = []
-        for i, cidr in enumerate(cidrs):
-            net = parse_network(cidr, "%s is not valid: nodes.%s[%d]" % (source, name, i), errors)
-            if net is not None:
-                if any(n.version == net.version for n in nets):
-                    errors.append("%s is not valid: nodes.%s records two %s pod CIDRs (%s and %s)"
-                                  % (source, name, FAMILY_NAME[net.version],
-                                     [n for n in nets if n.version == net.version][0], net))
-                    continue
-                nets.append(net)
-                seen.append((net, str(name)))
-        nodes[str(name)] = nets
-    seen.sort(key=lambda item: (item[0].version, item[0].first))
-    for (a, an), (b, bn) in zip(seen, seen[1:]):
-        if _intervals_overlap(a, b):
-            errors.append("%s is not valid: nodes.%s (%s) and nodes.%s (%s) overlap" % (source, an, a, bn, b))
-    released: List[netaddr.IPNetwork] = []
-    raw_released = state.get("released", []) or []
-    if not isinstance(raw_released, (list, tuple)):
-        errors.append("%s is not valid: 'released' must be a list of CIDRs" % source)
-    else:
-        for i, cidr in enumerate(raw_released):
-            net = parse_network(cidr, "%s is not valid: released[%d]" % (source, i), errors)
-            if net is not None:
-                released.append(net)
-    if errors:
-        raise PlanError(errors)
-    return nodes, released
-
-
-def _check_config(config: PlanConfig, errors: List[str]):
-    clusters: Dict[int, netaddr.IPNetwork] = {}
-    cluster_list = as_list(config.cluster_cidrs)
-    if not cluster_list:
-        errors.append("podnet_cluster_cidrs: empty; give one IPv4 and/or one IPv6 network")
-    named: List[Tuple[str, netaddr.IPNetwork]] = []
-    for i, raw in enumerate(cluster_list):
-        net = parse_network(raw, "podnet_cluster_cidrs[%d]" % i, errors)
-        if net is None:
-            continue
-        if net.version in clusters:
-            errors.append(
-                "podnet_cluster_cidrs: two %s networks (%s and %s); give at most one per family (dual-stack is "
-                "one IPv4 and one IPv6)" % (FAMILY_NAME[net.version], clusters[net.version], net))
-            continue
-        clusters[net.version] = net
-        named.append(("podnet_cluster_cidrs[%d] %s" % (i, net), net))
-    prefixes: Dict[int, int] = {}
-    for family, raw in ((4, config.node_prefix_ipv4), (6, config.node_prefix_ipv6)):
-        if family not in clusters:
-            continue
-        prefix = parse_prefix(raw, family, errors)
-        if prefix is None:
-            continue
-        cluster = clusters[family]
-        if prefix <= cluster.prefixlen:
-            errors.append(
-                "%s: /%d is not longer than the cluster network %s (/%d, podnet_cluster_cidrs): each node's "
-                "subnet must be a part of it, so the node prefix must be greater than %d"
-                % (PREFIX_VAR[family], prefix, cluster, cluster.prefixlen, cluster.prefixlen))
-            continue
-        prefixes[family] = prefix
-    extra: Dict[str, List[netaddr.IPNetwork]] = {}
-    for var, values in (("podnet_service_cidrs", config.service_cidrs),
-                        ("podnet_reserved_cidrs", config.reserved_cidrs)):
-        extra[var] = []
-        for i, raw in enumerate(as_list(values)):
-            net = parse_network(raw, "%s[%d]" % (var, i), errors)
-            if net is not None:
-                extra[var].append(net)
-                named.append(("%s[%d] %s" % (var, i, net), net))
-    for i, (an, a) in enumerate(named):
-        for bn, b in named[i + 1:]:
-            if _intervals_overlap(a, b):
-                errors.append("%s overlaps %s (addresses %s-%s are in both); cluster, service and reserved "
-                              "networks must be disjoint"
-                              % (bn, an, netaddr.IPAddress(max(a.first, b.first), a.version),
-                                 netaddr.IPAddress(min(a.last, b.last), a.version)))
-    return clusters, prefixes, extra
-
-
-def config_errors(config: PlanConfig) -> List[str]:
-    """Every problem of the cluster-wide variables alone (cluster, node prefixes, service and reserved networks),
-    each naming the variable and the arithmetic; [] when they are valid. Needs no node and no state file: the
-    controller checks these before any node is asked anything."""
-    require_netaddr()
-    errors: List[str] = []
-    _check_config(config, errors)
-    return errors
 
 
 def departed_text(absent: Mapping[str, Sequence[str]], limit: int = 10) -> str:

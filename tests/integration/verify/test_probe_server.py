@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The probe server itself (plugins/module_utils/probe.py run as a script), in a scratch network namespace:
+"""The probe server itself (the script module_utils/probe.own_source packs, as probe_pod writes it to a node), in a
+scratch network namespace:
 it listens only on the addresses it is given, never runs more handler threads than its cap, and exits on its
 own when its lifetime is over (so an interrupted verify run leaves no server behind for long).
 
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -21,8 +23,8 @@ import pytest
 
 from verify_lab_lib import OLDEST_PYTHON, PREFIX, sh
 
-REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "plugins" / "module_utils" / "probe.py"
+from ansible_collections.podnet.cluster.plugins.module_utils import probe as probe_lib
+
 PORT = 47399
 
 DRIVER = textwrap.dedent(r"""
@@ -116,8 +118,11 @@ PYTHONS = [pytest.param(sys.executable, id="python%d.%d" % sys.version_info[:2])
 
 
 def drive(ns, mode, python=sys.executable):
-    proc = subprocess.run(["ip", "netns", "exec", ns, python, "-c", DRIVER, str(SCRIPT), str(PORT), mode],
-                          capture_output=True, text=True, timeout=90, check=False)
+    with tempfile.TemporaryDirectory() as where:
+        script = Path(where) / probe_lib.SCRIPT_NAME
+        script.write_text(probe_lib.own_source())
+        proc = subprocess.run(["ip", "netns", "exec", ns, python, "-c", DRIVER, str(script), str(PORT), mode],
+                              capture_output=True, text=True, timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

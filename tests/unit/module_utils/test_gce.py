@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Pure logic of podnet.cluster.gce_routes (plugins/module_utils/gce.py): names, ownership, plan, messages."""
+"""Pure logic of podnet.cluster.gce_routes (plugins/module_utils/gce.py, gce_names.py): names, ownership, plan, messages."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.podnet.cluster.plugins.module_utils import gce, gce_apply, gce_client
+from ansible_collections.podnet.cluster.plugins.module_utils import gce, gce_apply, gce_client, gce_names
 from ansible_collections.podnet.cluster.plugins.module_utils.gce import (
-    GceInputError,
-    encode_cidr,
-    instance_path,
     instance_problems,
     is_owned,
-    network_path,
     parse_route,
     parse_wanted,
     plan_routes,
+)
+from ansible_collections.podnet.cluster.plugins.module_utils.gce_names import (
+    GceInputError,
+    encode_cidr,
+    instance_path,
+    network_path,
     prefix_problem,
     route_names,
 )
@@ -28,7 +30,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.gce_client import E
 P = "proj"
 NET = "projects/proj/global/networks/k8s"
 NET_URL = "https://www.googleapis.com/compute/v1/" + NET
-MARK = gce.default_description("podnet")
+MARK = gce_names.default_description("podnet")
 
 
 def net(text):
@@ -70,7 +72,7 @@ def test_long_names_are_cut_with_a_hash_and_stay_valid():
     prefix = "a" * 30
     primary, alternate = route_names(prefix, net("2001:db8:aaaa:bbbb:cccc:dddd:eeee:0/112"))
     assert len(alternate) <= 63 and len(primary) <= 63
-    assert gce.NAME_RE.match(primary) and gce.NAME_RE.match(alternate)
+    assert gce_names.NAME_RE.match(primary) and gce_names.NAME_RE.match(alternate)
     assert primary.startswith(prefix + "-2001-db8")
     assert alternate == primary + "-b"
     # another network that shares the kept start still gets another name
@@ -92,7 +94,7 @@ prefixes = st.from_regex(r"[a-z]([-a-z0-9]{0,28}[a-z0-9])?", fullmatch=True)
 def test_every_name_is_a_valid_compute_engine_name(prefix, network):
     for name in route_names(prefix, network):
         assert len(name) <= 63, name
-        assert gce.NAME_RE.match(name), name
+        assert gce_names.NAME_RE.match(name), name
         assert name.startswith(prefix + "-")
 
 
@@ -120,7 +122,7 @@ def test_good_prefix():
 
 
 def test_list_filter_is_a_whole_field_regex_on_the_name():
-    assert gce.list_filter("podnet") == 'name eq "podnet-.*"'
+    assert gce_names.list_filter("podnet") == 'name eq "podnet-.*"'
 
 
 # ------------------------------------------------------------------------------------------- URLs
@@ -390,15 +392,18 @@ def test_quota_message_counts_routes_and_promises_no_deletion():
 
 
 def test_the_pure_logic_uses_the_standard_library_only():
+    """gce and gce_names import the standard library and, of the collection, gce_names and text alone."""
     import ast
     import sys
     from pathlib import Path
 
-    source = Path(gce.__file__).read_text()
-    roots = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    assert roots and roots <= set(sys.stdlib_module_names) | {"__future__"}, roots
+    own = ("ansible_collections.podnet.cluster.plugins.module_utils.gce_names",
+           "ansible_collections.podnet.cluster.plugins.module_utils.text")
+    for module in (gce, gce_names):
+        roots = set()
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+            if isinstance(node, ast.Import):
+                roots.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module not in own:
+                roots.add(node.module.split(".")[0])
+        assert roots and roots <= set(sys.stdlib_module_names) | {"__future__"}, (module.__name__, roots)

@@ -15,10 +15,10 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import (
     NodeInput,
     PlanConfig,
     PlanError,
-    config_errors,
     departed_message,
     make_plan,
 )
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import config_errors
 
 PLAN = {"nodes": {"a": {"node_ips": ["10.0.0.1"], "pod_cidrs": ["10.244.0.0/24"]},
                   "b": {"node_ips": ["10.0.0.2"], "pod_cidrs": ["10.244.1.0/24"]}}}

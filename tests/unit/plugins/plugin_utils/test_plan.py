@@ -14,12 +14,12 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.plan import (
     NodeInput,
     PlanConfig,
     PlanError,
-    default_interfaces,
     make_plan,
     natural_key,
     parse_state,
     recorded_misfits,
 )
+from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import default_interfaces
 
 
 def nodes_for(names, base="172.31.250.", v6=False):
