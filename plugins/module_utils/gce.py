@@ -24,6 +24,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ansible_collections.podnet.cluster.plugins.module_utils.text import network_problem
 from ansible_collections.podnet.cluster.plugins.module_utils.gce_names import (
     IPV6_STACKS,
     _INSTANCE_SHORT,
@@ -99,15 +100,11 @@ def parse_wanted(specs: Sequence[Mapping[str, Any]], project: str, prefix: str, 
             ranges = [ranges]
         for text in ranges:
             text = str(text).strip()
-            try:
-                net = ipaddress.ip_network(text, strict=True)
-            except ValueError as exc:
-                try:
-                    loose = ipaddress.ip_network(text, strict=False)
-                    problems.append("%s: dest_ranges item %s has host bits set (the network is %s)" % (label, text, loose))
-                except ValueError:
-                    problems.append("%s: dest_ranges item %r is not a network: %s" % (label, text, exc))
+            problem = network_problem(text, "dest_ranges item")
+            if problem:
+                problems.append("%s: %s" % (label, problem))
                 continue
+            net = ipaddress.ip_network(text)
             if net in wanted:
                 problems.append("%s: destination %s is also wanted for node %s" % (label, net, wanted[net].node))
                 continue

@@ -16,7 +16,7 @@ import socket
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
-from ansible_collections.podnet.cluster.plugins.module_utils.text import limit
+from ansible_collections.podnet.cluster.plugins.module_utils.text import limit, network_problem
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import (
     RouteIndex,
     describe_route,
@@ -192,12 +192,8 @@ def desired_routes(routes, node):
         label = peer or "route %d" % (idx + 1)
         try:
             fam, num, length, dst = parse_network(text, strict=True)
-        except ValueError as exc:
-            try:
-                net = ipaddress.ip_network(text, strict=False)
-                problems.append("peer %s: dst %s has host bits set (the network is %s)" % (label, text, net))
-            except ValueError:
-                problems.append("peer %s: dst %r is not a network: %s" % (label, text, exc))
+        except ValueError:
+            problems.append("peer %s: %s" % (label, network_problem(text, "dst") or "dst %r is not a network" % text))
             continue
         try:
             via_fam, via_num, via = parse_address(via_text)
