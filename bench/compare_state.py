@@ -14,13 +14,25 @@ node, and exits 1 when there are any (2: not a commit, 3: a playbook failed).
 
 The fabrics and their labs (FABRICS): l2_routes (one segment), router (one segment, the lab's router in
 podnet_routers), l2_bridge (one segment, nodes served over SSH: the uplink moves detached from the connection),
-vxlan (the routed lab: two segments, so the overlay crosses the router). The Compute Engine fabric is not among
-them: it needs the API stand-in of the tests, and its node state is that of l2_routes (its routes are the
-cloud's). A fabric whose site run fails on both sides is reported as such (exit 3).
+vxlan (the routed lab: two segments, so the overlay crosses the router), gce (one segment; the fabric programs
+the pod routes in the Compute Engine API). A fabric whose site run fails on either side is reported as such
+(exit 3).
+
+gce: the Compute Engine API is the tests' stand-in (tests/lib/gce_standin.py of this work tree, for both sides:
+it is the "cloud", not the code under comparison), started on loopback before the lab is built, with one VM per
+node (its name, zone lab-a, network default, the node's addresses, able to forward) and its hook programming the
+lab router as the cloud's router. Besides every node's state it compares the cloud's route table after the site
+run, as the pseudo-node "gce-api" with the aspect "routes": one line per route (name, destination, next hop,
+priority, network, description, tags), sorted by name. Left out of it: a route's id and creationTimestamp (the
+stand-in's counter and clock) and its selfLink (the project and name, both compared).
 
 Left out of the comparison, because they change with the code and not with the node's network: the engine
 source copies the boot restore runs (/var/lib/podnet/lib). The kernel-made ifindexes and link-local addresses
-are left out by nodestate itself.
+are left out by nodestate itself. The uplink snapshot of l2_bridge (etc/podnet/uplink-<bridge>.json) holds
+MAC addresses, which the kernel draws at random for each new lab's veths (and the link-local addresses made
+from them): its file line in "files" carries no checksum, and its content is compared as the aspect
+"uplink-<bridge>.json" with every MAC address and every fe80:: address replaced by a numbered placeholder
+(the same value, the same placeholder, so that "the bridge took the uplink's MAC" still compares).
 
 Everything it makes is named podnet-cmp<pid> (namespaces, lab directory, /var/tmp/podnet-cmp<pid>) and removed at
 the end, also after a failure. The machine's own network namespace is never touched: the lab lives in namespaces
@@ -33,6 +45,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +60,7 @@ for _path in (REPO / ".collections", REPO / "tests"):   # as tests/conftest.py: 
     sys.path.insert(0, str(_path))
 
 from lib import nodestate, rootns  # noqa: E402
+from lib.gce_standin import GceStandIn, NetnsRouteSync, lab_instances  # noqa: E402
 from lib.labtools import Lab  # noqa: E402
 
 NAME = "podnet-cmp%d" % os.getpid()
@@ -54,6 +68,12 @@ WORK = Path("/var/tmp") / NAME
 LAB_ROOT = "/var/tmp/podnet-lab/%s" % NAME
 # Left out: they change with the code, not with the node's network.
 CODE_FILES = ("var-lib/podnet/lib/",)
+# Compared by content with the kernel's random MACs (and the link-local addresses made of them) as placeholders.
+UPLINK_SNAPSHOT = re.compile(r"^etc/podnet/(uplink-[^/]+\.json) ")
+MAC = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b", re.I)
+LINK_LOCAL = re.compile(r"\bfe80:[0-9a-f:]*", re.I)
+GCE_PROJECT, GCE_TOKEN, GCE_ZONE, GCE_NETWORK = "podnet-lab", "podnet-cmp-token", "lab-a", "default"
+CLOUD = "gce-api"   # the pseudo-node of the cloud's route table
 LAB_VARS = {
     "podnet_lab_subnet": "172.31.250.0/24",
     "podnet_lab_subnet_ipv6": "fd00:31:250::/64",
@@ -69,6 +89,12 @@ FABRICS = {
     "router": ({}, {"podnet_fabric": "router"}, True),
     "l2_bridge": ({"podnet_lab_ssh": True}, {"podnet_fabric": "l2_bridge"}, False),
     "vxlan": ({"podnet_lab_segments": 2}, {"podnet_fabric": "vxlan"}, False),
+    # the API endpoint is the stand-in's, known once it listens (side())
+    "gce": ({}, {"podnet_fabric": "gce", "podnet_gce_project": GCE_PROJECT, "podnet_gce_network": GCE_NETWORK,
+                 "podnet_gce_zone": GCE_ZONE, "podnet_gce_auth_kind": "accesstoken",
+                 "podnet_gce_access_token": GCE_TOKEN,
+                 "podnet_gce_network_cidrs": [LAB_VARS["podnet_lab_subnet"], LAB_VARS["podnet_lab_subnet_ipv6"]]},
+            False),
 }
 
 
@@ -94,10 +120,11 @@ def checkout(rev: str, where: Path) -> Path:
     return tree
 
 
-def lab_vars(fabric: str) -> Dict[str, Any]:
-    more_lab, more_inventory, _routers = FABRICS[fabric]
+def lab_vars(fabric: str, **more_inventory: Any) -> Dict[str, Any]:
+    more_lab, fabric_inventory, _routers = FABRICS[fabric]
     out = dict(LAB_VARS, **more_lab)
-    out["podnet_lab_inventory_vars"] = dict(LAB_VARS["podnet_lab_inventory_vars"], **more_inventory)
+    out["podnet_lab_inventory_vars"] = dict(LAB_VARS["podnet_lab_inventory_vars"], **fabric_inventory,
+                                            **more_inventory)
     return out
 
 
@@ -110,23 +137,38 @@ def with_routers(lab: Lab) -> None:
 
 
 def side(rev: str, label: str, fabric: str = "l2_routes") -> Dict[str, Dict[str, str]]:
-    """Every node's state after ``rev``'s site run (``fabric``) on the lab built by ``rev``'s lab playbook."""
+    """Every node's state after ``rev``'s site run (``fabric``) on the lab built by ``rev``'s lab playbook
+    (fabric gce: and the stand-in's route table, as the pseudo-node CLOUD)."""
     tree = checkout(rev, WORK / ("tree-" + label))
+    standin = GceStandIn(project=GCE_PROJECT, token=GCE_TOKEN).start() if fabric == "gce" else None
+    more = {"podnet_gce_api_endpoint": standin.endpoint} if standin else {}
     lab = Lab(name=NAME, root=LAB_ROOT, inventory_dir=WORK / ("inventory-" + label),
-              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)], lab_vars=lab_vars(fabric), repo=tree)
+              nodes=["%s-node%d" % (NAME, i) for i in (1, 2, 3)], lab_vars=lab_vars(fabric, **more), repo=tree)
     try:
         lab.playbook("present")
         if FABRICS[fabric][2]:
             with_routers(lab)
+        if standin:
+            for spec in lab_instances(str(lab.hosts_yml), GCE_ZONE, GCE_NETWORK):
+                standin.add_instance(**spec)
+            standin.hook = NetnsRouteSync("%s-router" % NAME)
         log("%s (%s): lab built, running site (fabric %s)" % (label, rev, fabric))
         nodestate.playbook(lab, "site")
         states = {}
         for node in lab.nodes:
             snap = nodestate.node_state(lab, node)
             snap["files"] = without_code(snap["files"])
+            snap.update(uplink_snapshots(Path(lab.node_root(node), "upper"), snap["files"]))
+            snap["files"] = without_checksum_of_uplink(snap["files"])
             states[node] = snap
+        if standin:
+            if standin.hook_errors:
+                raise RuntimeError("the stand-in's hook failed: %s" % "; ".join(standin.hook_errors))
+            states[CLOUD] = {"routes": cloud_routes(standin.route_table())}
         return states
     finally:
+        if standin:
+            standin.stop()
         lab.destroy()
         if tree != REPO:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False,
@@ -136,6 +178,46 @@ def side(rev: str, label: str, fabric: str = "l2_routes") -> Dict[str, Dict[str,
 def without_code(files: str) -> str:
     """nodestate's file lines ("PATH MODE SHA") without the copies of the collection's code."""
     return "".join(line + "\n" for line in files.splitlines() if not line.startswith(CODE_FILES))
+
+
+def uplink_snapshots(upper: Path, files: str) -> Dict[str, str]:
+    """{"uplink-<bridge>.json": its content with placeholders} of each uplink snapshot among nodestate's file
+    lines (``upper``: the node's upper layer)."""
+    out = {}
+    for line in files.splitlines():
+        m = UPLINK_SNAPSHOT.match(line)
+        if m and not line.split()[1] == "dir":
+            out[m.group(1)] = without_random_addresses((upper / line.split()[0]).read_text())
+    return out
+
+
+def without_random_addresses(text: str) -> str:
+    """``text`` with each MAC address and each link-local IPv6 address replaced by a placeholder numbered in the
+    order of first appearance ("<mac 1>", "<fe80 1>"): equal values stay equal, the values themselves go."""
+    for pattern, label in ((MAC, "mac"), (LINK_LOCAL, "fe80")):
+        seen: Dict[str, str] = {}
+        text = pattern.sub(lambda m, seen=seen, label=label: seen.setdefault(
+            m.group(0).lower(), "<%s %d>" % (label, len(seen) + 1)), text)
+    return text
+
+
+def without_checksum_of_uplink(files: str) -> str:
+    """nodestate's file lines with the checksum of each uplink snapshot dropped (its content is an aspect)."""
+    return "".join((" ".join(line.split()[:2]) if UPLINK_SNAPSHOT.match(line) else line) + "\n"
+                   for line in files.splitlines())
+
+
+def cloud_routes(table: Dict[str, Dict[str, Any]]) -> str:
+    """The stand-in's route table as sorted lines, without what only the stand-in's counter and clock make."""
+    lines = []
+    for name, route in sorted(table.items()):
+        hop = next(("%s %s" % (key, route[key]) for key in ("nextHopInstance", "nextHopIp", "nextHopGateway",
+                                                             "nextHopIlb", "nextHopVpnTunnel") if route.get(key)),
+                   "no next hop")
+        lines.append("%s %s via %s priority %s network %s description %r tags %s" % (
+            name, route.get("destRange"), hop, route.get("priority"), route.get("network"),
+            route.get("description", ""), ",".join(sorted(route.get("tags") or [])) or "-"))
+    return "".join(line + "\n" for line in lines)
 
 
 def compare(old: Dict[str, Dict[str, str]], new: Dict[str, Dict[str, str]]) -> List[str]:
@@ -171,16 +253,20 @@ def main() -> int:
             try:
                 old = side(args.old, "old", fabric)
                 new = side(args.new, "new", fabric)
-            except (pytest.fail.Exception, subprocess.TimeoutExpired) as exc:   # labtools.run: a playbook failed
+            except (pytest.fail.Exception, subprocess.TimeoutExpired, RuntimeError) as exc:
+                # labtools.run: a playbook failed; RuntimeError: the gce stand-in's hook failed
                 print(str(exc)[-6000:], file=sys.stderr)
                 print("FAILED: fabric %s: a playbook failed" % fabric)
                 status = max(status, 3)
                 continue
             saved[fabric] = {"old": old, "new": new}
-            keys = sorted(next(iter(new.values())))
+            nodes = [n for n in new if n != CLOUD]
+            keys = sorted(set().union(*(new[n] for n in nodes)))
             differences = compare(old, new)
-            print("fabric %s: compared %d nodes, %d aspects each (%s)"
-                  % (fabric, len(new), len(keys), ", ".join(keys)))
+            cloud = " and the stand-in's route table (%d routes)" % len(new[CLOUD]["routes"].splitlines()) \
+                if CLOUD in new else ""
+            print("fabric %s: compared %d nodes, %d aspects (%s)%s"
+                  % (fabric, len(nodes), len(keys), ", ".join(keys), cloud))
             if differences:
                 print("\n".join(differences))
                 print("DIFFERENT: fabric %s: %s and %s" % (fabric, args.old, args.new))

@@ -186,3 +186,50 @@ def test_compare_state_names_each_node_and_aspect_that_differs_with_the_lines():
              "var-lib/podnet/podnet-restore 755 cd\n")
     assert compare_state.without_code(files) == ("etc/podnet dir 755\nvar-lib/podnet/lib dir 755\n"
                                                  "var-lib/podnet/podnet-restore 755 cd\n")
+
+
+def test_compare_state_compares_the_uplink_snapshot_by_content_without_the_kernels_random_addresses():
+    import compare_state  # noqa: E402  (bench/ is on the path above)
+
+    snap = ('{"links": {"cbr0": {"address": "5e:aa:01:02:03:04"}, "eth0": {"address": "5E:AA:01:02:03:04"}},\n'
+            ' "addresses": {"eth0": [{"local": "fe80::5caa:1ff:fe02:304"}, {"local": "172.31.250.11"}]}}\n')
+    other_lab = snap.replace("5e:aa:01:02:03:04", "0a:bb:cc:dd:ee:ff").replace("5E:AA:01:02:03:04", "0a:bb:cc:dd:ee:ff")
+    other_lab = other_lab.replace("fe80::5caa:1ff:fe02:304", "fe80::8bb:ccff:fedd:eeff")
+    assert compare_state.without_random_addresses(snap) == compare_state.without_random_addresses(other_lab)
+    assert '"cbr0": {"address": "<mac 1>"}, "eth0": {"address": "<mac 1>"}' in \
+        compare_state.without_random_addresses(snap)
+    # the bridge keeping a MAC of its own instead of the uplink's is a difference, as is any other value
+    own_mac = snap.replace('"cbr0": {"address": "5e:aa:01:02:03:04"}', '"cbr0": {"address": "02:00:00:00:00:01"}')
+    assert compare_state.without_random_addresses(own_mac) != compare_state.without_random_addresses(snap)
+    moved = snap.replace("172.31.250.11", "172.31.250.12")
+    assert compare_state.without_random_addresses(moved) != compare_state.without_random_addresses(snap)
+    files = "etc/podnet dir 755\netc/podnet/uplink-cbr0.json 644 ab12\netc/sysctl.d/90-podnet-cluster.conf 644 cd\n"
+    assert compare_state.without_checksum_of_uplink(files) == ("etc/podnet dir 755\netc/podnet/uplink-cbr0.json 644\n"
+                                                               "etc/sysctl.d/90-podnet-cluster.conf 644 cd\n")
+
+
+def test_compare_state_compares_the_clouds_route_table_without_ids_and_times_and_can_fail():
+    import compare_state  # noqa: E402  (bench/ is on the path above)
+    from lib.gce_standin import GceStandIn
+
+    def table(**changes):
+        with GceStandIn(project="p", token="t") as standin:
+            standin.add_route("podnet-10-88-1-0-24", "10.88.1.0/24", instance=changes.get("hop", "node1"),
+                              priority=changes.get("priority", 1000), description="podnet.cluster pod route (podnet)")
+            standin.add_route("podnet-10-88-0-0-24", "10.88.0.0/24", instance="node2",
+                              description="podnet.cluster pod route (podnet)")
+            return standin.route_table()
+
+    first, again = table(), table()
+    again["podnet-10-88-1-0-24"].update(id="99999", creationTimestamp="2030-01-01T00:00:00Z")
+    text = compare_state.cloud_routes(first)
+    assert text.splitlines()[0].startswith(
+        "podnet-10-88-0-0-24 10.88.0.0/24 via nextHopInstance "
+        "https://www.googleapis.com/compute/v1/projects/p/zones/lab-a/instances/node2 priority 1000 network ")
+    assert compare_state.cloud_routes(again) == text
+    old = {compare_state.CLOUD: {"routes": text}}
+    assert compare_state.compare(old, {compare_state.CLOUD: {"routes": compare_state.cloud_routes(again)}}) == []
+    for changed in (table(hop="node3"), table(priority=900), {k: v for k, v in first.items() if "1-0" in k}):
+        out = compare_state.compare(old, {compare_state.CLOUD: {"routes": compare_state.cloud_routes(changed)}})
+        assert out[0] == "gce-api: routes differs"
+        assert any(line.startswith("-podnet-10-88-") for line in out)
