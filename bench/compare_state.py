@@ -211,9 +211,8 @@ def cloud_routes(table: Dict[str, Dict[str, Any]]) -> str:
     """The stand-in's route table as sorted lines, without what only the stand-in's counter and clock make."""
     lines = []
     for name, route in sorted(table.items()):
-        hop = next(("%s %s" % (key, route[key]) for key in ("nextHopInstance", "nextHopIp", "nextHopGateway",
-                                                             "nextHopIlb", "nextHopVpnTunnel") if route.get(key)),
-                   "no next hop")
+        hops = ("nextHopInstance", "nextHopIp", "nextHopGateway", "nextHopIlb", "nextHopVpnTunnel")
+        hop = next(("%s %s" % (key, route[key]) for key in hops if route.get(key)), "no next hop")
         lines.append("%s %s via %s priority %s network %s description %r tags %s" % (
             name, route.get("destRange"), hop, route.get("priority"), route.get("network"),
             route.get("description", ""), ",".join(sorted(route.get("tags") or [])) or "-"))
