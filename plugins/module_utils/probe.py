@@ -81,16 +81,17 @@ def _without_imports_of_each_other(text, first):
     """``text`` without its imports of the collection (and, but in the first module, of ``__future__``)."""
     lines = text.splitlines(True)
     for node in reversed(ast.parse(text).body):
-        if isinstance(node, ast.ImportFrom) and ((node.module or "").startswith("ansible_collections.")
-                                                  or node.module == "__future__" and not first):
+        ours = (node.module or "").startswith("ansible_collections.") if isinstance(node, ast.ImportFrom) else False
+        if ours or isinstance(node, ast.ImportFrom) and node.module == "__future__" and not first:
             del lines[node.lineno - 1:node.end_lineno]
     return "".join(lines)
 
 
 def own_source():
     """The text of the stand-alone server script (``podnet_probe.py``): the probe's modules in one file."""
-    return "\n\n".join(_without_imports_of_each_other(module_source(name), index == 0)
-                        for index, name in enumerate(SCRIPT_MODULES))
+    texts = [_without_imports_of_each_other(module_source(name), index == 0)
+             for index, name in enumerate(SCRIPT_MODULES)]
+    return "\n\n".join(texts)
 
 
 # --------------------------------------------------------------------------- #

@@ -36,6 +36,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.uplink_state import
     valid_mac,
 )
 
+
 def uplink_for_address(addresses, address, bridge, saved=None):
     """The uplink of a node given its underlay address (``podnet_uplink`` defaults to it).
 

@@ -54,7 +54,6 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_model import (
 )
 
 
-
 class _Family:
     """Allocation bookkeeping for one address family of the cluster."""
 

@@ -57,6 +57,8 @@ LINE = 15
 MARGIN = 24
 TRUNK_X = 12
 MAX_COLUMNS = 5
+
+
 class ReportError(ValueError):
     """Bad input data (the message says which)."""
 
