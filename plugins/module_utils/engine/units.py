@@ -23,7 +23,8 @@ _PKG = "ansible_collections.podnet.cluster.plugins.module_utils"
 # node module loaded them.
 LIB_MODULES = tuple(_PKG + "." + name for name in (
     "engine", "engine.runner", "engine.lock", "engine.record", "engine.files", "engine.units", "engine.plan",
-    "engine.node", "engine.restore", "engine.bridge", "engine.chains", "engine.jsonfile", "engine.overlay", "engine.routes",
+    "engine.node", "engine.restore", "engine.bridge", "engine.chains", "engine.jsonfile", "engine.overlay",
+    "engine.overlay_node", "engine.addrs", "engine.routes",
     "engine.sysctl", "fileutil", "ifname", "iproute", "iptables", "text"))
 RESTORE_SCRIPT = """#!%(interpreter)s
 # Managed by podnet.cluster: restores this node's pod network (bridge, addresses, forwarding, chains, routes,
