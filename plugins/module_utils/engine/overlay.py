@@ -28,21 +28,17 @@ import re
 from socket import inet_aton
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.addrs import parse_address, parse_network
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay_node import (  # noqa: F401 (the engine's names)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay_node import (
     MAX_LISTED,
-    OVERHEAD,
     TX_CSUM_FEATURE,
-    bridge_mtu,
     check_foreign_vxlan,
     device_problems,
     ethtool_features,
-    foreign_vxlan,
     limit,
     overlay_mtu,
     read_device,
     read_state,
     refuse_other_kind,
-    vxlan_families,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import run_ip_batch

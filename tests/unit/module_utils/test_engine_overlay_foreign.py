@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import (
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import plan_overlay
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay_node import (
     check_foreign_vxlan,
     foreign_vxlan,
-    plan_overlay,
     vxlan_families,
 )
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError

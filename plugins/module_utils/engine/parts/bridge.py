@@ -14,7 +14,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.bridge impor
     read_bridge,
     resolve_mtu,
 )
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import bridge_mtu
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay_node import bridge_mtu
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import read_text
 
