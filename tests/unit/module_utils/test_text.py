@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """module_utils/text: long lists cut short in messages, why a string is no network, and the engine's route
 check saying it for a peer; fileutil.write_if_changed writing only what differs."""
 
