@@ -136,12 +136,12 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.overlay import apply_overlay, plan_overlay
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
-    EngineError,
-    ModuleRunner,
-    diff_only,
-    fail_module,
-)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import run_change
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
+
+
+# Without --diff the echoed peer lines are cut to this many.
+LISTED = 100
 
 
 def main():
@@ -166,25 +166,21 @@ def main():
     spec = dict(vni=p["vni"], port=p["port"], devices=p["devices"], peers=p["peers"] or "")
     if p["tx_checksum_offload"] is not None:
         spec["tx_checksum_offload"] = p["tx_checksum_offload"]
-    runner = ModuleRunner(module)
-    try:
+    node = p["node"] or "?"
+
+    def plan(runner):
         if p["state"] == "present":
-            change = plan_overlay(runner, spec, p["node"] or "?", p["protocol"], "present", diff=module._diff)
-        else:
-            change = plan_overlay(runner, None, p["node"] or "?", p["protocol"], "absent", old=spec,
-                                  diff=module._diff)
-        if change["changed"] and not module.check_mode:
-            apply_overlay(runner, change)
-    except EngineError as exc:
-        fail_module(module, exc)
-    if not module._diff:
-        change.pop("commands")
+            return plan_overlay(runner, spec, node, p["protocol"], "present", diff=module._diff)
+        return plan_overlay(runner, None, node, p["protocol"], "absent", old=spec, diff=module._diff)
+
+    def brief(change):
+        # the echoed arguments (invocation.module_args, shown with -vvv): the first peer lines, not thousands
         args = dict(p)
         lines = p["peers"].splitlines() if isinstance(p["peers"], str) else list(p["peers"] or [])
-        if len(lines) > 100:
-            args["peers"] = lines[:100] + ["... and %d more" % (len(lines) - 100)]
+        args["peers"] = capped(lines, LISTED) if len(lines) > LISTED else p["peers"]
         change["invocation"] = dict(module_args=args)
-    module.exit_json(**diff_only(module, change))
+
+    run_change(module, plan, apply_overlay, brief)
 
 
 if __name__ == "__main__":

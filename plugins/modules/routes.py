@@ -137,12 +137,8 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import apply_routes, expand_routes, plan_routes
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import (
-    EngineError,
-    ModuleRunner,
-    diff_only,
-    fail_module,
-)
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import run_change
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
 
 
 # Without --diff the lists of added, replaced and removed routes hold at most this many (the counts are whole).
@@ -169,28 +165,23 @@ def main():
     if not isinstance(p["routes"], list):
         module.fail_json(msg="routes must be a list, or a string of one route per line, not %s"
                          % type(p["routes"]).__name__)
-    runner = ModuleRunner(module)
-    try:
-        change = plan_routes(runner, p["routes"], p["node"], p["protocol"], p["table"], p["state"],
-                             diff=module._diff)
-        if change["changed"] and not module.check_mode:
-            apply_routes(runner, change)
-    except EngineError as exc:
-        fail_module(module, exc)
-    if not module._diff:
-        change.pop("commands")      # thousands of lines: returned with --diff, like the diff
+
+    def plan(runner):
+        return plan_routes(runner, p["routes"], p["node"], p["protocol"], p["table"], p["state"], diff=module._diff)
+
+    def brief(change):
         for key in ("added", "replaced", "removed"):
             change["%s_count" % key] = len(change[key])
             change[key] = change[key][:LISTED]
-    if not module._diff:
         # The module's arguments are echoed in the result (invocation.module_args, shown with -vvv): without --diff
         # the routes are cut like the lists above (thousands of them cost more to return than to reconcile).
         args = dict(p)
         listed = list(expand_routes(p["routes"]))
         if len(listed) > LISTED:
-            args["routes"] = listed[:LISTED] + ["... and %d more" % (len(listed) - LISTED)]
+            args["routes"] = capped(listed, LISTED)
         change["invocation"] = dict(module_args=args)
-    module.exit_json(**diff_only(module, change))
+
+    run_change(module, plan, apply_routes, brief)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,22 @@ def diff_only(module, result):
     if not getattr(module, "_diff", False) or result.get("diff") is None:
         result.pop("diff", None)
     return result
+
+
+def run_change(module, plan, apply, brief=None):
+    """What the engine modules of one kind of kernel table (routes, overlay) do once their arguments are checked:
+    ``plan(runner)`` computes the whole change, ``apply(runner, change)`` makes it unless in check mode, an
+    EngineError fails the module with its message and details. Without --diff the batch commands are left out
+    and ``brief(change)`` may shorten the rest (long lists, the echoed arguments); then the module exits."""
+    runner = ModuleRunner(module)
+    try:
+        change = plan(runner)
+        if change["changed"] and not module.check_mode:
+            apply(runner, change)
+    except EngineError as exc:
+        fail_module(module, exc)
+    if not module._diff:
+        change.pop("commands", None)  # thousands of lines: returned with --diff, like the diff
+        if brief is not None:
+            brief(change)
+    module.exit_json(**diff_only(module, change))
