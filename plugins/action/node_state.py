@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped, names as names_text
 from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
@@ -70,8 +70,8 @@ def cluster_wide(error: str, host: str, task_vars: Dict[str, Any]) -> str:
     first = sorted(hosts)[0]
     rest = error[m.end():]
     if host == first:
-        named = ", ".join(sorted(hosts)[:5]) + (" and %d more" % (len(hosts) - 5) if len(hosts) > 5 else "")
-        return "hosts %s (every node of this run, the same value: a group variable?): %s%s" % (named, var, rest)
+        return "hosts %s (every node of this run, the same value: a group variable?): %s%s" % (
+            names_text(sorted(hosts), 5), var, rest)
     return "host %s: %s: the same value as on every node, reported once by host %s" % (host, var, first)
 
 
@@ -95,9 +95,8 @@ def _grouped(problems: List[str], nodes: List[str]) -> List[str]:
         elif len(named) == 1:
             out.append("host %s: %s" % (named[0], key))
         else:
-            text = ", ".join(named[:5]) + (" and %d more" % (len(named) - 5) if len(named) > 5 else "")
             note = " (every node of this run, the same value: a group variable?)" if len(named) == len(nodes) else ""
-            out.append("hosts %s%s: %s" % (text, note, key))
+            out.append("hosts %s%s: %s" % (names_text(named, 5), note, key))
     return out
 
 

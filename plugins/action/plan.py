@@ -14,7 +14,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.module_utils.common.text.converters import to_native
 from ansible.utils.display import Display
 
-from ansible_collections.podnet.cluster.plugins.module_utils.text import capped
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped, names as names_text
 from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as planner
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import config_errors, default_interfaces
@@ -54,8 +54,7 @@ MAX_HOSTS_LISTED = 20
 
 def planner_hosts(hosts: List[str], limit: int = 10) -> str:
     """``a, b and 3 more``: the hosts a cluster-wide problem was seen on."""
-    text = ", ".join(hosts[:limit])
-    return text + (" and %d more" % (len(hosts) - limit) if len(hosts) > limit else "")
+    return names_text(hosts, limit)
 
 
 class ActionModule(PodnetAction):

@@ -21,6 +21,15 @@ def capped(items, count, more="... and %d more"):
     return items[:count] + [more % (len(items) - count)]
 
 
+def names(items, count, sep=", "):
+    """``a, b, c and 4 more``: the first ``count`` items joined with ``sep``, then how many more there are."""
+    items = list(items)
+    text = sep.join(items[:count])
+    if len(items) > count:
+        text += " and %d more" % (len(items) - count)
+    return text
+
+
 def limit(items, count, sep="; "):
     """The first ``count`` items joined with ``sep``, with how many more there are."""
     return sep.join(capped(items, count))

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.podnet.cluster.plugins.module_utils.engine import DOCUMENT_VERSION
 from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
+from ansible_collections.podnet.cluster.plugins.module_utils.text import names as names_text
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import (
     FORWARD_CHAIN,
     MASQ_CHAIN,
@@ -222,11 +223,7 @@ def _number(value: Any) -> Any:
 
 
 def _hosts_text(hosts: List[str], limit: int = 10) -> str:
-    hosts = sorted(hosts)
-    text = ", ".join(hosts[:limit])
-    if len(hosts) > limit:
-        text += " and %d more" % (len(hosts) - limit)
-    return ("host %s" if len(hosts) == 1 else "hosts %s") % text
+    return ("host %s" if len(hosts) == 1 else "hosts %s") % names_text(sorted(hosts), limit)
 
 
 def fabric_errors(fabrics: Mapping[str, str], routers: List[str], router_group: str = "podnet_routers",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ansible_collections.podnet.cluster.plugins.module_utils.text import names as names_text
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import (
     _check_config,
     _node_ips,
@@ -98,11 +99,8 @@ class _Family:
 
 def departed_text(absent: Mapping[str, Sequence[str]], limit: int = 10) -> str:
     """``node (blocks), ...`` of recorded nodes gone from the inventory that keep their blocks."""
-    names = sorted(absent, key=natural_key)
-    text = ", ".join("%s (%s)" % (n, ", ".join(str(c) for c in absent[n])) for n in names[:limit])
-    if len(names) > limit:
-        text += " and %d more" % (len(names) - limit)
-    return text
+    return names_text(("%s (%s)" % (n, ", ".join(str(c) for c in absent[n])) for n in sorted(absent, key=natural_key)),
+                      limit)
 
 
 def departed_message(absent: Mapping[str, Sequence[str]]) -> str:
@@ -485,8 +483,5 @@ def _gateway_block(value: str, net: "netaddr.IPNetwork", fam: Any) -> "netaddr.I
     return block if int(ip) == block.first + 1 else net
 
 
-def _short_list(names: Iterable[str], limit: int = 10) -> str:
-    names = list(names)
-    if len(names) <= limit:
-        return ", ".join(names)
-    return "%s and %d more" % (", ".join(names[:limit]), len(names) - limit)
+def _short_list(items: Iterable[str], limit: int = 10) -> str:
+    return names_text(items, limit)

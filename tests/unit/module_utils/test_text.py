@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.routes import desired_routes
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import write_if_changed
-from ansible_collections.podnet.cluster.plugins.module_utils.text import capped, limit, network_problem
+from ansible_collections.podnet.cluster.plugins.module_utils.text import capped, limit, names, network_problem
 
 
 def test_capped_keeps_short_lists_and_counts_what_it_leaves_out():
@@ -18,6 +18,14 @@ def test_capped_keeps_short_lists_and_counts_what_it_leaves_out():
     assert capped(list("abc"), 1, "... and %d more hosts") == ["a", "... and 2 more hosts"]
     assert limit(list("abcd"), 3) == "a; b; c; ... and 1 more"
     assert limit([], 3) == ""
+
+
+
+def test_names_joins_the_first_and_says_how_many_more():
+    assert names([], 3) == ""
+    assert names(["a", "b", "c"], 3) == "a, b, c"
+    assert names(iter(["a", "b", "c", "d", "e"]), 2) == "a, b and 3 more"
+    assert names(["x", "y"], 1, sep="; ") == "x and 1 more"
 
 
 @pytest.mark.parametrize("text, expected", [
