@@ -10,7 +10,6 @@ connected); a wanted destination already routed by somebody else is an error. St
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 
