@@ -20,7 +20,6 @@ def test_capped_keeps_short_lists_and_counts_what_it_leaves_out():
     assert limit([], 3) == ""
 
 
-
 def test_names_joins_the_first_and_says_how_many_more():
     assert names([], 3) == ""
     assert names(["a", "b", "c"], 3) == "a, b, c"
