@@ -43,6 +43,11 @@ if _LAB_LINK.parent.is_dir() and not _LAB_LINK.is_symlink():
         pass
 
 from lib import rootns  # noqa: E402  (needs the path above)
+from lib.cputime import (  # noqa: E402,F401  (hooks: the CPU each test and module costs)
+    pytest_runtest_protocol,
+    pytest_sessionstart,
+    pytest_terminal_summary,
+)
 
 INTEGRATION = REPO / "tests" / "integration"
 MARKERS = {

@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: Apache-2.0
+"""What each test costs in CPU, and which modules the suite's CPU goes to.
+
+``make test`` is bound by the CPU of the machine (the playbook runs, the labs), not by waiting, so the wall time
+of a test under xdist says little: it depends on what the other workers run beside it. This plugin (its hooks
+are imported by tests/conftest.py) records, for every test, the wall time and the CPU (user + system) of the
+worker itself and of every process the worker waited for during the test (``RUSAGE_CHILDREN``: ansible-playbook
+and its forks, the modules it ran in the lab's namespaces, ``ip``, molecule), setup and teardown included, so a
+module-scoped lab is counted with the module's first or last test. Daemons a test starts and that outlive their
+parent (a lab node's sshd, dockerd) are not counted.
+
+Each worker appends a line per test to ``tests/output/cpu/<worker>.tsv``; at the end of the session the
+controller prints the modules that cost the most CPU, and the total, under "CPU by test module". Read the files
+again with ``python tests/lib/cputime.py [DIR] [--tests N]``.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Tuple
+
+import pytest
+
+CPU_DIR = Path(__file__).resolve().parents[1] / "output" / "cpu"
+SHOWN = 20  # modules listed at the end of a session
+
+
+def _cpu() -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _worker(config) -> str:
+    return getattr(config, "workerinput", {}).get("workerid", "main")
+
+
+def pytest_sessionstart(session):
+    if hasattr(session.config, "workerinput"):
+        return  # the controller (or a run without xdist) clears the record once
+    CPU_DIR.mkdir(parents=True, exist_ok=True)
+    for old in CPU_DIR.glob("*.tsv"):
+        old.unlink()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    wall, cpu = time.monotonic(), _cpu()
+    yield
+    line = "%s\t%.2f\t%.2f\n" % (item.nodeid, time.monotonic() - wall, _cpu() - cpu)
+    CPU_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CPU_DIR / ("%s.tsv" % _worker(item.config)), "a", encoding="utf-8") as out:
+        out.write(line)
+
+
+def read(directory: Path = CPU_DIR) -> List[Tuple[str, float, float]]:
+    """(node id, wall seconds, CPU seconds) of every recorded test."""
+    rows = []
+    for path in sorted(Path(directory).glob("*.tsv")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            nodeid, wall, cpu = line.rsplit("\t", 2)
+            rows.append((nodeid, float(wall), float(cpu)))
+    return rows
+
+
+def by_module(rows: Iterable[Tuple[str, float, float]]) -> List[Tuple[str, int, float, float]]:
+    """(module path, tests, wall, CPU) per test module, the most CPU first."""
+    sums: Dict[str, List[float]] = {}
+    for nodeid, wall, cpu in rows:
+        entry = sums.setdefault(nodeid.split("::", 1)[0], [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += wall
+        entry[2] += cpu
+    return sorted(((m, int(n), w, c) for m, (n, w, c) in sums.items()), key=lambda row: (-row[3], row[0]))
+
+
+def report(rows, shown: int = SHOWN) -> List[str]:
+    modules = by_module(rows)
+    total = sum(row[3] for row in modules)
+    lines = ["%8s %6s %8s %5s  %s" % ("CPU s", "share", "wall s", "tests", "module")]
+    for module, count, wall, cpu in modules[:shown]:
+        lines.append("%8.0f %5.1f%% %8.0f %5d  %s" % (cpu, 100.0 * cpu / total if total else 0.0, wall, count, module))
+    if len(modules) > shown:
+        rest = modules[shown:]
+        lines.append("%8.0f %5.1f%% %8.0f %5d  (%d more modules)" % (
+            sum(r[3] for r in rest), 100.0 * sum(r[3] for r in rest) / total if total else 0.0,
+            sum(r[2] for r in rest), sum(r[1] for r in rest), len(rest)))
+    lines.append("%8.0f %6s %8s %5d  in all (%.1f CPU-minutes)" % (total, "", "", sum(r[1] for r in modules),
+                                                                  total / 60))
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if hasattr(config, "workerinput"):
+        return
+    rows = read()
+    if not rows:
+        return
+    terminalreporter.write_sep("=", "CPU by test module (tests/output/cpu; the worker and the processes it waited for)")
+    for line in report(rows):
+        terminalreporter.write_line(line)
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="CPU by test module, from the per-test record of a pytest run")
+    parser.add_argument("directory", nargs="?", default=str(CPU_DIR), help="the record (default: %(default)s)")
+    parser.add_argument("--tests", type=int, default=0, metavar="N", help="also the N tests that cost the most")
+    args = parser.parse_args(argv)
+    rows = read(Path(args.directory))
+    for text in report(rows, shown=len(rows)):
+        print(text)
+    for nodeid, wall, cpu in sorted(rows, key=lambda row: -row[2])[:args.tests]:
+        print("%8.1f %8.1f  %s" % (cpu, wall, nodeid))
+
+
+if __name__ == "__main__":
+    main()
