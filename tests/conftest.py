@@ -43,11 +43,7 @@ if _LAB_LINK.parent.is_dir() and not _LAB_LINK.is_symlink():
         pass
 
 from lib import rootns  # noqa: E402  (needs the path above)
-from lib.cputime import (  # noqa: E402,F401  (hooks: the CPU each test and module costs)
-    pytest_runtest_protocol,
-    pytest_sessionstart,
-    pytest_terminal_summary,
-)
+from lib import cputime  # noqa: E402  (needs the path above)
 
 INTEGRATION = REPO / "tests" / "integration"
 MARKERS = {
@@ -64,6 +60,9 @@ FAST = ("modules", "test_collection.py", "test_lint.py", "test_netns_connection.
 def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", "%s: %s" % (name, text))
+    # the CPU each test and module costs (tests/lib/cputime.py): its hooks, registered as a plugin of its own
+    if not config.pluginmanager.is_registered(cputime):
+        config.pluginmanager.register(cputime, "podnet-cputime")
 
 
 # Where no module-scoped lab is shared, a test can run on any worker (paths under tests/integration).

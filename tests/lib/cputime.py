@@ -90,8 +90,8 @@ def report(rows, shown: int = SHOWN) -> List[str]:
         lines.append("%8.0f %5.1f%% %8.0f %5d  (%d more modules)" % (
             sum(r[3] for r in rest), 100.0 * sum(r[3] for r in rest) / total if total else 0.0,
             sum(r[2] for r in rest), sum(r[1] for r in rest), len(rest)))
-    lines.append("%8.0f %6s %8s %5d  in all (%.1f CPU-minutes)" % (total, "", "", sum(r[1] for r in modules),
-                                                                  total / 60))
+    count = sum(r[1] for r in modules)
+    lines.append("%8.0f %6s %8s %5d  in all (%.1f CPU-minutes)" % (total, "", "", count, total / 60))
     return lines
 
 
