@@ -82,16 +82,18 @@ def by_module(rows: Iterable[Tuple[str, float, float]]) -> List[Tuple[str, int, 
 def report(rows, shown: int = SHOWN) -> List[str]:
     modules = by_module(rows)
     total = sum(row[3] for row in modules)
+
+    def line(cpu: float, wall: float, tests: int, label: str) -> str:
+        return "%8.0f %5.1f%% %8.0f %5d  %s" % (cpu, 100.0 * cpu / total if total else 0.0, wall, tests, label)
+
     lines = ["%8s %6s %8s %5s  %s" % ("CPU s", "share", "wall s", "tests", "module")]
-    for module, count, wall, cpu in modules[:shown]:
-        lines.append("%8.0f %5.1f%% %8.0f %5d  %s" % (cpu, 100.0 * cpu / total if total else 0.0, wall, count, module))
-    if len(modules) > shown:
-        rest = modules[shown:]
-        lines.append("%8.0f %5.1f%% %8.0f %5d  (%d more modules)" % (
-            sum(r[3] for r in rest), 100.0 * sum(r[3] for r in rest) / total if total else 0.0,
-            sum(r[2] for r in rest), sum(r[1] for r in rest), len(rest)))
-    count = sum(r[1] for r in modules)
-    lines.append("%8.0f %6s %8s %5d  in all (%.1f CPU-minutes)" % (total, "", "", count, total / 60))
+    lines += [line(cpu, wall, tests, module) for module, tests, wall, cpu in modules[:shown]]
+    rest = modules[shown:]
+    if rest:
+        lines.append(line(sum(r[3] for r in rest), sum(r[2] for r in rest), sum(r[1] for r in rest),
+                          "(%d more modules)" % len(rest)))
+    tests = sum(r[1] for r in modules)
+    lines.append("%8.0f %6s %8s %5d  in all (%.1f CPU-minutes)" % (total, "", "", tests, total / 60))
     return lines
 
 
