@@ -13,10 +13,15 @@ parent (a lab node's sshd, dockerd) are not counted.
 Each worker appends a line per test to ``tests/output/cpu/<worker>.tsv``; at the end of the session the
 controller prints the modules that cost the most CPU, and the total, under "CPU by test module". Read the files
 again with ``python tests/lib/cputime.py [DIR] [--tests N]``.
+
+The Ansible commands the tests run through ``lib.labtools.run`` are recorded too, one line per command in
+``tests/output/cpu/<worker>.runs`` (the test, what ran, its wall time and CPU), so that the end of the session can
+say where the suite's CPU goes by what ran (``podnet.cluster.site``, ``podnet.lab.lab``, ...): ``--runs``.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
@@ -44,7 +49,7 @@ def pytest_sessionstart(session):
     if hasattr(session.config, "workerinput"):
         return  # the controller (or a run without xdist) clears the record once
     CPU_DIR.mkdir(parents=True, exist_ok=True)
-    for old in CPU_DIR.glob("*.tsv"):
+    for old in list(CPU_DIR.glob("*.tsv")) + list(CPU_DIR.glob("*.runs")):
         old.unlink()
 
 
@@ -56,6 +61,62 @@ def pytest_runtest_protocol(item, nextitem):
     CPU_DIR.mkdir(parents=True, exist_ok=True)
     with open(CPU_DIR / ("%s.tsv" % _worker(item.config)), "a", encoding="utf-8") as out:
         out.write(line)
+
+
+def children_cpu() -> float:
+    """CPU (user + system) of the processes this one has waited for, so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_kind(argv: List[str]) -> str:
+    """What an Ansible command line runs: the program and its playbook (``ansible-playbook podnet.cluster.site``)
+    or module (``ansible -m command``)."""
+    words = [os.path.basename(argv[0])] if argv else ["?"]
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "-m":
+            words.append("-m " + next(args, "?"))
+            break
+        if arg in ("-i", "--inventory", "-e", "--extra-vars", "-l", "--limit"):
+            next(args, None)  # the option's value
+        elif arg.startswith("podnet.") or arg.endswith((".yml", ".yaml")):
+            words.append(os.path.basename(arg))
+            break
+    return " ".join(words)
+
+
+def record_run(argv: List[str], wall: float, cpu: float) -> None:
+    """One line in this worker's record of commands: the test running it, what ran, wall and CPU seconds."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    CPU_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CPU_DIR / ("%s.runs" % worker), "a", encoding="utf-8") as out:
+        out.write("%s\t%s\t%.2f\t%.2f\n" % (test, run_kind(argv), wall, cpu))
+
+
+def read_runs(directory: Path = CPU_DIR) -> List[Tuple[str, str, float, float]]:
+    """(node id, what ran, wall seconds, CPU seconds) of every recorded command."""
+    rows = []
+    for path in sorted(Path(directory).glob("*.runs")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            nodeid, kind, wall, cpu = line.rsplit("\t", 3)
+            rows.append((nodeid, kind, float(wall), float(cpu)))
+    return rows
+
+
+def runs_report(runs, whole: float) -> List[str]:
+    """The commands by what ran, the most CPU first: how many, their CPU, its share of ``whole``, CPU per run."""
+    sums: Dict[str, List[float]] = {}
+    for _nodeid, kind, _wall, cpu in runs:
+        entry = sums.setdefault(kind, [0, 0.0])
+        entry[0] += 1
+        entry[1] += cpu
+    lines = ["%8s %6s %6s %7s  %s" % ("CPU s", "share", "runs", "CPU/run", "what ran (lib.labtools.run)")]
+    for kind, (count, cpu) in sorted(sums.items(), key=lambda item: (-item[1][1], item[0])):
+        lines.append("%8.0f %5.1f%% %6d %7.2f  %s" % (cpu, 100.0 * cpu / whole if whole else 0.0, count,
+                                                      cpu / count, kind))
+    return lines
 
 
 def read(directory: Path = CPU_DIR) -> List[Tuple[str, float, float]]:
@@ -106,6 +167,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_sep("=", "CPU by test module (tests/output/cpu; the worker and the processes it waited for)")
     for line in report(rows):
         terminalreporter.write_line(line)
+    runs = read_runs()
+    if runs:
+        terminalreporter.write_sep("-", "the Ansible commands of the tests by what ran (python tests/lib/cputime.py --runs)")
+        for line in runs_report(runs, sum(row[2] for row in rows))[:12]:
+            terminalreporter.write_line(line)
 
 
 def main(argv=None):
@@ -114,10 +180,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="CPU by test module, from the per-test record of a pytest run")
     parser.add_argument("directory", nargs="?", default=str(CPU_DIR), help="the record (default: %(default)s)")
     parser.add_argument("--tests", type=int, default=0, metavar="N", help="also the N tests that cost the most")
+    parser.add_argument("--runs", action="store_true", help="also the Ansible commands the tests ran, by what ran")
     args = parser.parse_args(argv)
     rows = read(Path(args.directory))
     for text in report(rows, shown=len(rows)):
         print(text)
+    if args.runs:
+        for text in runs_report(read_runs(Path(args.directory)), sum(row[2] for row in rows)):
+            print(text)
     for nodeid, wall, cpu in sorted(rows, key=lambda row: -row[2])[:args.tests]:
         print("%8.1f %8.1f  %s" % (cpu, wall, nodeid))
 

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from lib.cputime import by_module, main, read, report
+from lib import cputime
+from lib.cputime import by_module, main, read, read_runs, report, run_kind, runs_report
 
 
 def _record(tmp_path):
@@ -38,3 +39,28 @@ def test_report_shows_shares_the_rest_and_the_total(tmp_path, capsys):
     main([str(tmp_path), "--tests", "1"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1].split()[:2] == ["12.5", "10.0"] and printed[-1].endswith("test_a.py::test_one")
+
+
+def test_what_ran_is_the_program_and_its_playbook_or_module():
+    assert run_kind(["/x/.venv/bin/ansible-playbook", "podnet.cluster.site", "-i", "h.yml"]) == \
+        "ansible-playbook podnet.cluster.site"
+    assert run_kind(["/x/bin/ansible-playbook", "-e", "{}", "/t/play.yml"]) == "ansible-playbook play.yml"
+    assert run_kind(["/x/bin/ansible", "-i", "h.yml", "all", "-m", "command", "-a", "ip r"]) == "ansible -m command"
+    assert run_kind(["/x/bin/ansible-doc", "-l"]) == "ansible-doc"
+
+
+def test_commands_are_recorded_per_worker_and_summed_by_what_ran(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cputime, "CPU_DIR", tmp_path)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/integration/test_a.py::test_one (call)")
+    cputime.record_run(["ansible-playbook", "podnet.cluster.site"], 3.0, 4.5)
+    cputime.record_run(["ansible-playbook", "podnet.cluster.site"], 2.0, 3.5)
+    cputime.record_run(["ansible-playbook", "podnet.lab.lab"], 1.0, 2.0)
+    assert read_runs(tmp_path)[0] == ("tests/integration/test_a.py::test_one", "ansible-playbook podnet.cluster.site",
+                                      3.0, 4.5)
+    lines = runs_report(read_runs(tmp_path), 20.0)
+    assert lines[1].split() == ["8", "40.0%", "2", "4.00", "ansible-playbook", "podnet.cluster.site"]
+    assert lines[2].split()[:4] == ["2", "10.0%", "1", "2.00"]
+    _record(tmp_path)
+    main([str(tmp_path), "--runs"])
+    assert capsys.readouterr().out.splitlines()[-1].endswith("ansible-playbook podnet.lab.lab")
