@@ -255,6 +255,34 @@ def test_bad_input_fails_before_any_change(lab: Lab):
     assert not os.path.exists("%s/%s" % (LAB_ROOT_BASE, bad))
 
 
+def test_a_record_on_the_machine_itself_stops_the_build(lab: Lab, tmp_path: Path):
+    """A podnet.cluster record in the machine's own /etc shows through every lab node's overlay: the lab
+    playbook refuses to build. The record exists only in a private mount namespace of this test (an overlay
+    on /etc there), never in the machine's /etc."""
+    bad = "%srec" % lab.name
+    for sub in ("upper", "work"):
+        (tmp_path / sub).mkdir()
+    argv = [str(BIN / "ansible-playbook"), "podnet.lab.lab", "-e", json.dumps({
+        "podnet_lab_name": bad, "podnet_lab_inventory_dir": str(tmp_path / "inventory"),
+        "podnet_lab_root": "%s/%s" % (LAB_ROOT_BASE, bad)})]
+    script = ('mount -t overlay overlay -o lowerdir=/etc,upperdir="$1/upper",workdir="$1/work" /etc && '
+              'mkdir -p /etc/podnet && echo "{}" > /etc/podnet/node.json && shift && exec "$@"')
+    try:
+        proc = run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "podnet-test",
+                    str(tmp_path)] + argv, check=False)
+    finally:  # without the check, a lab is built in that mount namespace: remove what it left
+        left = [ns for ns in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else [])
+                if ns.startswith(bad + "-")]
+        for ns in left:
+            subprocess.run(["ip", "netns", "delete", ns], check=False, stderr=subprocess.DEVNULL)
+        root_left = os.path.exists("%s/%s" % (LAB_ROOT_BASE, bad))
+        shutil.rmtree("%s/%s" % (LAB_ROOT_BASE, bad), ignore_errors=True)
+    assert not os.path.exists("/etc/podnet/node.json")
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "/etc/podnet/node.json exists on this machine" in proc.stdout, proc.stdout[-3000:]
+    assert left == [] and not root_left, proc.stdout[-3000:]
+
+
 def test_documentation():
     for argv in (["ansible-doc", "-t", "connection", "podnet.lab.netns"],
                  ["ansible-doc", "podnet.lab.lab_topology"],
