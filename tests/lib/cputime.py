@@ -10,9 +10,9 @@ and its forks, the modules it ran in the lab's namespaces, ``ip``, molecule), se
 module-scoped lab is counted with the module's first or last test. Daemons a test starts and that outlive their
 parent (a lab node's sshd, dockerd) are not counted.
 
-Each worker appends a line per test to ``tests/output/cpu/<worker>.tsv``; at the end of the session the
-controller prints the modules that cost the most CPU, and the total, under "CPU by test module". Read the files
-again with ``python tests/lib/cputime.py [DIR] [--tests N]``.
+Each worker appends a line per test to ``tests/output/cpu/<worker>.tsv`` (or ``$PODNET_CPU_DIR/<worker>.tsv``);
+at the end of the session the controller prints the modules that cost the most CPU, and the total, under "CPU by
+test module". Read the files again with ``python tests/lib/cputime.py [DIR] [--tests N]``.
 
 The Ansible commands the tests run through ``lib.labtools.run`` are recorded too, one line per command in
 ``tests/output/cpu/<worker>.runs`` (the test, what ran, its wall time and CPU), so that the end of the session can
@@ -29,7 +29,9 @@ from typing import Dict, Iterable, List, Tuple
 
 import pytest
 
-CPU_DIR = Path(__file__).resolve().parents[1] / "output" / "cpu"
+# PODNET_CPU_DIR: another directory, for a session that runs beside another one in the same checkout (make
+# core-oldest runs beside make test's own pytest session; each clears its record when it starts)
+CPU_DIR = Path(os.environ.get("PODNET_CPU_DIR") or Path(__file__).resolve().parents[1] / "output" / "cpu")
 SHOWN = 20  # modules listed at the end of a session
 
 
@@ -169,7 +171,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line)
     runs = read_runs()
     if runs:
-        terminalreporter.write_sep("-", "the Ansible commands of the tests by what ran (python tests/lib/cputime.py --runs)")
+        terminalreporter.write_sep("-", "the Ansible commands of the tests by what ran (cputime.py --runs)")
         for line in runs_report(runs, sum(row[2] for row in rows))[:12]:
             terminalreporter.write_line(line)
 
