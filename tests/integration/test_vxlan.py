@@ -238,55 +238,15 @@ def assert_vtep_addresses_settled(lab: Lab):
             assert "anycast %s " % a["local"] not in local, (n, a["local"], local)
 
 
-def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab):
-    """pristine -> l2_routes -> vxlan -> router -> vxlan (direct routing) -> l2_routes -> teardown: each state equals
-    a fresh converge with its settings, and teardown gives back the state before the first converge."""
-    lab = flatlab
-    router = "%s-router" % lab.name
-    inv = inventory(lab)
-    inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
-    save_inventory(lab, inv)
-    pristine = {n: node_state(lab, n) for n in lab.nodes}
-    site(lab)                                      # l2_routes, the default
-    l2 = {n: node_state(lab, n) for n in lab.nodes}
-    steps = [{"podnet_fabric": "vxlan"}, {"podnet_fabric": "router"},
-             {"podnet_fabric": "vxlan", "podnet_vxlan_direct_routing": True}, {"podnet_fabric": "l2_routes"}]
-    reached = []
-    for step in steps:
-        site(lab, **step)
-        if step["podnet_fabric"] == "vxlan":
-            assert_vtep_addresses_settled(lab)     # at once: no address waits for duplicate address detection
-        reached.append({n: node_state(lab, n) for n in lab.nodes})
-        check = site(lab, "--check", "--diff", **step)
-        assert unchanged(check), (step, check.stdout[-6000:])
-        if step["podnet_fabric"] != "vxlan":
-            for n in lab.nodes:
-                entries = overlay_entries(n)
-                assert not entries["neigh"] and not entries["fdb"], (step, n, entries)
-                assert "podnet.vx" not in reached[-1][n]["ip -o link"]
-                assert "PODNET-VXLAN" not in reached[-1][n]["iptables-save"]
-        elif step.get("podnet_vxlan_direct_routing"):
-            for n in lab.nodes:    # every peer on-link: plain routes, no overlay entry
-                entries = overlay_entries(n)
-                assert not entries["neigh"] and not entries["fdb"]
-                assert {r[0] for r in entries["routes"] if ":" not in r[1]} == {"eth0"}
-    for n in lab.nodes:
-        assert_same(l2[n], reached[-1][n], "l2_routes -> vxlan -> router -> vxlan -> l2_routes left debris")
-    for step, state in zip(steps[:3], reached[:3]):
-        playbook(lab, "teardown")
-        site(lab, **step)
-        for n in lab.nodes:
-            assert_same(node_state(lab, n), state[n], "%s: a fresh converge differs" % step)
-    playbook(lab, "teardown", "-e", json.dumps({"podnet_fabric": "vxlan"}))
-    for n in lab.nodes:
-        assert_same(pristine[n], node_state(lab, n), "teardown of vxlan left %s different" % n)
-
-
 def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab: Lab):
     """Another VXLAN device on the overlay's UDP port and underlay family (an IPv6 one on 4789, as an operator's
     tunnel might hold it; the kernel would not bring podnet.vx6 up next to it): the play stops in the preflight,
     naming the host, the device, the port and podnet_vxlan_port, and no node changes. On a free port the overlay
-    converges next to it, and neither the converge nor the teardown touch it or the IPv4 one on another port."""
+    converges next to it, and neither the converge nor the teardown touch it or the IPv4 one on another port.
+
+    It runs before the transitions test on the module's lab and leaves the lab as it found it (its teardown is
+    compared with the state before, and the foreign devices go in the end), so the transitions start from the lab
+    as built."""
     lab = flatlab
     node = lab.nodes[1]
     ips = node_ips(inventory(lab))
@@ -321,3 +281,59 @@ def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab
     finally:
         for name in foreign:
             subprocess.run(["ip", "-n", node, "link", "del", name], check=False, capture_output=True)
+
+
+def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab):
+    """pristine -> l2_routes -> vxlan -> router -> vxlan (direct routing) -> l2_routes: each state equals a fresh
+    converge with its settings, and teardown gives back the state before the first converge.
+
+    Each fresh converge is also where the next transition starts: a state reached by a transition is torn down
+    (teardown compared with the state before the first converge, every time), converged fresh with the same settings
+    and compared with it, and the next step goes on from that fresh converge, which equals the reached state. So
+    one teardown and one converge per fabric serve as both the reference and the next step's start, and the lab is
+    not torn down again at the end: the test before this one on the module's lab (the foreign device) leaves it as
+    it was built, and this one runs last on it."""
+    lab = flatlab
+    router = "%s-router" % lab.name
+    inv = inventory(lab)
+    inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
+    save_inventory(lab, inv)
+    pristine = {n: node_state(lab, n) for n in lab.nodes}
+    site(lab)                                      # l2_routes, the default
+    l2 = {n: node_state(lab, n) for n in lab.nodes}
+    steps = [{"podnet_fabric": "vxlan"}, {"podnet_fabric": "router"},
+             {"podnet_fabric": "vxlan", "podnet_vxlan_direct_routing": True}, {"podnet_fabric": "l2_routes"}]
+    for i, step in enumerate(steps):
+        site(lab, **step)                          # the transition from the step before
+        if step["podnet_fabric"] == "vxlan":
+            assert_vtep_addresses_settled(lab)     # at once: no address waits for duplicate address detection
+        reached = {n: node_state(lab, n) for n in lab.nodes}
+        check = site(lab, "--check", "--diff", **step)
+        assert unchanged(check), (step, check.stdout[-6000:])
+        if step["podnet_fabric"] != "vxlan":
+            for n in lab.nodes:
+                entries = overlay_entries(n)
+                assert not entries["neigh"] and not entries["fdb"], (step, n, entries)
+                assert "podnet.vx" not in reached[n]["ip -o link"]
+                assert "PODNET-VXLAN" not in reached[n]["iptables-save"]
+        elif step.get("podnet_vxlan_direct_routing"):
+            for n in lab.nodes:    # every peer on-link: plain routes, no overlay entry
+                entries = overlay_entries(n)
+                assert not entries["neigh"] and not entries["fdb"]
+                assert {r[0] for r in entries["routes"] if ":" not in r[1]} == {"eth0"}
+        if i == len(steps) - 1:
+            break
+        # the reached state against a fresh converge with the same settings (the next step starts from it)
+        if i == 0:
+            playbook(lab, "teardown", "-e", json.dumps({"podnet_fabric": "vxlan"}))
+        else:
+            playbook(lab, "teardown")
+        for n in lab.nodes:
+            assert_same(pristine[n], node_state(lab, n), "teardown of %s left %s different" % (step, n))
+        site(lab, **step)
+        if step["podnet_fabric"] == "vxlan":
+            assert_vtep_addresses_settled(lab)
+        for n in lab.nodes:
+            assert_same(node_state(lab, n), reached[n], "%s: a fresh converge differs" % step)
+    for n in lab.nodes:
+        assert_same(l2[n], reached[n], "l2_routes -> vxlan -> router -> vxlan -> l2_routes left debris")
