@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import pytest
 import yaml
@@ -93,40 +93,49 @@ def state(lab: Lab) -> Dict[str, List[str]]:
     return yaml.safe_load((lab.inventory_dir / "podnet_state.yml").read_text())["nodes"]
 
 
+def fabrics(lab: Lab) -> Set[Optional[str]]:
+    """The fabric of each node's record (/etc/podnet/node.json in its upper layer), None for a node without one."""
+    found: Set[Optional[str]] = set()
+    for n in lab.nodes:
+        path = Path(lab.node_root(n), "upper/etc/podnet/node.json")
+        found.add(json.loads(path.read_text())["document"].get("fabric") if path.exists() else None)
+    return found
+
+
+def clear(lab: Lab, keep: Optional[str] = None) -> None:
+    """Start a test from a lab without the cluster, or (``keep``) one whose every node is converged on that fabric,
+    for a test whose first run converges it anyway. The tests are ordered so that, run together, each finds the lab
+    so and this runs nothing; it tears down only for a test run alone or in another order after one that left the
+    lab on another fabric."""
+    if fabrics(lab) not in ({None}, {keep}) or (keep is None and router_routes(lab)):
+        play("teardown", inventory(lab, "routed", routers=True))
+
+
 def test_a_clean_run_of_each_fabric_prints_no_warning(lab: Lab, pristine):
     """No "could not match podnet_routers" (nor any other warning) on a clean run, with and without routers."""
-    for inv in (inventory(lab, "plain"), inventory(lab, "routed", routers=True)):
-        for fabric in ("l2_routes", "router"):
-            if fabric == "router" and "routed" not in inv.name:
-                continue
+    plain, routed = inventory(lab, "plain"), inventory(lab, "routed", routers=True)
+    # (inventory, fabric, whether the lab is on another fabric or inventory than the run's, so that a first run
+    # converges before the clean one)
+    for inv, fabric, converge in ((plain, "l2_routes", True), (routed, "l2_routes", False), (routed, "router", True)):
+        if converge:
             proc = play("site", inv, podnet_fabric=fabric)
             out = proc.stdout + proc.stderr
             assert "[WARNING]" not in out, out[-4000:]
-            again = play("site", inv, podnet_fabric=fabric)
-            assert unchanged(again) and "[WARNING]" not in again.stdout + again.stderr, again.stdout[-4000:]
-    play("teardown", inventory(lab, "routed", routers=True))
-
-
-def test_router_fabric_without_routers_is_refused_and_nodes_keep_their_routes(lab: Lab):
-    plain = inventory(lab, "plain")
-    play("site", plain)
-    before = {n: node_state(lab, n) for n in lab.nodes}
-    assert all(node_routes(lab, n) for n in lab.nodes), "l2_routes gave the nodes no peer routes"
-    proc = play("site", plain, check=False, podnet_fabric="router")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
-    assert "podnet_routers" in out and "podnet_fabric is router" in out, out[-3000:]
-    assert "Traceback" not in out
-    for n in lab.nodes:
-        assert_same(before[n], node_state(lab, n), "a refused router run changed %s" % n)
-    # the refusal is the run's first task: no node was asked anything
-    assert "Check every node's variables" in out.split("fatal:", 1)[0].rsplit("TASK [", 1)[-1], out[-3000:]
-    play("teardown", plain)
+        # l2_routes with the router in podnet_routers: the plain runs above converged l2_routes, and the router
+        # carries nothing of it, so its first run is itself the clean run (asserted unchanged: no second run needed)
+        again = play("site", inv, podnet_fabric=fabric)
+        assert unchanged(again) and "[WARNING]" not in again.stdout + again.stderr, again.stdout[-4000:]
+    # No teardown: the next test starts from the lab on the router fabric, where this one leaves it, and ends with one.
 
 
 def test_router_routes_go_with_teardown_and_when_the_cluster_leaves_the_fabric(lab: Lab, pristine):
     routed = inventory(lab, "routed", routers=True)
-    play("site", routed, podnet_fabric="router")
+    # Run after the clean runs above, the lab is converged on the router fabric already (their last run, this very
+    # command, changed nothing): no converge of its own then (run alone, it converges from nothing). The two
+    # assertions below would fail if the lab were not on the router fabric.
+    clear(lab, keep="router")
+    if fabrics(lab) != {"router"}:
+        play("site", routed, podnet_fabric="router")
     held = sorted(c for n in lab.nodes for c in state(lab)[n])
     assert router_routes(lab) == held
     assert all(node_routes(lab, n) == [] for n in lab.nodes)
@@ -152,10 +161,34 @@ def test_router_routes_go_with_teardown_and_when_the_cluster_leaves_the_fabric(l
     assert unchanged(play("teardown", routed, podnet_fabric="router"))
 
 
+def test_router_fabric_without_routers_is_refused_and_nodes_keep_their_routes(lab: Lab, pristine):
+    clear(lab, keep="l2_routes")
+    plain = inventory(lab, "plain")
+    play("site", plain)
+    before = {n: node_state(lab, n) for n in lab.nodes}
+    assert all(node_routes(lab, n) for n in lab.nodes), "l2_routes gave the nodes no peer routes"
+    proc = play("site", plain, check=False, podnet_fabric="router")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "podnet_routers" in out and "podnet_fabric is router" in out, out[-3000:]
+    assert "Traceback" not in out
+    for n in lab.nodes:
+        assert_same(before[n], node_state(lab, n), "a refused router run changed %s" % n)
+    # the refusal is the run's first task: no node was asked anything
+    assert "Check every node's variables" in out.split("fatal:", 1)[0].rsplit("TASK [", 1)[-1], out[-3000:]
+    # No teardown: the next test starts from the lab converged with this inventory, and ends with a teardown.
+
+
 def test_teardown_needs_no_valid_plan(lab: Lab, pristine):
     """An exhausted cluster network or a node gone from the inventory does not block a teardown."""
     plain = inventory(lab, "plain")
-    play("site", plain)
+    # Run after the test above, the lab is converged with this inventory already (its first run, this very command):
+    # no converge of its own then (run alone, it converges from nothing). That the teardowns below have routes to
+    # remove is asserted, so they are no teardowns of a lab without the cluster.
+    clear(lab, keep="l2_routes")
+    if fabrics(lab) != {"l2_routes"}:
+        play("site", plain)
+    assert all(node_routes(lab, n) for n in lab.nodes), "the lab is not converged"
     oak, elm = lab.nodes
     # one /26 for two nodes: no plan is possible (the site run says so, and changes nothing)
     tiny = {"podnet_cluster_cidrs": ["10.66.0.0/26"], "podnet_allow_readdress": True}
@@ -178,6 +211,7 @@ def test_teardown_needs_no_valid_plan(lab: Lab, pristine):
 
 
 def test_teardown_without_a_record_keeps_the_operators_bridge(lab: Lab, pristine):
+    clear(lab)
     plain = inventory(lab, "plain")
     oak = lab.nodes[0]
     assert not Path(lab.node_root(oak), "upper/etc/podnet/node.json").exists()
@@ -194,6 +228,7 @@ def test_teardown_without_a_record_keeps_the_operators_bridge(lab: Lab, pristine
 
 
 def test_departed_nodes_are_named_with_their_blocks_and_how_to_release_them(lab: Lab, pristine):
+    clear(lab)
     path = lab.inventory_dir / "podnet_state.yml"
     path.write_text("version: 1\nnodes:\n  %s-birch: [10.66.0.0/26]\n  %s-ash: [10.66.0.192/26]\n"
                     % (lab.name, lab.name))
@@ -251,6 +286,7 @@ def gce_vars(endpoint: str) -> Dict[str, Any]:
 
 
 def test_gce_routes_go_when_the_cluster_leaves_gce_and_with_teardown(lab: Lab, pristine, standin):
+    clear(lab)
     inv = inventory(lab, "gce", group_vars=gce_vars(standin))
     play("site", inv, podnet_fabric="gce")
     held = sorted(c for n in lab.nodes for c in state(lab)[n])
@@ -282,6 +318,7 @@ def test_gce_routes_go_when_the_cluster_leaves_gce_and_with_teardown(lab: Lab, p
 
 
 def test_gce_without_a_project_is_refused_before_any_change(lab: Lab, pristine):
+    clear(lab)
     proc = play("site", inventory(lab, "plain"), check=False, podnet_fabric="gce")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "podnet_gce_project" in out and "podnet_gce_zone" in out, out[-3000:]
