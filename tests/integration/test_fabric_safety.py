@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run
-from lib.nodestate import assert_same, node_state, unchanged
+from lib.nodestate import assert_same, node_state, record_path, unchanged
 
 PREFIX = "pfs"
 CLUSTER = "10.66.0.0/20"
@@ -97,7 +97,7 @@ def fabrics(lab: Lab) -> Set[Optional[str]]:
     """The fabric of each node's record (/etc/podnet/node.json in its upper layer), None for a node without one."""
     found: Set[Optional[str]] = set()
     for n in lab.nodes:
-        path = Path(lab.node_root(n), "upper/etc/podnet/node.json")
+        path = record_path(lab, n)
         found.add(json.loads(path.read_text())["document"].get("fabric") if path.exists() else None)
     return found
 
@@ -214,7 +214,7 @@ def test_teardown_without_a_record_keeps_the_operators_bridge(lab: Lab, pristine
     clear(lab)
     plain = inventory(lab, "plain")
     oak = lab.nodes[0]
-    assert not Path(lab.node_root(oak), "upper/etc/podnet/node.json").exists()
+    assert not record_path(lab, oak).exists()
     in_ns(oak, "ip", "link", "add", "cbr0", "type", "bridge")
     try:
         in_ns(oak, "ip", "addr", "add", "192.168.77.1/24", "dev", "cbr0")

@@ -33,7 +33,7 @@ import yaml
 from lib import rootns
 from lib.labtools import BIN, Lab, in_ns, new_lab, recap, run
 from lib.netns_backend import lab_hosts
-from lib.nodestate import assert_same, node_state, playbook, unchanged
+from lib.nodestate import assert_same, node_state, playbook, record_path, unchanged
 from lib.uplinklab import TcpStream, link
 
 PREFIX = "pl2"
@@ -346,7 +346,7 @@ def test_an_uplink_address_with_a_finite_lifetime_is_refused_unless_allowed(lab:
         assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes)
         down = playbook(lab, "teardown")
         assert all(link(n, "eth0").get("master") is None for n in lab.nodes), down.stdout[-6000:]
-        assert all(not Path(lab.node_root(n), "upper/etc/podnet/node.json").exists() for n in lab.nodes), \
+        assert all(not record_path(lab, n).exists() for n in lab.nodes), \
             down.stdout[-6000:]
     finally:
         in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "forever", "preferred_lft", "forever")

@@ -20,7 +20,7 @@ import yaml
 
 from lib.labtools import BIN, Lab, in_ns, recap, run
 from lib.lifecycle import boot_lines, build_lab, gateways, kernel_of, wipe
-from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
+from lib.nodestate import assert_same, node_changes, node_state, playbook, record_path, unchanged
 from lib.netns_backend import lab_hosts
 
 PREFIX = "plc"
@@ -53,7 +53,7 @@ def restores_to_itself(lab: Lab, host, node: str) -> bool:
     nothing to do: the node's kernel state is the one its record restores."""
     units = Path(lab.node_root(node), "upper/etc/systemd/system")
     if not ((lab.inventory_dir / ".podnet_state.yml").is_file()
-            and Path(lab.node_root(node), "upper/etc/podnet/node.json").is_file()
+            and record_path(lab, node).is_file()
             and (units / "podnet-cluster.service").is_file()
             and (units / "docker.service.d" / "10-podnet-cluster.conf").is_file()):
         return False

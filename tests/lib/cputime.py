@@ -89,8 +89,12 @@ def run_kind(argv: List[str]) -> str:
 
 
 def record_run(argv: List[str], wall: float, cpu: float) -> None:
-    """One line in this worker's record of commands: the test running it, what ran, wall and CPU seconds."""
-    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+    """One line in this worker's record of commands: the test running it, what ran, wall and CPU seconds. Outside a
+    test (bench/compare_state.py runs playbooks through lib.labtools too) nothing is recorded."""
+    test = os.environ.get("PYTEST_CURRENT_TEST")
+    if not test:
+        return
+    test = test.rsplit(" ", 1)[0]
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     CPU_DIR.mkdir(parents=True, exist_ok=True)
     with open(CPU_DIR / ("%s.runs" % worker), "a", encoding="utf-8") as out:

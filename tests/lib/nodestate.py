@@ -58,6 +58,11 @@ def _lower_dir(rel: str) -> str:
     return os.path.join({"etc": "/etc", "var-lib": "/var/lib"}.get(top, "/" + top), rest)
 
 
+def record_path(lab: Lab, node: str) -> Path:
+    """Where a lab node's podnet.cluster record (/etc/podnet/node.json) lies: in its overlay's upper layer."""
+    return Path(lab.node_root(node), "upper/etc/podnet/node.json")
+
+
 def node_state(lab: Lab, node: str) -> Dict[str, str]:
     """Everything of a node that podnet.cluster may touch: network state and its files (by content)."""
     snap = rootns.snapshot(node)
@@ -73,7 +78,7 @@ def node_state(lab: Lab, node: str) -> Dict[str, str]:
     record = files.pop("etc/podnet/node.json", None)
     snap["files"] = "".join("%s %s\n" % kv for kv in sorted(files.items()))
     if record:
-        data = json.loads(Path(lab.node_root(node), "upper/etc/podnet/node.json").read_text())
+        data = json.loads(record_path(lab, node).read_text())
         data["document"].pop("allow_readdress", None)   # a run's permission, not the node's state
         snap["record document"] = json.dumps(data["document"], indent=1, sort_keys=True)
     return snap

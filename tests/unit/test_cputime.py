@@ -52,6 +52,9 @@ def test_what_ran_is_the_program_and_its_playbook_or_module():
 def test_commands_are_recorded_per_worker_and_summed_by_what_ran(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cputime, "CPU_DIR", tmp_path)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    cputime.record_run(["ansible-playbook", "podnet.cluster.site"], 3.0, 4.5)  # outside a test: not recorded
+    assert read_runs(tmp_path) == []
     monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/integration/test_a.py::test_one (call)")
     cputime.record_run(["ansible-playbook", "podnet.cluster.site"], 3.0, 4.5)
     cputime.record_run(["ansible-playbook", "podnet.cluster.site"], 2.0, 3.5)
