@@ -303,6 +303,12 @@ def test_absent_removes_everything(lab: Lab):
     wrapped = subprocess.Popen(backend.argv("exec unshare --net sleep 601"), start_new_session=True)
     lab.pids.append(wrapped.pid)
     time.sleep(0.3)
+    # --check lists each namespace it would delete once (a node both recorded and asked for was listed twice)
+    proc = lab.playbook("absent", True, "--check", "-v")
+    for ns in lab.namespaces:
+        deletes = re.findall(r"^\s*- ip netns delete %s$" % re.escape(ns), proc.stdout, re.M)
+        assert len(deletes) == 1, (ns, proc.stdout[-3000:])
+    assert all(netns_exists(ns) for ns in lab.namespaces)
     proc = lab.playbook("absent", True, "-v")
     assert recap(proc.stdout)["localhost"]["failed"] == 0
     assert direct.wait(timeout=10) == -signal.SIGTERM

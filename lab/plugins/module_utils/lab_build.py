@@ -108,10 +108,11 @@ def present(module, lab, topo):
 def absent(module, lab, topo):
     record = read_record(topo["root"], topo["name"])
     names = [topo["switch"], topo["router"], topo["external"]]
-    nodes = [n for n in list(record.get("nodes", [])) + list(topo["node_names"]) if n not in names]
+    # the recorded nodes and the ones asked for, each once (a node in both is removed once, listed once)
+    nodes = list(dict.fromkeys(n for n in list(record.get("nodes", [])) + list(topo["node_names"]) if n not in names))
     names += nodes
     before = set()
-    stopped = ssh_remove(lab, topo, list(dict.fromkeys(nodes)), before)
+    stopped = ssh_remove(lab, topo, nodes, before)
     if os.path.isdir(topo["root"]):
         stopped += ra_remove(lab, topo, before)
     procs = stopped + lab.lab_processes(names, [topo["root"]])
