@@ -50,14 +50,15 @@ def failure(proc) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_preview_writes_nothing_and_a_block_no_node_holds_moves_freely(lab: Lab):
+def test_preview_writes_nothing_and_a_block_no_node_holds_moves_freely(lab: Lab, quad_preview):
     oak, elm, ash = lab.nodes
     before = listing(lab.inventory_dir)
     preview = play(lab, "plan")
     assert oak in preview.stdout
     assert listing(lab.inventory_dir) == before, "podnet.cluster.plan wrote into the inventory directory"
-    play(lab, "site", "--check", "--diff")
-    assert listing(lab.inventory_dir) == before, "site --check wrote into the inventory directory"
+    # site --check --diff before the first converge: the run of the four-node lab below (fixture quad_preview)
+    quad_before, _proc, quad_after = quad_preview
+    assert quad_after == quad_before, "site --check wrote into the inventory directory"
     # Nothing was applied: another cluster network is just another preview.
     moved = play(lab, "plan", podnet_cluster_cidrs=MOVED)
     assert "10.72.8.0/24" in moved.stdout and listing(lab.inventory_dir) == before
@@ -231,8 +232,18 @@ def warnings(proc):
             if "[WARNING]" in line and line.strip() != ROUTER_PATTERN]
 
 
-def test_check_diff_of_a_first_converge_reads_in_a_few_hundred_lines(quad: Lab):
+@pytest.fixture(scope="module")
+def quad_preview(quad: Lab):
+    """``site --check --diff`` of the four-node lab before its first converge, with every file of its inventory
+    directory before and after: (before, the run, after). It serves the preview test (a check writes nothing
+    into the directory) and the test of the diff's length."""
+    before = listing(quad.inventory_dir)
     proc = play(quad, "site", "--check", "--diff")
+    return before, proc, listing(quad.inventory_dir)
+
+
+def test_check_diff_of_a_first_converge_reads_in_a_few_hundred_lines(quad: Lab, quad_preview):
+    proc = quad_preview[1]
     lines = proc.stdout.splitlines()
     assert len(lines) < 1000, "%d lines of --check --diff for 4 nodes" % len(lines)
     headers = [l for l in lines if l.startswith(("--- before: ", "+++ after: "))]
