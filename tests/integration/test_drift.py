@@ -3,12 +3,15 @@
 """Drift on a lab built unlike the defaults (named nodes, dual stack, /25 and /72 blocks,
 both runtimes): each fault injected on one node of a converged lab is reported by ``site --check`` on that
 node only (the node task, not the plan), healed by a converge back to exactly the converged state, and the
-cluster verifies afterwards."""
+cluster verifies afterwards. The eight faults share one round (four on each node, no two of a kind on one node):
+``--check --diff`` names each in the summary of its node and nothing more, one converge heals them all, one verify
+follows."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -90,47 +93,91 @@ def _conflist_deleted(host):
     host.check_output("rm %s" % CONFLIST)
 
 
-FAULTS = [
-    pytest.param("bridge deleted", _bridge_deleted, id="bridge-deleted"),
-    pytest.param("bridge addresses removed", _addresses_removed, id="addresses-removed"),
-    pytest.param("our routes flushed", _routes_flushed, id="routes-flushed"),
-    pytest.param("stale route to a departed node", _stale_route, id="stale-route"),
-    pytest.param("chains flushed and jumps deleted", _chains_flushed, id="chains-flushed"),
-    pytest.param("ip_forward 0", _forwarding_off, id="ip-forward-0"),
-    pytest.param("Docker keys removed", _docker_keys_removed, id="docker-keys-removed"),
-    pytest.param("CNI conflist deleted", _conflist_deleted, id="conflist-deleted"),
+# Each case: how it is injected, and what ``site --check --diff`` says of it in the summary line of its node (one
+# item of that comma-separated line per pattern; a pattern may match the item of another case of the same kind,
+# so cases of one kind never share a node in a round).
+FAULTS = {
+    "bridge deleted": (_bridge_deleted, [r"bridge cbr0 created"]),
+    "bridge addresses removed": (_addresses_removed, [r"bridge address(es)? changed"]),
+    "our routes flushed": (_routes_flushed, [r"\d+ routes? added"]),
+    "stale route to a departed node": (_stale_route, [r"1 route removed"]),
+    "chains flushed and jumps deleted": (_chains_flushed, [r"IPv%s %s chains changed" % (v, t) for v in "46"
+                                                           for t in ("filter", "nat")]),
+    "ip_forward 0": (_forwarding_off, [r"forwarding settings set"]),
+    "Docker keys removed": (_docker_keys_removed, [r"daemon\.json keys set", r"Docker restart pending"]),
+    # the plan (under --check) finds the directory podnet.cluster created for the conflist empty: "directories"
+    "CNI conflist deleted": (_conflist_deleted, [r"%s created" % re.escape(CONFLIST), r"directories changed"]),
+}
+# The cases of a round: those on the first node, those on the second. Faults on different nodes, and faults of
+# different kinds on one node (each its own item of the node's summary), are independent: one --check --diff
+# attributes each to its node, one converge heals them all, one verify follows.
+ROUNDS = [
+    pytest.param((("bridge deleted", "stale route to a departed node", "chains flushed and jumps deleted",
+                   "CNI conflist deleted"),
+                  ("bridge addresses removed", "our routes flushed", "ip_forward 0", "Docker keys removed")),
+                 id="all-eight"),
 ]
 
 
-@pytest.mark.parametrize("label,inject", FAULTS)
-def test_fault_on_one_node_is_reported_there_only_and_healed(lab: Lab, label, inject):
+def _summary(stdout: str, host: str):
+    """The items of the summary line that ends ``host``'s diff of the node task under --check --diff."""
+    section = stdout.split("Pod network of this node", 1)[1].split("\nTASK ", 1)[0]
+    lines = [line for line in re.findall(r"^%s: (.*)$" % re.escape(host), section, re.M)
+             if not line.startswith("restore program:")]
+    return lines[-1].split(", ") if lines else []
+
+
+@pytest.mark.parametrize("cases", ROUNDS)
+def test_faults_are_reported_on_their_node_only_and_healed(lab: Lab, cases):
+    assert sorted(FAULTS) == sorted(c for node in cases for c in node), "every case is in the round"
     hosts = lab_hosts(str(lab.hosts_yml))
-    faulty, other = lab.nodes
-    # The lab is converged here: the fixture converged it and every case ends with a --check that changes nothing
-    # (were it not, the --check below would name the other node too, or the heal would not give back this state).
+    on = dict(zip(lab.nodes, cases))
+    named = {n: "; ".join(on[n]) for n in lab.nodes}
+    # The lab is converged here: the fixture converged it and a round ends with a --check that changes nothing
+    # (were it not, the --check below would report more than the faults, or the heal would not give back this state).
     converged = {n: node_state(lab, n) for n in lab.nodes}
-    inject(hosts[faulty])
+    faulted = dict(converged)
     try:
-        assert node_state(lab, faulty) != converged[faulty], "%s: the fault changed nothing" % label
+        for n in lab.nodes:
+            for label in on[n]:
+                FAULTS[label][0](hosts[n])
+                now = node_state(lab, n)
+                assert now != faulted[n], "%s on %s: the fault changed nothing" % (label, n)
+                faulted[n] = now
+
         check = playbook(lab, "site", "--check", "--diff")
         assert "Pod network of this node" in check.stdout
-        assert node_changes(check.stdout) == [faulty], "%s: --check reported %s (only %s has the fault; was the lab " \
-            "converged before it?)\n%s" % (label, node_changes(check.stdout), faulty, check.stdout[-4000:])
-        # --check wrote nothing: the fault is still there.
-        assert node_state(lab, faulty) != converged[faulty], "%s: --check healed it" % label
+        assert sorted(node_changes(check.stdout)) == sorted(lab.nodes), "--check reported %s (%s)\n%s" % (
+            node_changes(check.stdout), named, check.stdout[-6000:])
+        for n in lab.nodes:
+            items = _summary(check.stdout, n)
+            matched = set()
+            for label in on[n]:
+                for pattern in FAULTS[label][1]:
+                    hits = [i for i in items if re.fullmatch(pattern, i)]
+                    assert hits, "%s on %s: --check does not report it (%r in its summary %r)\n%s" % (
+                        label, n, pattern, items, check.stdout[-6000:])
+                    matched.update(hits)
+            # Nothing reported beyond the node's own faults: no fault is reported on a node it is not on.
+            assert set(items) == matched, "%s: --check reports %s beyond its faults (%s)\n%s" % (
+                n, sorted(set(items) - matched), named[n], check.stdout[-6000:])
+        # --check wrote nothing: every fault is still there.
+        for n in lab.nodes:
+            assert_same(faulted[n], node_state(lab, n), "%s (%s): --check changed the node" % (n, named[n]))
 
         heal = playbook(lab, "site")
-        assert node_changes(heal.stdout) == [faulty], heal.stdout[-4000:]
+        assert sorted(node_changes(heal.stdout)) == sorted(lab.nodes), "heal of %s\n%s" % (named, heal.stdout[-4000:])
         for n in lab.nodes:
-            assert_same(converged[n], node_state(lab, n), "%s: after the converge %s" % (label, n))
+            assert_same(converged[n], node_state(lab, n), "%s: after the converge %s" % (named[n], n))
         again = playbook(lab, "site", "--check")
-        assert node_changes(again.stdout) == [] and unchanged(again), again.stdout[-3000:]
+        assert node_changes(again.stdout) == [] and unchanged(again), "after healing %s\n%s" % (
+            named, again.stdout[-3000:])
     finally:
-        if node_state(lab, faulty) != converged[faulty]:
+        if any(node_state(lab, n) != converged[n] for n in lab.nodes):
             playbook(lab, "site")
 
     verify = playbook(lab, "verify")
-    assert "PASSED" in verify.stdout, verify.stdout[-4000:]
+    assert "PASSED" in verify.stdout, "after healing %s\n%s" % (named, verify.stdout[-4000:])
 
 
 def test_forward_policy_drop_keeps_pods_working(lab: Lab):
