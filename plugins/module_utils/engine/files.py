@@ -76,12 +76,16 @@ def plan_whole_files(plan, files, links, record):
         plan.add("link %s" % path, plan_link(path, target), apply_link)
 
 
-def plan_dirs(directories, removing=()):
-    """Empty directories podnet.cluster created, removed deepest first (they are empty once ``removing`` goes)."""
+def plan_dirs(directories, removing=(), keeping=()):
+    """Empty directories podnet.cluster created, removed deepest first (they are empty once ``removing`` goes).
+    A directory that holds a path of ``keeping`` (a file or link this run writes or keeps) stays, even when it is
+    empty now (the file inside was deleted by hand and is written again)."""
     gone = set(removing)
+    kept = set(os.path.dirname(os.path.normpath(path)) for path in keeping)
     rm = []
     for directory in directories:
-        if not os.path.isdir(directory):
+        if not os.path.isdir(directory) or any(k == directory or k.startswith(directory.rstrip("/") + "/")
+                                               for k in kept):
             continue
         left = [os.path.join(directory, e) for e in os.listdir(directory)]
         if all(e in gone or e in rm for e in left):

@@ -165,7 +165,8 @@ def _plan_record(ctx):
     plan.add("record %s" % path, plan.record_change, apply_file)
     removing = [c["path"] for _n, c, _f in plan.parts
                 if c["changed"] and c.get("path") and (c.get("content", "") is None or c.get("target", "") is None)]
-    plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing), apply_dirs)
+    keeping = list(ctx.files) + list(ctx.links) if ctx.present else []
+    plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing, keeping), apply_dirs)
 
 
 def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff=True):
