@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import subprocess
+from typing import Dict
 
 import pytest
 import yaml
@@ -122,49 +123,44 @@ def test_ipv4_underlay_dual_stack_pods_node_ip_change_and_removal(v4lab: Lab):
         again = site(lab, "--diff")
         assert node_changes(again.stdout) == [], again.stdout[-6000:]
 
-        # node2's node IP changes (a second address on its uplink, then the inventory): every other node's FDB
-        # entries for node2's MAC point to the new IP in the same run, one entry each; node2's device is re-made
-        moved = lab.nodes[1]
+        # one converge for two cases, each checked on its own (the case named in every message):
+        # "node IP change": node2's node IP changes (a second address on its uplink, then the inventory): every
+        # other node's FDB entries for node2's MAC point to the new IP in the same run, one entry each; node2's
+        # device is re-made;
+        # "removal": node3 leaves the cluster (out of the inventory): nothing of it is left on the others
+        moved, gone = lab.nodes[1], lab.nodes[2]
         old_ip = ips[moved][4]
         new_ip = str(ipaddress.ip_address(old_ip) + 40)
+        gone_ip = ips[gone][4]
         prefix = ipaddress.ip_interface(node_hosts(inv)[moved]["podnet_node_ip"]).network.prefixlen
         subprocess.run(["ip", "-n", moved, "addr", "add", "%s/%d" % (new_ip, prefix), "dev", "eth0"], check=True)
         node_hosts(inv)[moved]["podnet_node_ip"] = "%s/%d" % (new_ip, prefix)
+        node_hosts(inv).pop(gone)
         save_inventory(lab, inv)
         ips = node_ips(inv)
         site(lab)
         mac = vtep_mac(CLUSTERS, 77, moved)
-        for node in lab.nodes:
-            entries = overlay_entries(node)
-            assert entries == wanted_entries(state, ips, node, CLUSTERS, 77), node
-            if node != moved:
-                assert {f[2] for f in entries["fdb"] if f[1] == mac} == {new_ip}, node
-                chain = subprocess.run(["ip", "netns", "exec", node, "iptables-save", "-t", "filter"], check=True,
-                                       capture_output=True, text=True).stdout
-                assert "-s %s/32" % new_ip in chain and "-s %s/32" % old_ip not in chain
-        (link,) = json.loads(subprocess.run(["ip", "-n", moved, "-d", "-j", "link", "show", "podnet.vx4"], check=True,
-                                            capture_output=True, text=True).stdout)
-        assert link["linkinfo"]["info_data"]["local"] == new_ip and link["address"] == mac
-        assert_reachable(lab, pods, ips)
-
-        # node3 leaves the cluster (out of the inventory): nothing of it is left on the others
-        gone = lab.nodes[2]
-        node_hosts(inv).pop(gone)
-        save_inventory(lab, inv)
-        site(lab)
         gone_mac = vtep_mac(CLUSTERS, 77, gone)
         gone_blocks = set(state[gone])
+        kept = {n: blocks for n, blocks in state.items() if n != gone}
         for node in [n for n in lab.nodes if n != gone]:
             entries = overlay_entries(node)
-            assert not [e for e in entries["fdb"] if e[1] == gone_mac or e[2] == ips[gone][4]], node
-            assert not [e for e in entries["neigh"] if e[2] == gone_mac or e[1] in
-                        {vtep_of(b) for b in gone_blocks}], node
-            assert not [e for e in entries["routes"] if e[1] in gone_blocks], node
+            assert entries == wanted_entries(kept, ips, node, CLUSTERS, 77), ("node IP change and removal", node)
             chain = subprocess.run(["ip", "netns", "exec", node, "iptables-save", "-t", "filter"], check=True,
                                    capture_output=True, text=True).stdout
-            assert "-s %s/32" % ips[gone][4] not in chain
+            if node != moved:
+                assert {f[2] for f in entries["fdb"] if f[1] == mac} == {new_ip}, ("node IP change", node)
+                assert "-s %s/32" % new_ip in chain and "-s %s/32" % old_ip not in chain, ("node IP change", node)
+            assert not [e for e in entries["fdb"] if e[1] == gone_mac or e[2] == gone_ip], ("removal", node)
+            assert not [e for e in entries["neigh"] if e[2] == gone_mac or e[1] in
+                        {vtep_of(b) for b in gone_blocks}], ("removal", node)
+            assert not [e for e in entries["routes"] if e[1] in gone_blocks], ("removal", node)
+            assert "-s %s/32" % gone_ip not in chain, ("removal", node)
+        (link,) = json.loads(subprocess.run(["ip", "-n", moved, "-d", "-j", "link", "show", "podnet.vx4"], check=True,
+                                            capture_output=True, text=True).stdout)
+        assert link["linkinfo"]["info_data"]["local"] == new_ip and link["address"] == mac, "node IP change"
         remaining = {n: p for n, p in pods.items() if n != gone}
-        assert_reachable(lab, remaining, {n: v for n, v in ips.items() if n != gone})
+        assert_reachable(lab, remaining, ips)
     finally:
         for node, (netns, _a) in pods.items():
             remove_pod(node, netns)
@@ -238,6 +234,21 @@ def assert_vtep_addresses_settled(lab: Lab):
             assert "anycast %s " % a["local"] not in local, (n, a["local"], local)
 
 
+# The vxlan settings of the module's fresh vxlan converge on the flat lab: the foreign device test converges with
+# them (next to the foreign devices, on a free port) and tears down; the transitions test goes to vxlan with the
+# same settings and compares what it reaches with that converge.
+VXLAN_FREE_PORT = {"podnet_fabric": "vxlan", "podnet_vxlan_port": 4791}
+# {lab name: {node: state}}: a fresh converge with VXLAN_FREE_PORT whose teardown gave back the state before it
+FRESH_VXLAN: Dict[str, Dict[str, Dict[str, str]]] = {}
+FOREIGN = "tun.other"
+
+
+def without_foreign(snap: Dict[str, str]) -> Dict[str, str]:
+    """A node's state without the lines of the foreign VXLAN devices (their links and the routes the kernel gives
+    them)."""
+    return {key: "".join(l for l in text.splitlines(True) if FOREIGN not in l) for key, text in snap.items()}
+
+
 def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab: Lab):
     """Another VXLAN device on the overlay's UDP port and underlay family (an IPv6 one on 4789, as an operator's
     tunnel might hold it; the kernel would not bring podnet.vx6 up next to it): the play stops in the preflight,
@@ -246,12 +257,13 @@ def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab
 
     It runs before the transitions test on the module's lab and leaves the lab as it found it (its teardown is
     compared with the state before, and the foreign devices go in the end), so the transitions start from the lab
-    as built."""
+    as built. Its converge on the free port is the transitions test's fresh vxlan converge (kept, without the
+    foreign devices' lines, once its teardown gave back the state before)."""
     lab = flatlab
     node = lab.nodes[1]
     ips = node_ips(inventory(lab))
-    foreign = {"tun.other6": ["id", "4242", "dstport", "4789", "local", ips[node][6]],
-               "tun.other4": ["id", "4243", "dstport", "4790", "local", ips[node][4]]}
+    foreign = {FOREIGN + "6": ["id", "4242", "dstport", "4789", "local", ips[node][6]],
+               FOREIGN + "4": ["id", "4243", "dstport", "4790", "local", ips[node][4]]}
     try:
         for name, args in foreign.items():
             subprocess.run(["ip", "-n", node, "link", "add", name, "type", "vxlan"] + args + ["nolearning"], check=True)
@@ -266,8 +278,9 @@ def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab
         for n in lab.nodes:
             assert_same(before[n], node_state(lab, n), "a refused converge changed %s" % n)
 
-        settings = {"podnet_fabric": "vxlan", "podnet_vxlan_port": 4791}
+        settings = VXLAN_FREE_PORT
         site(lab, **settings)
+        assert_vtep_addresses_settled(lab)     # at once: no address waits for duplicate address detection
         for name, args in foreign.items():
             (link,) = json.loads(subprocess.run(["ip", "-n", node, "-d", "-j", "link", "show", name], check=True,
                                                 capture_output=True, text=True).stdout)
@@ -275,9 +288,11 @@ def test_a_foreign_vxlan_device_on_the_port_is_refused_before_any_change(flatlab
             assert "UP" in link["flags"] and [str(data["id"]), str(data["port"])] == [args[1], args[3]], name
         assert ":4791 " in subprocess.run(["ip", "netns", "exec", node, "ss", "-H", "-uan"], check=True,
                                           capture_output=True, text=True).stdout
+        fresh = {n: without_foreign(node_state(lab, n)) for n in lab.nodes}
         playbook(lab, "teardown", "-e", json.dumps(settings))
         for n in lab.nodes:
             assert_same(before[n], node_state(lab, n), "teardown next to a foreign VXLAN device left %s different" % n)
+        FRESH_VXLAN[lab.name] = fresh
     finally:
         for name in foreign:
             subprocess.run(["ip", "-n", node, "link", "del", name], check=False, capture_output=True)
@@ -292,16 +307,28 @@ def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab
     and compared with it, and the next step goes on from that fresh converge, which equals the reached state. So
     one teardown and one converge per fabric serve as both the reference and the next step's start, and the lab is
     not torn down again at the end: the test before this one on the module's lab (the foreign device) leaves it as
-    it was built, and this one runs last on it."""
+    it was built, and this one runs last on it.
+
+    vxlan's fresh converge and its teardown are the foreign device test's (on the free port, VXLAN_FREE_PORT): the
+    vxlan state reached from l2_routes is compared with that converge and goes on to router itself. Run alone (or
+    after that test failed), this test converges vxlan fresh and tears it down first."""
     lab = flatlab
     router = "%s-router" % lab.name
     inv = inventory(lab)
     inv["all"]["children"]["podnet_lab"]["children"]["podnet_routers"] = {"hosts": {router: {}}}
     save_inventory(lab, inv)
     pristine = {n: node_state(lab, n) for n in lab.nodes}
+    fresh_vxlan = FRESH_VXLAN.get(lab.name)
+    if fresh_vxlan is None:
+        site(lab, **VXLAN_FREE_PORT)
+        assert_vtep_addresses_settled(lab)
+        fresh_vxlan = {n: node_state(lab, n) for n in lab.nodes}
+        playbook(lab, "teardown", "-e", json.dumps(VXLAN_FREE_PORT))
+        for n in lab.nodes:
+            assert_same(pristine[n], node_state(lab, n), "teardown of %s left %s different" % (VXLAN_FREE_PORT, n))
     site(lab)                                      # l2_routes, the default
     l2 = {n: node_state(lab, n) for n in lab.nodes}
-    steps = [{"podnet_fabric": "vxlan"}, {"podnet_fabric": "router"},
+    steps = [VXLAN_FREE_PORT, {"podnet_fabric": "router"},
              {"podnet_fabric": "vxlan", "podnet_vxlan_direct_routing": True}, {"podnet_fabric": "l2_routes"}]
     for i, step in enumerate(steps):
         site(lab, **step)                          # the transition from the step before
@@ -323,11 +350,13 @@ def test_transitions_to_and_from_l2_routes_and_router_leave_nothing(flatlab: Lab
                 assert {r[0] for r in entries["routes"] if ":" not in r[1]} == {"eth0"}
         if i == len(steps) - 1:
             break
+        if step is VXLAN_FREE_PORT:
+            # the reached state against the fresh converge with the same settings (done and torn down before)
+            for n in lab.nodes:
+                assert_same(fresh_vxlan[n], reached[n], "%s: a fresh converge differs" % step)
+            continue
         # the reached state against a fresh converge with the same settings (the next step starts from it)
-        if i == 0:
-            playbook(lab, "teardown", "-e", json.dumps({"podnet_fabric": "vxlan"}))
-        else:
-            playbook(lab, "teardown")
+        playbook(lab, "teardown")
         for n in lab.nodes:
             assert_same(pristine[n], node_state(lab, n), "teardown of %s left %s different" % (step, n))
         site(lab, **step)
