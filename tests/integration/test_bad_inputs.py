@@ -3,7 +3,8 @@
 """A catalogue of bad inputs (plan, inventory, the hosts' existing state), each refused before any change.
 
 One lab (named nodes, non-default CIDRs, both runtimes), converged once. Each case injects its bad input
-(inventory variables and/or something on one node), runs ``podnet.cluster.site`` once and asserts:
+(inventory variables and/or something on one node) and asserts of a ``podnet.cluster.site`` run with it (a run
+shared by the cases the same task refuses, each on its own node: see BATCHES):
 
 * the run fails;
 * the error message names the host (in the message itself, not only in the ``fatal: [host]`` prefix) and the
@@ -367,19 +368,22 @@ BATCHES: Dict[str, List[Tuple[str, str]]] = {
     # the plan: every node's IP and pod subnet claims
     "plan 1": [("node IP a number", "ash"), ("pod CIDR with host bits", "ash"),
                ("node claims another node's block", "birch")],
-    "plan 2": [("pod CIDR outside the cluster", "ash"), ("duplicate node IPs", "birch")],
-    "plan 3": [("node IP with a space", "ash"), ("pod CIDR of the wrong family", "ash"),
-               ("node IP inside the cluster network", "birch")],
+    "plan 2": [("pod CIDR outside the cluster", "ash"), ("duplicate node IPs", "birch"),
+               ("pod CIDR of the wrong family", "birch")],
+    "plan 3": [("node IP with a space", "ash"), ("node IP inside the cluster network", "birch"),
+               ("two nodes claim the same block", "birch")],
     # the preflight: every node checks itself in the same task
+    # (a node's routes and addresses inside the cluster network are told together, and with a stray gateway)
     "preflight 1": [("foreign route inside the cluster network", "ash"),
                     ("local address inside the cluster network", "ash"),
-                    ("foreign route for a peer's pod subnet", "ash"), ("daemon.json not JSON", "birch")],
+                    ("foreign route for a peer's pod subnet", "ash"), ("stray pod gateway on the bridge", "ash"),
+                    ("daemon.json not JSON", "birch")],
     "preflight 2": [("daemon.json not an object", "ash"), ("daemon.json with bip", "birch")],
     "preflight 3": [("daemon.json with ipv6", "ash"), ("daemon.json with fixed-cidr-v6", "birch")],
     "preflight 4": [("sysctl file turns forwarding off at boot", "ash"), ("node record of a newer version", "birch")],
     "preflight 5": [("bridge is an existing veth link", "ash"), ("node record not JSON", "birch")],
     "preflight 6": [("route protocol dhcp", "ash"), ("route protocol bgp", "birch")],
-    "preflight 7": [("stray pod gateway on the bridge", "ash")],
+    "preflight, l2_bridge": [("l2_bridge uplink missing", "ash"), ("l2_bridge uplink is a port of another bridge", "birch")],
 }
 FRESH_BATCHES: Dict[str, List[Tuple[str, str]]] = {
     "node variables": [("bridge command substitution", "ash"), ("unknown fabric", "ash"), ("bridge too long", "birch")],
