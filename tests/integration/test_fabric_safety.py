@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run
-from lib.nodestate import assert_same, node_state, record_path, unchanged
+from lib.nodestate import assert_same, node_state, record_path, torn_down, unchanged
 
 PREFIX = "pfs"
 CLUSTER = "10.66.0.0/20"
@@ -65,8 +65,9 @@ def node_routes(lab: Lab, node: str) -> List[str]:
 
 
 def inventory(lab: Lab, name: str, routers: bool = False, group_vars: Optional[Dict[str, Any]] = None,
-              drop: Optional[List[str]] = None) -> Path:
-    """The lab's inventory with its own state file, the router in podnet_routers (``routers``), more variables."""
+              drop: Optional[List[str]] = None, host_vars: Optional[Dict[str, Dict[str, Any]]] = None) -> Path:
+    """The lab's inventory with its own state file, the router in podnet_routers (``routers``), more variables
+    (of the group, of a host)."""
     data = yaml.safe_load(lab.hosts_yml.read_text())
     children = data["all"]["children"]["podnet_lab"]["children"]
     children.pop("podnet_routers", None)
@@ -77,6 +78,8 @@ def inventory(lab: Lab, name: str, routers: bool = False, group_vars: Optional[D
     group["vars"].update(group_vars or {})
     for host in drop or []:
         del group["hosts"][host]
+    for host, values in (host_vars or {}).items():
+        group["hosts"][host] = dict(group["hosts"][host] or {}, **values)
     path = lab.inventory_dir / ("%s.yml" % name)
     path.write_text(yaml.safe_dump(data))
     return path
@@ -102,40 +105,41 @@ def fabrics(lab: Lab) -> Set[Optional[str]]:
     return found
 
 
-def clear(lab: Lab, keep: Optional[str] = None) -> None:
-    """Start a test from a lab without the cluster, or (``keep``) one whose every node is converged on that fabric,
-    for a test whose first run converges it anyway. The tests are ordered so that, run together, each finds the lab
-    so and this runs nothing; it tears down only for a test run alone or in another order after one that left the
-    lab on another fabric."""
-    if fabrics(lab) not in ({None}, {keep}) or (keep is None and router_routes(lab)):
-        play("teardown", inventory(lab, "routed", routers=True))
+def cleared(lab: Lab, pristine: Dict[str, Dict[str, str]]) -> None:
+    """The lab without the cluster (``torn_down``: nodes as built, no pod route on the router), with a teardown
+    (the routed inventory's, which also cleans the router) only where it is not: the tests that start so follow
+    one that ended with a teardown."""
+    def on_the_router() -> str:
+        routes = router_routes(lab)
+        return "the pod routes %s on the router" % routes if routes else ""
+    torn_down(lab, pristine, teardown=lambda: play("teardown", inventory(lab, "routed", routers=True)),
+              elsewhere=on_the_router)
 
 
 def test_a_clean_run_of_each_fabric_prints_no_warning(lab: Lab, pristine):
-    """No "could not match podnet_routers" (nor any other warning) on a clean run, with and without routers."""
+    """No "could not match podnet_routers" (nor any other warning) on a clean run, with and without routers. (The
+    clean run of l2_routes with the router in podnet_routers is the next test's second l2_routes run.)"""
     plain, routed = inventory(lab, "plain"), inventory(lab, "routed", routers=True)
-    # (inventory, fabric, whether the lab is on another fabric or inventory than the run's, so that a first run
-    # converges before the clean one)
-    for inv, fabric, converge in ((plain, "l2_routes", True), (routed, "l2_routes", False), (routed, "router", True)):
-        if converge:
-            proc = play("site", inv, podnet_fabric=fabric)
-            out = proc.stdout + proc.stderr
-            assert "[WARNING]" not in out, out[-4000:]
-        # l2_routes with the router in podnet_routers: the plain runs above converged l2_routes, and the router
-        # carries nothing of it, so its first run is itself the clean run (asserted unchanged: no second run needed)
+    for inv, fabric in ((plain, "l2_routes"), (routed, "router")):
+        proc = play("site", inv, podnet_fabric=fabric)
+        out = proc.stdout + proc.stderr
+        assert "[WARNING]" not in out, out[-4000:]
         again = play("site", inv, podnet_fabric=fabric)
         assert unchanged(again) and "[WARNING]" not in again.stdout + again.stderr, again.stdout[-4000:]
-    # No teardown: the next test starts from the lab on the router fabric, where this one leaves it, and ends with one.
+    # No teardown: the next test starts from the lab on the router fabric, where this one leaves it.
 
 
-def test_router_routes_go_with_teardown_and_when_the_cluster_leaves_the_fabric(lab: Lab, pristine):
+def on_fabric(lab: Lab, pristine, inv: Path, fabric: str) -> None:
+    """Every node converged on ``fabric``, with a converge only where the lab is not so (the test before leaves it
+    so: run alone, a test converges from nothing)."""
+    if fabrics(lab) != {fabric}:
+        cleared(lab, pristine)
+        play("site", inv, podnet_fabric=fabric)
+
+
+def test_router_routes_go_when_the_cluster_leaves_the_fabric(lab: Lab, pristine):
     routed = inventory(lab, "routed", routers=True)
-    # Run after the clean runs above, the lab is converged on the router fabric already (their last run, this very
-    # command, changed nothing): no converge of its own then (run alone, it converges from nothing). The two
-    # assertions below would fail if the lab were not on the router fabric.
-    clear(lab, keep="router")
-    if fabrics(lab) != {"router"}:
-        play("site", routed, podnet_fabric="router")
+    on_fabric(lab, pristine, routed, "router")
     held = sorted(c for n in lab.nodes for c in state(lab)[n])
     assert router_routes(lab) == held
     assert all(node_routes(lab, n) == [] for n in lab.nodes)
@@ -145,90 +149,87 @@ def test_router_routes_go_with_teardown_and_when_the_cluster_leaves_the_fabric(l
     assert router_routes(lab) == [], "the router kept the routes of a fabric the cluster left"
     for n in lab.nodes:
         assert node_routes(lab, n) == sorted(c for m in lab.nodes if m != n for c in state(lab)[m])
-    assert unchanged(play("site", routed, podnet_fabric="l2_routes"))
+    # and the clean run of l2_routes with the router in podnet_routers (test_a_clean_run_of_each_fabric_...)
+    again = play("site", routed, podnet_fabric="l2_routes")
+    assert unchanged(again), again.stdout[-4000:]
+    assert "[WARNING]" not in again.stdout + again.stderr, "a clean run of l2_routes with routers warned:\n%s" \
+        % (again.stdout + again.stderr)[-4000:]
+    # No teardown: the next test starts from the lab converged on l2_routes, where this one leaves it.
 
-    # back to router, then teardown: the router's table loses every pod route, the nodes are as before
-    play("site", routed, podnet_fabric="router")
+
+def test_a_fabric_with_nobody_to_carry_it_is_refused_before_any_change(lab: Lab, pristine):
+    """Two nodes, two fabrics with nobody to carry them, in one run (each case named in its assertions): oak on
+    the router fabric without a host in podnet_routers, elm on gce without podnet_gce_project and a zone. Refused
+    at the run's first task; the nodes keep their l2_routes routes."""
+    on_fabric(lab, pristine, inventory(lab, "plain"), "l2_routes")
+    oak, elm = lab.nodes
+    before = {n: node_state(lab, n) for n in lab.nodes}
+    assert all(node_routes(lab, n) for n in lab.nodes), "l2_routes gave the nodes no peer routes"
+    nobody = inventory(lab, "nobody", host_vars={oak: {"podnet_fabric": "router"}, elm: {"podnet_fabric": "gce"}})
+    proc = play("site", nobody, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "podnet_routers" in out and "podnet_fabric is router" in out, "router without routers:\n%s" % out[-3000:]
+    assert "podnet_gce_project" in out and "podnet_gce_zone" in out, "gce without a project:\n%s" % out[-3000:]
+    assert "Traceback" not in out
+    for n in lab.nodes:
+        assert_same(before[n], node_state(lab, n), "a refused run (router without routers, gce without a project) "
+                    "changed %s" % n)
+    # the refusal is the run's first task: no node was asked anything
+    assert "Check every node's variables" in out.split("fatal:", 1)[0].rsplit("TASK [", 1)[-1], out[-3000:]
+    # No teardown: the next test converges the router fabric from here.
+
+
+def test_router_routes_go_with_teardown_which_needs_no_valid_plan(lab: Lab, pristine):
+    """Teardown removes the router's pod routes; an exhausted cluster network or a node gone from the inventory
+    does not block it; without a record it keeps the operator's bridge. One teardown of each kind, in turn (each
+    case named in its assertions):
+
+    * "node gone": elm gone from the inventory, oak is torn down from its record;
+    * "no record": then an operator's bridge cbr0 on oak, which has no record: the teardown keeps it, and says so;
+    * "exhausted plan": that teardown runs with one /26 for two nodes (no plan is possible: site says so);
+    * "router": that teardown removes every pod route of the router, elm is as before; a second changes nothing.
+    """
+    routed = inventory(lab, "routed", routers=True)
+    oak, elm = lab.nodes
+    # back to the router fabric from l2_routes (where the tests before leave the lab; run alone, from nothing)
+    if fabrics(lab) != {"router"}:
+        play("site", routed, podnet_fabric="router")
+    held = sorted(c for n in lab.nodes for c in state(lab)[n])
     assert router_routes(lab) == held
     check = play("teardown", routed, "--check", podnet_fabric="router")
     assert router_routes(lab) == held, "teardown --check changed the router"
     section = check.stdout.split("Remove the pod routes from the router", 1)[-1].split("TASK [", 1)[0]
     assert "changed: [%s]" % router(lab) in section, check.stdout[-3000:]
-    play("teardown", routed, podnet_fabric="router")
-    assert router_routes(lab) == [], "teardown left the pod routes on the router"
-    for n in lab.nodes:
-        assert_same(pristine[n], node_state(lab, n), "teardown left %s different from before" % n)
-    assert unchanged(play("teardown", routed, podnet_fabric="router"))
 
+    # node gone: the one still in the inventory is torn down from its record
+    proc = play("teardown", inventory(lab, "no-elm", drop=[elm]), check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert_same(pristine[oak], node_state(lab, oak), "node gone: teardown left oak")
 
-def test_router_fabric_without_routers_is_refused_and_nodes_keep_their_routes(lab: Lab, pristine):
-    clear(lab, keep="l2_routes")
-    plain = inventory(lab, "plain")
-    play("site", plain)
-    before = {n: node_state(lab, n) for n in lab.nodes}
-    assert all(node_routes(lab, n) for n in lab.nodes), "l2_routes gave the nodes no peer routes"
-    proc = play("site", plain, check=False, podnet_fabric="router")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-3000:]
-    assert "podnet_routers" in out and "podnet_fabric is router" in out, out[-3000:]
-    assert "Traceback" not in out
-    for n in lab.nodes:
-        assert_same(before[n], node_state(lab, n), "a refused router run changed %s" % n)
-    # the refusal is the run's first task: no node was asked anything
-    assert "Check every node's variables" in out.split("fatal:", 1)[0].rsplit("TASK [", 1)[-1], out[-3000:]
-    # No teardown: the next test starts from the lab converged with this inventory, and ends with a teardown.
-
-
-def test_teardown_needs_no_valid_plan(lab: Lab, pristine):
-    """An exhausted cluster network or a node gone from the inventory does not block a teardown."""
-    plain = inventory(lab, "plain")
-    # Run after the test above, the lab is converged with this inventory already (its first run, this very command):
-    # no converge of its own then (run alone, it converges from nothing). That the teardowns below have routes to
-    # remove is asserted, so they are no teardowns of a lab without the cluster.
-    clear(lab, keep="l2_routes")
-    if fabrics(lab) != {"l2_routes"}:
-        play("site", plain)
-    assert all(node_routes(lab, n) for n in lab.nodes), "the lab is not converged"
-    oak, elm = lab.nodes
     # one /26 for two nodes: no plan is possible (the site run says so, and changes nothing)
     tiny = {"podnet_cluster_cidrs": ["10.66.0.0/26"], "podnet_allow_readdress": True}
-    refused = play("site", plain, check=False, **tiny)
-    assert refused.returncode != 0
-    proc = play("teardown", plain, check=False, **tiny)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    for n in lab.nodes:
-        assert_same(pristine[n], node_state(lab, n), "teardown with an exhausted plan left %s" % n)
-
-    # a node gone from the inventory: the one still in it is torn down from its record
-    play("site", plain)
-    without_elm = inventory(lab, "no-elm", drop=[elm])
-    proc = play("teardown", without_elm, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert_same(pristine[oak], node_state(lab, oak), "teardown left oak")
-    play("teardown", plain)
-    for n in lab.nodes:
-        assert_same(pristine[n], node_state(lab, n), "teardown left %s" % n)
-
-
-def test_teardown_without_a_record_keeps_the_operators_bridge(lab: Lab, pristine):
-    clear(lab)
-    plain = inventory(lab, "plain")
-    oak = lab.nodes[0]
+    refused = play("site", routed, check=False, podnet_fabric="router", **tiny)
+    assert refused.returncode != 0, "exhausted plan: site did not refuse"
     assert not record_path(lab, oak).exists()
     in_ns(oak, "ip", "link", "add", "cbr0", "type", "bridge")
     try:
         in_ns(oak, "ip", "addr", "add", "192.168.77.1/24", "dev", "cbr0")
         before = node_state(lab, oak)
-        proc = play("teardown", plain)
-        assert "no record" in proc.stdout + proc.stderr, proc.stdout[-3000:]
-        assert_same(before, node_state(lab, oak), "teardown without a record changed the operator's bridge")
+        proc = play("teardown", routed, check=False, podnet_fabric="router", **tiny)
+        assert proc.returncode == 0, "exhausted plan: %s" % (proc.stdout + proc.stderr)[-4000:]
+        assert "no record" in proc.stdout + proc.stderr, "no record: %s" % proc.stdout[-3000:]
+        assert_same(before, node_state(lab, oak), "no record: teardown without a record changed the operator's bridge")
+        assert router_routes(lab) == [], "router: teardown left the pod routes on the router"
+        assert_same(pristine[elm], node_state(lab, elm), "teardown (exhausted plan, router) left %s different" % elm)
     finally:
         in_ns(oak, "ip", "link", "del", "cbr0")
-    assert_same(pristine[oak], node_state(lab, oak), "the lab is not back")
+    assert_same(pristine[oak], node_state(lab, oak), "no record: the lab is not back")
+    assert unchanged(play("teardown", routed, podnet_fabric="router")), "router: a second teardown changed something"
 
 
 def test_departed_nodes_are_named_with_their_blocks_and_how_to_release_them(lab: Lab, pristine):
-    clear(lab)
+    cleared(lab, pristine)
     path = lab.inventory_dir / "podnet_state.yml"
     path.write_text("version: 1\nnodes:\n  %s-birch: [10.66.0.0/26]\n  %s-ash: [10.66.0.192/26]\n"
                     % (lab.name, lab.name))
@@ -286,7 +287,7 @@ def gce_vars(endpoint: str) -> Dict[str, Any]:
 
 
 def test_gce_routes_go_when_the_cluster_leaves_gce_and_with_teardown(lab: Lab, pristine, standin):
-    clear(lab)
+    cleared(lab, pristine)
     inv = inventory(lab, "gce", group_vars=gce_vars(standin))
     play("site", inv, podnet_fabric="gce")
     held = sorted(c for n in lab.nodes for c in state(lab)[n])
@@ -315,12 +316,3 @@ def test_gce_routes_go_when_the_cluster_leaves_gce_and_with_teardown(lab: Lab, p
     assert gce_routes(standin) == [] and router_routes(lab) == []
     for n in lab.nodes:
         assert_same(pristine[n], node_state(lab, n), "teardown left %s" % n)
-
-
-def test_gce_without_a_project_is_refused_before_any_change(lab: Lab, pristine):
-    clear(lab)
-    proc = play("site", inventory(lab, "plain"), check=False, podnet_fabric="gce")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "podnet_gce_project" in out and "podnet_gce_zone" in out, out[-3000:]
-    for n in lab.nodes:
-        assert_same(pristine[n], node_state(lab, n), "a refused gce run changed %s" % n)

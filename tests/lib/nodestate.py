@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 from lib import rootns
-from lib.labtools import BIN, Lab, recap, run
+from lib.labtools import BIN, Lab, in_ns, recap, run
 
 # Files of the lab itself, or of the CNI plugins the verify probes run: not podnet.cluster's.
 SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/init.d", "etc/systemd/system/"
@@ -87,6 +88,37 @@ def node_state(lab: Lab, node: str) -> Dict[str, str]:
 def assert_same(before: Dict[str, str], after: Dict[str, str], what: str):
     changes = rootns.diff(before, after)
     assert changes == "", "%s:\n%s" % (what, changes[:6000])
+
+
+def pristine_states(lab: Lab, settle: float = 30.0) -> Dict[str, Dict[str, str]]:
+    """Every node's state (``node_state``) as the lab built it, once its IPv6 addresses settled (none tentative)."""
+    deadline = time.monotonic() + settle
+    while any("tentative" in in_ns(n, "ip", "addr").stdout for n in lab.nodes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {n: node_state(lab, n) for n in lab.nodes}
+
+
+def torn_down(lab: Lab, pristine: Dict[str, Dict[str, str]], teardown: Optional[Callable[[], object]] = None,
+              elsewhere: Optional[Callable[[], str]] = None) -> Dict[str, Dict[str, str]]:
+    """Every node as ``pristine`` (``pristine_states``: the lab as built), with a teardown only where the lab is
+    not so: the lab as built, and a test that ended with a teardown (each asserts what it left), need none.
+
+    ``teardown`` runs the teardown (default: podnet.cluster.teardown on the lab's inventory); ``elsewhere`` says
+    what of the cluster is left outside the nodes (the routes of a router, say), "" for nothing: something there
+    calls for a teardown too, and must be gone after it. Asserts every node pristine afterwards; returns the
+    nodes' states."""
+    states = {n: node_state(lab, n) for n in lab.nodes}
+    if any(rootns.diff(pristine[n], states[n]) for n in lab.nodes) or (elsewhere and elsewhere()):
+        if teardown is None:
+            playbook(lab, "teardown")
+        else:
+            teardown()
+        states = {n: node_state(lab, n) for n in lab.nodes}
+        left = elsewhere() if elsewhere else ""
+        assert not left, "the teardown left %s" % left
+    for node in lab.nodes:
+        assert_same(pristine[node], states[node], "the lab is not as built: %s differs after a teardown" % node)
+    return states
 
 
 def node_changes(stdout: str):
