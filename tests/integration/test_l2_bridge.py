@@ -4,7 +4,8 @@
 
 A dual-stack lab of three named nodes served over SSH (``podnet_lab_ssh``), built unlike the defaults
 (172.28.77.0/24, cluster 10.88.0.0/17 and fd00:88::/56, /25 blocks, both runtimes). Every playbook runs from
-this machine's namespace through the lab's ProxyCommand, as molecule and users run it. In order:
+this machine's namespace through the lab's ProxyCommand, as molecule and users run it. In order (each test starts
+where the one before ended, and sets itself up when run alone):
 
 1. the converge: an SSH session and a TCP stream to a node's underlay address, both held open through it,
    survive with no data lost; a second run and ``--check`` change nothing; verify passes (both families);
@@ -12,7 +13,11 @@ this machine's namespace through the lab's ProxyCommand, as molecule and users r
 3. a transition to l2_routes and back (the uplink is put back first; then moved again);
 4. teardown: every node exactly as before the first converge;
 5. a check that cannot pass (a gateway that does not answer after the move): every node rolled back, with its
-   old addresses and routes, and reachable over SSH.
+   old addresses and routes, and reachable over SSH;
+6. two nodes that are not as the others, in one round: an uplink address with a finite lifetime on one, an IPv6
+   default route from router advertisements on another;
+7. pods came and went on a fresh bridge: teardown (of one node) and a switch to l2_routes (of the others) both
+   succeed, and verify passes after leaving l2_bridge.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import yaml
 from lib import rootns
 from lib.labtools import BIN, Lab, in_ns, new_lab, recap, run
 from lib.netns_backend import lab_hosts
-from lib.nodestate import assert_same, node_state, playbook, record_path, unchanged
+from lib.nodestate import assert_same, node_state, playbook, pristine_states, record_path, torn_down, unchanged
 from lib.uplinklab import TcpStream, link
 
 PREFIX = "pl2"
@@ -62,25 +67,18 @@ def lab(tmp_path_factory, request) -> Lab:
 @pytest.fixture(scope="module")
 def pristine(lab: Lab) -> Dict[str, Dict[str, str]]:
     """Every node as the lab built it, once its IPv6 addresses settled."""
-    deadline = time.monotonic() + 30
-    while any("tentative" in in_ns(n, "ip", "addr").stdout for n in lab.nodes) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return {n: node_state(lab, n) for n in lab.nodes}
-
-
-def torn_down(lab: Lab, pristine: Dict[str, Dict[str, str]]) -> None:
-    """Every node as the lab built it (``pristine``), with a teardown only if a node is not: the lab as built, and
-    every test that ends with a teardown (each asserts that it left every node so), need none."""
-    states = {n: node_state(lab, n) for n in lab.nodes}
-    if any(rootns.diff(pristine[n], states[n]) for n in lab.nodes):
-        playbook(lab, "teardown")
-        states = {n: node_state(lab, n) for n in lab.nodes}
-    for node in lab.nodes:
-        assert_same(pristine[node], states[node], "teardown left %s different" % node)
+    return pristine_states(lab)
 
 
 def node_ip(lab: Lab, node: str) -> str:
     return "172.28.77.%d" % (11 + lab.nodes.index(node))
+
+
+def on_l2_bridge(lab: Lab) -> None:
+    """A converge only where a node's uplink is not in its bridge (with the node's record): the tests before
+    leave the lab so (run alone, a test converges here)."""
+    if not all(link(n, "eth0").get("master") == "cbr0" and record_path(lab, n).exists() for n in lab.nodes):
+        playbook(lab, "site")
 
 
 def underlay(ns: str) -> Dict[str, List[str]]:
@@ -183,6 +181,7 @@ def test_converge_over_ssh_keeps_sessions_and_streams(lab: Lab, pristine, tmp_pa
 def test_reboot_moves_the_uplink_again(lab: Lab):
     east = lab.nodes[0]
     hosts = lab_hosts(str(lab.hosts_yml))
+    on_l2_bridge(lab)
     converged = node_state(lab, east)
     # The node as it boots: its network configuration puts the underlay on eth0; nothing of podnet.cluster.
     hosts[east].check_output(
@@ -202,6 +201,9 @@ def test_reboot_moves_the_uplink_again(lab: Lab):
 
 
 def test_transition_to_l2_routes_puts_the_uplink_back_and_back_again(lab: Lab):
+    """Verify after leaving l2_bridge: test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge (its switch to
+    l2_routes is the same move back, from a bridge that ran pods)."""
+    on_l2_bridge(lab)
     proc = playbook(lab, "site", podnet_fabric="l2_routes")
     assert "Apply | put the uplink back from the bridge (leaving podnet_fabric l2_bridge)" in proc.stdout
     for node in lab.nodes:
@@ -212,8 +214,6 @@ def test_transition_to_l2_routes_puts_the_uplink_back_and_back_again(lab: Lab):
         assert all(a.endswith(("/25", "/64")) for a in underlay(node)["cbr0"])
         assert len(in_ns(node, "ip", "route", "show", "proto", "158").stdout.splitlines()) == 2
         assert not Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").exists()
-    verify = playbook(lab, "verify", podnet_fabric="l2_routes")
-    assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, verify.stdout[-5000:]
     playbook(lab, "site")
     assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes)
     assert unchanged(playbook(lab, "site", "--check"))
@@ -227,6 +227,7 @@ def test_teardown_returns_every_node_to_its_state_before(lab: Lab, pristine):
 
 
 def test_a_move_whose_check_fails_is_rolled_back_everywhere(lab: Lab, pristine):
+    torn_down(lab, pristine)
     before = {n: underlay(n) for n in lab.nodes}
     proc = playbook(lab, "site", check=False, podnet_l2_bridge_check_address=["172.28.77.99"],
                     podnet_l2_bridge_check_timeout=2, podnet_l2_bridge_rollback_timeout=15)
@@ -245,26 +246,61 @@ def test_a_move_whose_check_fails_is_rolled_back_everywhere(lab: Lab, pristine):
     assert rootns.diff(lab.rootns_before, rootns.snapshot()) == ""
 
 
-def test_a_default_route_from_router_advertisements_moves_and_keeps_being_accepted(lab: Lab, pristine):
-    """IPv6 forwarding needs accept_ra=2 where the RA-learned default route is: on the uplink before the move,
-    on the bridge after it. Both get it at once, so the second run changes nothing; teardown puts both back."""
-    east = lab.nodes[0]
+def test_an_uplink_address_with_a_finite_lifetime_and_a_default_route_from_router_advertisements(lab: Lab, pristine):
+    """Two nodes unlike the others, in one round (each case named in its assertions):
+
+    * east, "dynamic address": a DHCP-style address (finite lifetime) on its uplink: the preflight refuses the move
+      before any node changes, naming the host and podnet_l2_bridge_allow_dynamic_address; with it, the node moves.
+    * west, "RA default route": IPv6 forwarding needs accept_ra=2 where the RA-learned default route is: on the
+      uplink before the move, on the bridge after it. Both get it at once, so the second run changes nothing;
+      teardown puts both back. (fe80::1 is no router here: the check asks the IPv4 gateway only.)
+    """
+    east, west = lab.nodes[0], lab.nodes[1]
     hosts = lab_hosts(str(lab.hosts_yml))
-    hosts[east].check_output("ip -6 route add default via fe80::1 dev eth0 proto ra metric 2048")
+    torn_down(lab, pristine)
+    address = "%s/24" % node_ip(lab, east)
+    in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "3600", "preferred_lft", "3600")
+    hosts[west].check_output("ip -6 route add default via fe80::1 dev eth0 proto ra metric 2048")
     try:
-        before = hosts[east].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip()
-        # fe80::1 is no router here: the check asks the IPv4 gateway only
-        playbook(lab, "site", podnet_l2_bridge_check_address=[GATEWAY])
-        assert "default via fe80::1 dev cbr0 proto ra metric 2048" in hosts[east].check_output("ip -6 route")
+        accept_ra = hosts[west].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip()
+        before = {n: node_state(lab, n) for n in lab.nodes}
+        held = in_ns(east, "ip", "-o", "addr", "show", "dev", "eth0").stdout
+        assert "valid_lft 3" in held, held
+        proc = playbook(lab, "site", check=False, podnet_l2_bridge_check_address=[GATEWAY])
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, "dynamic address: not refused\n%s" % out[-8000:]
+        assert east in out and "podnet_l2_bridge_allow_dynamic_address" in out and address in out, \
+            "dynamic address: the refusal does not say it\n%s" % out[-4000:]
+        for n in lab.nodes:
+            assert link(n, "eth0").get("master") is None, "dynamic address: %s moved" % n
+            changed = {k: v for k, v in node_state(lab, n).items() if "valid_lft" not in v}
+            assert_same({k: v for k, v in before[n].items() if k in changed}, changed,
+                        "dynamic address: a refused dynamic address changed %s" % n)
+
+        settings = {"podnet_l2_bridge_check_address": [GATEWAY], "podnet_l2_bridge_allow_dynamic_address": True}
+        playbook(lab, "site", **settings)
+        assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes), \
+            "dynamic address: not moved with podnet_l2_bridge_allow_dynamic_address"
+        assert "default via fe80::1 dev cbr0 proto ra metric 2048" in hosts[west].check_output("ip -6 route"), \
+            "RA default route: not moved to the bridge"
         for dev in ("eth0", "cbr0"):
-            assert hosts[east].file("/proc/sys/net/ipv6/conf/%s/accept_ra" % dev).content_string.strip() == "2"
-        assert unchanged(playbook(lab, "site", podnet_l2_bridge_check_address=[GATEWAY]))
-        playbook(lab, "teardown")
-        assert "default via fe80::1 dev eth0 proto ra metric 2048" in hosts[east].check_output("ip -6 route")
-        assert hosts[east].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == before
+            assert hosts[west].file("/proc/sys/net/ipv6/conf/%s/accept_ra" % dev).content_string.strip() == "2", \
+                "RA default route: accept_ra of %s" % dev
+        assert unchanged(playbook(lab, "site", **settings)), "RA default route: a second run changed something"
+        down = playbook(lab, "teardown")
+        assert all(link(n, "eth0").get("master") is None for n in lab.nodes), \
+            "dynamic address: teardown left an uplink in the bridge\n%s" % down.stdout[-6000:]
+        assert all(not record_path(lab, n).exists() for n in lab.nodes), \
+            "dynamic address: teardown left a record\n%s" % down.stdout[-6000:]
+        assert "default via fe80::1 dev eth0 proto ra metric 2048" in hosts[west].check_output("ip -6 route"), \
+            "RA default route: not put back on the uplink"
+        assert hosts[west].file("/proc/sys/net/ipv6/conf/eth0/accept_ra").content_string.strip() == accept_ra, \
+            "RA default route: accept_ra not put back"
     finally:
-        hosts[east].run("ip -6 route del default via fe80::1 proto ra metric 2048")
-    assert_same(pristine[east], node_state(lab, east), "the RA case left the node different")
+        in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "forever", "preferred_lft", "forever")
+        hosts[west].run("ip -6 route del default via fe80::1 proto ra metric 2048")
+    for node in lab.nodes:
+        assert_same(pristine[node], node_state(lab, node), "the dynamic-address and RA cases left %s different" % node)
 
 
 def snapshot_mac(lab: Lab, node: str) -> str:
@@ -272,39 +308,37 @@ def snapshot_mac(lab: Lab, node: str) -> str:
     return saved["links"]["cbr0"]["address"]
 
 
-def pods_come_and_go(lab: Lab, pristine) -> None:
-    """A fresh cbr0 (l2_routes, from a torn-down node), then verify: its probe pods (CNI bridge plugin, ADD then
-    DEL) attach to cbr0 and leave it. The kernel then shows the port-less bridge's MAC (its own, random one) as
-    all zeros: the condition of a node that ran pods."""
+def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pristine):
+    """The uplink snapshot of a node that ran pods holds cbr0's all-zero MAC; putting the uplink back never sets
+    it (the kernel refuses it): teardown, and a switch to l2_routes, both succeed, checked first by the preflight.
+    Both from one such state: teardown of east alone (--limit), then the switch of west and north (east converges
+    l2_routes afresh beside them); verify after leaving l2_bridge."""
+    east = lab.nodes[0]
     torn_down(lab, pristine)
+    # A fresh cbr0 (l2_routes, from torn-down nodes), then verify: its probe pods (CNI bridge plugin, ADD then DEL)
+    # attach to cbr0 and leave it. The kernel then shows the port-less bridge's MAC (its own, random one) as all
+    # zeros: the condition of a node that ran pods.
     playbook(lab, "site", podnet_fabric="l2_routes")
     verify = playbook(lab, "verify", podnet_fabric="l2_routes")
     assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, verify.stdout[-5000:]
     for node in lab.nodes:
         assert link(node, "cbr0")["address"] == "00:00:00:00:00:00", link(node, "cbr0")
         assert in_ns(node, "ip", "-o", "link", "show", "master", "cbr0").stdout.strip() == ""
-
-
-def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pristine):
-    """The uplink snapshot of a node that ran pods holds cbr0's all-zero MAC; putting the uplink back never sets
-    it (the kernel refuses it): teardown, and a switch to l2_routes, both succeed, checked first by the preflight."""
-    pods_come_and_go(lab, pristine)
     playbook(lab, "site")
     for node in lab.nodes:
         assert link(node, "eth0").get("master") == "cbr0"
         saved = json.loads(Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").read_text())
         assert saved["links"]["cbr0"]["address"] == "00:00:00:00:00:00"
         assert saved["links"]["cbr0"]["addr_assign_type"] == 1      # the kernel's choice (random)
+
+    # teardown: checked on every node; then east torn down
     check = playbook(lab, "teardown", "--check")
     assert "Cannot assign" not in check.stdout
-    playbook(lab, "teardown")
-    for node in lab.nodes:
-        assert_same(pristine[node], node_state(lab, node), "teardown after pods came and went left %s different"
-                    % node)
+    playbook(lab, "teardown", "--limit", east)
+    assert_same(pristine[east], node_state(lab, east), "teardown after pods came and went left %s different" % east)
 
-    pods_come_and_go(lab, pristine)
-    playbook(lab, "site")
-    assert all(snapshot_mac(lab, n) == "00:00:00:00:00:00" for n in lab.nodes)
+    # the switch to l2_routes: west and north leave l2_bridge
+    assert all(snapshot_mac(lab, n) == "00:00:00:00:00:00" for n in lab.nodes[1:])
     check = playbook(lab, "site", "--check", podnet_fabric="l2_routes")
     assert "Cannot assign" not in check.stdout
     proc = playbook(lab, "site", podnet_fabric="l2_routes")
@@ -316,39 +350,7 @@ def test_leaving_l2_bridge_after_pods_came_and_went_on_the_bridge(lab: Lab, pris
             "default via %s" % GATEWAY, "default via %s" % GATEWAY6])
         assert not Path(lab.node_root(node), "upper/etc/podnet/uplink-cbr0.json").exists()
     verify = playbook(lab, "verify", podnet_fabric="l2_routes")
-    assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, verify.stdout[-5000:]
+    assert "pod -> pod (IPv4): 9 of 9 ok" in verify.stdout, "verify after leaving l2_bridge\n%s" % verify.stdout[-5000:]
     playbook(lab, "teardown")
     for node in lab.nodes:
         assert_same(pristine[node], node_state(lab, node), "leaving l2_bridge left %s different" % node)
-
-
-def test_an_uplink_address_with_a_finite_lifetime_is_refused_unless_allowed(lab: Lab, pristine):
-    """A DHCP-style address (finite lifetime) on one node's uplink: the preflight refuses the move before any node
-    changes, naming the host and podnet_l2_bridge_allow_dynamic_address; with it, the node moves."""
-    east = lab.nodes[0]
-    torn_down(lab, pristine)
-    address = "%s/24" % node_ip(lab, east)
-    in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "3600", "preferred_lft", "3600")
-    try:
-        before = {n: node_state(lab, n) for n in lab.nodes}
-        held = in_ns(east, "ip", "-o", "addr", "show", "dev", "eth0").stdout
-        assert "valid_lft 3" in held, held
-        proc = playbook(lab, "site", check=False)
-        out = proc.stdout + proc.stderr
-        assert proc.returncode != 0, out[-8000:]
-        assert east in out and "podnet_l2_bridge_allow_dynamic_address" in out and address in out, out[-4000:]
-        for n in lab.nodes:
-            assert link(n, "eth0").get("master") is None
-            changed = {k: v for k, v in node_state(lab, n).items() if "valid_lft" not in v}
-            assert_same({k: v for k, v in before[n].items() if k in changed}, changed,
-                        "a refused dynamic address changed %s" % n)
-        playbook(lab, "site", podnet_l2_bridge_allow_dynamic_address=True)
-        assert all(link(n, "eth0").get("master") == "cbr0" for n in lab.nodes)
-        down = playbook(lab, "teardown")
-        assert all(link(n, "eth0").get("master") is None for n in lab.nodes), down.stdout[-6000:]
-        assert all(not record_path(lab, n).exists() for n in lab.nodes), \
-            down.stdout[-6000:]
-    finally:
-        in_ns(east, "ip", "addr", "change", address, "dev", "eth0", "valid_lft", "forever", "preferred_lft", "forever")
-    for node in lab.nodes:
-        assert_same(pristine[node], node_state(lab, node), "the dynamic-address case left %s different" % node)
