@@ -54,7 +54,7 @@ MARKERS = {
 }
 # Integration tests quick enough for make check (paths under tests/integration, a file or a directory).
 FAST = ("modules", "test_collection.py", "test_lint.py", "test_netns_connection.py", "gce/test_gce_standin.py",
-        "verify/test_probe_server.py")
+        "verify/test_probe_server.py", "test_validate_hostvars.py")
 
 
 def pytest_configure(config):
@@ -67,7 +67,7 @@ def pytest_configure(config):
 
 # Where no module-scoped lab is shared, a test can run on any worker (paths under tests/integration).
 SPREAD = ("test_plan_role.py", "test_molecule.py", "modules", "gce/test_gce_routes.py", "gce/test_gce_standin.py",
-          "test_collection.py", "test_lint.py", "test_netns_connection.py")
+          "test_collection.py", "test_lint.py", "test_netns_connection.py", "test_validate_hostvars.py")
 # Modules cut into this many groups, each on a lab of its own. A module's tests, in collection order, are cut into
 # runs of consecutive tests of (nearly) the same count (``shard_groups``), so that the tests of one module-scoped
 # lab stay together as far as they can. None today: every group builds and converges a lab of its own, which

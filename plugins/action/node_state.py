@@ -20,6 +20,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.podnet.cluster.plugins.module_utils.text import capped, names as names_text
 from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
+from ansible_collections.podnet.cluster.plugins.plugin_utils.hostvars import other_host_values
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
     DEFAULTS,
     build_document,
@@ -188,13 +189,12 @@ class ActionModule(PodnetAction):
         fabrics: Dict[str, Any] = {}
         extra: Dict[str, Dict[str, Any]] = {}
         valid: set = set()
+        mine = self._podnet_vars(hostvars[me]) if me in hostvars else {}
         for host in nodes:
             settings = dict(base)
             hv = hostvars[host] if host != me else {}
             if host != me:
-                for key in DEFAULTS:
-                    if "podnet_%s" % key in hv:
-                        settings[key] = plain(hv["podnet_%s" % key])
+                settings = other_host_values(base, mine, self._podnet_vars(hv), {k: DEFAULTS[k] for k in base})
             key = json.dumps(settings, sort_keys=True, default=str)
             if key not in valid:
                 errors = setting_errors(str(host), settings)
@@ -220,6 +220,11 @@ class ActionModule(PodnetAction):
         result.update(changed=False, fabrics=fabrics, fabric_set=sorted(set(fabrics.values())), checked=len(nodes),
                       msg="The variables of %d node(s) are valid" % len(nodes))
         return result
+
+    @staticmethod
+    def _podnet_vars(hv: Any) -> Dict[str, Any]:
+        """The settings a host's hostvars set (podnet_<setting>), by setting name."""
+        return {key: plain(hv["podnet_%s" % key]) for key in DEFAULTS if "podnet_%s" % key in hv}
 
     def _host_var(self, variables: Any, name: str) -> Any:
         """A variable of a host (its hostvars, or this task's variables), templated; None when unset or failing."""

@@ -20,6 +20,7 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils import plan as plan
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_inputs import config_errors, default_interfaces
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import OVERLAY_FABRICS
+from ansible_collections.podnet.cluster.plugins.plugin_utils.hostvars import other_host_values
 from ansible_collections.podnet.cluster.plugins.plugin_utils.plan_role_spec import PLAN_ROLE_OPTIONS
 from ansible_collections.podnet.cluster.plugins.plugin_utils import state as statefile
 
@@ -187,8 +188,8 @@ class ActionModule(PodnetAction):
         """Validate the plan role's variables of every host of the play against its argument spec, in one pass.
 
         What Ansible's validation task of the role's entry point main does on each host, without a task per host:
-        this host's values as the task sees them (play and role variables, extra vars included), and for every
-        other host those of its own variables that its hostvars hold, over this host's.
+        this host's values as the task sees them (play and role variables, extra vars included), and every other
+        host's as ``other_host_values`` tells them (its own inventory's; this host's own ones not carried over).
         """
         options = PLAN_ROLE_OPTIONS
         validator = ArgumentSpecValidator(options)
@@ -202,14 +203,15 @@ class ActionModule(PodnetAction):
         # every host that has it named: before any node is asked anything (the probe passes them to the nodes)
         config_hosts: Dict[str, List[str]] = {}
         checked: List[Any] = []
+        mine = {name: hostvars[me][name] for name in options if name in hostvars[me]} if me in hostvars else {}
+        defaults = {name: spec["default"] for name, spec in options.items() if "default" in spec}
         for host in hosts:
             args = base
             if host != me:
                 hv = hostvars[host]
                 own = {name: hv[name] for name in options if name in hv}
-                if own:
-                    args = dict(base)
-                    args.update(own)
+                if own or mine:
+                    args = other_host_values(base, mine, own, defaults)
             config = self._config_of(args)
             known = [errors for value, errors in checked[-8:] if value == config]
             if known:
