@@ -74,13 +74,14 @@ SPREAD = ("test_plan_role.py", "test_molecule.py", "modules", "gce/test_gce_rout
 # costs CPU, the suite's limit; the bad-input catalogue (90 cases) takes 110 s alone on a quiet machine, less than
 # the lifecycle modules, as one group.
 SHARDS: Dict[str, int] = {}
-# Seconds of a group under the load of the whole suite: four times its span alone where that was measured
-# (docs/performance.md, the test loop, gives each span and the load it was measured under); the longest start
-# first. A group not listed counts as 60 s; a test of SPREAD, as 10 s; a unit test, as 1 s.
-COST = {"test_lifecycle.py": 420, "test_lifecycle_settings.py": 570, "test_lifecycle_runtimes.py": 560,
-        "test_vxlan.py": 530, "test_bad_inputs.py": 440, "verify/test_verify_scale.py": 640, "test_drift.py": 680,
-        "test_uplink_bridge.py": 240, "test_l2_bridge.py": 180, "test_molecule.py": 120,
-        "test_lab.py": 120, "verify/test_verify_lab.py": 150, "test_ecosystem.py": 120,
+# Seconds of a group under the load of the whole suite: about two and a half times the CPU seconds of the module
+# alone (docs/performance.md, the test loop, gives them; 4 workers share 2 cores); the longest start first. A group
+# not listed counts as 60 s; a test of SPREAD, as 10 s; a unit test, as 1 s.
+COST = {"verify/test_verify_scale.py": 640, "test_vxlan.py": 400, "test_operator.py": 300,
+        "test_l2_bridge.py": 250, "test_lifecycle_settings.py": 250, "test_fabric_safety.py": 240,
+        "test_uplink_bridge.py": 240, "test_lifecycle_runtimes.py": 200, "test_bad_inputs.py": 190,
+        "test_lifecycle.py": 160, "verify/test_verify_lab.py": 130, "test_molecule.py": 120,
+        "test_lab.py": 120, "test_ecosystem.py": 120, "test_drift.py": 90,
         # make check's longest: ansible-lint over the collection, ansible-doc of every plugin
         "test_lint.py": 90, "test_collection.py": 30}
 
