@@ -258,8 +258,8 @@ class Lab:
                 leftovers = [ns for ns in self.namespaces if netns_exists(ns)]
                 leftovers += [self.root] if os.path.exists(self.root) else []
                 if proc.returncode != 0 or leftovers:
-                    left = "removing lab %s (rc=%d) left %s\n%s%s" % (self.name, proc.returncode, leftovers,
-                                                                   proc.stdout[-3000:], proc.stderr[-3000:])
+                    left = "removing lab %s (rc=%d) left %s\n%s%s" % (
+                        self.name, proc.returncode, leftovers, proc.stdout[-3000:], proc.stderr[-3000:])
             else:
                 self.playbook("absent", check=False)
         for ns in self.namespaces + ["%s-hand" % self.name]:
