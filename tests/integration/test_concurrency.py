@@ -2,11 +2,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Concurrency: two ``podnet.cluster.site`` runs started at once on the same inventory both
 succeed, leave a state file that parses with every node once and disjoint blocks, and converged nodes; the
-plan is written once, by the run that held the lock first (the other waited for it, or found it written)."""
+plan is written once, by the run that held the lock first (the other waited for it, or found it written).
+
+Dual stack end to end, on the same lab (an IPv6 underlay, site with IPv4 /26 and IPv6 /64 blocks, verify): the
+lab those runs converged is the one the dual-stack test needs, so it converges the lab itself only when it runs
+without them (alone, or after they failed)."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import subprocess
@@ -15,12 +20,12 @@ from itertools import combinations
 import pytest
 import yaml
 
-from lib.labtools import BIN, REPO, Lab, ansible_env, new_lab, recap
+from lib.labtools import BIN, REPO, Lab, ansible_env, new_lab, recap, run
 from lib.netns_backend import lab_hosts
 from lib.nodestate import node_changes, playbook, unchanged
 
 PREFIX = "pcc"
-CLUSTERS = ["10.93.128.0/17", "fd00:93::/60"]
+CLUSTERS = ["10.32.0.0/20", "fd00:32::/56"]
 # site plans in check mode, runs every preflight, then records the plan: the record task is the one that writes.
 PLAN_TASK = "Record the plan in the state file"
 # The directories a converge creates on a node, made before the runs. In the lab every command on a node
@@ -28,7 +33,7 @@ PLAN_TASK = "Record the plan in the state file"
 # kernel leaves concurrent overlays of one upper layer undefined, and a directory one of them creates can show
 # as "Stale file handle" in another (seen once on /etc/podnet, before the node lock existed). Real hosts have
 # no such layer. The node lock alone passed without this too (twice); this keeps the lab's own quirk out.
-NODE_DIRS = ("/etc/podnet", "/etc/cni/net.d", "/var/lib/podnet", "/etc/sysctl.d",
+NODE_DIRS = ("/etc/podnet", "/etc/docker", "/etc/cni/net.d", "/var/lib/podnet", "/etc/sysctl.d",
              "/etc/systemd/system/docker.service.d")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
@@ -36,17 +41,21 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, request) -> Lab:
-    spec = new_lab(PREFIX, tmp_path_factory.mktemp("cc") / "lab", request, node_names=["ash", "elm", "oak"],
-                   lab_vars={"podnet_lab_subnet": "172.28.63.0/24",
-                             "podnet_lab_subnet_ipv6": "fd00:28:63::/64",
-                             "podnet_lab_external_cidr": "198.18.63.0/24",
-                             "podnet_lab_external_cidr_ipv6": "fd00:198:63::/64",
+    # the runtimes are the defaults (docker and cni), as a dual-stack cluster gets them; the IPv6 blocks are /64
+    spec = new_lab(PREFIX, tmp_path_factory.mktemp("cc") / "lab", request, count=3,
+                   lab_vars={"podnet_lab_subnet": "172.27.3.0/24",
+                             "podnet_lab_subnet_ipv6": "fd00:27:3::/64",
+                             "podnet_lab_external_cidr": "198.18.7.0/24",
+                             "podnet_lab_external_cidr_ipv6": "fd00:198:7::/64",
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
-                                                           "podnet_node_prefix_ipv4": 23,
-                                                           "podnet_node_prefix_ipv6": 66,
-                                                           "podnet_runtimes": ["cni"]}})
+                                                           "podnet_node_prefix_ipv4": 26}})
     spec.playbook("present")
     return spec
+
+
+# the lab's state after test_two_site_runs_at_once: "converged" once its runs succeeded and its check-mode run
+# changed nothing (the dual-stack test then needs no site run of its own)
+CONVERGED = {}
 
 
 def _plan_changed(stdout: str) -> bool:
@@ -102,3 +111,34 @@ def test_two_site_runs_at_once(lab: Lab):
     assert "Pod network of this node" in check.stdout
     assert node_changes(check.stdout) == [] and unchanged(check), check.stdout[-4000:]
     assert state_path.read_text() == text
+    CONVERGED[lab.name] = "two concurrent site runs, rc 0, then a check-mode run without a change"
+
+
+def test_dual_stack_site_and_verify(lab: Lab):
+    if lab.name in CONVERGED:
+        # the concurrent runs converged the lab (rc 0: no failed host) and a check-mode site changed nothing
+        print("site: %s" % CONVERGED[lab.name])
+    else:
+        site = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(lab.hosts_yml)])
+        assert all(r["failed"] == 0 for r in recap(site.stdout).values())
+    state = yaml.safe_load((lab.inventory_dir / ".podnet_state.yml").read_text())
+    hosts = lab_hosts(str(lab.hosts_yml))
+    for node in lab.nodes:
+        v4, v6 = (ipaddress.ip_network(c) for c in state["nodes"][node])
+        assert v4.prefixlen == 26 and v4.subnet_of(ipaddress.ip_network(CLUSTERS[0]))
+        assert v6.prefixlen == 64 and v6.subnet_of(ipaddress.ip_network(CLUSTERS[1]))
+        addrs = {(a["local"], a["prefixlen"]) for a in
+                 json.loads(hosts[node].check_output("ip -json addr show cbr0"))[0]["addr_info"]
+                 if a.get("scope") == "global"}
+        assert addrs == {(str(v4[1]), 26), (str(v6[1]), 64)}
+        assert hosts[node].file("/proc/sys/net/ipv6/conf/all/forwarding").content_string.strip() == "1"
+        six = {r["dst"] for r in json.loads(hosts[node].check_output("ip -6 -json route show proto 158"))}
+        assert six == {state["nodes"][peer][1] for peer in lab.nodes if peer != node}
+        assert "PODNET-MASQ" in hosts[node].check_output("ip6tables-save -t nat")
+    verify = run([str(BIN / "ansible-playbook"), "podnet.cluster.verify", "-i", str(lab.hosts_yml)])
+    out = verify.stdout
+    for family in ("IPv4", "IPv6"):
+        for check in ("pod -> pod", "node -> pod", "pod -> node"):
+            assert "%s (%s): 9 of 9 ok" % (check, family) in out, out[-6000:]
+    assert "pod -> external (IPv4 198.18.7.10 port 47300): 3 of 3 ok" in out
+    assert "pod -> external (IPv6 fd00:198:7::10 port 47300): 3 of 3 ok" in out

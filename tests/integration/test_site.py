@@ -101,43 +101,41 @@ def test_reconcile_as_nodes_come_and_go(lab: Lab, tmp_path):
     assert "192.168.77.0/24 via 172.28.5.1 dev eth0 proto static" in hosts[n1].check_output("ip route")
 
 
-def test_peer_not_on_link_fails_every_node_before_any_change(lab: Lab, tmp_path):
-    hosts = lab_hosts(str(lab.hosts_yml))
-    n1, n2, n3 = lab.nodes
-    before = {n: hosts[n].check_output("ip -json route; ip -json addr; iptables-save | grep -v '^#' || true")
-              for n in lab.nodes}
-    # Node 3 also has an address on another network, and the inventory names it as the node IP:
-    # its peers reach that address only through the router, so it is not L2-adjacent to them.
-    hosts[n3].check_output("ip addr add 172.28.99.13/24 dev eth0")
-    try:
-        inv = inventory(lab, tmp_path, [n1, n2, n3], {n3: {"podnet_node_ip": "172.28.99.13/24"}})
-        proc = site(inv, check=False)
-    finally:
-        hosts[n3].check_output("ip addr del 172.28.99.13/24 dev eth0")
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert n1 in out and n3 in out and "172.28.99.13" in out
-    assert "on-link" in out and "podnet_fabric" in out, out[-5000:]
-    after = {n: hosts[n].check_output("ip -json route; ip -json addr; iptables-save | grep -v '^#' || true")
-             for n in lab.nodes}
-    assert after == before
-
-
-def test_docker_bip_is_refused_before_any_change(lab: Lab, tmp_path):
+def test_preflight_failures_stop_every_node_before_any_change(lab: Lab, tmp_path):
+    """Two refusals in one run, each on its own node, each asserted by name: node 3's node IP is not on-link
+    from its peers (case "peer not on link", refused by nodes 1 and 2), and node 3's daemon.json holds a bip
+    (case "docker bip", refused by node 3, which reaches its peers on-link)."""
     hosts = lab_hosts(str(lab.hosts_yml))
     n1, n2, n3 = lab.nodes
     original = '{\n  "bip": "172.17.0.1/16",\n  "log-level": "warn"\n}\n'
     # written on the node through the lab connection's own wrapper (as test_lifecycle does), not by an ad-hoc
     # Ansible run: the file is the same, and the assertion below reads it back unchanged after the refusal
-    hosts[n2].check_output("mkdir -p /etc/docker && printf %s > /etc/docker/daemon.json", original)
-    assert hosts[n2].file("/etc/docker/daemon.json").content_string == original
-    before = {n: hosts[n].check_output("ip -json route show proto 158") for n in lab.nodes}
-    inv = inventory(lab, tmp_path, [n1, n2, n3])
-    proc = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(inv),
-                "-e", json.dumps({"podnet_runtimes": ["docker", "cni"]})], check=False)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "bip" in out and n2 in out, out[-3000:]
-    assert hosts[n2].file("/etc/docker/daemon.json").content_string == original
-    assert not hosts[n1].file("/etc/docker/daemon.json").exists
-    assert {n: hosts[n].check_output("ip -json route show proto 158") for n in lab.nodes} == before
+    hosts[n3].check_output("mkdir -p /etc/docker && printf %s > /etc/docker/daemon.json", original)
+    assert hosts[n3].file("/etc/docker/daemon.json").content_string == original
+    try:
+        before = {n: hosts[n].check_output("ip -json route; ip -json addr; iptables-save | grep -v '^#' || true")
+                  for n in lab.nodes}
+        # Node 3 also has an address on another network, and the inventory names it as the node IP:
+        # its peers reach that address only through the router, so it is not L2-adjacent to them.
+        hosts[n3].check_output("ip addr add 172.28.99.13/24 dev eth0")
+        try:
+            inv = inventory(lab, tmp_path, [n1, n2, n3], {n3: {"podnet_node_ip": "172.28.99.13/24"}})
+            proc = site(inv, "-e", json.dumps({"podnet_runtimes": ["docker", "cni"]}), check=False)
+        finally:
+            hosts[n3].check_output("ip addr del 172.28.99.13/24 dev eth0")
+        assert proc.returncode != 0
+        out = proc.stdout + proc.stderr
+        # each node's own refusal: its "fatal: [node]: FAILED! =>" block (the indented lines under it)
+        failed = dict(re.findall(r"^fatal: \[([^\]]+)\]: FAILED! =>[ \t]*((?:\n[ \t].*)*)", proc.stdout, re.M))
+        # case "peer not on link": node 1 refuses node 3's node IP as a gateway
+        assert n1 in failed and n3 in failed[n1] and "172.28.99.13" in failed[n1], "peer not on link:\n" + out[-5000:]
+        assert "on-link" in failed[n1] and "podnet_fabric" in failed[n1], "peer not on link:\n" + out[-5000:]
+        # case "docker bip": node 2 refuses its daemon.json
+        assert n3 in failed and "bip" in failed[n3], "docker bip:\n" + out[-5000:]
+        after = {n: hosts[n].check_output("ip -json route; ip -json addr; iptables-save | grep -v '^#' || true")
+                 for n in lab.nodes}
+        assert after == before, "a node changed before the refusals"
+        assert hosts[n3].file("/etc/docker/daemon.json").content_string == original, "docker bip: daemon.json changed"
+        assert not hosts[n1].file("/etc/docker/daemon.json").exists, "docker bip: node 1 got a daemon.json"
+    finally:
+        hosts[n3].check_output("rm -f /etc/docker/daemon.json")
