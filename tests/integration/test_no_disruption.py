@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
 """No disruption: while a TCP stream (a counter, checked for gaps) and a steady ping flow
-between pods on two nodes, a converge that changes nothing, one that adds a node and one that changes the
-bridge MTU lose no packet and break no connection; the bridge is never re-created.
+between pods on two nodes, a converge that changes nothing, and one that adds a node and changes the bridge MTU
+(both at once, each change asserted) lose no packet and break no connection; the bridge is never re-created.
 
 The pods are network namespaces wired by hand (veth into the node's bridge), at the top addresses of each
 node's block: outside host-local's range (the lower half), inside Docker's ``fixed-cidr``, where nothing
@@ -195,15 +195,20 @@ def test_traffic_survives_converges(lab: Lab, tmp_path, request):
     assert node_changes(same.stdout) == [], same.stdout[-3000:]
     still_flowing("after a converge that changes nothing")
 
-    added = playbook(lab, "site", podnet_state_file=str(state_path))
-    assert late in node_changes(added.stdout) and left in node_changes(added.stdout), added.stdout[-3000:]
-    still_flowing("after a converge that adds a node")
-
+    # One converge with two changes, each asserted: it adds a node (the late one is configured, and the others
+    # route to it) and it changes the bridge MTU of every node; the stream and the ping flow through both.
     mtu = bridges[left]["mtu"] - 80
     moved = playbook(lab, "site", podnet_state_file=str(state_path), podnet_bridge_mtu=mtu)
-    assert set(node_changes(moved.stdout)) == set(lab.nodes), moved.stdout[-3000:]
-    assert all(_bridge(n)["mtu"] == mtu for n in (left, right))
-    still_flowing("after a converge that changes the MTU")
+    changes = node_changes(moved.stdout)
+    assert late in changes and left in changes, "adds a node:\n" + moved.stdout[-3000:]
+    late_blocks = yaml.safe_load(state_path.read_text())["nodes"].get(late)
+    assert late_blocks, "adds a node: no block for %s" % late
+    for n in (left, right):
+        routed = {r["dst"] for r in json.loads(_ns("-n", n, "-json", "route", "show", "proto", "158"))}
+        assert late_blocks[0] in routed, "adds a node: %s has no route to %s's block: %s" % (n, late, routed)
+    assert set(changes) == set(lab.nodes), "changes the MTU:\n" + moved.stdout[-3000:]
+    assert all(_bridge(n)["mtu"] == mtu for n in (left, right)), "changes the MTU"
+    still_flowing("after a converge that adds a node and changes the MTU")
 
     # The bridge was never re-created and our pods' ports stayed on it.
     for n in (left, right):
