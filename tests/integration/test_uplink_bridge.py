@@ -164,6 +164,9 @@ def test_move_over_ssh_survives_and_a_second_run_changes_nothing(lab: Lab, prist
         {"name": "uplink", "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0"}},
         # the same SSH session (ControlPersist is reset only by the action) works after the move
         {"name": "after", "ansible.builtin.command": "ip -json addr show dev br0"},
+        # a second run of the move, in the same play: named by its address, which is on the bridge now
+        {"name": "again", "diff": True,
+         "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink_address": "172.30.21.11"}},
     ])
     assert rc == 0, raw[-4000:]
     moved = results["uplink"][node]
@@ -179,8 +182,8 @@ def test_move_over_ssh_survives_and_a_second_run_changes_nothing(lab: Lab, prist
     assert [(r["gateway"], r["dev"]) for r in default4] == [(GATEWAY, "br0")]
 
     # named by its address, which is on the bridge now: the saved snapshot says the uplink is eth0
-    rc, again = ctl.uplink(node, "--diff", uplink_address="172.30.21.11")
-    assert rc == 0 and not again["changed"] and again["commands"] == [] and again["uplink"] == "eth0"
+    again = results["again"][node]
+    assert not again["changed"] and again["commands"] == [] and again["uplink"] == "eth0", again
     assert "confirmed" not in again  # nothing to do: no detached run
 
 
@@ -188,13 +191,18 @@ def test_reverse_restores_the_original_state_exactly(lab: Lab, pristine, ctl: Co
     node = lab.nodes[0]
     if link(node, "eth0").get("master") != "br0":  # this test alone: move first
         assert ctl.uplink(node)[0] == 0
-    rc, back = ctl.uplink(node, "--diff", state="absent")
-    assert rc == 0, back
+    # the reverse, and a second run of it, in one play
+    rc, results, raw = ctl.play(node, [
+        {"name": "back", "diff": True, "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0",
+                                                                         "state": "absent"}},
+        {"name": "again", "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0", "state": "absent"}},
+    ])
+    assert rc == 0, raw[-4000:]
+    back = results["back"][node]
     assert back["changed"] and back["confirmed"]
     assert back["commands"][0] == "link set dev eth0 nomaster" and back["commands"][-1] == "link del dev br0"
     assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
-    rc, again = ctl.uplink(node, state="absent")
-    assert rc == 0 and not again["changed"]
+    assert not results["again"][node]["changed"], results["again"][node]
 
 
 def test_a_job_file_written_as_older_ansible_core_writes_it_is_confirmed(lab: Lab, pristine, ctl: Controller,
@@ -216,10 +224,16 @@ def test_a_job_file_written_as_older_ansible_core_writes_it_is_confirmed(lab: La
     node = lab.nodes[0]
     if link(node, "eth0").get("master") == "br0":
         assert ctl.uplink(node, state="absent")[0] == 0
-    rc, moved = ctl.uplink(node, env=env, rollback_timeout=20)
-    assert rc == 0 and moved["confirmed"] and not moved["rolled_back"], moved
-    assert link(node, "eth0").get("master") == "br0"
-    rc, back = ctl.uplink(node, env=env, state="absent", rollback_timeout=20)
+    # the move, the link as the node shows it then, and the move back, in one play
+    uplink = {"bridge": "br0", "uplink": "eth0", "rollback_timeout": 20}
+    rc, results, raw = ctl.play(node, [
+        {"name": "moved", "podnet.cluster.uplink_bridge": uplink},
+        {"name": "eth0", "ansible.builtin.command": "ip -json link show dev eth0"},
+        {"name": "back", "podnet.cluster.uplink_bridge": dict(uplink, state="absent")},
+    ], env=env)
+    moved, back = results["moved"][node], results.get("back", {}).get(node)
+    assert moved["confirmed"] and not moved["rolled_back"], moved
+    assert json.loads(results["eth0"][node]["stdout"])[0].get("master") == "br0", results["eth0"][node]
     assert rc == 0 and back["confirmed"] and not back["rolled_back"], back
     assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
 
