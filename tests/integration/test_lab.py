@@ -222,20 +222,24 @@ def test_connection_with_a_hand_built_namespace(lab: Lab, tmp_path: Path):
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         inv = tmp_path / "hand.yml"
+        # one ad-hoc run, two hosts: a hand-built namespace, and a missing one (an unreachable host, not a command
+        # run on the machine)
+        missing = "%s-missing" % lab.name
         inv.write_text(yaml.safe_dump({"all": {"hosts": {"hand": {
             "podnet_netns": ns,
             "ansible_connection": "podnet.lab.netns",
             "ansible_python_interpreter": "/usr/bin/python3",
-        }}}}))
-        res = adhoc_command(inv, "hand", "ip -o link")["hand"]
-        assert res["rc"] == 0
-        assert [line.split(":")[1].strip() for line in res["stdout"].splitlines()] == ["lo"]
-        # a missing namespace is an unreachable host, not a command run on the machine
-        inv.write_text(yaml.safe_dump({"all": {"hosts": {"%s-missing" % lab.name: {
-            "ansible_connection": "podnet.lab.netns"}}}}))
-        proc = run([str(BIN / "ansible"), "-i", str(inv), "all", "-m", "command", "-a", "true"], check=False)
-        assert proc.returncode != 0 and "UNREACHABLE" in proc.stdout
-        assert "does not exist" in proc.stdout
+        }, missing: {"ansible_connection": "podnet.lab.netns"}}}}))
+        proc = run([str(BIN / "ansible"), "-i", str(inv), "all", "-m", "command", "-a", "ip -o link"], check=False,
+                   ANSIBLE_STDOUT_CALLBACK="default")
+        blocks = {m.group(1): m.group(0) for m in re.finditer(r"^(\S+) \| [A-Z!]+ .*?(?=^\S+ \| |\Z)", proc.stdout,
+                                                                re.M | re.S)}
+        assert set(blocks) == {"hand", missing}, proc.stdout[-3000:]
+        hand = re.match(r"^hand \| \w+ \| rc=(\d+) >>\n(.*)", blocks["hand"], re.S)
+        assert hand and int(hand.group(1)) == 0, blocks["hand"]
+        assert [line.split(":")[1].strip() for line in hand.group(2).rstrip("\n").splitlines()] == ["lo"]
+        assert proc.returncode != 0 and "UNREACHABLE" in blocks[missing], proc.stdout[-3000:]
+        assert "does not exist" in blocks[missing], proc.stdout[-3000:]
     finally:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
         # its default layers (podnet.lab.netns gives every node its own /etc, /var/lib, /run)

@@ -119,18 +119,39 @@ def ctl(lab: Lab, tmp_path) -> Controller:
     return Controller(lab, tmp_path)
 
 
+BAD_INPUT = {
+    "no such uplink": {"bridge": "br0", "uplink": "eth9"},
+    "timeouts": {"bridge": "br0", "uplink": "eth0", "check_timeout": 10, "rollback_timeout": 8},
+    "bad check address": {"bridge": "br0", "uplink": "eth0", "check_address": ["gateway"]},
+    "bridge is a veth": {"bridge": "eth0", "uplink": "lo"},
+}
+
+
+@pytest.fixture(scope="module")
+def first_play(lab: Lab, tmp_path_factory):
+    """One play over SSH for two tests: "where" on every node (the lab's SSH option), and on node 1 the bad
+    input tasks (each ignoring its error), node 1's kernel state read before and after the play."""
+    ctl = Controller(lab, tmp_path_factory.mktemp("first-play"))
+    node = lab.nodes[0]
+    before = kernel_state(node)
+    tasks = [{"name": "where", "ansible.builtin.command": "sh -c 'hostname; cat /etc/hostname; echo $SSH_CONNECTION; "
+                                                          "echo $HOME; touch ~/.podnet-home; ls -A ~'"}]
+    tasks += [{"name": name, "podnet.cluster.uplink_bridge": args, "ignore_errors": True,
+               "when": "inventory_hostname == %r" % node} for name, args in BAD_INPUT.items()]
+    rc, results, raw = ctl.play("podnet_nodes", tasks)
+    return rc, results, raw, before, kernel_state(node)
+
+
 # --------------------------------------------------------------------------- the lab's SSH option
 
 
-def test_lab_serves_its_nodes_over_ssh(lab: Lab, pristine, ctl: Controller):
+def test_lab_serves_its_nodes_over_ssh(lab: Lab, pristine, ctl: Controller, first_play):
     for index, node in enumerate(lab.nodes):
         listening = sorted(line.split()[3] for line in in_ns(node, "ss", "-Hltn").stdout.splitlines())
         assert listening == ["172.30.21.%d:22" % (11 + index), "[fd00:30:21::%d]:22" % (11 + index)]
     ctl_addrs = global_addrs(ctl.netns, "eth0")
     assert ctl_addrs == ["172.30.21.2/24", "fd00:30:21::2/64"]
-    rc, results, raw = ctl.play("podnet_nodes", [{
-        "name": "where", "ansible.builtin.command": "sh -c 'hostname; cat /etc/hostname; echo $SSH_CONNECTION; "
-                                                    "echo $HOME; touch ~/.podnet-home; ls -A ~'"}])
+    rc, results, raw = first_play[:3]
     assert rc == 0, raw[-3000:]
     for node in lab.nodes:
         hostname, etc_hostname, connection, home, *files = results["where"][node]["stdout"].splitlines()
@@ -238,18 +259,10 @@ def test_a_job_file_written_as_older_ansible_core_writes_it_is_confirmed(lab: La
     assert not same_state(pristine[node], kernel_state(node)), same_state(pristine[node], kernel_state(node))
 
 
-def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
+def test_bad_input_fails_before_any_change(lab: Lab, first_play):
+    """The bad input tasks ran on node 1 in the module's first play (beside a command on every node)."""
     node = lab.nodes[0]
-    before = kernel_state(node)
-    task = {"podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0"}, "ignore_errors": True}
-    rc, results, raw = ctl.play(node, [
-        dict(task, name="no such uplink", **{"podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth9"}}),
-        dict(task, name="timeouts", **{"podnet.cluster.uplink_bridge": {
-            "bridge": "br0", "uplink": "eth0", "check_timeout": 10, "rollback_timeout": 8}}),
-        dict(task, name="bad check address", **{"podnet.cluster.uplink_bridge": {
-            "bridge": "br0", "uplink": "eth0", "check_address": ["gateway"]}}),
-        dict(task, name="bridge is a veth", **{"podnet.cluster.uplink_bridge": {"bridge": "eth0", "uplink": "lo"}}),
-    ])
+    rc, results, raw, before, after = first_play
     host = "host %s: " % node   # the action names the host in every failure
     assert results["no such uplink"][node]["msg"] == host + "br0/eth9: uplink eth9 does not exist on this host"
     assert results["timeouts"][node]["msg"].startswith(
@@ -258,8 +271,8 @@ def test_bad_input_fails_before_any_change(lab: Lab, pristine, ctl: Controller):
         "address"
     assert results["bridge is a veth"][node]["msg"] == host + "eth0/lo: uplink lo is a loopback; it cannot be " \
         "enslaved into bridge eth0"
-    assert all(results[name][node].get("failed") for name in results), raw[-3000:]
-    assert not same_state(before, kernel_state(node)), same_state(before, kernel_state(node))
+    assert all(results[name][node].get("failed") for name in BAD_INPUT), raw[-3000:]
+    assert not same_state(before, after), same_state(before, after)
 
 
 # --------------------------------------------------------------------------- node 2: a TCP stream
