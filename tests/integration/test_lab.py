@@ -232,8 +232,8 @@ def test_connection_with_a_hand_built_namespace(lab: Lab, tmp_path: Path):
         }, missing: {"ansible_connection": "podnet.lab.netns"}}}}))
         proc = run([str(BIN / "ansible"), "-i", str(inv), "all", "-m", "command", "-a", "ip -o link"], check=False,
                    ANSIBLE_STDOUT_CALLBACK="default")
-        blocks = {m.group(1): m.group(0) for m in re.finditer(r"^(\S+) \| [A-Z!]+ .*?(?=^\S+ \| |\Z)", proc.stdout,
-                                                                re.M | re.S)}
+        block = re.compile(r"^(\S+) \| [A-Z!]+ .*?(?=^\S+ \| |\Z)", re.M | re.S)
+        blocks = {m.group(1): m.group(0) for m in block.finditer(proc.stdout)}
         assert set(blocks) == {"hand", missing}, proc.stdout[-3000:]
         hand = re.match(r"^hand \| \w+ \| rc=(\d+) >>\n(.*)", blocks["hand"], re.S)
         assert hand and int(hand.group(1)) == 0, blocks["hand"]

@@ -214,8 +214,8 @@ def test_reverse_restores_the_original_state_exactly(lab: Lab, pristine, ctl: Co
         assert ctl.uplink(node)[0] == 0
     # the reverse, and a second run of it, in one play
     rc, results, raw = ctl.play(node, [
-        {"name": "back", "diff": True, "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0",
-                                                                         "state": "absent"}},
+        {"name": "back", "diff": True,
+         "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0", "state": "absent"}},
         {"name": "again", "podnet.cluster.uplink_bridge": {"bridge": "br0", "uplink": "eth0", "state": "absent"}},
     ])
     assert rc == 0, raw[-4000:]
