@@ -191,10 +191,8 @@ def test_files_land_on_one_node_only(lab: Lab, tmp_path: Path):
                 "ansible_facts.default_ipv4.address == '172.30.9.11'"]}},
         ],
     }]))
-    start = time.monotonic()
     proc = run([str(BIN / "ansible-playbook"), "-i", str(lab.hosts_yml), str(play)])
     assert recap(proc.stdout)[n1]["failed"] == 0
-    assert time.monotonic() - start < 30
     assert fetched.read_text() == "etc of node1\n"
     node1 = netns_host(n1, root=lab.node_root(n1))
     node2 = netns_host(n2, root=lab.node_root(n2))
