@@ -68,21 +68,8 @@ def inventory(lab: Lab, name: str, routers: bool = False, group_vars: Optional[D
               drop: Optional[List[str]] = None, host_vars: Optional[Dict[str, Dict[str, Any]]] = None) -> Path:
     """The lab's inventory with its own state file, the router in podnet_routers (``routers``), more variables
     (of the group, of a host)."""
-    data = yaml.safe_load(lab.hosts_yml.read_text())
-    children = data["all"]["children"]["podnet_lab"]["children"]
-    children.pop("podnet_routers", None)
-    if routers:
-        children["podnet_routers"] = {"hosts": {router(lab): {}}}
-    group = children["podnet_nodes"]
-    group["vars"]["podnet_state_file"] = str(lab.inventory_dir / "podnet_state.yml")
-    group["vars"].update(group_vars or {})
-    for host in drop or []:
-        del group["hosts"][host]
-    for host, values in (host_vars or {}).items():
-        group["hosts"][host] = dict(group["hosts"][host] or {}, **values)
-    path = lab.inventory_dir / ("%s.yml" % name)
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return lab.inventory(name, drop=drop or (), group_vars=group_vars, host_vars=host_vars,
+                         routers=[router(lab)] if routers else [], state_file="podnet_state.yml")
 
 
 def play(name: str, inv: Path, *args: str, check: bool = True, **extra: Any) -> subprocess.CompletedProcess:

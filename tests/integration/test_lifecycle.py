@@ -75,13 +75,7 @@ def converge_red_first(lab: Lab):
     """The first converge as a cluster grows: red alone (it takes the first blocks), then both. A fresh plan would
     order them by name (green first)."""
     red, green = lab.nodes
-    state_path = lab.inventory_dir / ".podnet_state.yml"
-    inv = yaml.safe_load(lab.hosts_yml.read_text())
-    group = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
-    del group["hosts"][green]
-    group["vars"]["podnet_state_file"] = str(state_path)
-    only_red = lab.inventory_dir / "red.yml"
-    only_red.write_text(yaml.safe_dump(inv))
+    only_red = lab.inventory("red", drop=[green])
     try:
         red_first = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(only_red)])
     finally:
@@ -226,12 +220,8 @@ def test_lost_state_file_is_rebuilt_from_the_nodes_and_nothing_moves(lab: Lab, o
     # A lost state file and an inventory that gives red's block to green: refused before any change.
     state_path.unlink()
     try:
-        inv = yaml.safe_load(lab.hosts_yml.read_text())
-        group = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
-        group["hosts"][green]["podnet_pod_cidrs"] = first[red]
-        group["vars"]["podnet_state_file"] = str(state_path)
-        other = lab.inventory_dir / "steal.yml"
-        other.write_text(yaml.safe_dump(inv))
+        other = lab.inventory("steal", host_vars={green: {"podnet_pod_cidrs": first[red]}},
+                              state_file=state_path.name)
         proc = run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(other)], check=False)
         other.unlink()
         out = proc.stdout + proc.stderr

@@ -138,12 +138,7 @@ def _wait_for(what: str, predicate, limit: float = 60.0):
 def test_traffic_survives_converges(lab: Lab, tmp_path, request):
     left, right, late = lab.nodes
     state_path = lab.inventory_dir / ".podnet_state.yml"
-    inv = yaml.safe_load(lab.hosts_yml.read_text())
-    group = inv["all"]["children"]["podnet_lab"]["children"]["podnet_nodes"]
-    del group["hosts"][late]
-    group["vars"]["podnet_state_file"] = str(state_path)
-    two = lab.inventory_dir / "two.yml"
-    two.write_text(yaml.safe_dump(inv))
+    two = lab.inventory("two", drop=[late])
     site_two = [str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(two)]
     run(site_two)
     blocks = yaml.safe_load(state_path.read_text())["nodes"]

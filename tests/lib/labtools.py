@@ -15,9 +15,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
+import yaml
 
 from lib import cputime
 from lib.netns_backend import netns_exists
@@ -211,6 +212,30 @@ class Lab:
 
     def node_root(self, node: str) -> str:
         return "%s/%s" % (self.root, node)
+
+    def inventory(self, name: str, drop: Sequence[str] = (), group_vars: Optional[Dict[str, Any]] = None,
+                  host_vars: Optional[Dict[str, Dict[str, Any]]] = None, routers: Optional[Sequence[str]] = None,
+                  state_file: str = ".podnet_state.yml") -> Path:
+        """Another inventory of this lab, ``<inventory_dir>/<name>.yml``: without the nodes of ``drop``, with more
+        variables of the node group and of its hosts, the group podnet_routers holding ``routers`` (none: as the
+        lab has it; empty: no such group), and the plan's state file named (beside hosts.yml: every inventory of
+        the lab shares it)."""
+        data = yaml.safe_load(self.hosts_yml.read_text())
+        children = data["all"]["children"]["podnet_lab"]["children"]
+        if routers is not None:
+            children.pop("podnet_routers", None)
+            if routers:
+                children["podnet_routers"] = {"hosts": {r: {} for r in routers}}
+        group = children["podnet_nodes"]
+        group["vars"]["podnet_state_file"] = str(self.inventory_dir / state_file)
+        group["vars"].update(group_vars or {})
+        for host in drop:
+            del group["hosts"][host]
+        for host, values in (host_vars or {}).items():
+            group["hosts"][host] = dict(group["hosts"][host] or {}, **values)
+        path = self.inventory_dir / ("%s.yml" % name)
+        path.write_text(yaml.safe_dump(data))
+        return path
 
     def playbook(self, state: str = "present", check: bool = True, *more: str) -> subprocess.CompletedProcess:
         extra = {
