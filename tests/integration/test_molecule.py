@@ -81,6 +81,7 @@ def test_molecule_scenario(scenario):
             assert cleanup.returncode == 0, "leftovers %s; molecule destroy failed:\n%s" % (left,
                                                                                           cleanup.stdout[-20000:])
             assert leftovers(scenario, ephemeral) == [], "molecule destroy left %s" % leftovers(scenario, ephemeral)
+            print("%s: a former run left %s; molecule destroy removed it" % (scenario, ", ".join(left)))
         proc = molecule(bin_dir, env, "test", "-s", scenario)
         left = leftovers(scenario, ephemeral)
     output = proc.stdout
