@@ -78,8 +78,8 @@ def test_molecule_scenario(scenario):
         left = leftovers(scenario, ephemeral)
         if left:  # a former run was killed before its destroy: remove what it left, as a leading destroy would
             cleanup = molecule(bin_dir, env, "destroy", "-s", scenario)
-            assert cleanup.returncode == 0, "leftovers %s; molecule destroy failed:\n%s" % (left,
-                                                                                          cleanup.stdout[-20000:])
+            assert cleanup.returncode == 0, "leftovers %s; molecule destroy failed:\n%s" % (
+                left, cleanup.stdout[-20000:])
             assert leftovers(scenario, ephemeral) == [], "molecule destroy left %s" % leftovers(scenario, ephemeral)
             print("%s: a former run left %s; molecule destroy removed it" % (scenario, ", ".join(left)))
         proc = molecule(bin_dir, env, "test", "-s", scenario)
