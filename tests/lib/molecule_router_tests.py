@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tests of the router fabric's scenario (molecule/router, dual stack since it took in router_dual's case): the
+"""Tests of the router fabric's scenario (molecule/router, a dual-stack lab): the
 lab router routes every node's pod subnets via the node, in both families; nodes hold no peer routes; verify
 passes in every family of the plan. The scenario's test_router.py imports them, so pytest collects them there,
 with that scenario's fixtures."""

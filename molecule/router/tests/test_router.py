@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The router fabric on this scenario's lab (the tests of the fabric live in tests/lib/molecule_router_tests.py).
 
-One lab proves what the scenarios router (IPv4, both runtimes) and router_dual (dual stack) proved apart: the
-router's routes, the nodes' lack of peer routes and verify's three rules are checked in both families, and
-:func:`test_both_families_and_both_runtimes_on_every_node` shows the lab is that case."""
+One dual-stack lab with both runtimes: the router's routes, the nodes' lack of peer routes and verify's three
+rules are checked in both families, and :func:`test_both_families_and_both_runtimes_on_every_node` shows the lab
+is that case."""
 
 from __future__ import annotations
 
