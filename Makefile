@@ -81,7 +81,7 @@ lab-destroy: setup
 # Tests run on pytest-xdist workers, grouped as tests/conftest.py says (a module that builds a lab once runs on
 # one worker; labs of different groups are built side by side), the longest groups first. Many tests wait on
 # the kernel, on SSH or on timeouts more than they compute, so there are more workers than the 2 cores.
-PYTEST_JOBS  ?= 4
+PYTEST_JOBS  ?= 6
 PYTEST       := $(BIN)/pytest -n $(PYTEST_JOBS) --dist loadgroup --no-loadscope-reorder
 
 # The integration tests build network namespaces: without root, say so and stop (never skip them quietly).
