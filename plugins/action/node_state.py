@@ -190,11 +190,10 @@ class ActionModule(PodnetAction):
         extra: Dict[str, Dict[str, Any]] = {}
         valid: set = set()
         mine = self._podnet_vars(hostvars[me]) if me in hostvars else {}
+        defaults = {k: DEFAULTS[k] for k in base}
         for host in nodes:
-            settings = dict(base)
             hv = hostvars[host] if host != me else {}
-            if host != me:
-                settings = other_host_values(base, mine, self._podnet_vars(hv), {k: DEFAULTS[k] for k in base})
+            settings = other_host_values(base, mine, self._podnet_vars(hv), defaults) if host != me else dict(base)
             key = json.dumps(settings, sort_keys=True, default=str)
             if key not in valid:
                 errors = setting_errors(str(host), settings)
