@@ -19,6 +19,11 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.podnet.cluster.plugins.module_utils.text import capped, names as names_text
 from ansible_collections.podnet.cluster.plugins.plugin_utils.action import PodnetAction
+from ansible_collections.podnet.cluster.plugins.plugin_utils.checked import (
+    document_digest,
+    proven_unchanged,
+    unchanged_result,
+)
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.hostvars import other_host_values
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
@@ -46,10 +51,9 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "group": {"type": "str", "default": "podnet_nodes"},
     "router_group": {"type": "str", "default": "podnet_routers"},
     "fabric_checks": {"type": "bool", "default": True},
+    "checked": {"type": "dict"},
 }
 MAX_LISTED = 20
-
-
 def cluster_wide(error: str, host: str, task_vars: Dict[str, Any]) -> str:
     """A mistake in a variable that every node of the play has with the same value (a group variable) is told once,
     in full, by the first of them; the others say where, in one line."""
@@ -145,10 +149,20 @@ class ActionModule(PodnetAction):
                 return result
         # A confirmation for this run, not desired state: never part of the document (nor of the node's record).
         allow = bool(plain(args["settings"]).get("allow_readdress", False))
+        digest = document_digest(document, args["state"], allow)
+        checked = plain(args.get("checked"))
+        if args["state"] in ("present", "absent") and proven_unchanged(checked, digest):
+            # A node whose check in this run found nothing to change for this very document is not asked again:
+            # a run that changes nothing costs one module call per node, not two.
+            result.update(unchanged_result(checked))
+            return result
         module_args = {"document": document, "state": args["state"], "service": args["service"],
                        "timeout": args["timeout"], "allow_readdress": allow}
         result.update(self._execute_module(module_name="podnet.cluster.node_state", module_args=module_args,
                                            task_vars=task_vars))
+        if args["state"] in ("present", "absent") and not result.get("failed"):
+            # changed_when cannot hide these: the apply of the same run compares them (option checked)
+            result.update(document_digest=digest, would_change=bool(result.get("changed")))
         if args["state"] in ("present", "absent") and result.get("changed") and not result.get("failed"):
             self._readable(result, str(task_vars.get("inventory_hostname")), document, args["state"], task_vars)
         return result

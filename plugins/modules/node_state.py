@@ -100,6 +100,14 @@ options:
     description: Seconds to wait for I(service) to be active again.
     type: int
     default: 120
+  checked:
+    description:
+      - The registered result of this run's check of the same node (a check-mode call, the role's preflight).
+        When it checked the same document (C(document_digest)) and found nothing to change (C(would_change)),
+        with no uplink to put back first, the action returns that result with C(changed=false) and does not run
+        the module again, so a run that changes nothing costs one call per node, not two.
+      - Read by the action on the controller; the module on the node does not take it.
+    type: dict
   allow_readdress:
     description:
       - Internal, set by the action from the setting C(allow_readdress) (C(podnet_allow_readdress)); do not set it
@@ -190,6 +198,18 @@ record:
   returned: always
   type: str
   sample: /etc/podnet/node.json
+document_digest:
+  description:
+    - SHA-256 of the document, the state and the run's confirmation to re-address (set by the action), for
+      I(checked).
+  returned: with I(state=present) or I(state=absent)
+  type: str
+would_change:
+  description:
+    - Whether the node differs from the document, that is what C(changed) is before a task's C(changed_when)
+      (the preflight hides its C(changed)); read through I(checked).
+  returned: with I(state=present) or I(state=absent)
+  type: bool
 diff:
   description: Before and after text of every changed part.
   returned: with --diff
@@ -274,6 +294,7 @@ def main():
             group=dict(type="str", default="podnet_nodes"),
             router_group=dict(type="str", default="podnet_routers"),
             fabric_checks=dict(type="bool", default=True),
+            checked=dict(type="dict"),
             service=dict(type="str", default="docker"),
             timeout=dict(type="int", default=120),
             allow_readdress=dict(type="bool", default=False),

@@ -74,8 +74,12 @@ def test_reconcile_as_nodes_come_and_go(lab: Lab, tmp_path):
     assert conflist["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.200.0.0/25", "gateway": "10.200.0.1"}]]
     assert not hosts[n1].file("/etc/docker/daemon.json").exists
 
-    again = site(inventory(lab, tmp_path, [n1, n2]))
+    # A run that changes nothing asks each node one thing: its preflight (a check) proves the apply has nothing to
+    # do, so the node is not asked again (-vvv: the connection logs every command it runs on a node)
+    again = site(inventory(lab, tmp_path, [n1, n2]), "-vvv")
     assert all(c["changed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]
+    commands = re.findall(r"^<([^>]+)> EXEC ", again.stdout, re.M)
+    assert sorted(commands) == [n1, n2], commands
 
     # Node 3 joins: check mode reports the change and changes nothing.
     full = inventory(lab, tmp_path, [n1, n2, n3])
