@@ -69,8 +69,10 @@ PLAYBOOK = """
     - {name: half of its lifetime passes, ansible.builtin.command: sleep 2.2, changed_when: false}
     - {name: a2 an ageing server is made again, podnet.cluster.probe_pod: *ageing, register: a2}
     - {name: a3 remove it, podnet.cluster.probe_pod: {name: t-age, state: absent, state_dir: "{{ podnet_verify_state_dir }}"}}
-    - name: l1 a pod whose server lives 1 second
-      podnet.cluster.probe_pod: {name: t-short, mode: cni, lifetime: 1, conflist: "{{ podnet_cni_conf_dir }}/10-podnet.conflist",
+    # 5 s: long enough for the module to finish its pod (a busy machine took more than 1 s), short enough to end
+    # while node2's play runs; l2 waits for its end
+    - name: l1 a pod whose server lives 5 seconds
+      podnet.cluster.probe_pod: {name: t-short, mode: cni, lifetime: 5, conflist: "{{ podnet_cni_conf_dir }}/10-podnet.conflist",
                                  state_dir: "{{ podnet_verify_state_dir }}"}
       register: l1
 
@@ -157,9 +159,9 @@ def test_probe_pod_lifecycle(lab):
     assert run.rc == 0, run.text
     # the short-lived server exits on its own, nobody removes it (the run's last play waits for that, l2, before it
     # removes the pod, l3: a server still running would have failed the run); then its leftovers are cleaned
-    l1 = result(run, "l1 a pod whose server lives 1 second", "node1")
-    assert l1["changed"] and l1["lifetime"] == 1
-    assert wait_gone(l1["pid"]), "the server outlived its lifetime of 1 s"
+    l1 = result(run, "l1 a pod whose server lives 5 seconds", "node1")
+    assert l1["changed"] and l1["lifetime"] == 5
+    assert wait_gone(l1["pid"]), "the server outlived its lifetime of 5 s"
     l3 = result(run, "l3 remove the pod whose server ended on its own", "node1")
     assert not [a for a in l3.get("actions", []) if "stopped the probe server" in a], \
         "the removal stopped a server that should have ended on its own: %s" % l3
