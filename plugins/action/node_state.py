@@ -54,6 +54,8 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "checked": {"type": "dict"},
 }
 MAX_LISTED = 20
+
+
 def cluster_wide(error: str, host: str, task_vars: Dict[str, Any]) -> str:
     """A mistake in a variable that every node of the play has with the same value (a group variable) is told once,
     in full, by the first of them; the others say where, in one line."""
