@@ -62,7 +62,7 @@ def lab_vars(external_cidr: str) -> Dict[str, Any]:
 def lab(tmp_path_factory, request) -> Lab:
     spec = new_lab(PREFIX, tmp_path_factory.mktemp("bad") / "lab", request, node_names=NAMES,
                    lab_vars=lab_vars("198.18.27.0/24"))
-    spec.playbook("present")
+    spec.build()
     first = site(spec, write_inventory(spec, {}, {}))
     assert first.returncode == 0, first.stdout[-3000:]
     assert (spec.inventory_dir / ".podnet_state.yml").exists()
@@ -578,7 +578,7 @@ FRESH_CASES = [c for c in CASES if c.id in (
 def fresh(tmp_path_factory, request) -> Lab:
     spec = new_lab("pbf", tmp_path_factory.mktemp("fresh") / "lab", request, node_names=NAMES,
                    lab_vars=lab_vars("198.18.28.0/24"))
-    spec.playbook("present")
+    spec.build()
     # A new link's IPv6 link-local address finishes DAD a moment later (a route appears in table local):
     # the kernel's doing, not a run's; wait for it so "before" and "after" compare a settled node.
     for node in spec.nodes:

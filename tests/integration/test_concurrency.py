@@ -49,7 +49,7 @@ def lab(tmp_path_factory, request) -> Lab:
                              "podnet_lab_external_cidr_ipv6": "fd00:198:7::/64",
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
                                                            "podnet_node_prefix_ipv4": 26}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 

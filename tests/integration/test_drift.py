@@ -40,7 +40,7 @@ def lab(tmp_path_factory, request) -> Lab:
                                                            "podnet_node_prefix_ipv4": 25,
                                                            "podnet_node_prefix_ipv6": 72,
                                                            "podnet_runtimes": ["docker", "cni"]}})
-    spec.playbook("present")
+    spec.build()
     playbook(spec, "site")
     return spec
 

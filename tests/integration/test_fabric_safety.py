@@ -40,7 +40,7 @@ def lab(tmp_path_factory, request) -> Lab:
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": [CLUSTER],
                                                            "podnet_node_prefix_ipv4": 26,
                                                            "podnet_runtimes": ["cni"]}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 

@@ -60,7 +60,7 @@ def lab(tmp_path_factory, request) -> Lab:
     request.addfinalizer(lambda: subprocess.run(["ip", "netns", "delete", "%s-ctl" % spec.name],
                                                 stderr=subprocess.DEVNULL, check=False))
     spec.rootns_before = rootns.snapshot()
-    spec.playbook("present")
+    spec.build()
     return spec
 
 

@@ -65,7 +65,7 @@ def says(lab: Lab, proc, expected: str, before: str = "TASK [podnet.cluster.node
 def lab(tmp_path_factory, request) -> Lab:
     spec = new_lab(PREFIX, tmp_path_factory.mktemp("ops") / "lab", request, count=3)
     spec.lab_vars = {}   # the lab's defaults, as make demo builds it
-    spec.playbook("present")
+    spec.build()
     run([str(BIN / "ansible-playbook"), "podnet.cluster.site", "-i", str(spec.inventory_dir)])
     return spec
 

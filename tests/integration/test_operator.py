@@ -29,7 +29,7 @@ def lab(tmp_path_factory, request) -> Lab:
                              "podnet_lab_external_cidr": "198.18.4.0/24",
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": FIRST,
                                                            "podnet_runtimes": ["cni"]}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 
@@ -219,7 +219,7 @@ def quad(tmp_path_factory, request) -> Lab:
                    lab_vars={"podnet_lab_subnet": "172.27.6.0/24", "podnet_lab_external_cidr": "198.18.6.0/24",
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.75.0.0/22"],
                                                            "podnet_node_prefix_ipv4": 25}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 

@@ -45,7 +45,7 @@ def lab(tmp_path_factory, request) -> Lab:
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
                                                            "podnet_node_prefix_ipv4": 27,
                                                            "podnet_node_prefix_ipv6": 80}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 

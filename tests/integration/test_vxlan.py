@@ -91,7 +91,7 @@ def v4lab(tmp_path_factory, request) -> Lab:
                                                            "podnet_node_prefix_ipv4": 24,
                                                            "podnet_fabric": "vxlan", "podnet_vxlan_vni": 77,
                                                            "podnet_runtimes": ["cni"]}})
-    spec.playbook("present")
+    spec.build()
     strict_rp_filter(spec)
     return spec
 
@@ -176,7 +176,7 @@ def v6lab(tmp_path_factory, request) -> Lab:
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS[::-1],
                                                            "podnet_fabric": "vxlan", "podnet_vxlan_port": 8472,
                                                            "podnet_runtimes": ["cni"]}})
-    spec.playbook("present")
+    spec.build()
     strict_rp_filter(spec)
     return spec
 
@@ -214,7 +214,7 @@ def flatlab(tmp_path_factory, request) -> Lab:
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.84.0.0/20", "fd00:84::/56"],
                                                            "podnet_node_prefix_ipv4": 25,
                                                            "podnet_runtimes": ["cni"]}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 

@@ -33,7 +33,7 @@ def build_lab(prefix: str, tmp_path_factory, request) -> Lab:
                              "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": CLUSTERS,
                                                            "podnet_node_prefix_ipv4": 26,
                                                            "podnet_runtimes": ["docker", "cni"]}})
-    spec.playbook("present")
+    spec.build()
     PRISTINE[spec.name] = states(spec)
     return spec
 

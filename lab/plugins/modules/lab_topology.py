@@ -191,6 +191,13 @@ options:
         RV(inventory). V(false) leaves it out, so that the plan finds node IPs from the nodes' facts.
     type: bool
     default: true
+  inventory_dir:
+    version_added: 0.2.0
+    description:
+      - With O(state=present), write the lab's inventory (RV(inventory) as YAML, under a header that says how to
+        remove the lab) to C(<inventory_dir>/hosts.yml), the directory made when missing; the file is replaced
+        atomically and only when its text changes. Needs PyYAML (it comes with ansible-core).
+    type: path
   state:
     description:
       - C(present) builds or repairs the lab, C(absent) removes it.
@@ -219,11 +226,14 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ lab.nodes['lab-node1'].ipv4 }}"
 
-- name: Write an inventory for the lab (no Jinja logic needed)
-  ansible.builtin.copy:
-    content: "{{ lab.inventory | to_nice_yaml(indent=2) }}"
-    dest: inventories/lab/hosts.yml
-    mode: "0644"
+- name: The same lab, its inventory written to inventories/lab/hosts.yml
+  podnet.lab.lab_topology:
+    name: lab
+    node_count: 3
+    subnet: 172.30.9.0/24
+    subnet_ipv6: fd00:30:9::/64
+    external_cidr_ipv6: fd00:203::/64
+    inventory_dir: inventories/lab
 
 - name: Nodes with explicit names
   podnet.lab.lab_topology:
@@ -300,6 +310,11 @@ inventory_vars:
   returned: state=present
   type: dict
   sample: {podnet_fabric: router, podnet_node_prefix_ipv4: 26}
+inventory_path:
+  description: The inventory file written (or, in check mode, that would be written), with O(inventory_dir).
+  returned: state=present and inventory_dir
+  type: str
+  sample: inventories/lab/hosts.yml
 controller:
   description:
     - With O(ssh), the controller namespace, its addresses, the client key and the command prefix
@@ -324,6 +339,7 @@ from ansible_collections.podnet.lab.plugins.module_utils.lab_build import (
     absent,
     present,
 )
+from ansible_collections.podnet.lab.plugins.module_utils.lab_inventory import FILE_NAME, inventory_text, write_inventory
 from ansible_collections.podnet.lab.plugins.module_utils.lab_machine import Lab
 from ansible_collections.podnet.lab.plugins.module_utils.lab_reconcile import render
 from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import (
@@ -354,6 +370,7 @@ def main():
             ra_lifetime=dict(type="int", default=1800),
             node_ip=dict(type="bool", default=True),
             segments=dict(type="int", default=1),
+            inventory_dir=dict(type="path"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("nodes", "node_count")],
@@ -396,6 +413,17 @@ def main():
         )
         if topo["ssh"]:
             result["controller"] = topo["controller_info"]
+        directory = module.params["inventory_dir"]
+        if directory:
+            text = inventory_text(topo["name"], result["inventory"],
+                                  topo["controller_info"]["run_prefix"] if topo["ssh"] else None)
+            try:
+                if write_inventory(directory, text, module.check_mode):
+                    result["changed"] = True
+                    result["commands"].append("write %s" % os.path.join(directory, FILE_NAME))
+            except (OSError, RuntimeError) as exc:
+                module.fail_json(msg="cannot write the lab inventory in %s: %s" % (directory, exc), **result)
+            result["inventory_path"] = os.path.join(directory, FILE_NAME)
     module.exit_json(**result)
 
 

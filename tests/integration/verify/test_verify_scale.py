@@ -39,7 +39,7 @@ def lab(tmp_path_factory, request) -> Lab:
                                                            "podnet_node_prefix_ipv4": 23,
                                                            "podnet_runtimes": ["cni"],
                                                            "podnet_verify_timeout": 3}})
-    spec.playbook("present")
+    spec.build()
     return spec
 
 
