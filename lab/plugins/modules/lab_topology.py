@@ -226,13 +226,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ lab.nodes['lab-node1'].ipv4 }}"
 
-- name: The same lab, its inventory written to inventories/lab/hosts.yml
+- name: A two-node lab whose inventory is written to inventories/lab/hosts.yml
   podnet.lab.lab_topology:
-    name: lab
-    node_count: 3
-    subnet: 172.30.9.0/24
-    subnet_ipv6: fd00:30:9::/64
-    external_cidr_ipv6: fd00:203::/64
+    name: pair
+    node_count: 2
     inventory_dir: inventories/lab
 
 - name: Nodes with explicit names
