@@ -163,7 +163,10 @@ def verify_matrix(plan, step, node=None, nodes=None, pods=None, servers=None, re
     if step not in STEPS:
         raise AnsibleFilterError("verify_matrix: step must be one of %s, got %r" % (", ".join(STEPS), step))
     try:
-        plan = verify_lib.plain(plan)
+        if step in ("preflight", "pod_addresses"):  # per host: its own node of the plan only
+            plan = verify_lib.node_view(plan, node)
+        else:
+            plan = verify_lib.plain(plan)
         if step == "preflight":
             return verify_lib.preflight(plan, node, runtimes=runtimes, external=external,
                                         external_host=external_host, inventory_hosts=inventory_hosts,

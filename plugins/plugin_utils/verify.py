@@ -155,6 +155,19 @@ def _allocator_ranges(plan: Mapping[str, Any], node: str, runtimes: Sequence[str
     return out
 
 
+def node_view(plan: Any, node: Any) -> Any:
+    """The plan as the checks of one node read it, as plain data: its own entry of ``nodes`` and the plan's other
+    fields (not ``diff``, the state file's text). A per-host task that converted the whole plan would cost O(N) on
+    each of N hosts; this costs O(1) per host. Not a plan (no ``nodes`` mapping): converted whole, for the
+    caller's own error."""
+    if not isinstance(plan, Mapping) or not isinstance(plan.get("nodes"), Mapping):
+        return plain(plan)
+    view = {str(k): plain(v) for k, v in plan.items() if k not in ("nodes", "diff")}
+    nodes = plan["nodes"]
+    view["nodes"] = {str(node): plain(nodes[node])} if node in nodes else {}
+    return view
+
+
 def probe_addresses(plan: Mapping[str, Any], node: str, runtimes: Sequence[str] = (), count: int = 2,
                     fabric: Optional[str] = None) -> List[List[str]]:
     """Addresses for the ``count`` probe pods of ``node`` wired by hand (``mode: veth``), one list per pod.

@@ -11,10 +11,12 @@ import pytest
 from ansible_collections.podnet.cluster.plugins.plugin_utils.verify import (
     VerifyError,
     cells,
+    node_view,
     preflight,
     probe_addresses,
     short_error,
 )
+from ansible_collections.podnet.cluster.plugins.filter.verify_matrix import verify_matrix
 from ansible_collections.podnet.cluster.plugins.plugin_utils.verify_judge import judge
 from ansible_collections.podnet.cluster.plugins.plugin_utils.verify_sample import (
     probes_for,
@@ -541,3 +543,44 @@ def test_fabric_vxlan_expects_pod_to_other_node_masqueraded():
     own = probe_of(results, "node1", "pod_node/4/node1/node1")
     own["seen"] = "172.30.77.11"
     assert not judge(plan, NAMES, pods, servers, results, EXTERNAL, peers=net.peers, fabric="vxlan")["passed"]
+
+
+def test_a_node_view_holds_its_own_node_and_the_plans_other_fields():
+    plan = dict(make_plan(), diff={"before": "x" * 100, "after": "y"}, added=["node3"])
+    view = node_view(plan, "node2")
+    assert view["nodes"] == {"node2": plan["nodes"]["node2"]}
+    assert view["cluster_cidrs"] == plan["cluster_cidrs"] and view["added"] == ["node3"]
+    assert "diff" not in view  # the state file's text: O(N), and no check reads it
+    assert node_view(plan, "ghost")["nodes"] == {}
+    assert node_view(None, "node1") is None and node_view({"nodes": []}, "node1") == {"nodes": []}
+
+
+@pytest.mark.parametrize("runtimes", [["cni"], [], ["docker"], ["docker", "cni"]])
+def test_each_hosts_checks_answer_from_its_own_node_as_from_the_whole_plan(runtimes):
+    """The filter's per-host steps read a node view (O(1) per host); the answers are those of the whole plan."""
+    plan = make_plan()
+    hosts = ["node1", "node2", "node10", "ext"]
+    for node in list(plan["nodes"]) + ["ghost"]:
+        assert verify_matrix(plan, "preflight", node=node, runtimes=runtimes, external=EXTERNAL, external_host="ext",
+                             inventory_hosts=hosts) == preflight(plan, node, runtimes, EXTERNAL, "ext", hosts)
+        if node == "ghost" or runtimes:  # pods wired by hand: no runtime of the collection on the node
+            continue
+        for index in (0, 1):
+            assert verify_matrix(plan, "pod_addresses", node=node, runtimes=runtimes, index=index) == \
+                probe_addresses(plan, node, runtimes)[index]
+
+
+class Untouchable(dict):
+    """A node entry that must not be read (converting it, as plain() of the whole plan does, fails)."""
+
+    def items(self):
+        raise AssertionError("another node's entry was read")
+
+
+def test_a_hosts_checks_never_read_the_other_nodes():
+    plan = make_plan()
+    plan["nodes"]["node2"] = Untouchable(plan["nodes"]["node2"])
+    assert verify_matrix(plan, "preflight", node="node1", runtimes=[], external=EXTERNAL, external_host="ext",
+                         inventory_hosts=["node1", "ext"]) == []
+    second = verify_matrix(plan, "pod_addresses", node="node1", runtimes=[], index=1)
+    assert second == ["10.244.1.253/24", "fd00:10:244:1:ffff:ffff:ffff:fffe/64"]
