@@ -25,7 +25,6 @@ import os
 import re
 import shlex
 import textwrap
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ import pytest
 import yaml
 
 from lib import rootns
-from lib.labtools import BIN, Lab, in_ns, new_lab, recap, run
+from lib.labtools import BIN, Lab, new_lab, recap, run, settled
 from lib.netns_backend import lab_hosts
 
 PREFIX = "pbi"
@@ -579,13 +578,7 @@ def fresh(tmp_path_factory, request) -> Lab:
     spec = new_lab("pbf", tmp_path_factory.mktemp("fresh") / "lab", request, node_names=NAMES,
                    lab_vars=lab_vars("198.18.28.0/24"))
     spec.build()
-    # A new link's IPv6 link-local address finishes DAD a moment later (a route appears in table local):
-    # the kernel's doing, not a run's; wait for it so "before" and "after" compare a settled node.
-    for node in spec.nodes:
-        for _unused in range(100):
-            if not in_ns(node, "ip", "-6", "addr", "show", "tentative").stdout.strip():
-                break
-            time.sleep(0.1)
+    settled(spec.nodes)  # "before" and "after" compare settled nodes
     return spec
 
 

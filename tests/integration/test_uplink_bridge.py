@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from lib import rootns
-from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run
+from lib.labtools import BIN, REPO, Lab, in_ns, new_lab, run, settled
 from lib.uplinklab import TcpStream, kernel_state, link, same_state
 
 PREFIX = "pub"
@@ -94,23 +94,10 @@ def lab(tmp_path_factory, request) -> Lab:
     return spec
 
 
-def settled(ns: str) -> None:
-    """Wait until no address of ``ns`` is tentative (IPv6 duplicate address detection of the link-local
-    addresses takes a second or two after a link comes up; their local routes appear after it)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        data = json.loads(in_ns(ns, "ip", "-json", "addr", "show").stdout or "[]")
-        if not any(a.get("tentative") for e in data for a in e.get("addr_info", [])):
-            return
-        time.sleep(0.1)
-    raise AssertionError("addresses of %s still tentative after 30 s" % ns)
-
-
 @pytest.fixture(scope="module")
 def pristine(lab: Lab) -> Dict[str, Dict[str, Any]]:
     """The kernel state of every node as the lab built it (once its link-local addresses settled)."""
-    for node in lab.nodes:
-        settled(node)
+    settled(lab.nodes)
     return {node: kernel_state(node) for node in lab.nodes}
 
 

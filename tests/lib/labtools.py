@@ -156,6 +156,16 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
         time.sleep(interval)
 
 
+def settled(namespaces: Sequence[str], timeout: float = 30.0) -> None:
+    """Wait until no address of any of ``namespaces`` is tentative: IPv6 duplicate address detection of a new link's
+    addresses (its link-local one, for one) ends a second or two after the link comes up, and their routes in table
+    local appear then; the kernel's doing, not a run's, so a test compares a settled node. Fails the test naming
+    the namespaces still tentative after ``timeout`` s."""
+    def tentative() -> List[str]:
+        return [ns for ns in namespaces if "tentative" in in_ns(ns, "ip", "-o", "addr", "show").stdout]
+    wait_until(lambda: not tentative(), timeout, "addresses still tentative in %s" % ", ".join(namespaces))
+
+
 def _pid_is_pytest(pid: int) -> bool:
     """True for a live pytest process, a pytest-xdist worker included (its own command line is a bare
     ``python -c``: its parent is the pytest that started it)."""

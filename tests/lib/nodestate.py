@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from lib import rootns
-from lib.labtools import BIN, Lab, in_ns, recap, run, wait_until
+from lib.labtools import BIN, Lab, recap, run, settled
 
 # Files of the lab itself, or of the CNI plugins the verify probes run: not podnet.cluster's.
 SKIP_FILES = ("var-lib/cni", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/init.d", "etc/systemd/system/"
@@ -91,8 +91,7 @@ def assert_same(before: Dict[str, str], after: Dict[str, str], what: str):
 
 def pristine_states(lab: Lab, settle: float = 30.0) -> Dict[str, Dict[str, str]]:
     """Every node's state (``node_state``) as the lab built it, once its IPv6 addresses settled (none tentative)."""
-    wait_until(lambda: not any("tentative" in in_ns(n, "ip", "addr").stdout for n in lab.nodes), settle,
-               "IPv6 addresses of the nodes of %s still tentative" % lab.name)
+    settled(lab.nodes, settle)
     return {n: node_state(lab, n) for n in lab.nodes}
 
 
