@@ -151,22 +151,22 @@ class ActionModule(PodnetAction):
                 return result
         # A confirmation for this run, not desired state: never part of the document (nor of the node's record).
         allow = bool(plain(args["settings"]).get("allow_readdress", False))
-        digest = document_digest(document, args["state"], allow)
-        checked = plain(args.get("checked"))
-        if args["state"] in ("present", "absent") and proven_unchanged(checked, digest):
+        converges = args["state"] in ("present", "absent")
+        digest = document_digest(document, args["state"], allow) if converges else None
+        if converges and proven_unchanged(args.get("checked"), digest):
             # A node whose check in this run found nothing to change for this very document is not asked again:
             # a run that changes nothing costs one module call per node, not two.
-            result.update(unchanged_result(checked))
+            result.update(unchanged_result(args["checked"]))
             return result
         module_args = {"document": document, "state": args["state"], "service": args["service"],
                        "timeout": args["timeout"], "allow_readdress": allow}
         result.update(self._execute_module(module_name="podnet.cluster.node_state", module_args=module_args,
                                            task_vars=task_vars))
-        if args["state"] in ("present", "absent") and not result.get("failed"):
+        if converges and not result.get("failed"):
             # changed_when cannot hide these: the apply of the same run compares them (option checked)
             result.update(document_digest=digest, would_change=bool(result.get("changed")))
-        if args["state"] in ("present", "absent") and result.get("changed") and not result.get("failed"):
-            self._readable(result, str(task_vars.get("inventory_hostname")), document, args["state"], task_vars)
+            if result.get("changed"):
+                self._readable(result, str(task_vars.get("inventory_hostname")), document, args["state"], task_vars)
         return result
 
     def _readable(self, result: Dict[str, Any], host: str, document: Dict[str, Any], state: str,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
+
+from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 
 # What a call that changes nothing returns, taken over from the check that proved it
 RESULT_KEYS = ("changes", "docker_changed", "held", "record", "uplink_release", "uplink_move", "recorded_fabric",
@@ -25,14 +27,15 @@ def document_digest(document: Dict[str, Any], state: str, allow_readdress: bool)
 
 def proven_unchanged(checked: Any, digest: str) -> bool:
     """Whether ``checked``, the registered result of this run's check of the node, proved that the document of
-    ``digest`` changes nothing there, with no uplink to put back first (that step changes the node in between)."""
-    return (isinstance(checked, dict) and not checked.get("failed") and not checked.get("skipped")
+    ``digest`` changes nothing there, with no uplink to put back first (that step changes the node in between).
+    Reads only those few keys: the result also holds the document it was called with (``invocation``)."""
+    return (isinstance(checked, Mapping) and not checked.get("failed") and not checked.get("skipped")
             and checked.get("document_digest") == digest and checked.get("would_change") is False
             and not checked.get("uplink_release"))
 
 
-def unchanged_result(checked: Dict[str, Any]) -> Dict[str, Any]:
-    """The result of a call that changes nothing, from the check that proved it."""
-    result = {key: checked[key] for key in RESULT_KEYS if key in checked}
+def unchanged_result(checked: Mapping[str, Any]) -> Dict[str, Any]:
+    """The result of a call that changes nothing, from the check that proved it (plain data, its keys only)."""
+    result = {key: plain(checked[key]) for key in RESULT_KEYS if key in checked}
     result.update(changed=False, msg="No change: this run's check of the node found nothing to change")
     return result

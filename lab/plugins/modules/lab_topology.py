@@ -414,13 +414,13 @@ def main():
         if directory:
             text = inventory_text(topo["name"], result["inventory"],
                                   topo["controller_info"]["run_prefix"] if topo["ssh"] else None)
+            result["inventory_path"] = os.path.join(directory, FILE_NAME)
             try:
                 if write_inventory(directory, text, module.check_mode):
                     result["changed"] = True
-                    result["commands"].append("write %s" % os.path.join(directory, FILE_NAME))
+                    result["commands"].append("write %s" % result["inventory_path"])
             except (OSError, RuntimeError) as exc:
                 module.fail_json(msg="cannot write the lab inventory in %s: %s" % (directory, exc), **result)
-            result["inventory_path"] = os.path.join(directory, FILE_NAME)
     module.exit_json(**result)
 
 
