@@ -64,6 +64,7 @@ def test_inventory_format(lab: Lab):
         "ansible_connection": "podnet.lab.netns",
         "ansible_python_interpreter": "/usr/bin/python3",
         "ansible_become": False,
+        "podnet_netns_code_cache": "%s/code-cache" % lab.root,
     }
     nodes = group["children"]["podnet_nodes"]
     assert list(nodes["hosts"]) == lab.nodes

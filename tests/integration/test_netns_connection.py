@@ -12,15 +12,17 @@ earlier killed runs are removed first.
 
 from __future__ import annotations
 
+import marshal
 import os
 import shutil
 import subprocess
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lib.labtools import BIN, recap, remove_stale_namespaces, run
+from lib.labtools import BIN, REPO, recap, remove_stale_namespaces, run
 
 PREFIX = "pnc"
 DEFAULT_ROOT_BASE = Path("/var/tmp/podnet-netns")
@@ -98,4 +100,48 @@ def test_a_node_whose_layers_cannot_be_set_up_is_refused(hand_ns, tmp_path):
                check=False)
     assert proc.returncode != 0 and "UNREACHABLE" in proc.stdout, proc.stdout
     assert "cannot set up the node's view" in proc.stdout
+    assert not markers[0].exists()
+
+
+def cache_entries(cache: Path) -> dict:
+    return {p.relative_to(cache).as_posix(): p.read_bytes() for p in cache.rglob("*")
+            if p.is_file() and p.parent != cache / "hook"}
+
+
+def test_the_code_cache_keeps_what_a_module_call_compiled_for_the_next_one(hand_ns, tmp_path):
+    """With podnet_netns_code_cache, the node's Python keeps the code it compiled from the module's zip: the first
+    call writes an entry per imported file, the second call writes none, and a damaged entry is written again.
+    Without the option (the test above) the hook is never put on the command's PYTHONPATH."""
+    name, _markers = hand_ns
+    cache = tmp_path / "code-cache"
+    inv = write_inventory(tmp_path / "hand.yml", {"podnet_netns": name, "podnet_netns_code_cache": str(cache)})
+    argv = [str(BIN / "ansible"), "-i", str(inv), "hand", "-m", "ansible.builtin.ping"]
+    first = run(argv + ["-vvv"], check=False)
+    assert first.returncode == 0 and "pong" in first.stdout, first.stdout[-4000:]
+    assert "EXEC PYTHONPATH=%s/hook " % cache in first.stdout
+    hook = cache / "hook" / "sitecustomize.py"
+    assert hook.read_bytes() == (REPO / "lab" / "plugins" / "module_utils" / "code_cache.py").read_bytes()
+    written = cache_entries(cache)
+    # ping imports ansible.module_utils.basic and what it needs: dozens of files of the zip
+    assert len(written) > 20, sorted(written)
+    second = run(argv, check=False)
+    assert second.returncode == 0 and "pong" in second.stdout, second.stdout[-4000:]
+    assert cache_entries(cache) == written
+    damaged = sorted(written)[0]
+    (cache / damaged).write_bytes(b"damaged")
+    third = run(argv, check=False)
+    assert third.returncode == 0 and "pong" in third.stdout, third.stdout[-4000:]
+    again = cache_entries(cache)
+    assert set(again) == set(written)
+    assert {k: v for k, v in again.items() if k != damaged} == {k: v for k, v in written.items() if k != damaged}
+    # compiled again: code once more (its file name is the third call's zip)
+    assert isinstance(marshal.loads(again[damaged]), types.CodeType)
+
+
+def test_a_code_cache_that_is_not_an_absolute_path_is_refused(hand_ns, tmp_path):
+    name, markers = hand_ns
+    inv = write_inventory(tmp_path / "hand.yml", {"podnet_netns": name, "podnet_netns_code_cache": "cache:dir"})
+    proc = run([str(BIN / "ansible"), "-i", str(inv), "hand", "-m", "command", "-a", "touch %s" % markers[0]],
+               check=False)
+    assert proc.returncode != 0 and "podnet_netns_code_cache" in proc.stdout, proc.stdout
     assert not markers[0].exists()

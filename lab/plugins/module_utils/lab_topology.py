@@ -419,6 +419,9 @@ def build_inventory(topo, inventory_vars):
                         "ansible_connection": "podnet.lab.netns",
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "ansible_become": False,
+                        # the nodes' Python keeps what it compiles from module zips here (the connection's
+                        # podnet_netns_code_cache); it goes with the lab
+                        "podnet_netns_code_cache": "%s/code-cache" % topo["root"],
                     },
                     "children": {
                         "podnet_nodes": {

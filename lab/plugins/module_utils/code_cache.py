@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright: podnet.cluster contributors
+# SPDX-License-Identifier: Apache-2.0
+"""A compile cache for the modules a lab node runs: the code objects Python compiles from a module's zip, kept.
+
+Ansible sends each module as a zip (AnsiballZ) that Python imports with ``zipimport``, which never writes or reads
+bytecode: every module call compiles ``ansible.module_utils.basic`` and every other file of the zip from source
+again (on this kind of machine about half of a module call's CPU time). A real host pays that on every call too;
+a lab of many nodes on one machine pays it for all of them.
+
+With the connection option ``podnet_netns_code_cache`` (set by the lab's inventory), the ``podnet.lab.netns``
+connection runs each command with this file as ``sitecustomize`` (``PYTHONPATH``) and the cache directory in
+``PODNET_NETNS_CODE_CACHE``. On import it wraps ``zipimport._compile_source``: a file whose source was compiled
+before (same source, same path inside the zip, same Python bytecode version and optimisation level) is read from
+the cache with ``marshal``, with the file name of this run's zip, instead of being compiled. Nothing else of the
+module's run changes: the same source gives the same code object. An unreadable or damaged entry is compiled again
+and rewritten; a cache that cannot be written is simply not used. Then the node's own ``sitecustomize`` (the one
+this file shadows on ``sys.path``), if any, is run as usual.
+
+Only the standard library: the file runs on the node's Python, outside Ansible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import marshal
+import os
+import sys
+import types
+import zipimport
+
+#: The environment variable that holds the cache directory (set by the connection plugin).
+ENV = "PODNET_NETNS_CODE_CACHE"
+
+
+def cache_key(pathname: str, source: bytes) -> str:
+    """The entry name of a zip member's code: SHA-256 of the bytecode version, the optimisation level, the path
+    inside the zip (the part after ``.zip/``: the zip's own temporary name changes on every call) and the source."""
+    inner = pathname.split(".zip" + os.sep, 1)[-1]
+    digest = hashlib.sha256()
+    for part in (importlib.util.MAGIC_NUMBER, str(sys.flags.optimize).encode(), inner.encode("utf-8", "surrogateescape")):
+        digest.update(part)
+        digest.update(b"\0")
+    digest.update(source)
+    return digest.hexdigest()
+
+
+def with_filename(code, filename: str):
+    """``code`` and every code object nested in it (functions, classes, comprehensions) with ``co_filename``
+    set to ``filename``, so that tracebacks name this run's zip."""
+    consts = tuple(with_filename(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def entry_path(cache_dir: str, key: str) -> str:
+    return os.path.join(cache_dir, key[:2], key)
+
+
+def load(cache_dir: str, pathname: str, source: bytes):
+    """The cached code of ``source`` (renamed to ``pathname``), or None when there is no good entry."""
+    try:
+        with open(entry_path(cache_dir, cache_key(pathname, source)), "rb") as entry:
+            code = marshal.loads(entry.read())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    if not isinstance(code, types.CodeType):
+        return None
+    return with_filename(code, pathname)
+
+
+def store(cache_dir: str, pathname: str, source: bytes, code) -> bool:
+    """Write ``code`` for ``source`` atomically (a file of this process, renamed); False when it cannot."""
+    path = entry_path(cache_dir, cache_key(pathname, source))
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as entry:
+            entry.write(marshal.dumps(code))
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    return True
+
+
+def install(cache_dir: str) -> None:
+    """Make ``zipimport`` take compiled code from ``cache_dir`` and put what it compiles there."""
+    compile_source = getattr(zipimport, "_compile_source", None)
+    if compile_source is None or getattr(compile_source, "podnet_code_cache", None) is not None:
+        return
+
+    def cached_compile_source(pathname, source):
+        code = load(cache_dir, pathname, source)
+        if code is None:
+            code = compile_source(pathname, source)
+            store(cache_dir, pathname, source, code)
+        return code
+
+    cached_compile_source.podnet_code_cache = cache_dir
+    zipimport._compile_source = cached_compile_source
+
+
+def install_hook(cache_dir: str) -> str:
+    """On the controller: check ``cache_dir`` and put this file into ``<cache_dir>/hook`` as ``sitecustomize.py``
+    (written atomically, only when it differs); the hook directory, for ``PYTHONPATH``. ValueError for a bad
+    directory, OSError when it cannot be written."""
+    if not isinstance(cache_dir, str) or not os.path.isabs(cache_dir):
+        raise ValueError("%r is not an absolute path" % (cache_dir,))
+    if os.pathsep in cache_dir:
+        raise ValueError("%r contains %r, which PYTHONPATH cannot carry" % (cache_dir, os.pathsep))
+    hook = os.path.join(cache_dir, "hook")
+    target = os.path.join(hook, "sitecustomize.py")
+    with open(os.path.abspath(__file__), "rb") as own:
+        text = own.read()
+    try:
+        with open(target, "rb") as current:
+            if current.read() == text:
+                return hook
+    except OSError:
+        pass
+    os.makedirs(hook, exist_ok=True)
+    tmp = "%s.%d.tmp" % (target, os.getpid())
+    with open(tmp, "wb") as out:
+        out.write(text)
+    os.replace(tmp, target)
+    return hook
+
+
+def run_shadowed_sitecustomize(here: str) -> None:
+    """Run the ``sitecustomize`` that this file shadows on ``sys.path`` (the node's own), if there is one."""
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception:  # pylint: disable=broad-exception-caught  # as site.py treats a failing sitecustomize
+        pass
+
+
+if __name__ == "sitecustomize":
+    if os.environ.get(ENV):
+        install(os.environ[ENV])
+    run_shadowed_sitecustomize(os.path.dirname(os.path.abspath(__file__)))
