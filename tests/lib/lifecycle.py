@@ -203,7 +203,7 @@ case "$1" in
   status) exit 0 ;;
   restart)
     echo "$(hostname) begin $(date +%%s.%%N)" >> "$LOG"
-    sleep 1
+    sleep 3  # long enough that the restarts of one batch overlap even on a loaded machine
     for a in $(ip -6 -o addr show dev %(bridge)s scope global | awk '{print $4}'); do ip addr del "$a" dev %(bridge)s; done
     echo "$(hostname) end $(date +%%s.%%N)" >> "$LOG"
     ;;
