@@ -85,12 +85,16 @@ def test_every_plugin_has_documentation(collection, kind, folder):
         # A module or connection without parsable documentation is missing from the listing.
         assert names == plugin_files(collection, folder)
     assert names
-    for name in names:
-        fqcn = "%s.%s" % (collection, name)
-        proc = subprocess.run([BIN / "ansible-doc", "-t", kind, "--json", fqcn],
-                              cwd=REPO, capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, proc.stderr
-        doc = json.loads(proc.stdout)[fqcn]
+    # one ansible-doc for every plugin of the kind: a plugin whose documentation does not load is missing from its
+    # output (and makes it fail)
+    fqcns = ["%s.%s" % (collection, name) for name in names]
+    proc = subprocess.run([BIN / "ansible-doc", "-t", kind, "--json", *fqcns],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert sorted(docs) == sorted(fqcns), proc.stderr
+    for name, fqcn in zip(names, fqcns):
+        doc = docs[fqcn]
         assert doc["doc"].get("short_description"), name
         if kind == "module":
             assert doc.get("examples") and doc.get("return") is not None, name
