@@ -79,9 +79,12 @@ lab-destroy: setup
 	$(BIN)/ansible-playbook podnet.lab.lab -e podnet_lab_state=absent
 
 # Tests run on pytest-xdist workers, grouped as tests/conftest.py says (a module that builds a lab once runs on
-# one worker; labs of different groups are built side by side), the longest groups first. Many tests wait on
-# the kernel, on SSH or on timeouts more than they compute, so there are more workers than the 2 cores.
-PYTEST_JOBS  ?= 6
+# one worker; labs of different groups are built side by side), the longest groups first. 4 workers keep the 2 cores
+# busy through the tests' waits (kernel, SSH, timeouts); more only cost CPU in contention (docs/performance.md:
+# 6 workers took a tenth more CPU for the same work, 3 no less CPU than 4 and a little more time).
+PYTEST_JOBS  ?= 4
+# make core-oldest runs beside the suite in make test: two workers of its own are enough for its 8 tests
+CORE_OLDEST_JOBS ?= 2
 PYTEST       := $(BIN)/pytest -n $(PYTEST_JOBS) --dist loadgroup --no-loadscope-reorder
 
 # The integration tests build network namespaces: without root, say so and stop (never skip them quietly).
@@ -122,7 +125,7 @@ core-oldest: root apt collection apt-test $(CORE_OLDEST_STAMP)
 	echo "core-oldest: ansible-core $$have (requires_ansible >=$$want)"
 	PATH=$(CURDIR)/$(CORE_OLDEST_BIN):$$PATH PODNET_VENV=$(CURDIR)/$(CORE_OLDEST) \
 	  PODNET_CPU_DIR=$(CURDIR)/tests/output/cpu-core-oldest \
-	  $(CORE_OLDEST_BIN)/pytest -n $(PYTEST_JOBS) --dist loadfile @tests/core-oldest/tests.txt
+	  $(CORE_OLDEST_BIN)/pytest -n $(CORE_OLDEST_JOBS) --dist loadfile @tests/core-oldest/tests.txt
 
 # ansible-test sanity (every test, this Python) on scratch git copies of podnet.cluster and podnet.lab; pip for its
 # virtual environments comes from ensurepip (tests/sanity/run_sanity.py), the rest from the index.
