@@ -105,7 +105,7 @@ def test_a_node_whose_layers_cannot_be_set_up_is_refused(hand_ns, tmp_path):
 
 def cache_entries(cache: Path) -> dict:
     return {p.relative_to(cache).as_posix(): p.read_bytes() for p in cache.rglob("*")
-            if p.is_file() and p.parent != cache / "hook"}
+            if p.is_file() and (cache / "hook") not in p.parents}
 
 
 def test_the_code_cache_keeps_what_a_module_call_compiled_for_the_next_one(hand_ns, tmp_path):
@@ -121,6 +121,7 @@ def test_the_code_cache_keeps_what_a_module_call_compiled_for_the_next_one(hand_
     assert "EXEC PYTHONPATH=%s/hook " % cache in first.stdout
     hook = cache / "hook" / "sitecustomize.py"
     assert hook.read_bytes() == (REPO / "lab" / "plugins" / "module_utils" / "code_cache.py").read_bytes()
+    assert list((cache / "hook" / "__pycache__").glob("sitecustomize.*.pyc")), "the hook's bytecode is missing"
     written = cache_entries(cache)
     # ping imports ansible.module_utils.basic and what it needs: dozens of files of the zip
     assert len(written) > 20, sorted(written)

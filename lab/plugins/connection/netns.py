@@ -94,7 +94,7 @@ options:
     description:
       - A directory of the controller where the node's Python keeps the code it compiles from a module's zip
         (AnsiballZ), so that the next module call of any node with the same directory reads it instead of
-        compiling it again (on a lab of many nodes, about half of each module call's CPU time).
+        compiling it again (on a lab of many nodes, about a third of each module call's CPU time).
       - Each command then runs with C(PYTHONPATH) naming C(<dir>/hook), which holds the cache's
         C(sitecustomize.py) (written there by this plugin), and C(PODNET_NETNS_CODE_CACHE=<dir>). The node's
         own C(sitecustomize), if any, still runs after it. See the lab's docs/lab.md.

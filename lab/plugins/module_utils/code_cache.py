@@ -5,7 +5,7 @@
 
 Ansible sends each module as a zip (AnsiballZ) that Python imports with ``zipimport``, which never writes or reads
 bytecode: every module call compiles ``ansible.module_utils.basic`` and every other file of the zip from source
-again (on this kind of machine about half of a module call's CPU time). A real host pays that on every call too;
+again (on this kind of machine about a third of a module call's CPU time). A real host pays that on every call too;
 a lab of many nodes on one machine pays it for all of them.
 
 With the connection option ``podnet_netns_code_cache`` (set by the lab's inventory), the ``podnet.lab.netns``
@@ -22,14 +22,15 @@ Only the standard library: the file runs on the node's Python, outside Ansible.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
-import importlib.util
 import marshal
 import os
 import sys
 import types
 import zipimport
+
+# hashlib and importlib.util are imported where they are used: every Python the node starts runs this file first,
+# and only a module's zip needs them (together they cost more than the rest of this file).
 
 #: The environment variable that holds the cache directory (set by the connection plugin).
 ENV = "PODNET_NETNS_CODE_CACHE"
@@ -38,6 +39,9 @@ ENV = "PODNET_NETNS_CODE_CACHE"
 def cache_key(pathname: str, source: bytes) -> str:
     """The entry name of a zip member's code: SHA-256 of the bytecode version, the optimisation level, the path
     inside the zip (the part after ``.zip/``: the zip's own temporary name changes on every call) and the source."""
+    import hashlib  # pylint: disable=import-outside-toplevel  # see the imports above
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
     inner = pathname.split(".zip" + os.sep, 1)[-1]
     digest = hashlib.sha256()
     for part in (importlib.util.MAGIC_NUMBER, str(sys.flags.optimize).encode(), inner.encode("utf-8", "surrogateescape")):
@@ -120,6 +124,8 @@ def install_hook(cache_dir: str) -> str:
     try:
         with open(target, "rb") as current:
             if current.read() == text:
+                if not os.path.exists(_bytecode_path(target)):
+                    compile_hook(target)
                 return hook
     except OSError:
         pass
@@ -128,7 +134,26 @@ def install_hook(cache_dir: str) -> str:
     with open(tmp, "wb") as out:
         out.write(text)
     os.replace(tmp, target)
+    compile_hook(target)
     return hook
+
+
+def _bytecode_path(target: str) -> str:
+    import importlib.util  # pylint: disable=import-outside-toplevel  # see the imports above
+
+    return importlib.util.cache_from_source(target)
+
+
+def compile_hook(target: str) -> None:
+    """Write the hook's bytecode beside it (``__pycache__``, for this Python's version): the node's Python then
+    reads it instead of compiling the hook at every start, also under PYTHONDONTWRITEBYTECODE (which only stops
+    writing). A Python of another version compiles the source as usual."""
+    import py_compile  # pylint: disable=import-outside-toplevel  # only on the controller, when the hook changes
+
+    try:
+        py_compile.compile(target, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    except (OSError, py_compile.PyCompileError):
+        pass
 
 
 def run_shadowed_sitecustomize(here: str) -> None:
@@ -137,7 +162,8 @@ def run_shadowed_sitecustomize(here: str) -> None:
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(spec.name)
+    module.__spec__, module.__loader__, module.__file__ = spec, spec.loader, spec.origin
     try:
         spec.loader.exec_module(module)
     except Exception:  # pylint: disable=broad-exception-caught  # as site.py treats a failing sitecustomize

@@ -5,6 +5,7 @@ writes, that a second import from another zip reads it, that a damaged entry is 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import marshal
 import os
 import subprocess
@@ -47,7 +48,9 @@ def import_from(archive: Path):
 
 
 def entries(cache: Path) -> list:
-    return sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file() and p.parent != cache / "hook")
+    """The cache's entries (not its hook)."""
+    return sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*")
+                  if p.is_file() and (cache / "hook") not in p.parents)
 
 
 def test_the_key_changes_with_the_source_and_the_path_inside_the_zip_but_not_the_zips_own_name():
@@ -118,6 +121,12 @@ def test_the_hook_is_this_file_written_once_and_bad_directories_are_refused(tmp_
     os.utime(target, ns=(before - 10**9, before - 10**9))
     code_cache.install_hook(str(cache))
     assert target.stat().st_mtime_ns == before - 10**9  # same text: not written again
+    # its bytecode beside it, for the node's Python to read instead of compiling the hook at every start
+    bytecode = Path(importlib.util.cache_from_source(str(target)))
+    assert marshal.loads(bytecode.read_bytes()[16:]).co_filename == str(target)
+    bytecode.unlink()
+    code_cache.install_hook(str(cache))
+    assert bytecode.exists() and target.stat().st_mtime_ns == before - 10**9  # the source itself not rewritten
     target.write_text("# an older hook\n")
     code_cache.install_hook(str(cache))
     assert target.read_bytes() == Path(code_cache.__file__).read_bytes()
