@@ -154,7 +154,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native, to_
 from ansible.plugins.connection.local import Connection as LocalConnection
 from ansible.utils.display import Display
 
-from ansible_collections.podnet.lab.plugins.module_utils import code_cache
+from ansible_collections.podnet.lab.plugins.module_utils import code_cache, code_cache_hook
 from ansible_collections.podnet.lab.plugins.module_utils.netns import (
     ERROR_PREFIX,
     SETUP_FAILED_RC,
@@ -203,7 +203,7 @@ class Connection(LocalConnection):
         if not cache:
             return None
         try:
-            hook = code_cache.install_hook(cache)
+            hook = code_cache_hook.install_hook(cache)
         except (OSError, ValueError) as exc:
             raise AnsibleConnectionFailure("podnet.lab.netns: podnet_netns_code_cache: %s" % exc) from exc
         path = os.environ.get("PYTHONPATH")

@@ -62,10 +62,10 @@ def entry_path(cache_dir: str, key: str) -> str:
     return os.path.join(cache_dir, key[:2], key)
 
 
-def load(cache_dir: str, pathname: str, source: bytes):
-    """The cached code of ``source`` (renamed to ``pathname``), or None when there is no good entry."""
+def load(cache_dir: str, key: str, pathname: str):
+    """The code of entry ``key`` (renamed to ``pathname``), or None when there is no good entry."""
     try:
-        with open(entry_path(cache_dir, cache_key(pathname, source)), "rb") as entry:
+        with open(entry_path(cache_dir, key), "rb") as entry:
             code = marshal.loads(entry.read())
     except (OSError, ValueError, EOFError, TypeError):
         return None
@@ -74,9 +74,11 @@ def load(cache_dir: str, pathname: str, source: bytes):
     return with_filename(code, pathname)
 
 
-def store(cache_dir: str, pathname: str, source: bytes, code) -> bool:
-    """Write ``code`` for ``source`` atomically (a file of this process, renamed); False when it cannot."""
-    path = entry_path(cache_dir, cache_key(pathname, source))
+def store(cache_dir: str, key: str, code) -> bool:
+    """Write ``code`` as entry ``key`` atomically (a file of this process, renamed); False when it cannot.
+    This file runs outside the collection, so it cannot use podnet.cluster's file writer; a cache entry needs
+    none of its fsync, mode and owner handling either."""
+    path = entry_path(cache_dir, key)
     tmp = "%s.%d.tmp" % (path, os.getpid())
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -99,61 +101,15 @@ def install(cache_dir: str) -> None:
         return
 
     def cached_compile_source(pathname, source):
-        code = load(cache_dir, pathname, source)
+        key = cache_key(pathname, source)
+        code = load(cache_dir, key, pathname)
         if code is None:
             code = compile_source(pathname, source)
-            store(cache_dir, pathname, source, code)
+            store(cache_dir, key, code)
         return code
 
     cached_compile_source.podnet_code_cache = cache_dir
     zipimport._compile_source = cached_compile_source
-
-
-def install_hook(cache_dir: str) -> str:
-    """On the controller: check ``cache_dir`` and put this file into ``<cache_dir>/hook`` as ``sitecustomize.py``
-    (written atomically, only when it differs); the hook directory, for ``PYTHONPATH``. ValueError for a bad
-    directory, OSError when it cannot be written."""
-    if not isinstance(cache_dir, str) or not os.path.isabs(cache_dir):
-        raise ValueError("%r is not an absolute path" % (cache_dir,))
-    if os.pathsep in cache_dir:
-        raise ValueError("%r contains %r, which PYTHONPATH cannot carry" % (cache_dir, os.pathsep))
-    hook = os.path.join(cache_dir, "hook")
-    target = os.path.join(hook, "sitecustomize.py")
-    with open(os.path.abspath(__file__), "rb") as own:
-        text = own.read()
-    try:
-        with open(target, "rb") as current:
-            if current.read() == text:
-                if not os.path.exists(_bytecode_path(target)):
-                    compile_hook(target)
-                return hook
-    except OSError:
-        pass
-    os.makedirs(hook, exist_ok=True)
-    tmp = "%s.%d.tmp" % (target, os.getpid())
-    with open(tmp, "wb") as out:
-        out.write(text)
-    os.replace(tmp, target)
-    compile_hook(target)
-    return hook
-
-
-def _bytecode_path(target: str) -> str:
-    import importlib.util  # pylint: disable=import-outside-toplevel  # see the imports above
-
-    return importlib.util.cache_from_source(target)
-
-
-def compile_hook(target: str) -> None:
-    """Write the hook's bytecode beside it (``__pycache__``, for this Python's version): the node's Python then
-    reads it instead of compiling the hook at every start, also under PYTHONDONTWRITEBYTECODE (which only stops
-    writing). A Python of another version compiles the source as usual."""
-    import py_compile  # pylint: disable=import-outside-toplevel  # only on the controller, when the hook changes
-
-    try:
-        py_compile.compile(target, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
-    except (OSError, py_compile.PyCompileError):
-        pass
 
 
 def run_shadowed_sitecustomize(here: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.podnet.lab.plugins.module_utils import code_cache
+from ansible_collections.podnet.lab.plugins.module_utils import code_cache, code_cache_hook
 
 MODULE = "podnet_cc_probe"
 SOURCE = b"def where():\n    raise RuntimeError('from the zip')\n\nVALUE = 41 + 1\n"
@@ -113,32 +113,32 @@ def test_install_twice_wraps_once(tmp_path, zipimport_restored):
 
 def test_the_hook_is_this_file_written_once_and_bad_directories_are_refused(tmp_path):
     cache = tmp_path / "cache"
-    hook = Path(code_cache.install_hook(str(cache)))
+    hook = Path(code_cache_hook.install_hook(str(cache)))
     target = hook / "sitecustomize.py"
     assert hook == cache / "hook"
     assert target.read_bytes() == Path(code_cache.__file__).read_bytes()
     before = target.stat().st_mtime_ns
     os.utime(target, ns=(before - 10**9, before - 10**9))
-    code_cache.install_hook(str(cache))
+    code_cache_hook.install_hook(str(cache))
     assert target.stat().st_mtime_ns == before - 10**9  # same text: not written again
     # its bytecode beside it, for the node's Python to read instead of compiling the hook at every start
     bytecode = Path(importlib.util.cache_from_source(str(target)))
     assert marshal.loads(bytecode.read_bytes()[16:]).co_filename == str(target)
     bytecode.unlink()
-    code_cache.install_hook(str(cache))
+    code_cache_hook.install_hook(str(cache))
     assert bytecode.exists() and target.stat().st_mtime_ns == before - 10**9  # the source itself not rewritten
     target.write_text("# an older hook\n")
-    code_cache.install_hook(str(cache))
+    code_cache_hook.install_hook(str(cache))
     assert target.read_bytes() == Path(code_cache.__file__).read_bytes()
     for bad in ("relative/cache", str(tmp_path / "a:b"), ""):
         with pytest.raises(ValueError):
-            code_cache.install_hook(bad)
+            code_cache_hook.install_hook(bad)
 
 
 def test_as_sitecustomize_it_caches_and_then_runs_the_sitecustomize_it_shadows(tmp_path):
     """A fresh interpreter with the hook first on PYTHONPATH and another sitecustomize after it: both run."""
     cache = tmp_path / "cache"
-    hook = code_cache.install_hook(str(cache))
+    hook = code_cache_hook.install_hook(str(cache))
     other = tmp_path / "other"
     other.mkdir()
     (other / "sitecustomize.py").write_text("import os\nos.environ['PODNET_CC_OTHER'] = 'ran'\n")
