@@ -194,8 +194,9 @@ def test_same_node_pod_to_pod_is_proven_with_two_pods(masquerade_and_same_node):
     assert run.rc != 0, run.text
     failed = failures(run)
     assert set(failed) - MASQUERADE_CASE == SAME_NODE_CASE, "same-node case: %s" % run.report
-    # the frames never reach the second pod: no ARP answer (the diagnosis says so, also when the kernel has
-    # already dropped the failed entry), or no answer at all. The machine's neighbour table is one for all its
+    # the frames never reach the second pod: no ARP answer (the diagnosis says so: FAILED, or INCOMPLETE when the
+    # kernel is still asking as the probe gives up under load, also when the kernel has already dropped the failed
+    # entry), or no answer at all. The machine's neighbour table is one for all its
     # namespaces: only when the kernel itself counted refusals for a full table (other labs running beside this
     # one) may the diagnosis say so instead, with that count.
     reason = failed[("pod_pod", 4, "node1", "node1")]["reason"]
@@ -203,7 +204,7 @@ def test_same_node_pod_to_pod_is_proven_with_two_pods(masquerade_and_same_node):
     if "for a full table during the probes" in reason:
         assert category == "capacity", reason
     else:
-        assert "neighbour FAILED" in reason or "timeout" in reason, reason
+        assert any(word in reason for word in ("neighbour FAILED", "neighbour INCOMPLETE", "timeout")), reason
         assert "may be full" not in reason, reason
         assert category == "network", reason
     assert "IPv4 pod on node1 -> second pod on node1" in run.report
