@@ -232,8 +232,14 @@ class ActionModule(PodnetAction):
                           msg="podnet.cluster.node_state: the variables are not valid; no node was asked anything "
                               "and nothing was changed:\n- %s" % "\n- ".join(listed))
             return result
-        result.update(changed=False, fabrics=fabrics, fabric_set=sorted(set(fabrics.values())), checked=len(nodes),
-                      msg="The variables of %d node(s) are valid" % len(nodes))
+        fabric_set = sorted(set(fabrics.values()))
+        routers = sorted(str(h) for h in groups.get(args["router_group"]) or [] if not play or h in play)
+        # The playbooks include the steps of the routers and of the Compute Engine routes only where there are
+        # any, so that a node of a cluster without them runs no task of theirs (each skipped task costs a fork
+        # per host on the controller).
+        gce_steps = "gce" in fabric_set or bool(self._host_var(task_vars, "podnet_gce_project"))
+        result.update(changed=False, fabrics=fabrics, fabric_set=fabric_set, routers=routers, gce_steps=gce_steps,
+                      checked=len(nodes), msg="The variables of %d node(s) are valid" % len(nodes))
         return result
 
     @staticmethod

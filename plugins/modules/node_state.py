@@ -156,6 +156,19 @@ fabric_set:
   type: list
   elements: str
   sample: [router]
+routers:
+  description: With I(state=validate), the hosts of the router group (I(router_group)) in the play, sorted.
+  returned: with I(state=validate)
+  type: list
+  elements: str
+  sample: [router-1]
+gce_steps:
+  description:
+    - With I(state=validate), whether the Compute Engine steps have something to do in this run, for the whole
+      cluster - a node is on fabric C(gce), or C(podnet_gce_project) is set (the routes of a fabric left behind
+      go). The playbooks run those steps only then, or on a node whose record says C(gce).
+  returned: with I(state=validate)
+  type: bool
 changes:
   description: What changed (or would change in check mode), by part (bridge, sysctl, iptables, routes, files).
   returned: always
