@@ -165,6 +165,10 @@ class ActionModule(PodnetAction):
         if converges and not result.get("failed"):
             # changed_when cannot hide these: the apply of the same run compares them (option checked)
             result.update(document_digest=digest, would_change=bool(result.get("changed")))
+            # The playbooks include a node's fabric steps (its uplink's move, the Compute Engine routes of a fabric
+            # it left) only where this says there are any.
+            result["fabric_steps"] = bool(result.get("uplink_release") or result.get("uplink_move")
+                                          or result.get("recorded_fabric") == "gce")
             if result.get("changed"):
                 self._readable(result, str(task_vars.get("inventory_hostname")), document, args["state"], task_vars)
         return result

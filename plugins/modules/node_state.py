@@ -206,6 +206,13 @@ recorded_fabric:
   returned: with I(state=present) or I(state=absent)
   type: str
   sample: gce
+fabric_steps:
+  description:
+    - Whether the node has a fabric step of its own besides its document - its uplink moves into or out of a bridge
+      (I(uplink_move), I(uplink_release)), or its record says C(gce) (the Compute Engine routes of its subnets may
+      have to go). The playbooks include those steps on the node only then.
+  returned: with I(state=present) or I(state=absent), when the module ran
+  type: bool
 record:
   description: Path of the node record.
   returned: always

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,9 +104,10 @@ def cleared(lab: Lab, pristine: Dict[str, Dict[str, str]]) -> None:
               elsewhere=on_the_router)
 
 
-def test_a_clean_run_of_each_fabric_prints_no_warning(lab: Lab, pristine):
-    """No "could not match podnet_routers" (nor any other warning) on a clean run, with and without routers. (The
-    clean run of l2_routes with the router in podnet_routers is the next test's second l2_routes run.)"""
+def test_a_clean_run_of_each_fabric_says_nothing_twice_and_warns_of_nothing(lab: Lab, pristine):
+    """No "could not match podnet_routers" (nor any other warning) on a clean run, with and without routers; the
+    second run changes nothing, names no task twice and waits for nothing. (The clean run of l2_routes with the
+    router in podnet_routers is the next test's second l2_routes run.)"""
     plain, routed = inventory(lab, "plain"), inventory(lab, "routed", routers=True)
     for inv, fabric in ((plain, "l2_routes"), (routed, "router")):
         proc = play("site", inv, podnet_fabric=fabric)
@@ -113,6 +115,9 @@ def test_a_clean_run_of_each_fabric_prints_no_warning(lab: Lab, pristine):
         assert "[WARNING]" not in out, out[-4000:]
         again = play("site", inv, podnet_fabric=fabric)
         assert unchanged(again) and "[WARNING]" not in again.stdout + again.stderr, again.stdout[-4000:]
+        names = re.findall(r"^TASK \[(.*)\] \*+$", again.stdout, re.M)
+        assert names and len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
+        assert "waited" not in again.stdout, again.stdout[-4000:]
     # No teardown: the next test starts from the lab on the router fabric, where this one leaves it.
 
 

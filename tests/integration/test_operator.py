@@ -223,15 +223,6 @@ def quad(tmp_path_factory, request) -> Lab:
     return spec
 
 
-# Printed by Ansible for a group that is not in the inventory; another change removes it from the playbooks.
-ROUTER_PATTERN = "[WARNING]: Could not match supplied host pattern, ignoring: podnet_routers"
-
-
-def warnings(proc):
-    return [line for line in (proc.stdout + proc.stderr).splitlines()
-            if "[WARNING]" in line and line.strip() != ROUTER_PATTERN]
-
-
 @pytest.fixture(scope="module")
 def quad_preview(quad: Lab):
     """``site --check --diff`` of the four-node lab before its first converge, with every file of its inventory
@@ -257,23 +248,6 @@ def test_check_diff_of_a_first_converge_reads_in_a_few_hundred_lines(quad: Lab, 
         assert len(summary) == 1 and "routes added" in summary[0] and "Docker restart pending" in summary[0], lines[-80:]
     verbose = play(quad, "site", "--check", "--diff", "-v", "--limit", quad.nodes[0])
     assert "%s: record /etc/podnet/node.json" % quad.nodes[0] in verbose.stdout
-
-
-@pytest.mark.parametrize("fabric", ["l2_routes", "router"])
-def test_a_clean_run_says_nothing_twice_and_warns_of_nothing(quad: Lab, fabric):
-    if fabric == "router":
-        quad.lab_vars.pop("podnet_lab_inventory_vars", None)
-        quad.lab_vars["podnet_lab_inventory_vars"] = {"podnet_cluster_cidrs": ["10.75.0.0/22"],
-                                                      "podnet_node_prefix_ipv4": 25, "podnet_fabric": "router"}
-        quad.playbook("present")
-    play(quad, "site")
-    clean = play(quad, "site")
-    assert warnings(clean) == [], warnings(clean)
-    counts = recap(clean.stdout)
-    assert all(c["changed"] == 0 for c in counts.values()), clean.stdout[-3000:]
-    names = re.findall(r"^TASK \[(.*)\] \*+$", clean.stdout, re.M)
-    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
-    assert "waited" not in clean.stdout
 
 
 def test_a_cluster_wide_mistake_is_reported_once(quad: Lab):
