@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, read
 
 # Route types of a unicast route in ``ip -N -json`` output (absent, numeric or by name).
 UNICAST_TYPES = (None, "1", "unicast")
@@ -43,7 +43,7 @@ def run_ip_json(runner, args, numeric=True, tolerate=False, netns=None, ip=None)
     cmd.append("-json")
     # family options must come before the object
     cmd.extend(args)
-    rc, out, err = runner.run(cmd)
+    rc, out, err = read(runner, cmd)
     if rc != 0:
         if tolerate:
             return []
@@ -84,7 +84,7 @@ def run_ip_batch(runner, lines, family=None):
 def get_link(runner, name):
     """``ip -d -json link show dev NAME`` or ``None`` when it does not exist."""
     cmd = [ip_bin(runner), "-d", "-json", "link", "show", "dev", name]
-    rc, out, err = runner.run(cmd)
+    rc, out, err = read(runner, cmd)
     if rc != 0:
         if "does not exist" in (err or "") or "Cannot find device" in (err or ""):
             return None

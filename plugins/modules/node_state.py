@@ -251,6 +251,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner impor
     EngineError,
     ModuleRunner,
     fail_module,
+    reads_once,
 )
 
 
@@ -378,17 +379,21 @@ def _run(module, runner, doc, state):
     """Read the node, compute every change and (unless check mode) apply it; (plan, record path, record, held)."""
     path = record_path(doc)
     record = read_record(path)
-    found = held(runner, doc, record)
-    if state == "probe":
-        module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
-    if state == "present":
-        problem = readdress_problem(doc, found, module.params["allow_readdress"])
-        if problem:
-            try:  # report the document's own problems too, all at once
-                plan_node(runner, doc, record, state)
-            except EngineError as exc:
-                problem = "%s; and %s" % (problem, exc.msg)
-            raise EngineError(problem, held=found)
+    plan = None
+    with reads_once(runner):  # nothing is written until the plan is made: what held() reads, the plan reads too
+        found = held(runner, doc, record)
+        if state == "probe":
+            module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
+        if state == "present":
+            problem = readdress_problem(doc, found, module.params["allow_readdress"])
+            if problem:
+                try:  # report the document's own problems too, all at once
+                    plan_node(runner, doc, record, state)
+                except EngineError as exc:
+                    problem = "%s; and %s" % (problem, exc.msg)
+                raise EngineError(problem, held=found)
+        if state in ("present", "absent"):
+            plan = plan_node(runner, doc, record, state, diff=module._diff)
     if state == "restart":
         if not service_active(runner, module.params["service"]):
             # a stopped service reads daemon.json when it starts; nothing to restart
@@ -404,8 +409,6 @@ def _run(module, runner, doc, state):
         if record is None:
             raise EngineError("no record at %s: nothing to restore" % path)
         plan = plan_node(runner, record["document"], record, "present", kernel_only=True)
-    else:
-        plan = plan_node(runner, doc, record, state, diff=module._diff)
     if module.check_mode:
         check_node(runner, plan)
     elif plan.changed:

@@ -10,7 +10,7 @@ Standard library only. ``plan_chains`` reads ``iptables-save -t TABLE`` and retu
 
 from __future__ import annotations
 
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, read
 from ansible_collections.podnet.cluster.plugins.module_utils.iptables import (
     BUILTIN_CHAINS,
     RuleError,
@@ -93,7 +93,7 @@ def render_desired(ip_version, table, chains, mark):
 def read_table(runner, ip_version, table):
     save, _restore = tools(ip_version)
     cmd = [runner.which(save), "-t", table]
-    rc, out, err = runner.run(cmd)
+    rc, out, err = read(runner, cmd)
     if rc != 0:
         raise EngineError("%s -t %s failed: %s (is the %s table available in this kernel for IPv%d?)"
                           % (save, table, (err or out).strip(), table, ip_version), rc=rc)

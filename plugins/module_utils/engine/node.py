@@ -42,7 +42,7 @@ from ansible_collections.podnet.cluster.plugins.module_utils.engine.parts.overla
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.plan import Plan
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.record import check_document, record_path
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.restore import main as restore_main
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, reads_once
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.units import lib_paths, unit_files, unit_links
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import make_dirs, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import describe_route, route_dst, route_protocol, run_ip_json
@@ -173,8 +173,14 @@ def plan_node(runner, doc, record=None, state="present", kernel_only=False, diff
     """Every change that makes the node match ``doc`` (state=present) or removes podnet.cluster (absent).
 
     ``record`` is the record of the last run (read_record), or None. ``kernel_only`` (the restore) limits
-    the work to the kernel's parts (no files, no record). Raises EngineError before any write.
+    the work to the kernel's parts (no files, no record). Raises EngineError before any write; a read that
+    several parts make runs once (engine.runner.reads_once).
     """
+    with reads_once(runner):
+        return _plan_node(runner, doc, record, state, kernel_only, diff)
+
+
+def _plan_node(runner, doc, record, state, kernel_only, diff):
     check_document(doc)
     plan = Plan()
     if record is None and state != "present":

@@ -8,6 +8,7 @@ Standard library only (Python 3.8+).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -76,6 +77,30 @@ class ModuleRunner(object):
 
     def warn(self, msg):
         self.module.warn(msg)
+
+
+@contextlib.contextmanager
+def reads_once(runner):
+    """While the node is planned (nothing is written), a read that several parts make (the bridge's link and
+    addresses, every address, a main table, a table's iptables-save) runs once: ``read`` answers the same command
+    again from its first answer. Outside this context ``read`` always runs the command."""
+    previous = getattr(runner, "_podnet_reads", None)
+    runner._podnet_reads = {} if previous is None else previous
+    try:
+        yield
+    finally:
+        runner._podnet_reads = previous
+
+
+def read(runner, argv):
+    """(rc, out, err) of a command that only reads the node (see reads_once)."""
+    answers = getattr(runner, "_podnet_reads", None)
+    if answers is None:
+        return runner.run(argv)
+    key = tuple(argv)
+    if key not in answers:
+        answers[key] = runner.run(argv)
+    return answers[key]
 
 
 def run_reads(runner, argvs):
