@@ -226,6 +226,22 @@ def test_a_docker_only_node_is_refused_before_anything_starts(lab):
     assert run.failed_hosts() == ["node1", "node2", "node3"]
 
 
+def test_the_role_without_a_plan_is_refused_on_every_node_before_anything_starts(lab, tmp_path):
+    """The role alone, without podnet.cluster.plan before it in the play: one check per node says so, and no
+    probe pod starts."""
+    playbook = tmp_path / "role-alone.yml"
+    playbook.write_text("- hosts: podnet_nodes\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.include_role:\n        name: podnet.cluster.verify\n")
+    run = lab.playbook(playbook=str(playbook))
+    assert run.rc != 0, run.text
+    assert run.tasks("Start this node's two probe pods and its probe server") == [], run.text
+    checked = run.task("Check the verify configuration")
+    for name in ("node1", "node2", "node3"):
+        assert ("podnet.cluster.verify on %s: the facts podnet_plan and podnet_node are not set; run the role "
+                "podnet.cluster.plan first" % name) in checked[name]["msg"], checked[name]
+    assert run.failed_hosts() == ["node1", "node2", "node3"]
+
+
 @pytest.fixture(scope="module")
 def stale(lab):
     """One verify beside a state file that the plan would rewrite (it lacks node3), run with Python 3.8 (the
