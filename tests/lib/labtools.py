@@ -115,8 +115,10 @@ def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess:
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=30)
 
 
-def ping(ns: str, target: str) -> bool:
-    return in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0
+def ping(ns: str, target: str, tries: int = 1) -> bool:
+    """One echo request answered within 2 s, in up to ``tries`` attempts (a path's first packet can be lost to
+    neighbour discovery while the machine's neighbour tables are busy with other labs)."""
+    return any(in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0 for _ in range(tries))
 
 
 def ra_dir(lab: "Lab") -> Path:
