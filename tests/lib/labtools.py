@@ -118,7 +118,10 @@ def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess:
 def ping(ns: str, target: str, tries: int = 1) -> bool:
     """One echo request answered within 2 s, in up to ``tries`` attempts (a path's first packet can be lost to
     neighbour discovery while the machine's neighbour tables are busy with other labs)."""
-    return any(in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0 for _ in range(tries))
+    for _attempt in range(tries):
+        if in_ns(ns, "ping", "-c", "1", "-W", "2", target).returncode == 0:
+            return True
+    return False
 
 
 def ra_dir(lab: "Lab") -> Path:
