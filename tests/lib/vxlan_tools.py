@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import VXLAN_DEVICES, vtep_mac
 
+from lib import labtools
+
 FAMILY_DEVICE = VXLAN_DEVICES
 
 
@@ -145,9 +147,9 @@ def pod_addresses(block_cidrs: List[str], offset: int = -10) -> Tuple[List[str],
     return addrs, gws
 
 
-def ping(netns: str, target: str, count: int = 1) -> bool:
-    return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", str(count), "-W", "2", target],
-                          capture_output=True, check=False).returncode == 0
+def ping(netns: str, target: str, tries: int = 1) -> bool:
+    """labtools.ping: one echo request answered within 2 s, in up to ``tries`` attempts."""
+    return labtools.ping(netns, target, tries)
 
 
 def ip_json(netns: str, *args: str):
