@@ -15,9 +15,9 @@ from typing import Dict
 import pytest
 import yaml
 
-from lib.labtools import Lab, new_lab
+from lib.labtools import Lab, new_lab, ping
 from lib.nodestate import assert_same, node_changes, node_state, playbook, unchanged
-from lib.vxlan_tools import make_pod, overlay_entries, ping, pod_addresses, remove_pod, vtep_of, wanted_entries
+from lib.vxlan_tools import make_pod, overlay_entries, pod_addresses, remove_pod, vtep_of, wanted_entries
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import vtep_mac
 

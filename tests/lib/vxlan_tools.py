@@ -16,8 +16,6 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.podnet.cluster.plugins.plugin_utils.node_config import VXLAN_DEVICES, vtep_mac
 
-from lib import labtools
-
 FAMILY_DEVICE = VXLAN_DEVICES
 
 
@@ -145,11 +143,6 @@ def pod_addresses(block_cidrs: List[str], offset: int = -10) -> Tuple[List[str],
         addrs.append("%s/%d" % (last + offset + 1, net.prefixlen))
         gws.append(str(net[1]))
     return addrs, gws
-
-
-def ping(netns: str, target: str, tries: int = 1) -> bool:
-    """labtools.ping: one echo request answered within 2 s, in up to ``tries`` attempts."""
-    return labtools.ping(netns, target, tries)
 
 
 def ip_json(netns: str, *args: str):

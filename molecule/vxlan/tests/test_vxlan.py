@@ -12,6 +12,7 @@ import time
 import pytest
 import yaml
 
+from lib.labtools import ping
 from lib.molecule_scenario import assert_three_rules, run_verify
 from lib.netns_backend import lab_hosts
 from lib.vxlan_tools import (
@@ -21,7 +22,6 @@ from lib.vxlan_tools import (
     make_pod,
     node_ips_of,
     overlay_entries,
-    ping,
     pod_addresses,
     remove_pod,
     run_in_view,
