@@ -129,7 +129,7 @@ core-oldest: root apt collection apt-test $(CORE_OLDEST_STAMP)
 	       "pin that minor's latest patch in tests/core-oldest/requirements.txt" >&2; exit 1; fi; \
 	echo "core-oldest: ansible-core $$have (requires_ansible >=$$want)"
 	PATH=$(CURDIR)/$(CORE_OLDEST_BIN):$$PATH PODNET_VENV=$(CURDIR)/$(CORE_OLDEST) \
-	  PODNET_CPU_DIR=$(CURDIR)/tests/output/cpu-core-oldest \
+	  PODNET_CPU_DIR=$(CURDIR)/tests/output/cpu-core-oldest PODNET_CODE_CACHE=$(CURDIR)/tests/output/code-cache-core-oldest \
 	  $(CORE_OLDEST_BIN)/pytest -n $(CORE_OLDEST_JOBS) --dist loadfile @tests/core-oldest/tests.txt
 
 # ansible-test sanity (every test, this Python) on scratch git copies of podnet.cluster and podnet.lab; pip for its

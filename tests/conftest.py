@@ -44,6 +44,7 @@ if _LAB_LINK.parent.is_dir() and not _LAB_LINK.is_symlink():
 
 from lib import rootns  # noqa: E402  (needs the path above)
 from lib import cputime  # noqa: E402  (needs the path above)
+from lib import labtools  # noqa: E402  (needs the path above)
 
 INTEGRATION = REPO / "tests" / "integration"
 MARKERS = {
@@ -161,6 +162,11 @@ def pytest_collection_modifyitems(config, items):
         rel = path.relative_to(INTEGRATION)
         if not any(rel == Path(fast) or Path(fast) in rel.parents for fast in FAST):
             item.add_marker("slow")
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist), once
+        labtools.reset_code_cache()
 
 
 def pytest_collection_finish(session):

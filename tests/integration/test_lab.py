@@ -39,7 +39,8 @@ def lab(tmp_path_factory, request) -> Lab:
     spec = new_lab(PREFIX, tmp_path_factory.mktemp("lab") / "inventories" / "lab", request, count=NODES,
                    lab_vars={"podnet_lab_subnet": SUBNET, "podnet_lab_subnet_ipv6": SUBNET6,
                              "podnet_lab_external_cidr_ipv6": EXTERNAL6,
-                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]}})
+                             "podnet_lab_inventory_vars": {"podnet_cluster_cidrs": ["10.244.0.0/16"]}},
+                   code_cache=None)  # the lab's own compile cache, the default (test_inventory_format)
     spec.rootns_before = rootns.snapshot()
     spec.first_run = spec.playbook("present")
     return spec
@@ -286,6 +287,34 @@ def test_a_record_on_the_machine_itself_stops_the_build(lab: Lab, tmp_path: Path
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert "/etc/podnet/node.json exists on this machine" in proc.stdout, proc.stdout[-3000:]
     assert left == [] and not root_left, proc.stdout[-3000:]
+
+
+def test_a_compile_cache_outside_the_lab_is_shared_and_kept_when_the_lab_goes(tmp_path: Path, request):
+    """code_cache (podnet_lab_code_cache): the inventory names it, the nodes' module calls fill it instead of
+    <root>/code-cache, a second lab's nodes read it (nothing more is written for the same module), removing the
+    labs leaves it; a relative path is refused before anything is built."""
+    shared = tmp_path / "shared-cache"
+    first = new_lab(PREFIX + "c", tmp_path / "first", request, count=1, code_cache=str(shared))
+    first.build()
+    group = yaml.safe_load(first.hosts_yml.read_text())["all"]["children"]["podnet_lab"]
+    assert group["vars"]["podnet_netns_code_cache"] == str(shared)
+    run([str(BIN / "ansible"), "-i", str(first.hosts_yml), first.nodes[0], "-m", "ansible.builtin.ping"])
+    entries = sorted(p.name for p in shared.rglob("*") if p.is_file())
+    assert entries, "the first lab's module call left nothing in %s" % shared
+    assert not os.path.exists("%s/code-cache" % first.root)
+    second = new_lab(PREFIX + "d", tmp_path / "second", request, count=1, code_cache=str(shared))
+    second.build()
+    run([str(BIN / "ansible"), "-i", str(second.hosts_yml), second.nodes[0], "-m", "ansible.builtin.ping"])
+    assert sorted(p.name for p in shared.rglob("*") if p.is_file()) == entries, "the second lab compiled again"
+    for spec in (first, second):
+        assert spec.remove().returncode == 0
+        assert not os.path.exists(spec.root)
+    assert sorted(p.name for p in shared.rglob("*") if p.is_file()) == entries, "removing a lab touched the cache"
+    bad = new_lab(PREFIX + "e", tmp_path / "bad", request, count=1, code_cache="cache")
+    proc = bad.playbook("present", False)
+    assert proc.returncode != 0
+    assert "podnet_lab_code_cache: 'cache' is not an absolute path" in proc.stdout, proc.stdout[-3000:]
+    assert not any(netns_exists(ns) for ns in bad.namespaces)
 
 
 def test_documentation():

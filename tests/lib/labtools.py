@@ -28,6 +28,19 @@ REPO = Path(__file__).resolve().parents[2]
 # virtualenv of the oldest ansible-core the collection supports), else those beside the Python running pytest.
 BIN = Path(os.environ["PODNET_VENV"]) / "bin" if os.environ.get("PODNET_VENV") else Path(sys.executable).parent
 LAB_ROOT_BASE = "/var/tmp/podnet-lab"
+# The nodes' compile cache that every lab of a test session shares (podnet.lab.lab_topology's code_cache): each
+# module zip's files are compiled once per session, not once per lab and node (the first module calls of a new lab,
+# made on all its nodes at once, found an empty cache of their own). Its entries are named by the SHA-256 of their
+# source, so labs of other code (make core-oldest's ansible-core) never take each other's. PODNET_CODE_CACHE names
+# another directory (make core-oldest's session, which runs beside make test's in the same checkout); the session
+# empties it when it starts (``reset_code_cache``).
+CODE_CACHE = Path(os.environ.get("PODNET_CODE_CACHE") or REPO / "tests" / "output" / "code-cache")
+
+
+def reset_code_cache() -> None:
+    """An empty ``CODE_CACHE`` (tests/conftest.py: once per session, by the controller)."""
+    shutil.rmtree(CODE_CACHE, ignore_errors=True)
+    CODE_CACHE.mkdir(parents=True, exist_ok=True)
 
 
 def netns_list() -> List[str]:
@@ -216,6 +229,8 @@ class Lab:
     lab_vars: Dict[str, Any] = field(default_factory=dict)
     # the checkout whose playbooks build the lab and run on it (another commit's worktree, say)
     repo: Path = REPO
+    # the nodes' compile cache (the lab's option code_cache); None: the lab's own, <root>/code-cache
+    code_cache: Optional[str] = None
 
     @property
     def hosts_yml(self) -> Path:
@@ -260,6 +275,8 @@ class Lab:
             "podnet_lab_root": self.root,
             "podnet_lab_inventory_dir": str(self.inventory_dir),
         }
+        if self.code_cache and self.repo == REPO:
+            extra["podnet_lab_code_cache"] = self.code_cache
         extra.update(self.lab_vars)
         # older trees (bench/compare_state.py runs old commits) have the lab in podnet.cluster
         playbook = "podnet.lab.lab" if (self.repo / "lab" / "galaxy.yml").exists() else "podnet.cluster.lab"
@@ -277,6 +294,8 @@ class Lab:
         options = yaml.safe_load(lab_topology.DOCUMENTATION)["options"]
         args: Dict[str, Any] = {"name": self.name, "root": self.root, "inventory_dir": str(self.inventory_dir),
                                 "node_count": len(self.nodes), "state": "present"}
+        if self.code_cache:
+            args["code_cache"] = self.code_cache
         for key, value in self.lab_vars.items():  # the role's variable podnet_lab_<option> is the option
             option = key[len("podnet_lab_"):] if key.startswith("podnet_lab_") else key
             if option == "nodes":  # the role takes a count or a list of names
@@ -344,11 +363,12 @@ class Lab:
 
 
 def new_lab(prefix: str, inventory_dir: Path, request, node_names: Optional[List[str]] = None, count: int = 3,
-            lab_vars: Optional[Dict[str, Any]] = None) -> Lab:
+            lab_vars: Optional[Dict[str, Any]] = None, code_cache: Optional[str] = str(CODE_CACHE)) -> Lab:
     """A lab named <prefix><pid>, removed by a finalizer, after removing leftovers of earlier killed runs.
 
     Not built yet: call ``build()`` (or ``playbook("present")``, the role). ``node_names`` (suffixes) gives named
-    nodes (``<lab>-<suffix>``, passed as a list to ``podnet_lab_nodes``); otherwise ``<lab>-node1..count``.
+    nodes (``<lab>-<suffix>``, passed as a list to ``podnet_lab_nodes``); otherwise ``<lab>-node1..count``. The
+    nodes' compile cache is the session's (``CODE_CACHE``); ``code_cache=None`` leaves the lab its own.
     """
     remove_stale_labs(prefix)
     name = "%s%d" % (prefix, os.getpid())
@@ -359,6 +379,7 @@ def new_lab(prefix: str, inventory_dir: Path, request, node_names: Optional[List
         nodes=["%s-%s" % (name, n) for n in node_names] if node_names
         else ["%s-node%d" % (name, i) for i in range(1, count + 1)],
         lab_vars=dict(lab_vars or {}),
+        code_cache=code_cache,
     )
     if node_names:
         spec.lab_vars["podnet_lab_nodes"] = spec.nodes

@@ -17,6 +17,7 @@ from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import (
     FIRST_NODE_HOST,
     MACHINE_DIRS,
     NAME_RE,
+    code_cache_error,
 )
 from ansible_collections.podnet.cluster.plugins.plugin_utils import plan
 
@@ -44,7 +45,7 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
     """Every problem of the lab role's inputs, one line each; [] when they are usable.
 
     ``inputs`` keys: state, name, nodes, subnet, subnet_ipv6, external_cidr,
-    external_cidr_ipv6, root, inventory_dir, inventory_vars, ssh, router_advertisements, ra_interval,
+    external_cidr_ipv6, root, code_cache, inventory_dir, inventory_vars, ssh, router_advertisements, ra_interval,
     ra_lifetime, node_ip, segments (the podnet_lab_*
     variables without their prefix); with ``check_tools`` (default true) the
     commands the lab runs are looked up on this machine, the controller, which
@@ -141,6 +142,9 @@ def lab_input_errors(inputs: Mapping[str, Any]) -> List[str]:
             if clean == machine_dir or clean.startswith(machine_dir + "/"):
                 errors.append("podnet_lab_root: %s is inside %s, which every node overlays or which is not a "
                               "real directory; use one elsewhere, e.g. under /var/tmp" % (clean, machine_dir))
+    cache_error = code_cache_error(inputs.get("code_cache"), "podnet_lab_code_cache")
+    if cache_error:
+        errors.append(cache_error)
     inventory_dir = inputs.get("inventory_dir")
     if not isinstance(inventory_dir, str) or not inventory_dir.strip():
         errors.append("podnet_lab_inventory_dir: %r is not a directory path" % (inventory_dir,))

@@ -74,6 +74,16 @@ def _network(value, what, version, errors):
     return net
 
 
+def code_cache_error(value, label="code_cache"):
+    """Why ``value`` cannot be the nodes' compile cache directory (``label`` names the input), or None. It goes
+    into the nodes' ``PYTHONPATH`` and the connection's option, which take an absolute path without ``:``."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or ":" in value:
+        return "%s: %r is not an absolute path without ':' (it goes into the nodes' PYTHONPATH)" % (label, value)
+    return None
+
+
 def _check_root(root, errors):
     if not root or not root.startswith("/"):
         errors.append("root: %r is not an absolute path" % (root,))
@@ -176,12 +186,17 @@ def build_topology(params):
                       % (ra_lifetime,))
     root = params.get("root") or ("/var/tmp/podnet-lab/%s" % name)
     root = _check_root(root, errors)
+    code_cache = params.get("code_cache") or None
+    if code_cache_error(code_cache):
+        errors.append(code_cache_error(code_cache))
     if errors:
         raise LabError("\n".join(errors))
 
     topo = {
         "name": name,
         "root": root,
+        # the nodes' compile cache: the lab's own, or a directory several labs share (never removed with the lab)
+        "code_cache": os.path.normpath(code_cache) if code_cache else "%s/code-cache" % root,
         "switch": infra["switch"],
         "router": infra["router"],
         "external": infra["external"],
@@ -420,8 +435,8 @@ def build_inventory(topo, inventory_vars):
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "ansible_become": False,
                         # the nodes' Python keeps what it compiles from module zips here (the connection's
-                        # podnet_netns_code_cache); it goes with the lab
-                        "podnet_netns_code_cache": "%s/code-cache" % topo["root"],
+                        # podnet_netns_code_cache): <root>/code-cache, which goes with the lab, or code_cache
+                        "podnet_netns_code_cache": topo.get("code_cache") or "%s/code-cache" % topo["root"],
                     },
                     "children": {
                         "podnet_nodes": {

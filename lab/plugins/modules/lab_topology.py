@@ -125,6 +125,17 @@ options:
         An existing non-empty directory is used only if it holds the C(lab.json) of this lab.
       - Defaults to C(/var/tmp/podnet-lab/<name>).
     type: path
+  code_cache:
+    description:
+      - Directory of the nodes' compile cache, the C(podnet_netns_code_cache) of the returned RV(inventory) (see
+        the C(podnet.lab.netns) connection), the code the nodes' Python compiles from module zips, kept for the
+        next module call of any node using the same directory.
+      - Defaults to C(<root>/code-cache), removed with the lab. A directory outside O(root) can be shared by
+        several labs (entries are named by the SHA-256 of their source, so labs of different code never mix);
+        the lab never removes it. Not recorded in C(lab.json).
+      - Must be absolute, without C(:).
+    type: path
+    version_added: 0.2.0
   hide_services:
     description:
       - Make C(/etc/init.d) and C(/etc/systemd) empty on every emulated host (overlay
@@ -358,6 +369,7 @@ def main():
             external_cidr=dict(type="str", default="203.0.113.0/24"),
             external_cidr_ipv6=dict(type="str"),
             root=dict(type="path"),
+            code_cache=dict(type="path"),
             hide_services=dict(type="bool", default=True),
             inventory_vars=dict(type="dict"),
             ssh=dict(type="bool", default=False),

@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from lib.labtools import pid_alive, remove_stale_namespaces
+from lib.labtools import CODE_CACHE, pid_alive, remove_stale_namespaces
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -338,6 +338,8 @@ class Lab:
                 "ansible_connection": "podnet.lab.netns",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "ansible_become": False,
+                # the nodes' compile cache the session's labs share (lib/labtools.py)
+                "podnet_netns_code_cache": str(CODE_CACHE),
                 "podnet_verify_state_dir": self.state_dir,
             },
             "children": {

@@ -49,3 +49,10 @@ def test_the_file_is_written_once_and_check_mode_writes_nothing(tmp_path):
     assert write_inventory(str(directory), text, check_mode=True) is False
     assert write_inventory(str(directory), text + "# more\n", check_mode=True) is True
     assert path.read_text() == text
+
+
+def test_the_nodes_compile_cache_is_the_labs_own_unless_another_directory_is_given():
+    own = build_inventory(build_topology(dict(PARAMS)), {})
+    assert own["all"]["children"]["podnet_lab"]["vars"]["podnet_netns_code_cache"] == "/var/tmp/podnet-lab/mylab/code-cache"
+    shared = build_inventory(build_topology(dict(PARAMS, code_cache="/var/tmp/shared//cache/")), {})
+    assert shared["all"]["children"]["podnet_lab"]["vars"]["podnet_netns_code_cache"] == "/var/tmp/shared/cache"

@@ -46,6 +46,9 @@ def test_bad_parameters_are_all_reported():
         build_topology(params(name="-bad", subnet="172.31.250.0/30", node_count=5))
     text = str(info.value)
     assert "name" in text and "subnet" in text
+    with pytest.raises(LabError) as info:
+        build_topology(params(code_cache="relative/cache"))
+    assert "code_cache: 'relative/cache' is not an absolute path without ':'" in str(info.value)
 
 
 # --------------------------------------------------------------------------- the SSH option

@@ -21,3 +21,12 @@ def test_router_advertisements_need_an_ipv6_underlay_and_usable_times():
     ok = dict(BASE, subnet_ipv6="fd00:30:9::/64", router_advertisements=True, ra_interval="30", ra_lifetime=0,
               node_ip=False)
     assert lab_input_errors(ok) == []
+
+
+def test_a_compile_cache_must_be_an_absolute_path_without_a_colon():
+    for bad in ("cache", "/var/tmp/a:b", 7):
+        errors = lab_input_errors(dict(BASE, code_cache=bad))
+        assert errors == ["podnet_lab_code_cache: %r is not an absolute path without ':' (it goes into the nodes' "
+                          "PYTHONPATH)" % (bad,)], errors
+    for good in ("", None, "/var/tmp/podnet-code-cache"):
+        assert lab_input_errors(dict(BASE, code_cache=good)) == []
