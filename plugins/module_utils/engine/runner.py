@@ -109,8 +109,19 @@ def run_reads(runner, argvs):
     Reading large kernel tables (thousands of routes, neighbours, FDB entries) is mostly the kernel's dump time;
     side by side they cost about the longest one. Each command runs in its own thread (each thread reads its own
     pipes, so no process waits on a full pipe). A runner of another kind (a test's canned runner) runs them one
-    after the other through its own ``run``.
+    after the other through its own ``run``. Inside ``reads_once`` a command another part read already is answered
+    from that read, and what runs here answers the next ``read`` of it; a command listed twice runs once.
     """
+    answers = getattr(runner, "_podnet_reads", None)
+    known = {} if answers is None else answers
+    todo = [argv for argv in dict.fromkeys(tuple(argv) for argv in argvs) if argv not in known]
+    for argv, result in zip(todo, _side_by_side(runner, [list(argv) for argv in todo])):
+        known[argv] = result
+    return [known[tuple(argv)] for argv in argvs]
+
+
+def _side_by_side(runner, argvs):
+    """[(rc, out, err)] of ``argvs``, each in a thread of its own (see run_reads)."""
     if not isinstance(runner, (ProcessRunner, ModuleRunner)) or len(argvs) < 2:
         return [runner.run(argv) for argv in argvs]
     results = [None] * len(argvs)

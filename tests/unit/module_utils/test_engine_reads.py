@@ -71,3 +71,23 @@ def test_nested_contexts_share_their_answers_and_end_with_the_outer_one():
     assert once == len(set(runner.ran)) and once >= 2
     foreign_in_cluster(runner, doc)  # the context is over: the node is read again
     assert len(runner.ran) == 2 * once
+
+
+def test_a_round_of_reads_side_by_side_shares_the_answers_of_the_planning_pass():
+    """engine.runner.run_reads (the overlay's round of reads): a command read before is not run again, what the
+    round runs answers the next read, a command listed twice runs once; outside the context every round runs."""
+    from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import run_reads
+
+    addr, link, neigh = (["/sbin/ip", "-json", "addr", "show"], ["/sbin/ip", "-d", "-json", "link", "show"],
+                         ["/sbin/ip", "-json", "neigh", "show"])
+    runner = CountingRunner()
+    with reads_once(runner):
+        first = read(runner, addr)
+        got = run_reads(runner, [addr, link, neigh, link])
+        again = read(runner, neigh)
+    assert got[0] == first and got[1] == got[3] and again == got[2]
+    assert runner.ran == [tuple(addr), tuple(link), tuple(neigh)]
+    outside = CountingRunner()
+    run_reads(outside, [addr, link])
+    run_reads(outside, [addr, link])
+    assert outside.ran == [tuple(addr), tuple(link)] * 2
