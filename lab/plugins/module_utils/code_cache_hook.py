@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from typing import Optional
 
 from ansible_collections.podnet.lab.plugins.module_utils import code_cache
 
@@ -23,14 +24,23 @@ def hook_text() -> str:
         return own.read()
 
 
+def cache_dir_problem(cache_dir) -> Optional[str]:
+    """Why ``cache_dir`` cannot be a compile cache directory, or None: its hook directory goes into the nodes'
+    ``PYTHONPATH``, which takes an absolute path without ``:``."""
+    if not isinstance(cache_dir, str) or not os.path.isabs(cache_dir):
+        return "%r is not an absolute path" % (cache_dir,)
+    if os.pathsep in cache_dir:
+        return "%r contains %r, which PYTHONPATH cannot carry" % (cache_dir, os.pathsep)
+    return None
+
+
 def install_hook(cache_dir: str) -> str:
     """Check ``cache_dir`` and make ``<cache_dir>/hook/sitecustomize.py`` the hook (written atomically, only when it
     differs) with its bytecode beside it; the hook directory, for ``PYTHONPATH``. ValueError for a bad directory,
     OSError when it cannot be written."""
-    if not isinstance(cache_dir, str) or not os.path.isabs(cache_dir):
-        raise ValueError("%r is not an absolute path" % (cache_dir,))
-    if os.pathsep in cache_dir:
-        raise ValueError("%r contains %r, which PYTHONPATH cannot carry" % (cache_dir, os.pathsep))
+    problem = cache_dir_problem(cache_dir)
+    if problem:
+        raise ValueError(problem)
     hook = os.path.join(cache_dir, "hook")
     target = os.path.join(hook, "sitecustomize.py")
     try:

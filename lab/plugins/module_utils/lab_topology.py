@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 
+from ansible_collections.podnet.lab.plugins.module_utils import code_cache_hook
 from ansible_collections.podnet.lab.plugins.module_utils.lab_services import (
     NETNS_DIR,
     RA_INTERVAL,
@@ -75,13 +76,12 @@ def _network(value, what, version, errors):
 
 
 def code_cache_error(value, label="code_cache"):
-    """Why ``value`` cannot be the nodes' compile cache directory (``label`` names the input), or None. It goes
-    into the nodes' ``PYTHONPATH`` and the connection's option, which take an absolute path without ``:``."""
+    """Why ``value`` cannot be the nodes' compile cache directory, prefixed with ``label`` (the input's name), or
+    None; unset (None or empty) is the lab's own. The rule is the connection's (``code_cache_hook``)."""
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or not value.startswith("/") or ":" in value:
-        return "%s: %r is not an absolute path without ':' (it goes into the nodes' PYTHONPATH)" % (label, value)
-    return None
+    problem = code_cache_hook.cache_dir_problem(value)
+    return None if problem is None else "%s: %s" % (label, problem)
 
 
 def _check_root(root, errors):
@@ -187,8 +187,9 @@ def build_topology(params):
     root = params.get("root") or ("/var/tmp/podnet-lab/%s" % name)
     root = _check_root(root, errors)
     code_cache = params.get("code_cache") or None
-    if code_cache_error(code_cache):
-        errors.append(code_cache_error(code_cache))
+    cache_error = code_cache_error(code_cache)
+    if cache_error:
+        errors.append(cache_error)
     if errors:
         raise LabError("\n".join(errors))
 
@@ -436,7 +437,7 @@ def build_inventory(topo, inventory_vars):
                         "ansible_become": False,
                         # the nodes' Python keeps what it compiles from module zips here (the connection's
                         # podnet_netns_code_cache): <root>/code-cache, which goes with the lab, or code_cache
-                        "podnet_netns_code_cache": topo.get("code_cache") or "%s/code-cache" % topo["root"],
+                        "podnet_netns_code_cache": topo["code_cache"],
                     },
                     "children": {
                         "podnet_nodes": {

@@ -48,7 +48,7 @@ def test_bad_parameters_are_all_reported():
     assert "name" in text and "subnet" in text
     with pytest.raises(LabError) as info:
         build_topology(params(code_cache="relative/cache"))
-    assert "code_cache: 'relative/cache' is not an absolute path without ':'" in str(info.value)
+    assert "code_cache: 'relative/cache' is not an absolute path" in str(info.value)
 
 
 # --------------------------------------------------------------------------- the SSH option
