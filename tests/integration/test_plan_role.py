@@ -13,6 +13,7 @@ from typing import Dict
 import pytest
 import yaml
 
+from lib import forkserver
 from lib.labtools import BIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,8 +87,7 @@ def run_plan(tmp_path: Path, hosts: dict, group_vars: dict | None = None, args=(
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
                ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), str(playbook), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = forkserver.run([ANSIBLE_PLAYBOOK, "-i", str(inv), str(playbook), *args], cwd=REPO, env=env, timeout=300)
     return Run(proc, inv / state_name)
 
 
@@ -366,9 +366,9 @@ def test_state_file_required_without_an_inventory_file(tmp_path):
     playbook.write_text(PLAYBOOK.replace("hosts: podnet_nodes", "hosts: all"))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     before = sorted(p.name for p in (REPO / "playbooks").iterdir())
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "node1,node2,", str(playbook), "-e", json.dumps(
+    proc = forkserver.run([ANSIBLE_PLAYBOOK, "-i", "node1,node2,", str(playbook), "-e", json.dumps(
         {"podnet_node_group": "all", "podnet_node_ip": "192.0.2.200", "ansible_connection": "local"})],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode != 0
     assert "podnet_state_file is not set" in proc.stdout + proc.stderr, proc.stdout[-3000:]
     assert sorted(p.name for p in (REPO / "playbooks").iterdir()) == before
@@ -386,8 +386,8 @@ def run_plan_playbook(tmp_path: Path, hosts: dict, group_vars: dict, args=()):
         {"all": {"children": {"podnet_nodes": {"hosts": hosts, "vars": group_vars}}}}))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_RETRY_FILES_ENABLED="0")
-    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), "podnet.cluster.plan", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return forkserver.run([ANSIBLE_PLAYBOOK, "-i", str(inv), "podnet.cluster.plan", *args], cwd=REPO, env=env,
+                          timeout=300)
 
 
 def task_output(out: str, name: str) -> str:

@@ -35,8 +35,18 @@ CPU_DIR = Path(os.environ.get("PODNET_CPU_DIR") or Path(__file__).resolve().pare
 SHOWN = 20  # modules listed at the end of a session
 
 
+# CPU of the commands a fork server ran for this process (lib/forkserver.py): its children are not this process's
+_served = [0.0]
+
+
+def add_served(cpu: float) -> None:
+    """Count ``cpu`` seconds of a command that ran as another process's child (lib/forkserver.py) as this
+    process's own children's."""
+    _served[0] += cpu
+
+
 def _cpu() -> float:
-    total = 0.0
+    total = _served[0]
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         total += usage.ru_utime + usage.ru_stime
@@ -68,7 +78,7 @@ def pytest_runtest_protocol(item, nextitem):
 def children_cpu() -> float:
     """CPU (user + system) of the processes this one has waited for, so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + _served[0]
 
 
 def run_kind(argv: List[str]) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pytest
 import yaml
 
-from lib import cputime
+from lib import cputime, forkserver
 from lib.netns_backend import netns_exists
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,8 +93,7 @@ def run(argv: List[str], check: bool = True, cwd: Path = REPO, **extra_env: str)
     """Run an Ansible command in ``cwd`` (a checkout of the collection: its ansible.cfg applies)."""
     env = ansible_env(**dict({"ANSIBLE_CONFIG": str(cwd / "ansible.cfg")}, **extra_env))
     wall, cpu = time.monotonic(), cputime.children_cpu()
-    proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False, timeout=300)
+    proc = forkserver.run(argv, cwd=cwd, env=env, timeout=300)
     cputime.record_run(argv, time.monotonic() - wall, cputime.children_cpu() - cpu)
     if check and proc.returncode != 0:
         pytest.fail("%s failed (rc=%d)\n--- stdout\n%s\n--- stderr\n%s"

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from lib import forkserver
 from lib.gce_standin import GceStandIn
 
 REPO = Path(__file__).resolve().parents[3]
@@ -126,8 +127,7 @@ def run_gce(tmp_path: Path, standin: GceStandIn, args: Optional[Dict[str, Any]] 
                ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="False",
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL, check=False)
+    proc = forkserver.run(argv, cwd=REPO, env=env, timeout=300)
     return GceRun(proc)
 
 

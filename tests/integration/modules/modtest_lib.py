@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lib import forkserver
+
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -105,7 +107,7 @@ def run_playbook(tasks, netns=None, check=False, diff=True, timeout=120, path_pr
             cmd = ["sh", "-c", '%s; exec "$@"' % wrap, "wrap"] + cmd
         if netns:
             cmd = ["ip", "netns", "exec", netns] + cmd
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = forkserver.run(cmd, cwd=REPO, env=env, timeout=timeout)
     finally:
         os.unlink(path)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import cputime
+from lib import cputime, forkserver
 from lib.labtools import BIN, REPO, Lab, new_lab
 from verify_lab_lib import Run
 
@@ -66,7 +66,7 @@ def verify(lab: Lab, playbook: str = "podnet.cluster.verify", timeout: int = 900
     if extra:
         argv += ["-e", json.dumps(extra)]
     start, cpu = time.monotonic(), cputime.children_cpu()
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = forkserver.run(argv, cwd=REPO, env=env, timeout=timeout)
     cputime.record_run(argv, time.monotonic() - start, cputime.children_cpu() - cpu)
     print("%s %s: %.1f s, load %s" % (Path(playbook).name, json.dumps(extra), time.monotonic() - start,
                                       os.getloadavg()[0]))

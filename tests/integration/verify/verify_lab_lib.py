@@ -43,6 +43,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from lib import forkserver
 from lib.labtools import CODE_CACHE, pid_alive, remove_stale_namespaces
 
 REPO = Path(__file__).resolve().parents[3]
@@ -376,8 +377,8 @@ class Lab:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="podnet_json",
                    ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests" / "lib" / "callback"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_FORCE_COLOR="0")
-        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(self.inventory), playbook, *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = forkserver.run([ANSIBLE_PLAYBOOK, "-i", str(self.inventory), playbook, *args], cwd=REPO, env=env,
+                              timeout=timeout)
         return Run(proc)
 
     def verify(self, *args):

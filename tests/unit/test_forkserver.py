@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: Apache-2.0
+"""tests/lib/forkserver.py: a command run by a server gives what the same command run as a process of its own gives
+(exit status, standard output and error, environment, configuration, standard input, temporary files), and a
+command that runs too long is stopped. Real ``ansible`` and ``ansible-playbook`` runs on localhost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib import cputime, forkserver
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    monkeypatch.delenv(forkserver.ENV_SWITCH, raising=False)
+    (tmp_path / "local").mkdir()
+    yield dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"), ANSIBLE_LOCALHOST_WARNING="False",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, PYTEST_CURRENT_TEST="first")
+    forkserver.shutdown()
+
+
+def adhoc(*args: str):
+    return [str(BIN / "ansible"), "localhost", "-c", "local", *args]
+
+
+def both(argv, env, monkeypatch, **kwargs):
+    """(served, plain) runs of the same command."""
+    served = forkserver.run(argv, cwd=REPO, env=env, **kwargs)
+    assert forkserver._servers, "no server ran it"  # pylint: disable=protected-access
+    monkeypatch.setenv(forkserver.ENV_SWITCH, "0")
+    plain = forkserver.run(argv, cwd=REPO, env=env, **kwargs)
+    monkeypatch.delenv(forkserver.ENV_SWITCH)
+    return served, plain
+
+
+def test_exit_status_and_both_streams_are_those_of_the_program(env, monkeypatch):
+    for argv, code, out, err in (
+            (adhoc("-m", "ansible.builtin.command", "-a", "echo hello"), 0, "hello", ""),
+            (adhoc("-m", "ansible.builtin.command", "-a", "false"), 2, "non-zero return code", ""),
+            ([str(BIN / "ansible"), "no-such-host", "-m", "ansible.builtin.ping"], 0, "",
+             "Could not match supplied host pattern")):
+        served, plain = both(argv, env, monkeypatch)
+        assert (served.returncode, served.stdout, served.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+        assert served.returncode == code and out in served.stdout and err in served.stderr, served
+
+
+def test_the_child_has_the_commands_environment_and_one_server_serves_one_environment(env):
+    echo = adhoc("-m", "ansible.builtin.debug", "-a", "msg={{ lookup('env', 'PYTEST_CURRENT_TEST') }}")
+    first = forkserver.run(echo, cwd=REPO, env=env)
+    second = forkserver.run(echo, cwd=REPO, env=dict(env, PYTEST_CURRENT_TEST="second"))
+    assert "msg: first" in first.stdout and "msg: second" in second.stdout, (first.stdout, second.stdout)
+    assert len(forkserver._servers) == 1  # pylint: disable=protected-access  # the variable is VOLATILE
+    other = forkserver.run(echo, cwd=REPO, env=dict(env, PODNET_SOMETHING="1"))
+    assert other.returncode == 0
+    assert len(forkserver._servers) == 2  # pylint: disable=protected-access  # read at import, perhaps: a new one
+
+
+def test_a_changed_configuration_file_gets_a_new_server(env, tmp_path):
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\ncallback_result_format = json\n")
+    env = dict(env, ANSIBLE_CONFIG=str(config))
+    argv = adhoc("-m", "ansible.builtin.debug", "-a", "msg=hi")
+    assert '"msg": "hi"' in forkserver.run(argv, cwd=REPO, env=env).stdout
+    config.write_text("[defaults]\ncallback_result_format = yaml\n# longer\n")
+    again = forkserver.run(argv, cwd=REPO, env=env).stdout
+    assert "msg: hi" in again and '"msg"' not in again, again
+
+
+def test_each_child_makes_and_removes_its_own_local_temporary_directory(env, tmp_path):
+    local = tmp_path / "local"
+    playbook = tmp_path / "tmp.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  connection: local\n  tasks:\n"
+                        "    - ansible.builtin.debug:\n        msg: \"{{ lookup('pipe', 'ls " + str(local) + "') }}\"\n")
+    argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)]
+    seen = []
+    for _ in range(2):
+        proc = forkserver.run(argv, cwd=REPO, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        seen.append(proc.stdout)
+    server_pid = next(iter(forkserver._servers.values())).proc.pid  # pylint: disable=protected-access
+    left = sorted(p.name for p in local.iterdir())
+    assert len(left) == 1 and left[0].startswith("ansible-local-%d" % server_pid), left  # the server's own
+    for out in seen:  # while it ran, each child had a directory of its own beside the server's
+        assert out.count("ansible-local-") == 2, out
+    assert seen[0] != seen[1]
+    forkserver.shutdown()
+    assert not list(local.iterdir())
+
+
+def test_standard_input_and_cpu_are_passed_on(env, tmp_path):
+    playbook = "- hosts: localhost\n  gather_facts: false\n  connection: local\n  tasks:\n" \
+               "    - ansible.builtin.debug:\n        msg: from standard input\n"
+    before = cputime.children_cpu()
+    proc = forkserver.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "/dev/stdin"], cwd=REPO, env=env,
+                          input=playbook)
+    assert proc.returncode == 0 and "from standard input" in proc.stdout, proc.stdout + proc.stderr
+    assert cputime.children_cpu() - before > 0.05  # the served run's CPU counts as this process's children's
+
+
+def test_a_command_that_runs_too_long_is_stopped(env):
+    with pytest.raises(subprocess.TimeoutExpired):
+        forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 60"), cwd=REPO, env=env, timeout=3)
+    proc = forkserver.run(adhoc("-m", "ansible.builtin.ping"), cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_switched_off_or_another_program_runs_as_a_plain_process(env, monkeypatch):
+    monkeypatch.setenv(forkserver.ENV_SWITCH, "0")
+    assert forkserver.run(adhoc("-m", "ansible.builtin.ping"), cwd=REPO, env=env).returncode == 0
+    monkeypatch.delenv(forkserver.ENV_SWITCH)
+    assert forkserver.run(["/bin/sh", "-c", "echo plain"], cwd=REPO, env=env).stdout == "plain\n"
+    assert not forkserver._servers  # pylint: disable=protected-access
