@@ -24,10 +24,10 @@ What a fresh start would see, the child sees:
   random generator is seeded again.
 * What the import printed (warnings) is printed again by each child first.
 
-Only ``PODNET_TEST_FORKSERVER=0`` turns it off (every command is then a plain ``subprocess.run``); a script that is
-not a Python console script, or a server that cannot start, falls back to the same. ``test_operations`` runs the
-documented commands through a shell, and ``make core-oldest`` and molecule start the real programs, so the
-programs' own start-up stays covered.
+Only ``PODNET_TEST_FORKSERVER=0`` turns it off (every command is then a plain ``subprocess.run``); a program that is
+not a Python console script, or a server that cannot start, falls back to the same. The programs' own start-up
+stays covered: molecule, ansible-runner, the concurrent runs of ``test_concurrency`` and ``test_plan_role``, the
+runs inside a namespace of ``test_uplink_bridge`` and ``make demo`` start the real programs.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def _serve(script: str, sock_fd: int) -> None:
             constants = sys.modules.get("ansible.constants")
             if constants is not None and hasattr(constants, "config"):
                 # made at import with the server's pid (and removed at its exit): the child makes its own
-                constants.DEFAULT_LOCAL_TMP = constants.config.get_config_value("DEFAULT_LOCAL_TMP")
+                constants.DEFAULT_LOCAL_TMP = constants.config.get_config_value("DEFAULT_LOCAL_TMP",
+                                                                                variables=vars(constants))
             runpy.run_path(script, run_name="__main__")
             return
         for fd in fds:
@@ -174,6 +175,7 @@ class _Server:
                 child.close()
             self.sock = parent
             self.busy = threading.Lock()  # one command at a time; a second one at once runs as a plain subprocess
+            self.served = 0.0  # CPU of the commands it ran, counted as this process's children's already
             parent.settimeout(120)
             try:
                 ready, _fds = _recv(parent)
@@ -192,6 +194,8 @@ class _Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        # waited for, the server's children are this process's children's now: count them once
+        cputime.add_served(-getattr(self, "served", 0.0))
 
 
 _servers: Dict[str, _Server] = {}
@@ -284,6 +288,7 @@ def run(argv: Sequence[str], cwd: Optional[str] = None, env: Optional[Dict[str, 
                               capture_output=True, text=True, timeout=timeout, check=False)
     try:
         proc, cpu = _run_on(server, argv, env, timeout, input)
+        server.served += cpu
     finally:
         server.busy.release()
     cputime.add_served(cpu)

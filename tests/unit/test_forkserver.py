@@ -20,10 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
+    """The environment of the commands: Ansible's home (its local temporary directories under ``tmp``) in
+    ``tmp_path``; no server of this process left from another test (under xdist, the integration tests' own)."""
+    forkserver.shutdown()
     monkeypatch.delenv(forkserver.ENV_SWITCH, raising=False)
-    (tmp_path / "local").mkdir()
+    monkeypatch.delenv("ANSIBLE_LOCAL_TEMP", raising=False)
     yield dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"), ANSIBLE_LOCALHOST_WARNING="False",
+               ANSIBLE_HOME=str(tmp_path / "home"), ANSIBLE_LOCALHOST_WARNING="False",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable, PYTEST_CURRENT_TEST="first")
     forkserver.shutdown()
 
@@ -76,22 +79,27 @@ def test_a_changed_configuration_file_gets_a_new_server(env, tmp_path):
 
 
 def test_each_child_makes_and_removes_its_own_local_temporary_directory(env, tmp_path):
-    local = tmp_path / "local"
+    """Ansible makes its local temporary directory (``ANSIBLE_HOME``/tmp/ansible-local-<pid>...) when it is
+    imported: a child makes one of its own, in the same place, and removes it when it ends."""
+    local = tmp_path / "home" / "tmp"
+    work = tmp_path / "work"
+    work.mkdir()
     playbook = tmp_path / "tmp.yml"
     playbook.write_text("- hosts: localhost\n  gather_facts: false\n  connection: local\n  tasks:\n"
                         "    - ansible.builtin.debug:\n        msg: \"{{ lookup('pipe', 'ls " + str(local) + "') }}\"\n")
     argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)]
     seen = []
-    for _ in range(2):
-        proc = forkserver.run(argv, cwd=REPO, env=env)
+    for _round in range(2):
+        proc = forkserver.run(argv, cwd=work, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         seen.append(proc.stdout)
-    server_pid = next(iter(forkserver._servers.values())).proc.pid  # pylint: disable=protected-access
+    server = forkserver._servers[forkserver.server_key(argv[0], str(work), env)]  # pylint: disable=protected-access
     left = sorted(p.name for p in local.iterdir())
-    assert len(left) == 1 and left[0].startswith("ansible-local-%d" % server_pid), left  # the server's own
+    assert len(left) == 1 and left[0].startswith("ansible-local-%d" % server.proc.pid), left  # the server's own
     for out in seen:  # while it ran, each child had a directory of its own beside the server's
         assert out.count("ansible-local-") == 2, out
     assert seen[0] != seen[1]
+    assert not list(work.iterdir())  # nothing made where the command ran
     forkserver.shutdown()
     assert not list(local.iterdir())
 
