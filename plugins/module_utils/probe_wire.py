@@ -53,9 +53,10 @@ def setns(fd):
     global _libc_setns
     if _libc_setns is None:
         import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # the symbols of the running interpreter, libc's among them: no search for the library (find_library runs
+        # ldconfig -p in a subprocess each time)
+        libc = ctypes.CDLL(None, use_errno=True)
         func = libc.setns
         func.argtypes = [ctypes.c_int, ctypes.c_int]
         func.restype = ctypes.c_int
