@@ -24,6 +24,9 @@ What a fresh start would see, the child sees:
   random generator is seeded again.
 * What the import printed (warnings) is printed again by each child first.
 
+A server starts for the second command of an environment (``START_AFTER``): a test that runs one command in an
+environment of its own (stand-in programs first on the ``PATH``) runs it as a plain process.
+
 Only ``PODNET_TEST_FORKSERVER=0`` turns it off (every command is then a plain ``subprocess.run``); a program that is
 not a Python console script, or a server that cannot start, falls back to the same. The programs' own start-up
 stays covered: molecule, ansible-runner, the concurrent runs of ``test_concurrency`` and ``test_plan_role``, the
@@ -161,6 +164,7 @@ from lib import cputime  # noqa: E402
 
 SERVED = ("ansible-playbook", "ansible")
 MAX_SERVERS = 8
+START_AFTER = 1  # commands of an environment that run as plain processes before a server starts for it
 
 
 class _Server:
@@ -199,6 +203,7 @@ class _Server:
 
 
 _servers: Dict[str, _Server] = {}
+_seen: Dict[str, int] = {}
 _lock = threading.Lock()
 
 
@@ -247,6 +252,11 @@ def _server_for(script: str, cwd: str, env: Dict[str, str]) -> Optional[_Server]
     server = _servers.get(key)
     if server is not None and server.proc.poll() is None:
         return server
+    # a server costs what a plain start costs: started for an environment seen before, not for a one-off one (a
+    # test's own directory of stand-in programs on the PATH, say)
+    _seen[key] = _seen.get(key, 0) + 1
+    if _seen[key] <= START_AFTER:
+        return None
     if len(_servers) >= MAX_SERVERS:  # the oldest idle server goes
         idle = next((k for k, s in _servers.items() if s.busy.acquire(blocking=False)), None)
         if idle is None:

@@ -23,6 +23,7 @@ def env(tmp_path, monkeypatch):
     """The environment of the commands: Ansible's home (its local temporary directories under ``tmp``) in
     ``tmp_path``; no server of this process left from another test (under xdist, the integration tests' own)."""
     forkserver.shutdown()
+    monkeypatch.setattr(forkserver, "START_AFTER", 0)  # a server from the first command on (one test sets it back)
     monkeypatch.delenv(forkserver.ENV_SWITCH, raising=False)
     monkeypatch.delenv("ANSIBLE_LOCAL_TEMP", raising=False)
     yield dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
@@ -119,6 +120,18 @@ def test_a_command_that_runs_too_long_is_stopped(env):
         forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 60"), cwd=REPO, env=env, timeout=3)
     proc = forkserver.run(adhoc("-m", "ansible.builtin.ping"), cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_server_starts_for_the_second_command_of_an_environment(env, monkeypatch):
+    monkeypatch.setattr(forkserver, "START_AFTER", 1)
+    argv = adhoc("-m", "ansible.builtin.ping")
+    once = dict(env, PODNET_ONE_OFF="1")
+    assert forkserver.run(argv, cwd=REPO, env=once).returncode == 0
+    assert not forkserver._servers  # pylint: disable=protected-access
+    assert forkserver.run(argv, cwd=REPO, env=once).returncode == 0
+    assert len(forkserver._servers) == 1  # pylint: disable=protected-access
+    assert forkserver.run(argv, cwd=REPO, env=once).returncode == 0
+    assert len(forkserver._servers) == 1  # pylint: disable=protected-access
 
 
 def test_switched_off_or_another_program_runs_as_a_plain_process(env, monkeypatch):
