@@ -250,8 +250,10 @@ def _server_for(script: str, cwd: str, env: Dict[str, str]) -> Optional[_Server]
         return None
     key = server_key(script, cwd, env)
     server = _servers.get(key)
-    if server is not None and server.proc.poll() is None:
-        return server
+    if server is not None:
+        if server.proc.poll() is None:
+            return server
+        _forget(server)  # it went away (killed): reaped, its commands' CPU counted once
     # a server costs what a plain start costs: started for an environment seen before, not for a one-off one (a
     # test's own directory of stand-in programs on the PATH, say)
     _seen[key] = _seen.get(key, 0) + 1
@@ -383,6 +385,8 @@ def _text(data: bytes) -> str:
 
 
 def _forget(server: _Server) -> None:
+    """Drop a server that went away, and reap it (``close``: its commands' CPU is then counted once)."""
     for key, known in list(_servers.items()):
         if known is server:
             del _servers[key]
+    server.close()
