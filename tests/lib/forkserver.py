@@ -24,6 +24,11 @@ What a fresh start would see, the child sees:
   random generator is seeded again.
 * What the import printed (warnings) is printed again by each child first.
 
+One thing differs, on purpose: the modules' payloads (AnsiballZ zips), which a run builds once per module and
+keeps for its own later tasks, are kept by the server for its later children too, as long as they are exactly what
+the child would build (:class:`_ZipCache`; ``PODNET_TEST_FORKSERVER_ZIPS=0`` turns it off). Building one costs a run about 0.2 CPU-s (ansible-core reads and parses
+every module utility the module imports), and the suite runs the same few modules about 400 times.
+
 A server starts for the second command of an environment (``START_AFTER``): a test that runs one command in an
 environment of its own (stand-in programs first on the ``PATH``) runs it as a plain process.
 
@@ -45,6 +50,7 @@ import sys
 # sets them, they are not part of a server's key.
 VOLATILE = ("PYTEST_CURRENT_TEST",)
 ENV_SWITCH = "PODNET_TEST_FORKSERVER"
+ZIPS_SWITCH = "PODNET_TEST_FORKSERVER_ZIPS"  # "0": every child builds its modules' zips, as a run of its own does
 _HEADER = struct.Struct("!I")
 
 
@@ -107,10 +113,157 @@ def _serve(script: str, sock_fd: int) -> None:
             data += more
         printed.append(data)
     _send(sock, {"ready": os.getpid()})
+    zips = _ZipCache()
+    server = os.getpid()
+    try:
+        _serve_requests(script, sock, printed, zips)
+    finally:
+        if os.getpid() == server:  # a child returns through here to exit as the script: the folder is not its own
+            zips.close()
+
+
+class _ZipCache:
+    """The modules' payloads (AnsiballZ zips) the children built, kept for the next children of this server.
+
+    ansible-playbook builds a module's zip once per run, in the ``ansiballz_cache`` folder of its local temporary
+    directory, and every later task of the run that calls the module takes it from there. A child's folder is a link
+    to this server's, so a run takes the zips an earlier run of the same server built, as long as they are what the
+    run would build itself:
+
+    * after each child, a zip it built is kept only if every file in it (but the packages' ``__init__.py``, which
+      the zip makes itself) is the file of that name on Ansible's collection path or in its installation: a module
+      from anywhere else (a playbook's ``library``, ``ANSIBLE_LIBRARY``, a collection beside a playbook) is never
+      taken from an earlier run;
+    * before each child, the modules and module utilities of every collection on the collection path are compared
+      with those of the zips' time (name, size, inode, modification time): any change starts a new folder;
+    * a command whose playbook (or ``--playbook-dir``) has a ``collections`` folder beside it, which may hold
+      other collections of the same names, keeps its zips to itself, as a run of its own does.
+    """
+
+    def __init__(self):
+        self.root = None
+        self.folder = None
+        self.generation = None
+        self.vetted = set()
+
+    @staticmethod
+    def sources(constants) -> list:
+        seen = []
+        for base in constants.COLLECTIONS_PATHS or []:
+            top = os.path.join(base, "ansible_collections")
+            for namespace in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+                for name in sorted(os.listdir(os.path.join(top, namespace))):
+                    for kind in ("modules", "module_utils"):
+                        walk = os.walk(os.path.join(top, namespace, name, "plugins", kind), followlinks=True)
+                        for folder, dirs, files in walk:
+                            dirs.sort()
+                            for file in sorted(files):
+                                info = os.stat(os.path.join(folder, file))
+                                seen.append((folder, file, info.st_size, info.st_ino, info.st_mtime_ns))
+        return seen
+
+    def prepare(self, constants) -> None:
+        """Before a child: the folder of the current sources (a new one when any changed)."""
+        import tempfile
+
+        generation = self.sources(constants)
+        if self.folder is None or generation != self.generation:
+            if self.root is None:
+                self.remove_stale(tempfile.gettempdir())
+                self.root = tempfile.mkdtemp(prefix="podnet-forkserver-zips-%d-" % os.getpid())
+            self.folder = tempfile.mkdtemp(dir=self.root)
+            self.generation = generation
+            self.vetted = set()
+
+    def link(self, constants, argv: list) -> None:
+        """In the child: its ``ansiballz_cache`` folder is a link to the server's folder (unless its playbook has
+        collections beside it)."""
+        beside = []
+        for before, arg in zip(argv, argv[1:]):
+            if before == "--playbook-dir":
+                beside.append(arg)
+            elif arg.startswith("--playbook-dir="):
+                beside.append(arg.split("=", 1)[1])
+            elif os.path.isfile(arg):
+                beside.append(os.path.dirname(os.path.abspath(arg)))
+        if os.environ.get(ZIPS_SWITCH) != "0" and not any(os.path.isdir(os.path.join(folder, "collections"))
+                                                          for folder in beside):
+            os.symlink(self.folder, os.path.join(constants.DEFAULT_LOCAL_TMP, "ansiballz_cache"))
+
+    def vet(self, constants) -> None:
+        """After a child: keep what it built only if every file in it is the one on the collection path."""
+        for name in os.listdir(self.folder) if self.folder else []:
+            path = os.path.join(self.folder, name)
+            if name in self.vetted or name.endswith((".lock", "-part")):
+                continue
+            if not self.is_current(path, constants):
+                os.unlink(path)
+                continue
+            self.vetted.add(name)
+
+    @staticmethod
+    def is_current(path: str, constants) -> bool:
+        import base64
+        import io
+        import pickle
+        import zipfile
+
+        import ansible
+
+        installed = os.path.dirname(os.path.dirname(ansible.__file__))
+        try:
+            with open(path, "rb") as cached:
+                payload = zipfile.ZipFile(io.BytesIO(base64.b64decode(pickle.load(cached).zip_data)))
+        except Exception:  # pylint: disable=broad-except  # anything unreadable is not kept
+            return False
+        for member in payload.namelist():
+            if member.endswith("/__init__.py") or member == "__init__.py":
+                continue
+            bases = constants.COLLECTIONS_PATHS if member.startswith("ansible_collections/") else [installed]
+            found = [os.path.join(b, member) for b in bases or [] if os.path.isfile(os.path.join(b, member))]
+            if not found:
+                return False
+            with open(found[0], "rb") as source:
+                if source.read() != payload.read(member):
+                    return False
+        return True
+
+    @staticmethod
+    def remove_stale(folder: str) -> None:
+        """The folders of servers that are gone (killed before they could remove their own)."""
+        import shutil
+
+        for name in os.listdir(folder):
+            parts = name.split("-")
+            if name.startswith("podnet-forkserver-zips-") and len(parts) > 4 and parts[3].isdigit():
+                try:
+                    os.kill(int(parts[3]), 0)
+                except ProcessLookupError:
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        if self.root is not None:
+            import shutil
+
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _serve_requests(script: str, sock: socket.socket, printed: list, zips: _ZipCache) -> None:
+    import atexit
+    import random
+    import runpy
+
     while True:
         request, fds = _recv(sock, want_fds=3)
         if request is None:
             return
+        constants = sys.modules.get("ansible.constants")
+        if constants is not None and not hasattr(constants, "config"):
+            constants = None
+        if constants is not None:
+            zips.prepare(constants)
         pid = os.fork()
         if pid == 0:
             sock.close()
@@ -127,17 +280,19 @@ def _serve(script: str, sock_fd: int) -> None:
             sys.argv = list(request["argv"])
             atexit._clear()  # pylint: disable=protected-access  # the server's handlers are not the child's
             random.seed()
-            constants = sys.modules.get("ansible.constants")
-            if constants is not None and hasattr(constants, "config"):
+            if constants is not None:
                 # made at import with the server's pid (and removed at its exit): the child makes its own
                 constants.DEFAULT_LOCAL_TMP = constants.config.get_config_value("DEFAULT_LOCAL_TMP",
                                                                                 variables=vars(constants))
+                zips.link(constants, sys.argv)
             runpy.run_path(script, run_name="__main__")
             return
         for fd in fds:
             os.close(fd)
         _send(sock, {"pid": pid})
         _pid, status, usage = os.wait4(pid, 0)
+        if constants is not None:
+            zips.vet(constants)
         _send(sock, {"returncode": os.waitstatus_to_exitcode(status), "cpu": usage.ru_utime + usage.ru_stime})
 
 

@@ -140,3 +140,73 @@ def test_switched_off_or_another_program_runs_as_a_plain_process(env, monkeypatc
     monkeypatch.delenv(forkserver.ENV_SWITCH)
     assert forkserver.run(["/bin/sh", "-c", "echo plain"], cwd=REPO, env=env).stdout == "plain\n"
     assert not forkserver._servers  # pylint: disable=protected-access
+
+
+MODULE = '''#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tst.one.plugins.module_utils.word import WORD
+DOCUMENTATION = "module: hello"
+AnsibleModule(argument_spec={}).exit_json(changed=False, word=WORD)
+'''
+
+
+def collection(base: Path, word: str) -> Path:
+    """A collection tst.one on ``base`` whose module hello returns ``word`` (from a module utility)."""
+    top = base / "ansible_collections" / "tst" / "one"
+    (top / "plugins" / "modules").mkdir(parents=True, exist_ok=True)
+    (top / "plugins" / "module_utils").mkdir(parents=True, exist_ok=True)
+    (top / "galaxy.yml").write_text("namespace: tst\nname: one\nversion: 1.0.0\nreadme: README.md\nauthors: [x]\n")
+    (top / "plugins" / "modules" / "hello.py").write_text(MODULE)
+    (top / "plugins" / "module_utils" / "word.py").write_text("WORD = %r\n" % word)
+    return top / "plugins" / "module_utils" / "word.py"
+
+
+def test_a_later_run_takes_a_modules_zip_from_an_earlier_one_while_its_sources_are_unchanged(env, tmp_path):
+    """Every run says (ANSIBLE_DEBUG) whether it built a module's zip or took it from the cache."""
+    word = collection(tmp_path / "collections", "one")
+    env = dict(env, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"), ANSIBLE_DEBUG="1")
+    argv = adhoc("-m", "tst.one.hello")
+    runs = []
+    for change in (None, None, "two", None, "three-three"):
+        if change:
+            word.write_text("WORD = %r\n" % change)
+        runs.append(forkserver.run(argv, cwd=REPO, env=env))
+        assert runs[-1].returncode == 0, runs[-1].stdout + runs[-1].stderr
+    built = ["ANSIBALLZ: Creating module" in r.stdout + r.stderr for r in runs]
+    taken = ["ANSIBALLZ: using cached module" in r.stdout + r.stderr for r in runs]
+    words = [r.stdout.split("word: ")[1].split()[0] for r in runs]
+    assert words == ["one", "one", "two", "two", "three-three"], words
+    assert built == [True, False, True, False, True] and taken == [not b for b in built], (built, taken)
+    assert len(forkserver._servers) == 1  # pylint: disable=protected-access  # one server saw every change
+
+
+def test_a_module_from_outside_the_collection_path_is_built_by_every_run(env, tmp_path):
+    """A module in ANSIBLE_LIBRARY changed between two runs of the same server, in the same second, size and all:
+    the second run runs the new one. So does a collection beside the playbook (the collection path has another)."""
+    library = tmp_path / "library"
+    library.mkdir()
+    legacy = '''#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+AnsibleModule(argument_spec={}).exit_json(changed=False, word=%r)
+'''
+    env = dict(env, ANSIBLE_LIBRARY=str(library), ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"))
+    collection(tmp_path / "collections", "path")
+    words = []
+    for word in ("aaa", "bbb"):
+        (library / "hello_legacy.py").write_text(legacy % word)
+        run = forkserver.run(adhoc("-m", "hello_legacy"), cwd=REPO, env=env)
+        words.append(run.stdout.split("word: ")[1].split()[0] if "word: " in run.stdout else run.stdout)
+    assert words == ["aaa", "bbb"], words
+    plays = {}
+    for name, word in (("beside", "beside"), ("plain", None), ("beside-again", "beside")):
+        folder = tmp_path / name
+        if word:
+            collection(folder / "collections", word)
+        else:
+            folder.mkdir()
+        (folder / "play.yml").write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                                         "    - tst.one.hello:\n      register: r\n    - debug: {var: r.word}\n")
+        run = forkserver.run([str(BIN / "ansible-playbook"), str(folder / "play.yml")], cwd=REPO, env=env)
+        plays[name] = run.stdout.split("r.word: ")[1].split()[0] if "r.word: " in run.stdout else run.stdout
+    assert plays == {"beside": "beside", "plain": "path", "beside-again": "beside"}, plays
+    assert len(forkserver._servers) == 2  # pylint: disable=protected-access  # ansible's and ansible-playbook's
