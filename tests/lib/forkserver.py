@@ -26,8 +26,9 @@ What a fresh start would see, the child sees:
 
 One thing differs, on purpose: the modules' payloads (AnsiballZ zips), which a run builds once per module and
 keeps for its own later tasks, are kept by the server for its later children too, as long as they are exactly what
-the child would build (:class:`_ZipCache`; ``PODNET_TEST_FORKSERVER_ZIPS=0`` turns it off). Building one costs a run about 0.2 CPU-s (ansible-core reads and parses
-every module utility the module imports), and the suite runs the same few modules about 400 times.
+the child would build (:class:`_ZipCache`; ``PODNET_TEST_FORKSERVER_ZIPS=0`` turns it off). Building one costs a
+run about 0.2 CPU-s (ansible-core reads and parses every module utility the module imports), and the suite runs the
+same few modules about 400 times.
 
 A server starts for the second command of an environment (``START_AFTER``): a test that runs one command in an
 environment of its own (stand-in programs first on the ``PATH``) runs it as a plain process.
