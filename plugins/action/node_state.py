@@ -27,6 +27,7 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.checked import (
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.hostvars import other_host_values
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
+    BOOLEAN_SETTINGS,
     DEFAULTS,
     build_document,
     fabric_errors,
@@ -112,6 +113,8 @@ class ActionModule(PodnetAction):
 
     def act(self, result, task_vars, args):
         host = self._task.delegate_to or task_vars.get("inventory_hostname")
+        if "settings" not in self._task.args:
+            args["settings"] = self._own_settings(task_vars)
         if args["state"] == "validate":
             return self._validate(result, task_vars, args)
         document = args.get("document")
@@ -245,6 +248,23 @@ class ActionModule(PodnetAction):
         result.update(changed=False, fabrics=fabrics, fabric_set=fabric_set, routers=routers, gce_steps=gce_steps,
                       checked=len(nodes), msg="The variables of %d node(s) are valid" % len(nodes))
         return result
+
+    def _own_settings(self, task_vars: Dict[str, Any]) -> Dict[str, Any]:
+        """The settings of this task's host: its C(podnet_<setting>) variables (the role's defaults among them when
+        the task is the role's), each templated on its own, the booleans as the role reads them (C(| bool)).
+
+        Read here rather than handed over as a task argument of about 30 templates, which every host-task's worker
+        would compile again (a tenth of a converging C(site)'s CPU on the controller)."""
+        settings: Dict[str, Any] = {}
+        for key in DEFAULTS:
+            name = "podnet_%s" % key
+            if name not in task_vars:
+                continue
+            value = plain(self._templar.template(task_vars[name]))
+            if key in BOOLEAN_SETTINGS:
+                value = boolean(value, strict=False)
+            settings[key] = value
+        return settings
 
     @staticmethod
     def _podnet_vars(hv: Any) -> Dict[str, Any]:

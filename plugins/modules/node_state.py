@@ -38,6 +38,8 @@ options:
         C(runtimes), C(masquerade), C(state_dir), C(allow_readdress), ...; the keys of C(DEFAULTS) in
         C(plugins/plugin_utils/document.py)); unknown keys are an error. The action builds the node document
         from them and the plan in I(plan_var). With I(state=probe) only C(bridge) and C(state_dir) are read.
+      - When not given, the host's own C(podnet_<name>) variables (in the role, its defaults among them); a
+        setting that is not set takes the default of C(DEFAULTS).
       - Read by the action on the controller; the module on the node does not take it.
     type: dict
     default: {}
@@ -132,7 +134,6 @@ EXAMPLES = r"""
 - name: Check every node's variables before any node is asked anything
   podnet.cluster.node_state:
     state: validate
-    settings: "{{ __podnet_settings }}"
   run_once: true
 """
 

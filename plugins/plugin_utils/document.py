@@ -71,6 +71,10 @@ DEFAULTS: Dict[str, Any] = {
     "vxlan_tx_checksum_offload": "",
 }
 
+# The settings that are booleans (their default is one): Ansible's words for one (yes, on, "true", 1) become True or
+# False before the document is built, as the role's ``| bool`` made them.
+BOOLEAN_SETTINGS = tuple(key for key, value in DEFAULTS.items() if isinstance(value, bool))
+
 DOCKER_REFUSE = {
     "bip": "Docker refuses --bip together with --bridge: podnet.cluster attaches Docker to the bridge it manages "
            "(%s, which holds the node's pod gateway), so remove \"bip\" from the file by hand (podnet.cluster never "

@@ -1,17 +1,16 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: Apache-2.0
 """One value for each default of the node role: the document's DEFAULTS (what node_state takes for a missing
-setting), the role's defaults/main.yml, its meta/argument_specs.yml, and the settings the role hands over
-(vars/main.yml) agree key by key."""
+setting), the role's defaults/main.yml and its meta/argument_specs.yml agree key by key, and the booleans among the
+settings are the argument spec's."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 
-from ansible_collections.podnet.cluster.plugins.plugin_utils.document import DEFAULTS
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import BOOLEAN_SETTINGS, DEFAULTS
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "node"
 
@@ -35,8 +34,11 @@ def test_argument_spec_defaults_equal_the_role_defaults():
     assert not differ, "meta/argument_specs.yml vs defaults/main.yml: %s" % differ
 
 
-def test_the_role_hands_over_every_setting_from_its_own_variable():
-    settings = _yaml("vars", "main.yml")["__podnet_settings"]
-    assert sorted(settings) == sorted(DEFAULTS)
-    for key, template in settings.items():
-        assert re.match(r"^\{\{ podnet_%s( \| bool)? \}\}$" % re.escape(key), template), (key, template)
+def test_the_boolean_settings_are_the_roles_boolean_variables():
+    """The action reads the host's podnet_<setting> variables itself; the booleans among them are those the role's
+    argument spec types as booleans."""
+    options = _yaml("meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+    typed = sorted(name[len("podnet_"):] for name, option in options.items()
+                   if option.get("type") == "bool" and name[len("podnet_"):] in DEFAULTS)
+    assert typed == sorted(BOOLEAN_SETTINGS), (typed, BOOLEAN_SETTINGS)
+    assert all("podnet_" + key in options for key in DEFAULTS), sorted(set(DEFAULTS) - {o[7:] for o in options})
