@@ -133,7 +133,8 @@ core-oldest: root apt collection apt-test $(CORE_OLDEST_STAMP)
 	  $(CORE_OLDEST_BIN)/pytest -n $(CORE_OLDEST_JOBS) --dist loadfile @tests/core-oldest/tests.txt
 
 # ansible-test sanity (every test, this Python) on scratch git copies of podnet.cluster and podnet.lab; pip for its
-# virtual environments comes from ensurepip (tests/sanity/run_sanity.py), the rest from the index.
+# virtual environments is unpacked from a wheel kept in ansible-test's cache, fetched once with ensurepip's pip
+# (tests/sanity/get_pip_offline.py), the rest comes from the index.
 # Extra options: make sanity SANITY_ARGS='--test pylint' (one collection: SANITY_ARGS='--collection lab')
 sanity: setup
 	$(BIN)/python tests/sanity/run_sanity.py $(SANITY_ARGS)

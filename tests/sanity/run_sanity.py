@@ -6,8 +6,9 @@ ansible-test wants a collection at ``.../ansible_collections/NAMESPACE/NAME/`` i
 downloads a pip bootstrap script (get-pip.py) into each virtual environment it makes. This script:
 
 1. seeds ansible-test's cache, ``~/.ansible/test/cache/get_pip_<pip version>.py``, with
-   ``get_pip_offline.py`` (pip from the interpreter's own ``ensurepip``; the test requirements still come
-   from the package index, as ansible-test pins them);
+   ``get_pip_offline.py`` (the pip ansible-test asks for, unpacked from its wheel, which the first virtual
+   environment fetches with the interpreter's own ``ensurepip`` and keeps in that cache; the test requirements
+   still come from the package index, as ansible-test pins them);
 2. copies the checkout's files (tracked and untracked, not ignored: what ``git status`` sees) to a scratch
    ``ansible_collections/podnet/cluster`` (all but ``lab/``) and ``ansible_collections/podnet/lab`` (``lab/``,
    the collection podnet.lab, which imports podnet.cluster's module_utils), each made a git work tree with
