@@ -504,7 +504,12 @@ def _run_on(server: _Server, argv: List[str], env: Dict[str, str], timeout: Opti
                     break
                 timed_out = True
                 if pid is not None and "returncode" not in result:
-                    os.kill(pid, signal.SIGKILL)
+                    # the command and everything it started (Ansible's workers leave its process group)
+                    for member in [pid] + _descendants(pid):
+                        try:
+                            os.kill(member, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
                 deadline = time.monotonic() + 30  # what it started may hold the pipes open: that long at most
                 continue
             for key, _events in selector.select(wait):
@@ -533,6 +538,25 @@ def _run_on(server: _Server, argv: List[str], env: Dict[str, str], timeout: Opti
     if timed_out:
         raise subprocess.TimeoutExpired(argv, timeout, output=stdout, stderr=stderr)
     return subprocess.CompletedProcess(argv, result["returncode"], stdout, stderr), result.get("cpu", 0.0)
+
+
+def _descendants(pid: int) -> List[int]:
+    """The processes below ``pid``, from /proc (parent by parent)."""
+    parents: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _text(data: bytes) -> str:

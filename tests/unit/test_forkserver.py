@@ -32,6 +32,14 @@ def env(tmp_path, monkeypatch):
     forkserver.shutdown()
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def adhoc(*args: str):
     return [str(BIN / "ansible"), "localhost", "-c", "local", *args]
 
@@ -116,8 +124,11 @@ def test_standard_input_and_cpu_are_passed_on(env, tmp_path):
 
 
 def test_a_command_that_runs_too_long_is_stopped(env):
+    """With everything it started: Ansible's worker (in a session of its own) and the module's ``sleep``."""
     with pytest.raises(subprocess.TimeoutExpired):
-        forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 60"), cwd=REPO, env=env, timeout=3)
+        forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 61.5"), cwd=REPO, env=env, timeout=3)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 61.5"]
+    assert not left, "left running: %s" % left
     proc = forkserver.run(adhoc("-m", "ansible.builtin.ping"), cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr
 
