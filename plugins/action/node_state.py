@@ -27,8 +27,8 @@ from ansible_collections.podnet.cluster.plugins.plugin_utils.checked import (
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 from ansible_collections.podnet.cluster.plugins.plugin_utils.hostvars import other_host_values
 from ansible_collections.podnet.cluster.plugins.plugin_utils.document import (
-    BOOLEAN_SETTINGS,
     DEFAULTS,
+    as_read,
     build_document,
     fabric_errors,
     setting_errors,
@@ -212,7 +212,9 @@ class ActionModule(PodnetAction):
         fabrics: Dict[str, Any] = {}
         extra: Dict[str, Dict[str, Any]] = {}
         valid: set = set()
-        mine = self._podnet_vars(hostvars[me]) if me in hostvars else {}
+        # this host's own values as the task sees them (booleans read as the role reads them), to tell which of the
+        # task's settings are its own and not the other hosts'
+        mine = as_read(self._podnet_vars(hostvars[me])) if me in hostvars else {}
         defaults = {k: DEFAULTS[k] for k in base}
         for host in nodes:
             hv = hostvars[host] if host != me else {}
@@ -251,25 +253,22 @@ class ActionModule(PodnetAction):
 
     def _own_settings(self, task_vars: Dict[str, Any]) -> Dict[str, Any]:
         """The settings of this task's host: its C(podnet_<setting>) variables (the role's defaults among them when
-        the task is the role's), each templated on its own, the booleans as the role reads them (C(| bool)).
+        the task is the role's), each templated on its own, as the role reads them (C(as_read)).
 
         Read here rather than handed over as a task argument of about 30 templates, which every host-task's worker
         would compile again (a tenth of a converging C(site)'s CPU on the controller)."""
-        settings: Dict[str, Any] = {}
-        for key in DEFAULTS:
-            name = "podnet_%s" % key
-            if name not in task_vars:
-                continue
-            value = plain(self._templar.template(task_vars[name]))
-            if key in BOOLEAN_SETTINGS:
-                value = boolean(value, strict=False)
-            settings[key] = value
-        return settings
+        return as_read(self._podnet_vars(task_vars, self._templar.template))
 
     @staticmethod
-    def _podnet_vars(hv: Any) -> Dict[str, Any]:
-        """The settings a host's hostvars set (podnet_<setting>), by setting name."""
-        return {key: plain(hv["podnet_%s" % key]) for key in DEFAULTS if "podnet_%s" % key in hv}
+    def _podnet_vars(hv: Any, render: Any = None) -> Dict[str, Any]:
+        """The settings a host's variables set (podnet_<setting>), by setting name; ``render`` templates each value
+        (hostvars give them templated already)."""
+        found: Dict[str, Any] = {}
+        for key in DEFAULTS:
+            name = "podnet_%s" % key
+            if name in hv:
+                found[key] = plain(render(hv[name]) if render else hv[name])
+        return found
 
     def _host_var(self, variables: Any, name: str) -> Any:
         """A variable of a host (its hostvars, or this task's variables), templated; None when unset or failing."""

@@ -14,6 +14,8 @@ import ipaddress
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.podnet.cluster.plugins.module_utils.engine import DOCUMENT_VERSION
 from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
 from ansible_collections.podnet.cluster.plugins.module_utils.text import names as names_text
@@ -74,6 +76,13 @@ DEFAULTS: Dict[str, Any] = {
 # The settings that are booleans (their default is one): Ansible's words for one (yes, on, "true", 1) become True or
 # False before the document is built, as the role's ``| bool`` made them.
 BOOLEAN_SETTINGS = tuple(key for key, value in DEFAULTS.items() if isinstance(value, bool))
+
+
+def as_read(settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """Settings (by name) as the node role reads them: a boolean setting given in Ansible's words for one is True or
+    False (an unknown word is False, as the role's ``| bool`` made it); the others as they are."""
+    return {key: boolean(value, strict=False) if key in BOOLEAN_SETTINGS else value for key, value in settings.items()}
+
 
 DOCKER_REFUSE = {
     "bip": "Docker refuses --bip together with --bridge: podnet.cluster attaches Docker to the bridge it manages "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from ansible_collections.podnet.cluster.plugins.plugin_utils.document import BOOLEAN_SETTINGS, DEFAULTS
+from ansible_collections.podnet.cluster.plugins.plugin_utils.document import BOOLEAN_SETTINGS, DEFAULTS, as_read
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "node"
 
@@ -42,3 +42,11 @@ def test_the_boolean_settings_are_the_roles_boolean_variables():
                    if option.get("type") == "bool" and name[len("podnet_"):] in DEFAULTS)
     assert typed == sorted(BOOLEAN_SETTINGS), (typed, BOOLEAN_SETTINGS)
     assert all("podnet_" + key in options for key in DEFAULTS), sorted(set(DEFAULTS) - {o[7:] for o in options})
+
+
+def test_the_booleans_are_read_as_the_role_reads_them_and_nothing_else_is_touched():
+    given = {"masquerade": "no", "units": "Yes", "allow_readdress": 1, "l2_bridge_allow_dynamic_address": "on",
+             "vxlan_direct_routing": "maybe", "bridge": "yes", "vxlan_tx_checksum_offload": "off", "bridge_mtu": 0}
+    assert as_read(given) == {"masquerade": False, "units": True, "allow_readdress": True,
+                              "l2_bridge_allow_dynamic_address": True, "vxlan_direct_routing": False, "bridge": "yes",
+                              "vxlan_tx_checksum_offload": "off", "bridge_mtu": 0}
