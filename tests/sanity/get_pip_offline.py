@@ -23,9 +23,12 @@ import zipfile
 WHEELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "podnet-pip-wheels")
 
 
+def wheel_path(version):
+    return os.path.join(WHEELS, "pip-%s-py3-none-any.whl" % version)
+
+
 def kept_wheel(version):
-    path = os.path.join(WHEELS, "pip-%s-py3-none-any.whl" % version)
-    return path if os.path.isfile(path) else None
+    return wheel_path(version) if os.path.isfile(wheel_path(version)) else None
 
 
 def keep_wheel(version, pip_options):
@@ -38,8 +41,8 @@ def keep_wheel(version, pip_options):
         found = [n for n in os.listdir(scratch) if n.endswith(".whl")] if proc.returncode == 0 else []
         if len(found) != 1:
             return None
-        os.replace(os.path.join(scratch, found[0]), os.path.join(WHEELS, "pip-%s-py3-none-any.whl" % version))
-        return kept_wheel(version)
+        os.replace(os.path.join(scratch, found[0]), wheel_path(version))
+        return wheel_path(version)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
