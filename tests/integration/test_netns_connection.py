@@ -146,3 +146,18 @@ def test_a_code_cache_that_is_not_an_absolute_path_is_refused(hand_ns, tmp_path)
                check=False)
     assert proc.returncode != 0 and "podnet_netns_code_cache" in proc.stdout, proc.stdout
     assert not markers[0].exists()
+
+
+def test_a_command_on_the_node_gets_a_logins_environment_not_the_controllers(hand_ns, tmp_path):
+    """As over SSH: the node sees PATH, HOME, USER and the locale, never the variables of the shell that runs
+    Ansible (with PYTHONUNBUFFERED=1 the node's Python would read each module one byte per system call)."""
+    inv = write_inventory(tmp_path / "hand.yml", {"podnet_netns": hand_ns[0]})
+    proc = run([str(BIN / "ansible"), "-i", str(inv), "hand", "-m", "ansible.builtin.command", "-a", "env"],
+               check=False, PYTHONUNBUFFERED="1", PYTHONPATH=str(tmp_path), PODNET_ONLY_ON_THE_CONTROLLER="yes",
+               VIRTUAL_ENV=str(tmp_path), LC_TIME="C.UTF-8")
+    assert proc.returncode == 0, proc.stdout
+    seen = dict(line.split("=", 1) for line in proc.stdout.splitlines()[1:] if "=" in line)
+    for name in ("PYTHONUNBUFFERED", "PYTHONPATH", "PODNET_ONLY_ON_THE_CONTROLLER", "VIRTUAL_ENV"):
+        assert name not in seen, (name, seen)
+    assert seen["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", seen
+    assert seen["LC_TIME"] == "C.UTF-8" and seen["HOME"] and seen["USER"] == seen["LOGNAME"], seen

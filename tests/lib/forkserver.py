@@ -505,11 +505,7 @@ def _run_on(server: _Server, argv: List[str], env: Dict[str, str], timeout: Opti
                 timed_out = True
                 if pid is not None and "returncode" not in result:
                     # the command and everything it started (Ansible's workers leave its process group)
-                    for member in [pid] + _descendants(pid):
-                        try:
-                            os.kill(member, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+                    _kill_tree(pid)
                 deadline = time.monotonic() + 30  # what it started may hold the pipes open: that long at most
                 continue
             for key, _events in selector.select(wait):
@@ -521,6 +517,8 @@ def _run_on(server: _Server, argv: List[str], env: Dict[str, str], timeout: Opti
                         result.setdefault("returncode", -signal.SIGKILL)
                     elif "pid" in message:
                         pid = message["pid"]
+                        if timed_out:  # the time ran out while the server was still starting: kill it now
+                            _kill_tree(pid)
                     else:
                         result = message
                         selector.unregister(server.sock)
@@ -538,6 +536,31 @@ def _run_on(server: _Server, argv: List[str], env: Dict[str, str], timeout: Opti
     if timed_out:
         raise subprocess.TimeoutExpired(argv, timeout, output=stdout, stderr=stderr)
     return subprocess.CompletedProcess(argv, result["returncode"], stdout, stderr), result.get("cpu", 0.0)
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill ``pid`` and every process below it, by PID.
+
+    Each process found is stopped first and the tree read again, until a reading finds nothing new: a stopped
+    process starts no child, so a process forked while the tree was read is found by the next reading instead
+    of being left behind, orphaned, when its parent is killed.
+    """
+    stopped: List[int] = []
+    found = [pid] + _descendants(pid)
+    while found:
+        for member in found:
+            _signal(member, signal.SIGSTOP)
+        stopped.extend(found)
+        found = [child for child in _descendants(pid) if child not in stopped]
+    for member in stopped:
+        _signal(member, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _descendants(pid: int) -> List[int]:

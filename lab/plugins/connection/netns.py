@@ -29,6 +29,12 @@ description:
     two nodes never see each other's files, and the machine's own C(/etc) is
     never touched. The host name is set in the command's own UTS namespace
     (O(podnet_netns_hostname))."
+  - "B(Environment.) Each command gets the environment a login to a host would
+    give, not the controller's: C(PATH) (C(/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)),
+    C(HOME), C(USER), C(LOGNAME) and C(SHELL) of the user running Ansible, and the
+    locale variables C(LANG), C(LANGUAGE) and C(LC_*), which OpenSSH passes on by
+    default. Variables of the shell that runs Ansible (C(PYTHONPATH),
+    C(VIRTUAL_ENV), C(PYTHONUNBUFFERED), a virtualenv first in C(PATH)) never reach the node."
   - Other paths (C(/root), C(/tmp), C(/usr), C(/opt), ...) are the machine's
     own and shared by all nodes; Ansible's temporary files live there (with
     unique names), which is harmless.
@@ -161,6 +167,7 @@ from ansible_collections.podnet.lab.plugins.module_utils.netns import (
     build_argv,
     default_root,
     join,
+    login_environment,
     netns_path,
     validate_hostname,
     validate_root,
@@ -197,17 +204,18 @@ class Connection(LocalConnection):
             raise AnsibleConnectionFailure("podnet.lab.netns: %s" % exc) from exc
         return netns, root, hostname
 
-    def _code_cache_env(self) -> t.Optional[t.Dict[str, str]]:
-        """The environment of a command with the compile cache on (see podnet_netns_code_cache), or None."""
+    def _env(self) -> t.Dict[str, str]:
+        """The environment of every command on the node: a login's (netns.login_environment), not the
+        controller's, plus the compile cache's variables when podnet_netns_code_cache is set."""
+        env = login_environment()
         cache = self.get_option("podnet_netns_code_cache")
-        if not cache:
-            return None
-        try:
-            hook = code_cache_hook.install_hook(cache)
-        except (OSError, ValueError) as exc:
-            raise AnsibleConnectionFailure("podnet.lab.netns: podnet_netns_code_cache: %s" % exc) from exc
-        path = os.environ.get("PYTHONPATH")
-        return dict(os.environ, PYTHONPATH=hook + (os.pathsep + path if path else ""), **{code_cache.ENV: cache})
+        if cache:
+            try:
+                env["PYTHONPATH"] = code_cache_hook.install_hook(cache)
+            except (OSError, ValueError) as exc:
+                raise AnsibleConnectionFailure("podnet.lab.netns: podnet_netns_code_cache: %s" % exc) from exc
+            env[code_cache.ENV] = cache
+        return env
 
     def _argv(self, command: str) -> t.List[str]:
         netns, root, hostname = self._node()
@@ -246,8 +254,8 @@ class Connection(LocalConnection):
                 "Set ansible_become: false for this host." % (self.default_user or "the controller user")
             )
         argv = self._argv(to_text(cmd, errors="surrogate_or_strict"))
-        env = self._code_cache_env()
-        display.vvv("EXEC %s%s" % ("" if env is None else "PYTHONPATH=%s " % env["PYTHONPATH"], join(argv)),
+        env = self._env()
+        display.vvv("EXEC %s%s" % ("PYTHONPATH=%s " % env["PYTHONPATH"] if "PYTHONPATH" in env else "", join(argv)),
                     host=self._play_context.remote_addr)
         try:
             proc = subprocess.Popen(
@@ -273,7 +281,8 @@ class Connection(LocalConnection):
             raise AnsibleFileNotFound("file or module does not exist: %s" % to_native(in_path))
         argv = self._argv("cat > %s" % _quote(out_path))
         with open(b_in, "rb") as source:
-            proc = subprocess.run(argv, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+            proc = subprocess.run(argv, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
+                                  env=self._env())
         self._check_setup(proc.returncode, proc.stderr)
         if proc.returncode != 0:
             raise AnsibleError(
@@ -290,7 +299,7 @@ class Connection(LocalConnection):
         b_out = to_bytes(out_path, errors="surrogate_or_strict")
         try:
             with open(b_out, "wb") as target:
-                proc = subprocess.run(argv, stdout=target, stderr=subprocess.PIPE, check=False)
+                proc = subprocess.run(argv, stdout=target, stderr=subprocess.PIPE, check=False, env=self._env())
         except OSError as exc:
             raise AnsibleError("podnet.lab.netns: cannot write %s: %s" % (out_path, to_native(exc))) from exc
         if proc.returncode != 0:

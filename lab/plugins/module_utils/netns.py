@@ -9,7 +9,9 @@ per-node root directory is configured, its own copy-on-write view of
 single place that knows how to enter such a node; the connection plugin
 ``podnet.lab.netns``, the module ``podnet.lab.lab_topology`` (which
 starts each node's sshd in the node's view) and the testinfra backend in
-``tests/lib`` all use :func:`build_argv`.  Pure functions: no I/O, standard
+``tests/lib`` all use :func:`build_argv`, and the connection and the testinfra
+backend give their commands :func:`login_environment`.  Pure functions (but
+:func:`login_environment`, which reads the user's password entry), standard
 library only (a module_utils file, so that modules can ship it).
 
 The command line is::
@@ -45,8 +47,10 @@ notice files that other commands create later under those three trees.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shlex
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "DEFAULT_ROOT_BASE",
@@ -59,7 +63,9 @@ __all__ = [
     "build_command",
     "default_root",
     "join",
+    "login_environment",
     "netns_path",
+    "node_environment",
     "overlay_dirs",
     "setup_script",
     "validate_hostname",
@@ -82,6 +88,12 @@ OVERLAYS: Tuple[Tuple[str, str], ...] = (
     ("/var/lib", "var-lib"),
     ("/run", "run"),
 )
+
+#: PATH of a command on a node: the default of a login on a Debian host (OpenSSH's, and login's for root).
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Variables of the controller a command on a node still gets: the locale, which OpenSSH's default
+#: configuration sends (ssh_config SendEnv) and accepts (sshd_config AcceptEnv).
+_LOCALE_VARIABLES = ("LANG", "LANGUAGE")
 
 NSENTER = "nsenter"
 UNSHARE = "unshare"
@@ -211,6 +223,36 @@ def setup_script(root: Optional[str] = None, hostname: Optional[str] = None, rem
         name = q(validate_hostname(hostname))
         lines.append("hostname %s || fail cannot set the host name %s" % (name, name))
     return "; ".join(lines)
+
+
+def node_environment(controller: Mapping[str, str], user: str, home: str, shell: str = SHELL) -> Dict[str, str]:
+    """The environment of a command on a node: that of a login to a host, not the controller's.
+
+    A real host reached over SSH never sees the variables of the shell that runs Ansible
+    (``PYTHONPATH``, ``VIRTUAL_ENV``, ``PYTHONUNBUFFERED``, a virtualenv first in ``PATH``); an emulated
+    node must not either, or it would run its modules differently (``PYTHONUNBUFFERED=1`` alone makes the
+    node's Python read a module sent on standard input one byte per system call). The node gets what a
+    login gives: ``PATH`` (:data:`NODE_PATH`), ``HOME``, ``USER``, ``LOGNAME`` and ``SHELL``, plus the
+    controller's locale (``LANG``, ``LANGUAGE``, ``LC_*``), which OpenSSH passes on by default.
+
+    >>> env = node_environment({"LANG": "C.UTF-8", "LC_TIME": "C", "PYTHONUNBUFFERED": "1",
+    ...                         "PATH": "/srv/venv/bin:/usr/bin"}, user="root", home="/root")
+    >>> sorted(env)
+    ['HOME', 'LANG', 'LC_TIME', 'LOGNAME', 'PATH', 'SHELL', 'USER']
+    >>> env["PATH"] == NODE_PATH
+    True
+    """
+    env = {name: value for name, value in controller.items()
+           if name in _LOCALE_VARIABLES or name.startswith("LC_")}
+    env.update(PATH=NODE_PATH, HOME=home, USER=user, LOGNAME=user, SHELL=shell)
+    return env
+
+
+def login_environment(controller: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """:func:`node_environment` for the user running this process (its name, home and login shell)."""
+    user = pwd.getpwuid(os.geteuid())
+    return node_environment(os.environ if controller is None else controller, user=user.pw_name,
+                            home=user.pw_dir, shell=user.pw_shell or SHELL)
 
 
 def build_argv(netns: str, command: str, root: Optional[str] = None,

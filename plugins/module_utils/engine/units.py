@@ -34,6 +34,8 @@ RESTORE_SCRIPT = """#!%(interpreter)s
 import os
 import sys
 
+# No __pycache__ beside the program: its files stay exactly those the node module wrote (and teardown removes).
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from ansible_collections.podnet.cluster.plugins.module_utils.engine.node import main  # noqa: E402
 
