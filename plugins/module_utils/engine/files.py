@@ -37,6 +37,17 @@ def apply_file(change):
         raise EngineError("cannot write %s: %s" % (change["path"], exc))
 
 
+def plan_compiled_removal(path):
+    """Removal of a compiled Python file (binary: the diff names it and its size)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = None
+    return dict(changed=size is not None, path=path, content=None, mode=0o644,
+                diff=dict(before="" if size is None else "(compiled Python, %d bytes)\n" % size, after="",
+                          before_header=path, after_header=path))
+
+
 def plan_link(path, target):
     """Change of one symlink (target None: remove it, only when it points where ours would)."""
     try:
@@ -67,6 +78,8 @@ def plan_whole_files(plan, files, links, record):
     old_files = set((record or {}).get("files") or [])
     for path in sorted(old_files - set(files)):
         plan.add("file %s (removed)" % path, plan_file(path, None), apply_file)
+        for compiled in compiled_forms(path):
+            plan.add("file %s (removed)" % compiled, plan_compiled_removal(compiled), apply_file)
     for path in sorted(files):
         content, mode = files[path]
         plan.add("file %s" % path, plan_file(path, content, mode), apply_file)
@@ -74,6 +87,23 @@ def plan_whole_files(plan, files, links, record):
         plan.add("link %s (removed)" % path, plan_link(path, None), apply_link)
     for path, target in sorted(links.items()):
         plan.add("link %s" % path, plan_link(path, target), apply_link)
+
+
+def compiled_forms(path):
+    """The compiled forms of the Python file ``path`` that Python wrote beside it (``__pycache__/<name>.*.pyc``).
+
+    The restore program of earlier versions let Python write them when it ran at boot; they go with the file.
+    """
+    if not path.endswith(".py"):
+        return []
+    cache = os.path.join(os.path.dirname(path), "__pycache__")
+    stem = os.path.basename(path)[:-3] + "."
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        return []
+    return [os.path.join(cache, n) for n in sorted(names) if n.startswith(stem) and n.endswith(".pyc")
+            and os.path.isfile(os.path.join(cache, n)) and not os.path.islink(os.path.join(cache, n))]
 
 
 def plan_dirs(directories, removing=(), keeping=()):

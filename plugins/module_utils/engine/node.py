@@ -166,6 +166,9 @@ def _plan_record(ctx):
     removing = [c["path"] for _n, c, _f in plan.parts
                 if c["changed"] and c.get("path") and (c.get("content", "") is None or c.get("target", "") is None)]
     keeping = list(ctx.files) + list(ctx.links) if ctx.present else []
+    # the __pycache__ folders of the compiled forms removed with their files go too, once empty
+    created |= set(os.path.dirname(path) for path in removing
+                   if os.path.basename(os.path.dirname(path)) == "__pycache__")
     plan.add("directories", plan_dirs(sorted(created, key=len, reverse=True), removing, keeping), apply_dirs)
 
 

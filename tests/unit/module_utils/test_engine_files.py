@@ -4,7 +4,14 @@
 
 from __future__ import annotations
 
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.files import apply_dirs, plan_dirs
+import py_compile
+
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.files import (
+    apply_dirs,
+    compiled_forms,
+    plan_compiled_removal,
+    plan_dirs,
+)
 
 
 def test_empty_created_directories_go_deepest_first(tmp_path):
@@ -33,3 +40,18 @@ def test_a_directory_with_a_foreign_file_stays(tmp_path):
     inner.mkdir()
     (inner / "99-theirs.conflist").write_text("{}")
     assert plan_dirs([str(inner)])["directories"] == []
+
+
+def test_the_compiled_forms_of_a_python_file_are_its_own_pyc_only(tmp_path):
+    source = tmp_path / "iproute.py"
+    source.write_text("X = 1\n")
+    compiled = py_compile.compile(str(source), doraise=True)  # __pycache__/iproute.cpython-3X.pyc
+    (tmp_path / "__pycache__" / "iproute_extra.cpython-311.pyc").write_bytes(b"theirs")  # another module's
+    (tmp_path / "__pycache__" / "iproute.notes").write_text("theirs")
+    assert compiled_forms(str(source)) == [compiled]
+    assert compiled_forms(str(tmp_path / "podnet-restore")) == []
+    assert compiled_forms(str(tmp_path / "nowhere" / "x.py")) == []
+    change = plan_compiled_removal(compiled)
+    assert change["changed"] and change["content"] is None
+    assert change["diff"]["before"].startswith("(compiled Python, ") and change["diff"]["after"] == ""
+    assert not plan_compiled_removal(str(tmp_path / "__pycache__" / "gone.cpython-311.pyc"))["changed"]
