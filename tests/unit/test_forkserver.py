@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from lib import cputime, forkserver
+from lib.labtools import wait_until
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -128,12 +128,9 @@ def test_a_command_that_runs_too_long_is_stopped(env):
     """With everything it started: Ansible's worker (in a session of its own) and the module's ``sleep``."""
     with pytest.raises(subprocess.TimeoutExpired):
         forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 61.5"), cwd=REPO, env=env, timeout=3)
-    for _wait in range(50):  # a killed process is gone once the kernel has run its exit: allow that 5 s
-        left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 61.5"]
-        if not left:
-            break
-        time.sleep(0.1)
-    assert not left, "left running: %s" % left
+    # a killed process is gone once the kernel has run its exit: allow that 5 s
+    wait_until(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 61.5"], 5,
+               "the command's sleep 61.5 is still running")
     proc = forkserver.run(adhoc("-m", "ansible.builtin.ping"), cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr
 

@@ -248,11 +248,10 @@ def node_environment(controller: Mapping[str, str], user: str, home: str, shell:
     return env
 
 
-def login_environment(controller: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """:func:`node_environment` for the user running this process (its name, home and login shell)."""
+def login_environment() -> Dict[str, str]:
+    """:func:`node_environment` of this process's environment, for the user running it (name, home, login shell)."""
     user = pwd.getpwuid(os.geteuid())
-    return node_environment(os.environ if controller is None else controller, user=user.pw_name,
-                            home=user.pw_dir, shell=user.pw_shell or SHELL)
+    return node_environment(os.environ, user=user.pw_name, home=user.pw_dir, shell=user.pw_shell or SHELL)
 
 
 def build_argv(netns: str, command: str, root: Optional[str] = None,

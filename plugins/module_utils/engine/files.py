@@ -102,8 +102,8 @@ def compiled_forms(path):
         names = os.listdir(cache)
     except OSError:
         return []
-    return [os.path.join(cache, n) for n in sorted(names) if n.startswith(stem) and n.endswith(".pyc")
-            and os.path.isfile(os.path.join(cache, n)) and not os.path.islink(os.path.join(cache, n))]
+    paths = (os.path.join(cache, n) for n in sorted(names) if n.startswith(stem) and n.endswith(".pyc"))
+    return [p for p in paths if os.path.isfile(p) and not os.path.islink(p)]
 
 
 def plan_dirs(directories, removing=(), keeping=()):
