@@ -124,10 +124,16 @@ def test_standard_input_and_cpu_are_passed_on(env, tmp_path):
     assert cputime.children_cpu() - before > 0.05  # the served run's CPU counts as this process's children's
 
 
-def test_a_command_that_runs_too_long_is_stopped(env):
-    """With everything it started: Ansible's worker (in a session of its own) and the module's ``sleep``."""
+def test_a_command_that_runs_too_long_is_stopped(env, tmp_path):
+    """With everything it started: Ansible's worker (in a session of its own) and the module's ``sleep``. The
+    killed module cannot remove its AnsiballZ payload folder, so its temporary directory is the test's own."""
+    module_tmp = tmp_path / "module-tmp"
+    module_tmp.mkdir()
     with pytest.raises(subprocess.TimeoutExpired):
-        forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 61.5"), cwd=REPO, env=env, timeout=3)
+        forkserver.run(adhoc("-m", "ansible.builtin.command", "-a", "sleep 61.5"), cwd=REPO,
+                       env=dict(env, TMPDIR=str(module_tmp)), timeout=5)
+    assert [p.name for p in module_tmp.iterdir() if p.name.startswith("ansible_")], \
+        "the module ran with another temporary directory than the test's (its payload would be left there)"
     # a killed process is gone once the kernel has run its exit: allow that 5 s
     wait_until(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 61.5"], 5,
                "the command's sleep 61.5 is still running")
