@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import spawn
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write
 from ansible_collections.podnet.lab.plugins.module_utils.lab_topology import (
     NETNS_DIR,
@@ -33,8 +34,7 @@ class Lab:
     # -- low level ---------------------------------------------------------
 
     def run(self, argv, data=None):
-        rc, out, err = self.module.run_command(argv, data=data, binary_data=data is not None)
-        return rc, out, err
+        return spawn(argv, data)
 
     def must(self, argv):
         rc, out, err = self.run(argv)
