@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: podnet.cluster contributors
 # SPDX-License-Identifier: Apache-2.0
-"""How the engines run commands: through an AnsibleModule, or as a plain process (boot-time restore).
+"""How the engines run commands: every command by :func:`spawn`; the runner of a module finds commands and warns
+through its AnsibleModule, the runner of the boot-time restore program by itself.
 
 Standard library only (Python 3.8+).
 """
@@ -137,10 +138,9 @@ def _side_by_side(runner, argvs):
     if not isinstance(runner, (ProcessRunner, ModuleRunner)) or len(argvs) < 2:
         return [runner.run(argv) for argv in argvs]
     results = [None] * len(argvs)
-    plain = ProcessRunner()
 
     def one(index, argv):
-        results[index] = plain.run(argv)
+        results[index] = spawn(argv)
 
     threads = [threading.Thread(target=one, args=(i, argv)) for i, argv in enumerate(argvs)]
     for thread in threads:
