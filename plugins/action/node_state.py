@@ -181,7 +181,7 @@ class ActionModule(PodnetAction):
         """A one-line summary (C(summary), C(msg)), and under --diff what changes on the node, named by host."""
         lib_dir = str(document.get("lib_dir") or "/var/lib/podnet")
         changes = result.get("changes") if isinstance(result.get("changes"), dict) else {}
-        restart = bool(result.get("docker_changed")) and state == "present" and \
+        restart = bool(result.get("docker_restart")) and state == "present" and \
             boolean(self._templar.template(task_vars.get("podnet_docker_restart", True)), strict=False)
         summary = summarize(changes, lib_dir, docker_restart=restart, removing=state == "absent",
                             verbs=file_verbs(result.get("diff")))

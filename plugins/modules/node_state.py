@@ -178,6 +178,13 @@ docker_changed:
   description: Whether Docker's daemon.json changed (Docker must restart to read it).
   returned: always
   type: bool
+docker_restart:
+  description:
+    - Whether Docker must restart to read its changed daemon.json - C(docker_changed), and the service (I(service))
+      runs on the node. A stopped service reads the file when it starts; the node role's handler restarts Docker
+      only where this is true.
+  returned: always
+  type: bool
 held:
   description: Pod CIDRs recorded on the node and pod gateways (inside the cluster networks) on its bridges.
   returned: always
@@ -357,8 +364,12 @@ def main():
         release, move = uplink_tasks(doc, record, state) if state in ("present", "absent") else (None, None)
     except EngineError as exc:
         fail_module(module, exc)
+    # read only when the file changed: a node that has nothing for Docker is not asked about its service
+    restart = bool(plan.docker_changed) and state in ("present", "absent") and \
+        service_active(runner, module.params["service"])
     result = dict(changed=plan.changed or state == "restart", restarted=state == "restart",
-                  changes=plan.summary(commands=module._diff), docker_changed=plan.docker_changed, held=found,
+                  changes=plan.summary(commands=module._diff), docker_changed=plan.docker_changed,
+                  docker_restart=restart, held=found,
                   record=path, uplink_release=release, uplink_move=move,
                   recorded_fabric=((record or {}).get("document") or {}).get("fabric"))
     if module._diff:
@@ -384,7 +395,8 @@ def _run(module, runner, doc, state):
     with reads_once(runner):  # nothing is written until the plan is made: what held() reads, the plan reads too
         found = held(runner, doc, record)
         if state == "probe":
-            module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False)
+            module.exit_json(changed=False, held=found, record=path, changes={}, docker_changed=False,
+                             docker_restart=False)
         if state == "present":
             problem = readdress_problem(doc, found, module.params["allow_readdress"])
             if problem:
@@ -399,7 +411,7 @@ def _run(module, runner, doc, state):
         if not service_active(runner, module.params["service"]):
             # a stopped service reads daemon.json when it starts; nothing to restart
             module.exit_json(changed=False, restarted=False, held=found, record=path, changes={},
-                             docker_changed=False,
+                             docker_changed=False, docker_restart=False,
                              msg="%s is not running: not restarted" % module.params["service"])
         if not module.check_mode:
             restart_service(runner, module.params["service"], module.params["timeout"])

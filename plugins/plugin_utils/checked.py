@@ -14,8 +14,8 @@ from typing import Any, Dict, Mapping
 from ansible_collections.podnet.cluster.plugins.plugin_utils.data import plain
 
 # What a call that changes nothing returns, taken over from the check that proved it
-RESULT_KEYS = ("changes", "docker_changed", "held", "record", "uplink_release", "uplink_move", "recorded_fabric",
-               "restarted", "document_digest", "would_change")
+RESULT_KEYS = ("changes", "docker_changed", "docker_restart", "held", "record", "uplink_release", "uplink_move",
+               "recorded_fabric", "restarted", "document_digest", "would_change")
 
 
 def document_digest(document: Dict[str, Any], state: str, allow_readdress: bool) -> str:

@@ -124,6 +124,31 @@ def test_a_docker_restart_waits_for_the_node_lock(lab: Lab, tmp_path):
             script.unlink(missing_ok=True)
 
 
+def test_a_restart_is_pending_only_where_docker_runs(lab: Lab, tmp_path):
+    """A daemon.json change means a restart only on a node whose Docker runs (the first node, with the stand-in
+    service; the other has no docker service at all): its summary says so and the handler runs there. The other
+    node's Docker reads the file when it starts; its summary lists the file and the handler skips it, without
+    asking the node again."""
+    red, green = lab.nodes[0], lab.nodes[1]
+    ensure_default(lab)
+    scripts = stub_docker_service(lab, tmp_path / "restarts.log", [red])
+    try:
+        proc = playbook(lab, "site", "--check", "--diff", podnet_bridge_mtu=1400)
+    finally:
+        for script in scripts:
+            script.unlink(missing_ok=True)
+    summaries = {n: [l for l in proc.stdout.splitlines() if l.startswith("%s: bridge " % n)] for n in (red, green)}
+    assert len(summaries[red]) == 1 and "daemon.json keys set" in summaries[red][0] \
+        and summaries[red][0].endswith("Docker restart pending"), proc.stdout[-6000:]
+    assert len(summaries[green]) == 1 and "daemon.json keys set" in summaries[green][0] \
+        and "Docker restart pending" not in summaries[green][0], proc.stdout[-6000:]
+    handler = proc.stdout.split("RUNNING HANDLER [podnet.cluster.node : Restart Docker in batches", 1)[1]
+    handler = handler.split("\nPLAY RECAP", 1)[0]
+    assert "skipping: [%s]" % green in handler and "[%s]" % red in handler.replace("skipping: [%s]" % red, ""), \
+        handler
+    assert not (tmp_path / "restarts.log").exists(), "a --check run restarted Docker"
+
+
 def test_teardown_restarts_docker_in_batches_when_it_removed_its_bridge_settings(lab: Lab, tmp_path):
     """Teardown takes Docker's bridge settings out of daemon.json: a running Docker is restarted (one node at a
     time with podnet_restart_batch 1), so dockerd does not stay on the deleted bridge; a second teardown
