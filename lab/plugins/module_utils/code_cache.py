@@ -14,8 +14,9 @@ connection runs each command with this file as ``sitecustomize`` (``PYTHONPATH``
 before (same source, same path inside the zip, same Python bytecode version and optimisation level) is read from
 the cache with ``marshal``, with the file name of this run's zip, instead of being compiled. Nothing else of the
 module's run changes: the same source gives the same code object. An unreadable or damaged entry is compiled again
-and rewritten; a cache that cannot be written is simply not used. Then the node's own ``sitecustomize`` (the one
-this file shadows on ``sys.path``), if any, is run as usual.
+and rewritten; a cache that cannot be written is simply not used. Within one process, a module's code is found
+in its zip once, not twice as Python 3.11's ``zipimport`` does (:func:`remember_module_code`). Then the node's own
+``sitecustomize`` (the one this file shadows on ``sys.path``), if any, is run as usual.
 
 Only the standard library: the file runs on the node's Python, outside Ansible.
 """
@@ -110,6 +111,28 @@ def install(cache_dir: str) -> None:
 
     cached_compile_source.podnet_code_cache = cache_dir
     zipimport._compile_source = cached_compile_source
+    remember_module_code()
+
+
+def remember_module_code() -> None:
+    """Make ``zipimport`` find a module's code in a zip once per process. Python 3.11's ``zipimporter`` finds it twice
+    for every import (``get_filename``, which ``importlib`` asks for the module's spec, then ``get_code``), each time
+    decompressing the file and compiling it (here: reading it from the cache); the second time returns what the first
+    found (the same zip, prefix and module name give the same code, as zipimport's own directory cache assumes)."""
+    get_module_code = getattr(zipimport, "_get_module_code", None)
+    if get_module_code is None or getattr(get_module_code, "podnet_code_cache", None) is not None:
+        return
+    found: dict = {}
+
+    def remembered_module_code(importer, fullname):
+        key = (importer.archive, importer.prefix, fullname)
+        code = found.get(key)
+        if code is None:
+            code = found[key] = get_module_code(importer, fullname)
+        return code
+
+    remembered_module_code.podnet_code_cache = True
+    zipimport._get_module_code = remembered_module_code
 
 
 def run_shadowed_sitecustomize(here: str) -> None:

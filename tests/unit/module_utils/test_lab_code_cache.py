@@ -25,8 +25,10 @@ SOURCE = b"def where():\n    raise RuntimeError('from the zip')\n\nVALUE = 41 + 
 
 @pytest.fixture()
 def zipimport_restored(monkeypatch):
-    """install() replaces zipimport._compile_source of this process: put the real one back afterwards."""
+    """install() replaces zipimport._compile_source and _get_module_code of this process: put the real ones back
+    afterwards."""
     monkeypatch.setattr(zipimport, "_compile_source", zipimport._compile_source)
+    monkeypatch.setattr(zipimport, "_get_module_code", zipimport._get_module_code)
     yield
     sys.modules.pop(MODULE, None)
 
@@ -102,6 +104,29 @@ def test_a_cache_that_cannot_be_written_is_not_used(tmp_path, zipimport_restored
     blocker.write_text("")
     code_cache.install(str(blocker / "cache"))
     assert import_from(make_zip(tmp_path / "one.zip")).VALUE == 42
+
+
+def test_a_module_is_read_from_its_zip_once_per_import(tmp_path, zipimport_restored, monkeypatch):
+    """zipimport finds a module's code for its spec (get_filename) and again to run it (get_code): each time it
+    decompresses the file and compiles it, or reads it from the cache. Installed, the second time is remembered."""
+    calls = []
+    original = zipimport._get_module_code
+
+    def counted(importer, fullname):
+        calls.append(fullname)
+        return original(importer, fullname)
+
+    monkeypatch.setattr(zipimport, "_get_module_code", counted)
+    assert import_from(make_zip(tmp_path / "one.zip")).VALUE == 42
+    assert calls == [MODULE, MODULE]  # without the cache: twice (Python 3.11's zipimport)
+    calls.clear()
+    code_cache.install(str(tmp_path / "cache"))
+    module = import_from(make_zip(tmp_path / "two.zip"))
+    assert module.VALUE == 42 and module.__file__ == str(tmp_path / "two.zip" / ("%s.py" % MODULE))
+    assert calls == [MODULE]
+    # another zip is another module: found again
+    assert import_from(make_zip(tmp_path / "three.zip", b"VALUE = 3\n")).VALUE == 3
+    assert calls == [MODULE, MODULE]
 
 
 def test_install_twice_wraps_once(tmp_path, zipimport_restored):
