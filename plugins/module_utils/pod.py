@@ -20,6 +20,7 @@ import time
 
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import spawn
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import atomic_write, read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.ifname import ifname_problem
 from ansible_collections.podnet.cluster.plugins.module_utils.pod_network import PodError, PodNetwork
@@ -114,16 +115,10 @@ class Pod(PodNetwork):
         return self._bins[name]
 
     def run(self, argv, data=None, check=True, timeout=60):
-        try:
-            proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  timeout=timeout, check=False, env=dict(os.environ, LC_ALL="C"))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PodError("%s: %s" % (" ".join(argv), to_native(exc)))
-        out = proc.stdout.decode("utf-8", "replace")
-        err = proc.stderr.decode("utf-8", "replace")
-        if check and proc.returncode != 0:
-            raise PodError("%s failed (rc %d): %s" % (" ".join(argv), proc.returncode, (err or out).strip()))
-        return proc.returncode, out, err
+        rc, out, err = spawn(argv, data, timeout=timeout)
+        if check and rc != 0:
+            raise PodError("%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()))
+        return rc, out, err
 
     def in_netns(self, netns, argv, **kwargs):
         return self.run([self.bin("nsenter"), "--net=%s" % netns, "--"] + argv, **kwargs)

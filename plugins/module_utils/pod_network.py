@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
-from ansible.module_utils.common.text.converters import to_native
-
-from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ModuleRunner
+from ansible_collections.podnet.cluster.plugins.module_utils.engine.runner import EngineError, ModuleRunner, spawn
 from ansible_collections.podnet.cluster.plugins.module_utils.fileutil import read_text
 from ansible_collections.podnet.cluster.plugins.module_utils.iproute import run_ip_json
 
@@ -65,15 +62,10 @@ class PodNetwork(object):
         exe = self.cni_plugin_path(plugin["type"], dirs)
         env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=self.name, CNI_NETNS=netns,
                    CNI_IFNAME=self.params["ifname"], CNI_PATH=":".join(dirs))
-        try:
-            proc = subprocess.run([exe], input=json.dumps(plugin).encode("utf-8"), env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  timeout=self.params["timeout"] * 6, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PodError("CNI %s %s: %s" % (command, plugin["type"], to_native(exc)))
-        out = proc.stdout.decode("utf-8", "replace").strip()
-        if proc.returncode != 0:
-            detail = out or proc.stderr.decode("utf-8", "replace").strip()
+        rc, out, stderr = spawn([exe], json.dumps(plugin), timeout=self.params["timeout"] * 6, env=env)
+        out = out.strip()
+        if rc != 0:
+            detail = out or stderr.strip()
             try:
                 err = json.loads(out)
                 detail = "%s%s (code %s)" % (err.get("msg"), "; %s" % err["details"] if err.get("details") else "",

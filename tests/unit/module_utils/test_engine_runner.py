@@ -32,6 +32,18 @@ def test_a_command_that_cannot_start_gives_127_and_says_why(tmp_path):
     assert "cannot run %s" % (tmp_path / "no-such-command") in err and "No such file" in err
 
 
+def test_a_command_still_running_after_its_timeout_is_killed_and_gives_124():
+    rc, out, err = spawn([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    assert rc == 124 and out == "" and "still running after 0.5 s, killed" in err
+
+
+def test_env_replaces_the_environment_but_the_locale_stays_c():
+    show = [sys.executable, "-c", "import os; print(sorted((k, v) for k, v in os.environ.items() "
+            "if k in ('CNI_COMMAND', 'LC_ALL', 'HOME')))"]
+    rc, out, _err = spawn(show, env={"CNI_COMMAND": "ADD", "LC_ALL": "de_DE.UTF-8"})
+    assert rc == 0 and out.strip() == repr([("CNI_COMMAND", "ADD"), ("LC_ALL", "C")])
+
+
 class Module(object):
     """What ModuleRunner uses of an AnsibleModule, but run_command, which it must not call."""
 
